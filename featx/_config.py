@@ -1,0 +1,24 @@
+"""Process-wide settings read from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["cache_dir"]
+
+
+def cache_dir() -> Path:
+    """Return the feature-cache directory: ``$FEATX_CACHE_DIR``, else ``./cache``.
+
+    The directory is not created here; writers create it when they first write.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["FEATX_CACHE_DIR"] = "/tmp/featx-doc-cache"
+    >>> str(cache_dir())
+    '/tmp/featx-doc-cache'
+    >>> del os.environ["FEATX_CACHE_DIR"]
+    """
+    return Path(os.environ.get("FEATX_CACHE_DIR") or "cache")
