@@ -1,0 +1,148 @@
+"""Backbone forward passes at a fixed batch shape, with the process-wide forward-pass counter.
+
+Every batch is padded to ``batch_size`` rows so the compiled predict function is traced once per
+configuration; the padding rows are dropped from the output. Keras' ``predict_on_batch`` is the
+default on every backend (it runs the backend's compiled predict step: ``tf.function`` on TensorFlow,
+``jax.jit`` on JAX); ``docs/benchmarks.md`` has the measurements behind that choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+__all__ = ["BatchRunner", "extract_in_memory", "forward_pass_count", "get_model", "has_gpu"]
+
+_COUNT = 0
+_COUNT_LOCK = threading.Lock()
+_MODELS: OrderedDict = OrderedDict()
+_MODELS_MAX = 2
+
+
+def forward_pass_count() -> int:
+    """Images sent through a backbone in this process so far (padding rows not counted)."""
+    return _COUNT
+
+
+def _add_count(n: int) -> None:
+    global _COUNT
+    with _COUNT_LOCK:
+        _COUNT += int(n)
+
+
+def has_gpu() -> bool:
+    """Whether the active Keras backend sees a GPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return any(d.platform == "gpu" for d in jax.devices())
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available())
+    except Exception:  # pragma: no cover - a broken GPU runtime means no GPU
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed: bool):
+    import keras
+
+    if not mixed:
+        yield
+        return
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16" if has_gpu() else "mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+def get_model(config: dict):
+    """Build (or reuse, per process) the backbone described by an extractor ``config``."""
+    from featx.backbones import load_backbone
+
+    key = config["key"]
+    if key in _MODELS:
+        _MODELS.move_to_end(key)
+        return _MODELS[key]
+    weights = None if config["weights"] == "none" else config["weights"]
+    pooling = None if config["pooling"] == "none" else config["pooling"]
+    with _dtype_policy(config.get("mixed_precision", False)):
+        model = load_backbone(config["backbone"], weights=weights,
+                              input_size=tuple(config["input_size"]), pooling=pooling,
+                              layers=json.loads(config["layers"]))
+    _MODELS[key] = model
+    while len(_MODELS) > _MODELS_MAX:
+        _MODELS.popitem(last=False)
+    return model
+
+
+class BatchRunner:
+    """Run ``model`` on ``uint8`` image batches, always at ``batch_size`` rows.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Takes float RGB 0-255 ``(N, h, w, 3)``.
+    batch_size : int
+    out_dtype : str
+        Dtype of the returned features.
+    """
+
+    def __init__(self, model, batch_size: int, out_dtype: str = "float32") -> None:
+        self.model, self.batch_size, self.out_dtype = model, int(batch_size), out_dtype
+        self._buf: np.ndarray | None = None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        n = len(images)
+        if n == 0:
+            raise ValueError("BatchRunner needs at least one image")
+        if n > self.batch_size:
+            return np.concatenate([self(images[i : i + self.batch_size])
+                                   for i in range(0, n, self.batch_size)])
+        if self._buf is None or self._buf.shape[1:] != images.shape[1:]:
+            self._buf = np.zeros((self.batch_size, *images.shape[1:]), np.float32)
+        self._buf[:n] = images  # uint8 -> float32 in place; rows past n keep old data (dropped)
+        out = self.model.predict_on_batch(self._buf)
+        if isinstance(out, list | tuple):  # several layers: concatenate their pooled features
+            out = np.concatenate([np.asarray(o).reshape(len(o), -1) for o in out], axis=1)
+        _add_count(n)
+        return np.asarray(out[:n], dtype=self.out_dtype)
+
+
+def extract_in_memory(paths, config: dict, batch_size: int = 32, n_workers: int | None = 0):
+    """``{path: (features, content_id)}`` for ``paths`` (unreadable ones map to ``(None, id)``)."""
+    from featx._decode_pool import DecodePool
+
+    runner = BatchRunner(get_model(config), batch_size, config["dtype"])
+    out = {}
+    with DecodePool(config["input_size"], config["resize"], n_workers=n_workers,
+                    chunk=batch_size) as pool:
+        for (ids, images, reasons), start in zip(
+            pool.imap(list(paths)), range(0, len(paths), batch_size), strict=True
+        ):
+            feats = runner(images) if len(images) else []
+            k = 0
+            for j, (cid, reason) in enumerate(zip(ids, reasons, strict=True)):
+                p = paths[start + j]
+                if reason is None:
+                    out[p] = (feats[k], cid)
+                    k += 1
+                else:
+                    out[p] = (None, cid)
+    return out

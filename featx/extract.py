@@ -1,0 +1,293 @@
+"""The streaming extraction engine: images -> backbone features -> :class:`FeatureSet` (+ HDF5 cache).
+
+One call of :func:`extract_features` hashes every file (SHA-256 of the bytes, the row key), returns
+the dataset file at once when it already matches, and otherwise runs only the images whose content
+the configuration's row store lacks: worker threads read + decode + resize into ``uint8`` chunks
+through a bounded prefetch window, the main thread fills fixed-size batches and runs the backbone,
+and finished rows are committed to the row store every couple of seconds. The dataset file is then
+assembled from the store. Memory stays flat in the number of images apart from the returned arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from featx import cache as _cache
+from featx._decode_pool import DecodePool, hash_files
+from featx._forward import BatchRunner, forward_pass_count, get_model, has_gpu
+from featx._progress import Progress
+
+__all__ = ["FeatureSet", "extract_features", "forward_pass_count"]
+
+_COMMIT_SECONDS = 2.0  # commit finished rows to the row store at least this often
+_COMMIT_ROWS = 4096  # ... or when this many are pending
+_CPU_BATCH, _GPU_BATCH = 32, 256
+
+
+class FeatureSet:
+    """Features of a dataset's images, aligned with their labels.
+
+    Attributes
+    ----------
+    features : ndarray (N, D)
+    labels : ndarray of int64 (N,)
+    paths : list of str
+    ids : list of str
+        SHA-256 hex of each image file's bytes.
+    class_names : list of str
+    path : pathlib.Path or None
+        The dataset ``.h5`` file (``None`` when extracted with ``cache=False``).
+    attrs : dict
+        The extractor configuration and provenance (see ``docs/cache.md``).
+    skipped : list of (path, reason)
+        Images of the dataset that could not be decoded.
+
+    Examples
+    --------
+    >>> fs = FeatureSet(np.eye(3, dtype="float32"), [0, 1, 1], ["a", "b", "c"], ["x", "y", "z"],
+    ...                 ["cat", "dog"])
+    >>> len(fs), fs.subset([2]).paths, fs.features.shape
+    (3, ['c'], (3, 3))
+    """
+
+    def __init__(self, features, labels, paths, ids, class_names, path=None, attrs=None,
+                 skipped=()) -> None:
+        self.features = np.asarray(features)
+        self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        self.paths = list(paths)
+        self.ids = list(ids)
+        self.class_names = list(class_names)
+        self.path = None if path is None else Path(path)
+        self.attrs = dict(attrs or {})
+        self.skipped = [tuple(s) for s in skipped]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FeatureSet:
+        """Read a dataset file written by :func:`extract_features`."""
+        d = _cache.read_dataset_file(path)
+        skipped = json.loads(d["attrs"].get("skipped", "[]"))
+        return cls(d["features"], d["labels"], d["paths"], d["ids"], d["attrs"]["class_names"],
+                   path, d["attrs"], skipped)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices) -> FeatureSet:
+        """Rows ``indices`` (ints or a boolean mask) as a new in-memory FeatureSet."""
+        idx = np.arange(len(self))[np.asarray(indices)]
+        return FeatureSet(self.features[idx], self.labels[idx], [self.paths[i] for i in idx],
+                          [self.ids[i] for i in idx], self.class_names, None, self.attrs)
+
+    def __repr__(self) -> str:
+        return (f"FeatureSet(n={len(self)}, shape={tuple(self.features.shape)}, "
+                f"backbone={self.attrs.get('backbone')!r}, path={self.path})")
+
+
+def _request_digest(dataset, ids: Sequence[str | None]) -> str:
+    h = hashlib.sha256(json.dumps(list(dataset.class_names)).encode())
+    for p, cid, y in zip(dataset.paths, ids, dataset.labels.tolist(), strict=True):
+        h.update(f"{p}\0{cid}\0{y}\n".encode())
+    return h.hexdigest()
+
+
+def _load_if_current(path: Path, digest: str) -> FeatureSet | None:
+    try:
+        if _cache.read_attrs(path).get("request_digest") != digest:
+            return None
+        return FeatureSet.load(path)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _stream(paths, config, batch_size, n_workers, sink, progress) -> dict[str, str]:
+    """Decode ``paths`` and run the backbone; rows go to ``sink(ids, feats)`` in commit-sized
+    groups. Returns ``{content id or path: reason}`` for images that could not be decoded."""
+    h, w = config["input_size"]
+    runner = BatchRunner(get_model(config), batch_size, config["dtype"])
+    batch = np.empty((batch_size, h, w, 3), np.uint8)
+    batch_ids: list[str] = []
+    done_ids, done_feats, failed = [], [], {}
+    last = time.monotonic()
+
+    def forward() -> None:
+        done_feats.append(runner(batch[: len(batch_ids)]))
+        done_ids.extend(batch_ids)
+        progress.update(len(batch_ids))
+        batch_ids.clear()
+
+    def commit() -> None:
+        nonlocal last
+        if done_ids:
+            sink(list(done_ids), np.concatenate(done_feats))
+            done_ids.clear(), done_feats.clear()
+        last = time.monotonic()
+
+    with DecodePool((h, w), config["resize"], n_workers, chunk=min(8, batch_size),
+                    window=max(4, 2 * batch_size // min(8, batch_size))) as pool:
+        start = 0
+        for ids, images, reasons in pool.imap(paths):
+            k = 0
+            for j, (cid, reason) in enumerate(zip(ids, reasons, strict=True)):
+                if reason is not None:
+                    failed[cid or paths[start + j]] = reason
+                    progress.update(1)
+                    continue
+                batch[len(batch_ids)] = images[k]
+                batch_ids.append(cid)
+                k += 1
+                if len(batch_ids) == batch_size:
+                    forward()
+                    if time.monotonic() - last >= _COMMIT_SECONDS or len(done_ids) >= _COMMIT_ROWS:
+                        commit()
+            start += len(ids)
+        if batch_ids:
+            forward()
+        commit()
+    return failed
+
+
+def extract_features(
+    dataset,
+    backbone: str = "efficientnet_lite0",
+    *,
+    weights: str | os.PathLike | None = "imagenet",
+    input_size: int | tuple[int, int] | None = None,
+    pooling: str | None = "avg",
+    layers: Sequence[str] | None = None,
+    resize: str = "bilinear",
+    cache: bool | str | os.PathLike | None = None,
+    batch_size: int | None = 32,
+    n_workers: int | None = None,
+    dtype: str = "float32",
+    mixed_precision: bool = False,
+    verbose: int = 1,
+) -> FeatureSet:
+    """Extract (or load cached) backbone features for every image of ``dataset``.
+
+    Parameters
+    ----------
+    dataset : featx.ImageDataset
+    backbone, weights, input_size, pooling, layers
+        Passed to :func:`featx.backbones.load_backbone`; ``input_size=None`` is the backbone's own.
+    resize : {"bilinear", "crop"}
+        How images are brought to ``input_size`` (see :func:`featx.read_image`).
+    cache : None, False, or path
+        ``None``: the featx cache dir (``$FEATX_CACHE_DIR`` or ``./cache``); a path: that folder;
+        ``False``: nothing touches the disk.
+    batch_size : int or None
+        Images per forward pass (``None``: 32 on CPU, 256 on GPU). Not part of the cache key.
+    n_workers : int, optional
+        Decode threads (default: one per core). ``0`` decodes in the calling thread.
+    dtype : {"float32", "float16"}
+        Storage dtype of the features.
+    mixed_precision : bool
+        Build the backbone under a mixed float16 (GPU) / bfloat16 (CPU) policy. Changes the key.
+    verbose : int
+        ``0`` silent; ``1`` a progress bar on a terminal and a line about skipped images.
+
+    Returns
+    -------
+    FeatureSet
+        One row per decodable image, in dataset order; ``skipped`` lists the others with reasons.
+
+    Examples
+    --------
+    >>> import tempfile, os, numpy as np
+    >>> from PIL import Image
+    >>> from featx.data import ImageDataset
+    >>> d = tempfile.mkdtemp()
+    >>> paths = [os.path.join(d, f"{i}.png") for i in range(3)]
+    >>> for i, p in enumerate(paths):
+    ...     Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(p)
+    >>> ds = ImageDataset.from_paths(paths, ["a", "b", "a"], name="doc")
+    >>> fs = extract_features(ds, "mobilenet_v2", weights=None, input_size=32, cache=d, verbose=0)
+    >>> len(fs), fs.labels.tolist()
+    (3, [0, 1, 0])
+    >>> before = forward_pass_count()
+    >>> fs2 = extract_features(ds, "mobilenet_v2", weights=None, input_size=32, cache=d, verbose=0)
+    >>> forward_pass_count() - before, np.allclose(fs.features, fs2.features)
+    (0, True)
+    """
+    config = _cache.extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
+                                     mixed_precision)
+    if batch_size is None:
+        batch_size = _GPU_BATCH if has_gpu() else _CPU_BATCH
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    batch_size = int(batch_size)
+    paths = list(dataset.paths)
+    hashed = hash_files(paths)
+    ids = [cid for cid, _ in hashed]
+    unreadable = {p: r for p, (cid, r) in zip(paths, hashed, strict=True) if cid is None}
+    name = dataset.name or f"dataset-{_request_digest(dataset, ids)[:8]}"
+    progress = Progress(f"featx {config['backbone']}", verbose)
+
+    def missing(have) -> list[str]:
+        first: dict[str, str] = {}
+        for p, cid in zip(paths, ids, strict=True):
+            if cid is not None and cid not in have and cid not in first:
+                first[cid] = p
+        return list(first.values())
+
+    if cache is False:
+        rows: dict[str, np.ndarray] = {}
+        todo = missing(rows)
+        progress.start(len(todo))
+        failed = _stream(todo, config, batch_size, n_workers,
+                         lambda i, f: rows.update(zip(i, f)), progress) if todo else {}
+        get = lambda keep_ids: np.stack([rows[i] for i in keep_ids])  # noqa: E731
+        fs = _assemble(dataset, ids, unreadable, failed, set(rows), get, config, None, name)
+        progress.close(fs.skipped)
+        return fs
+
+    root = _cache.resolve_root(cache)
+    dfile = _cache.dataset_file(root, name, config)
+    digest = _request_digest(dataset, ids)
+    if (hit := _load_if_current(dfile, digest)) is not None:
+        return hit
+    store = _cache.row_store(root, config)
+    with store.lock(exclusive=True, on_wait=progress.waiting):
+        if (hit := _load_if_current(dfile, digest)) is not None:  # another process built it
+            return hit
+        todo = missing(store.index())
+        progress.start(len(todo))
+        failed = _stream(todo, config, batch_size, n_workers, store.commit, progress) if todo else {}
+        store.compact()
+        fs = _assemble(dataset, ids, unreadable, failed, store.index(), store.gather, config,
+                       dfile, name, digest)
+    progress.close(fs.skipped)
+    return fs
+
+
+def _assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, name, digest=None):
+    """Rows of the dataset that have features, in order; write the dataset file when asked."""
+    keep, skipped = [], []
+    for i, (p, cid) in enumerate(zip(dataset.paths, ids, strict=True)):
+        if cid is None:
+            skipped.append((p, unreadable[p]))
+        elif cid in have:
+            keep.append(i)
+        else:
+            skipped.append((p, failed.get(cid) or failed.get(p) or "file changed during extraction"))
+    keep_ids = [ids[i] for i in keep]
+    if keep_ids:
+        features = gather(keep_ids)
+    else:
+        d = 1  # nothing decodable: an empty (0, 1) array keeps the layout valid
+        features = np.zeros((0, d), config["dtype"])
+    labels = dataset.labels[keep]
+    paths = [dataset.paths[i] for i in keep]
+    extra = {"skipped": json.dumps(skipped), "dataset_name": name,
+             "request_digest": digest or ""}
+    if dfile is not None:
+        _cache.write_dataset_file(dfile, config, features=features, labels=labels, paths=paths,
+                                  ids=keep_ids, class_names=dataset.class_names, extra=extra)
+    attrs = {**config, **extra, "complete": True}
+    return FeatureSet(features, labels, paths, keep_ids, dataset.class_names, dfile, attrs, skipped)

@@ -1,0 +1,145 @@
+"""FeatureExtractor and TransferClassifier: sklearn conventions, cache reuse, real images."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from featx import FeatureExtractor, ImageDataset, TransferClassifier, list_heads
+from featx.extract import forward_pass_count
+
+TINY = {"backbone": "mobilenet_v2", "weights": None, "input_size": 32}
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+# FeatureExtractor reads images, not numeric matrices: every check that transforms the random
+# float arrays sklearn feeds it fails with our TypeError ("X must be a list of image paths ...").
+_IMAGES_ONLY = "FeatureExtractor reads images (paths/ImageDataset/uint8 arrays), not float matrices"
+FEATURE_EXTRACTOR_XFAIL = {
+    name: _IMAGES_ONLY
+    for name in (
+        "check_estimators_dtypes", "check_fit_score_takes_y", "check_estimators_fit_returns_self",
+        "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_overwrite_params",
+        "check_estimators_pickle", "check_transformer_data_not_an_array", "check_transformer_general",
+        "check_transformers_unfitted", "check_transformer_preserve_dtypes", "check_methods_sample_order_invariance",
+        "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature",
+        "check_dict_unchanged", "check_dont_overwrite_parameters", "check_fit_idempotent",
+        "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+        "check_transformer_n_iter", "check_get_feature_names_out_error", "check_readonly_memmap_input",
+        "check_n_features_in_after_fitting", "check_f_contiguous_array_estimator",
+        "check_positive_only_tag_during_fit", "check_mixin_order", "check_estimators_empty_data_messages",
+        "check_transformer_get_feature_names_out", "check_transformer_get_feature_names_out_pandas",
+        "check_set_output_transform", "check_set_output_transform_pandas",
+        "check_global_output_transform_pandas", "check_global_set_output_transform_polars",
+        "check_set_output_transform_polars", "check_requires_y_none", "check_fit1d",
+        "check_complex_data", "check_estimator_sparse_array", "check_estimator_sparse_matrix",
+        "check_estimator_sparse_tag", "check_estimators_pickle(readonly_memmap=True)",
+    )
+}
+
+
+def _expected_failures(estimator):
+    return FEATURE_EXTRACTOR_XFAIL if isinstance(estimator, FeatureExtractor) else {}
+
+
+@parametrize_with_checks(
+    [TransferClassifier(head=h) for h in list_heads()] + [FeatureExtractor(**TINY)],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_conventions(estimator, check):
+    """TransferClassifier on precomputed 2-D features behaves like any sklearn classifier."""
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def colour_images(tmp_path_factory):
+    """Real JPEGs whose class is their colour: learnable even from random-weight features."""
+    root = tmp_path_factory.mktemp("colours")
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for name, rgb in COLOURS.items():
+        for i in range(8):
+            noise = rng.integers(-25, 25, size=(40, 40, 3))
+            img = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
+            path = root / f"{name}_{i}.jpg"
+            Image.fromarray(img).save(path, quality=90)
+            paths.append(str(path))
+            labels.append(name)
+    return paths, np.array(labels)
+
+
+def test_second_fit_with_another_head_runs_no_backbone(colour_images):
+    paths, labels = colour_images
+    clf = TransferClassifier(head="logreg", **TINY).fit(paths, labels)
+    assert set(clf.classes_) == set(COLOURS)
+    assert clf.score(paths, labels) == 1.0
+    before = forward_pass_count()
+    for head in list_heads():
+        clf.set_params(head=head).fit(paths, labels)
+        assert clf.predict(paths[:3]).tolist() == labels[:3].tolist()
+    assert forward_pass_count() == before  # every later fit/predict came from the cache
+
+
+def test_fit_from_dataset_feature_set_and_arrays(colour_images):
+    paths, labels = colour_images
+    ds = ImageDataset.from_paths(paths, labels)
+    by_dataset = TransferClassifier(**TINY).fit(ds)
+    fx = FeatureExtractor(**TINY).fit()
+    feature_set = fx.extract(ds)
+    by_features = TransferClassifier(**TINY).fit(feature_set)
+    np.testing.assert_allclose(
+        by_dataset.predict_proba(ds), by_features.predict_proba(feature_set.features), atol=1e-6
+    )
+    arrays = np.stack([np.asarray(Image.open(p)) for p in paths[:6]])
+    assert by_dataset.predict(arrays).tolist() == labels[:6].tolist()
+
+
+def test_method_availability_follows_head():
+    assert hasattr(TransferClassifier(head="logreg"), "predict_proba")
+    assert not hasattr(TransferClassifier(head="linear_svm"), "predict_proba")
+    assert hasattr(TransferClassifier(head="linear_svm"), "decision_function")
+
+
+def test_cv_grid_search_and_pickle(colour_images):
+    paths, labels = colour_images
+    clf = TransferClassifier(head="logreg", cv=2, **TINY).fit(paths, labels)
+    assert clf.cv_results_["params"] and clf.best_params_
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict(paths), clf.predict(paths))
+    assert clone(clf).get_params() == clf.get_params()
+
+
+def test_grid_search_over_heads_in_parallel(colour_images):
+    paths, labels = colour_images
+    search = GridSearchCV(
+        TransferClassifier(**TINY), {"head": ["logreg", "knn"]}, cv=2, n_jobs=2
+    ).fit(paths, labels)
+    assert search.best_score_ == 1.0
+
+
+def test_pipeline_and_cross_val_score(colour_images):
+    paths, labels = colour_images
+    pipe = Pipeline([("features", FeatureExtractor(**TINY)), ("clf", LogisticRegression())])
+    scores = cross_val_score(pipe, np.array(paths, dtype=object), labels, cv=2)
+    assert scores.mean() == 1.0
+    names = pipe.fit(paths, labels)[:-1].get_feature_names_out()
+    assert names[0] == "mobilenet_v2_avg_0" and len(names) == 1280
+
+
+def test_errors_name_the_parameter(colour_images):
+    paths, labels = colour_images
+    with pytest.raises(ValueError, match="efficientnet_lite0"):
+        TransferClassifier(backbone="efficientnet_lite", head="logreg").fit(paths, labels)
+    with pytest.raises(ValueError, match="head"):
+        TransferClassifier(head="svn", **TINY).fit(paths, labels)
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        TransferClassifier(**TINY).fit(paths[0], labels[:1])
+    with pytest.raises(ValueError, match="y is required"):
+        TransferClassifier(**TINY).fit(paths)
