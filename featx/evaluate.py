@@ -1,0 +1,308 @@
+"""Fit every head on cached features and tabulate test metrics.
+
+:func:`evaluate_heads` returns a :class:`HeadTable`: a list-like of row dicts with
+``name``, ``kind`` (``"head"`` here, ``"finetune"`` for rows appended later),
+test metrics, timings, ``backbone_forward_passes`` and the fitted ``estimator``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.model_selection import GridSearchCV
+
+from featx.heads import head_param_grid, list_heads, make_head
+
+__all__ = ["HeadTable", "evaluate_heads"]
+
+#: Columns shown by default, in order; rows may hold more (``estimator``, ``n_train``...).
+COLUMNS = (
+    "name", "kind", "accuracy", "macro_f1", "balanced_accuracy", "train_seconds",
+    "predict_seconds", "backbone_forward_passes", "cv_score", "best_params",
+)
+#: Metric columns where higher is better (valid ``by=`` for :meth:`HeadTable.best`).
+METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "cv_score")
+_KINDS = ("head", "finetune")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return repr(value)
+
+
+def _cell(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k.split('__')[-1]}={v!r}" for k, v in value.items())
+    return str(value)
+
+
+class HeadTable(Sequence):
+    """Rows of evaluation results; a list of dicts with a few table helpers.
+
+    Parameters
+    ----------
+    rows : iterable of dict, default=()
+        Each needs ``name`` and ``kind`` (``"head"`` or ``"finetune"``); other keys
+        are free (see ``COLUMNS``). An ``estimator`` key is kept but never serialised.
+    class_names : list of str, optional
+        Label names the metrics refer to.
+
+    Examples
+    --------
+    >>> from featx.evaluate import HeadTable
+    >>> table = HeadTable([{"name": "a", "kind": "head", "accuracy": 0.8},
+    ...                    {"name": "b", "kind": "finetune", "accuracy": 0.9}])
+    >>> table.best()["name"]
+    'b'
+    >>> print(table.to_markdown(columns=["name", "kind", "accuracy"]))
+    | name | kind | accuracy |
+    |---|---|---|
+    | a | head | 0.800 |
+    | b | finetune | 0.900 |
+    """
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]] = (), *, class_names=None):
+        self.rows: list[dict[str, Any]] = []
+        self.class_names = None if class_names is None else list(class_names)
+        for row in rows:
+            self.append(row)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add one row (e.g. a fine-tuning result); needs ``name`` and ``kind``."""
+        if "name" not in row or row.get("kind") not in _KINDS:
+            raise ValueError(
+                f"row must have a 'name' and kind in {_KINDS}; got row keys "
+                f"{sorted(row)} with kind={row.get('kind')!r}."
+            )
+        self.rows.append(dict(row))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            for row in self.rows:
+                if row["name"] == key:
+                    return row
+            raise KeyError(f"no row with name={key!r}; names: {self.names}")
+        return self.rows[key]
+
+    @property
+    def names(self) -> list[str]:
+        """Row names, in order."""
+        return [row["name"] for row in self.rows]
+
+    @property
+    def columns(self) -> list[str]:
+        """``COLUMNS`` present in at least one row, in canonical order."""
+        return [c for c in COLUMNS if any(c in row for row in self.rows)]
+
+    def best(self, by: str = "accuracy") -> dict[str, Any]:
+        """The row with the highest ``by`` (ties: first row wins)."""
+        if by not in METRICS:
+            raise ValueError(f"by must be one of {METRICS}; got by={by!r}.")
+        scored = [r for r in self.rows if isinstance(r.get(by), (int, float))]
+        if not scored:
+            raise ValueError(f"no row has a value for by={by!r}; table has {len(self)} rows.")
+        return max(scored, key=lambda r: r[by])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: ``{"class_names": ..., "rows": [...]}`` without estimators."""
+        rows = [{k: _jsonable(v) for k, v in r.items() if k != "estimator"} for r in self.rows]
+        return {"class_names": self.class_names, "rows": rows}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HeadTable:
+        """Inverse of :meth:`to_dict` (estimators are not restored)."""
+        return cls(data["rows"], class_names=data.get("class_names"))
+
+    def to_json(self, path=None, *, indent: int = 2) -> str:
+        """:meth:`to_dict` as JSON text; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        return text
+
+    def _grid(self, columns, digits):
+        columns = list(columns) if columns is not None else self.columns
+        body = [[_cell(r.get(c), digits) for c in columns] for r in self.rows]
+        return columns, body
+
+    def to_markdown(self, columns: Sequence[str] | None = None, *, digits: int = 3) -> str:
+        """A Markdown table; ``columns`` defaults to :attr:`columns`."""
+        columns, body = self._grid(columns, digits)
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        columns, body = self._grid(None, 3)
+        widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c)
+                  for i, c in enumerate(columns)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+                 for cells in [columns, *body]]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        try:
+            best = self.best()
+            tail = f", best={best['name']!r} accuracy={best['accuracy']:.3f}"
+        except ValueError:
+            tail = ""
+        return f"HeadTable({len(self)} rows{tail})"
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+
+def _as_xy(data, param: str):
+    """Features, labels and class names from a FeatureSet-like or an ``(X, y)`` pair."""
+    if isinstance(data, tuple) and len(data) == 2:
+        (X, y), names = data, None
+    elif hasattr(data, "features") and hasattr(data, "labels"):
+        X, y, names = data.features, data.labels, getattr(data, "class_names", None)
+    else:
+        raise TypeError(
+            f"{param} must be a FeatureSet (with .features and .labels) or an (X, y) tuple; "
+            f"got {param}={type(data).__name__}."
+        )
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+        raise ValueError(
+            f"{param} needs features of shape (N, D) and labels of shape (N,); "
+            f"got features {X.shape} and labels {y.shape}."
+        )
+    return X, y, None if names is None else list(names)
+
+
+def _resolve_heads(heads, random_state):
+    """``[(name, estimator, grid)]`` from None, a name, names, or a name -> estimator map."""
+    if heads is None:
+        heads = list_heads()
+    elif isinstance(heads, str):
+        heads = [heads]
+    if isinstance(heads, Mapping):
+        return [(name, clone(est), {}) if not isinstance(est, str)
+                else (name, make_head(est, random_state=random_state), head_param_grid(est))
+                for name, est in heads.items()]
+    return [(name, make_head(name, random_state=random_state), head_param_grid(name))
+            for name in heads]
+
+
+def _evaluate_one(name, estimator, grid, X, y, X_test, y_test, cv, n_jobs, scoring):
+    row: dict[str, Any] = {"name": name, "kind": "head"}
+    start = time.perf_counter()
+    if cv is None:
+        fitted, best_params, cv_score = estimator.fit(X, y), {}, None
+    else:
+        search = GridSearchCV(estimator, grid, cv=cv, n_jobs=n_jobs, scoring=scoring)
+        search.fit(X, y)
+        fitted, best_params = search.best_estimator_, search.best_params_
+        cv_score = float(search.best_score_)
+    row["train_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = fitted.predict(X_test)
+    row["predict_seconds"] = time.perf_counter() - start
+    row.update(
+        accuracy=float(accuracy_score(y_test, pred)),
+        macro_f1=float(f1_score(y_test, pred, average="macro", zero_division=0)),
+        balanced_accuracy=float(balanced_accuracy_score(y_test, pred)),
+        cv_score=cv_score,
+        best_params=dict(best_params),
+        backbone_forward_passes=0,
+        n_train=len(y),
+        n_test=len(y_test),
+        n_features=X.shape[1],
+        estimator=fitted,
+    )
+    return row
+
+
+def evaluate_heads(
+    train,
+    test,
+    heads=None,
+    cv=None,
+    n_jobs: int | None = None,
+    *,
+    scoring: str = "accuracy",
+    random_state: int | None = 0,
+) -> HeadTable:
+    """Fit each head on ``train`` features and score it on ``test``.
+
+    Parameters
+    ----------
+    train, test : FeatureSet or tuple of (X, y)
+        Anything with ``.features`` (N, D), ``.labels`` (N,) and optionally
+        ``.class_names``; or an ``(X, y)`` pair.
+    heads : None, str, list of str or dict, default=None
+        Head names (None = all of :func:`~featx.heads.list_heads`), or a dict mapping a
+        row name to a head name or to an unfitted estimator (searched over no grid).
+    cv : None, int or CV splitter, default=None
+        None fits each head once with its defaults; otherwise
+        ``GridSearchCV(head, head_param_grid(name), cv=cv)`` picks the parameters.
+    n_jobs : int or None, default=None
+        Workers for the grid search (heads are fitted one after another so that the
+        timings are comparable).
+    scoring : str, default="accuracy"
+        Grid-search criterion.
+    random_state : int or None, default=0
+        Seed passed to :func:`~featx.heads.make_head`.
+
+    Returns
+    -------
+    HeadTable
+        One row per head: ``name``, ``kind="head"``, ``accuracy``, ``macro_f1``,
+        ``balanced_accuracy``, ``train_seconds`` (the whole search when ``cv`` is given),
+        ``predict_seconds``, ``cv_score``, ``best_params``, ``backbone_forward_passes``
+        (0: the features are already cached), ``n_train``, ``n_test``, ``n_features``
+        and the fitted ``estimator``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from featx.evaluate import evaluate_heads
+    >>> X, y = make_classification(200, 20, n_informative=8, n_classes=3, random_state=0)
+    >>> table = evaluate_heads((X[:150], y[:150]), (X[150:], y[150:]), heads=["logreg", "knn"])
+    >>> table.names
+    ['logreg', 'knn']
+    >>> 0.5 < table.best()["accuracy"] <= 1.0
+    True
+    """
+    X, y, names = _as_xy(train, "train")
+    X_test, y_test, test_names = _as_xy(test, "test")
+    if X_test.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"test features have {X_test.shape[1]} dimensions but train has {X.shape[1]}."
+        )
+    if names is not None and test_names is not None and names != test_names:
+        raise ValueError(
+            f"test.class_names must equal train.class_names; got test={test_names} "
+            f"and train={names}."
+        )
+    table = HeadTable(class_names=names)
+    for name, estimator, grid in _resolve_heads(heads, random_state):
+        table.append(_evaluate_one(name, estimator, grid, X, y, X_test, y_test, cv, n_jobs,
+                                   scoring))
+    return table

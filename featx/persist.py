@@ -1,0 +1,248 @@
+"""Save and load fitted models without pickle.
+
+Format: one zip file (any name; ``.featx`` by convention) holding
+
+- ``manifest.json``: ``format``, ``format_version``, ``featx_version``,
+  ``sklearn_version``, ``skops_version``, ``class`` (``module.QualName``),
+  ``storage`` (``"skops"`` or ``"hook"``), ``params`` (``get_params(deep=False)``,
+  informational) and, for hooks, ``hook`` (the dict the object returned);
+- ``model.skops`` for scikit-learn estimators and pipelines (``skops.io.dump``), or
+- ``payload/`` for objects with a ``_featx_save(dirpath) -> dict`` method (e.g. a
+  ``.keras`` file plus a ``.skops`` head); they are restored with the classmethod
+  ``_featx_load(dirpath, manifest, trust)``, which must read everything it needs
+  before returning (the directory is temporary). Keras parts are loaded with
+  ``safe_mode=True``; sklearn parts with :func:`load_skops`.
+
+Loading never runs code from the file unless ``trust=True``: skops types outside
+:data:`SAFE_TYPES` (and outside skops' own defaults) are refused, hook classes must
+live in the ``featx`` package, and zip members may not escape the extraction directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import sklearn
+import skops
+import skops.io as sio
+
+from featx._version import __version__
+
+__all__ = ["SAFE_TYPES", "UntrustedModelError", "load", "load_skops", "save", "save_skops"]
+
+FORMAT = "featx.model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SKOPS_FILE = "model.skops"
+PAYLOAD = "payload"
+
+#: Types skops does not trust by default but whose state is plain arrays and numbers,
+#: rebuilt by scikit-learn's own constructors: type name -> where featx meets it.
+SAFE_TYPES: dict[str, str] = {
+    "sklearn.tree._tree.Tree": "rf: the fitted trees",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer": "mlp: solver state",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer": "mlp(solver='sgd')",
+    "sklearn.calibration._CalibratedClassifier": "proba=True: calibrated svm heads",
+    "sklearn.calibration._SigmoidCalibration": "proba=True: calibrated svm heads",
+    "sklearn.neighbors._kd_tree.KDTree": "knn with pca (low dimension)",
+    "sklearn.neighbors._ball_tree.BallTree": "knn(algorithm='ball_tree')",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64": "knn trees",
+    "sklearn.metrics._dist_metrics.EuclideanDistance32": "knn trees, float32",
+    # featx's own estimators: skops restores them with BaseEstimator.__setstate__, which only
+    # sets attributes (tests/test_persist.py fails if a class here overrides it).
+    "featx.estimators.TransferClassifier": "featx fit --out: a head on cached features",
+    "featx.estimators.FeatureExtractor": "a fitted extractor (parameters only)",
+}
+
+
+class UntrustedModelError(ValueError):
+    """A saved model needs code or types outside the allow-list; pass ``trust=True``."""
+
+
+def save_skops(obj: Any, path: str | os.PathLike) -> list[str]:
+    """Write a scikit-learn object with skops; return its types outside the allow-list."""
+    sio.dump(obj, path)
+    return [t for t in sio.get_untrusted_types(file=path) if t not in SAFE_TYPES]
+
+
+def load_skops(path: str | os.PathLike, *, trust: bool = False) -> Any:
+    """Read a skops file, refusing types outside skops' defaults and :data:`SAFE_TYPES`.
+
+    Raises
+    ------
+    UntrustedModelError
+        If the file holds other types and ``trust`` is False; the message lists them.
+    """
+    untrusted = sio.get_untrusted_types(file=path)
+    unknown = [t for t in untrusted if t not in SAFE_TYPES]
+    if unknown and not trust:
+        raise UntrustedModelError(
+            f"Refusing to load {os.fspath(path)!r}: it contains types that are not known to "
+            f"be safe: {unknown}. Loading them may run arbitrary code. If you trust the "
+            "file's source, call load(..., trust=True)."
+        )
+    return sio.load(path, trusted=untrusted)
+
+
+def _qualname(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _params(obj: Any) -> dict[str, Any]:
+    try:
+        params = obj.get_params(deep=False)
+    except Exception:  # noqa: BLE001 - params are informational only
+        return {}
+    return {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+            for k, v in params.items()}
+
+
+def save(model: Any, path: str | os.PathLike) -> Path:
+    """Save a fitted model to the single-file featx format at ``path``.
+
+    Parameters
+    ----------
+    model : estimator
+        A scikit-learn estimator or pipeline (stored with skops), or an object with a
+        ``_featx_save(dirpath) -> dict`` method.
+    path : str or path-like
+        Destination file, replaced atomically if it exists.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from featx.heads import make_head
+    >>> from featx.persist import load, save
+    >>> X, y = np.eye(4).repeat(5, axis=0), np.repeat(list("abcd"), 5)
+    >>> head = make_head("logreg").fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     loaded = load(save(head, f"{tmp}/head.featx"))
+    >>> loaded.predict(X[:2]).tolist()
+    ['a', 'a']
+    """
+    path = Path(path)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "featx_version": __version__,
+        "sklearn_version": sklearn.__version__,
+        "skops_version": skops.__version__,
+        "class": _qualname(model),
+        "params": _params(model),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if hasattr(type(model), "_featx_save"):
+            (tmp / PAYLOAD).mkdir()
+            manifest["storage"] = "hook"
+            manifest["hook"] = model._featx_save(tmp / PAYLOAD) or {}
+        elif hasattr(model, "get_params"):
+            manifest["storage"] = "skops"
+            unknown = save_skops(model, tmp / SKOPS_FILE)
+            if unknown:
+                warnings.warn(
+                    f"{_qualname(model)} contains types outside featx.persist.SAFE_TYPES "
+                    f"({unknown}); loading it will need trust=True.",
+                    UserWarning, stacklevel=2,
+                )
+        else:
+            raise TypeError(
+                "model must be a scikit-learn estimator or implement _featx_save; "
+                f"got model of type {_qualname(model)}."
+            )
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=repr))
+        partial = path.with_name(path.name + ".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
+                zf.write(file, file.relative_to(tmp).as_posix())
+        os.replace(partial, path)
+    return path
+
+
+def _extract(zf: zipfile.ZipFile, dest: Path) -> None:
+    for info in zf.infolist():
+        name = PurePosixPath(info.filename)
+        if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
+            raise UntrustedModelError(f"Refusing zip member {info.filename!r}: unsafe path.")
+    zf.extractall(dest)
+
+
+def _read_manifest(folder: Path, path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"path={os.fspath(path)!r} is not a featx model: {exc}") from None
+    if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"path={os.fspath(path)!r} has format={manifest.get('format')!r} version "
+            f"{manifest.get('format_version')!r}; this featx reads {FORMAT!r} up to "
+            f"version {FORMAT_VERSION}."
+        )
+    if manifest.get("sklearn_version") != sklearn.__version__:
+        warnings.warn(
+            f"Model saved with scikit-learn {manifest.get('sklearn_version')}, loading with "
+            f"{sklearn.__version__}; predictions may differ.", UserWarning, stacklevel=3,
+        )
+    return manifest
+
+
+def _hook_class(manifest: dict[str, Any], trust: bool):
+    qualname = str(manifest.get("class", ""))
+    module, _, name = qualname.rpartition(".")
+    if not trust and not (module == "featx" or module.startswith("featx.")):
+        raise UntrustedModelError(
+            f"Refusing to import class={qualname!r} named by the file: only featx classes "
+            "are loaded without trust=True."
+        )
+    cls = getattr(importlib.import_module(module), name, None)
+    if cls is None or not hasattr(cls, "_featx_load"):
+        raise ValueError(f"class={qualname!r} does not exist or has no _featx_load.")
+    return cls
+
+
+def load(path: str | os.PathLike, *, trust: bool = False) -> Any:
+    """Load a model written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save` (or a directory holding the same members).
+    trust : bool, default=False
+        Allow types outside :data:`SAFE_TYPES` and hook classes outside ``featx``. Only
+        for files from a source you trust: it lets the file run code.
+
+    Returns
+    -------
+    object
+        The model, ready to predict.
+
+    Raises
+    ------
+    UntrustedModelError
+        If the file needs ``trust=True``; the message lists what was refused.
+    """
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        if path.is_dir():
+            folder = path
+        else:
+            folder = Path(tmp)
+            with zipfile.ZipFile(path) as zf:
+                _extract(zf, folder)
+        manifest = _read_manifest(folder, path)
+        if manifest.get("storage") == "hook":
+            return _hook_class(manifest, trust)._featx_load(folder / PAYLOAD, manifest, trust)
+        return load_skops(folder / SKOPS_FILE, trust=trust)

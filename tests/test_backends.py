@@ -1,0 +1,89 @@
+"""Backend parity: the same images and weights give the same features on every Keras backend.
+
+The suite runs under TensorFlow; this file re-runs extraction, and the tests marked ``smoke``, in
+subprocesses under ``KERAS_BACKEND=jax`` (and torch when it is installed), because the GPU machines
+have JAX and PyTorch but no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import featx
+from featx.extract import extract_features
+
+ROOT = Path(__file__).parents[1]
+SIZE = 96
+
+_EXTRACT = """
+import sys, numpy as np, keras
+from featx.data import ImageDataset
+from featx.extract import extract_features
+paths = sys.argv[2:]
+ds = ImageDataset.from_paths(paths, [0] * len(paths), class_names=["x"], verify="none")
+fs = extract_features(ds, "efficientnet_lite0", input_size=%d, cache=False, verbose=0)
+assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+np.save(sys.stdout.buffer, np.asarray(fs.features))
+""" % SIZE
+
+
+def _available(backend: str) -> bool:
+    return importlib.util.find_spec(backend) is not None
+
+
+def _env(backend: str) -> dict:
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return featx.load_clothing_mini()["test"].paths[::17][:6]
+
+
+@pytest.fixture(scope="module")
+def tf_features(photos):
+    ds = featx.ImageDataset.from_paths(photos, [0] * len(photos), class_names=["x"], verify="none")
+    return np.asarray(
+        extract_features(ds, "efficientnet_lite0", input_size=SIZE, cache=False, verbose=0).features
+    )
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_features_match_tensorflow(backend, photos, tf_features):
+    if not _available(backend):
+        pytest.skip(f"{backend} is not installed")
+    import io
+
+    out = subprocess.run(
+        [sys.executable, "-c", _EXTRACT, backend, *photos],
+        env=_env(backend), capture_output=True, timeout=600, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    other = np.load(io.BytesIO(out.stdout))
+    assert other.shape == tf_features.shape
+    scale = np.abs(tf_features).max()
+    np.testing.assert_allclose(other, tf_features, rtol=1e-4, atol=1e-4 * scale)
+    assert tf_features.std() > 0.05  # real features, not a constant
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "tensorflow", reason="runs from the TF suite")
+def test_smoke_suite_under_jax(tmp_path):
+    if not _available("jax"):
+        pytest.skip("jax is not installed")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "smoke", "-p", "no:cacheprovider",
+         "--no-header", str(ROOT / "tests")],
+        env=_env("jax"), capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )
+    tail = (out.stdout + out.stderr)[-3000:]
+    assert out.returncode == 0, tail
+    assert " passed" in tail and "failed" not in tail

@@ -1,0 +1,107 @@
+"""evaluate_heads over the head table, and the HeadTable it returns."""
+
+import doctest
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import featx.evaluate
+from featx.evaluate import COLUMNS, HeadTable, evaluate_heads
+from featx.heads import list_heads, make_head
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+NAMES = ["boot", "coat", "shirt"]
+
+
+def feature_set(n, seed, d=48, k=3):
+    """A FeatureSet look-alike: ReLU6-like features, int labels indexing class_names."""
+    rng = np.random.default_rng(0)
+    means, proj = rng.normal(size=(k, 6)) * 0.6, rng.normal(size=(6, d))
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    h = (means[y] + rng.normal(size=(n, 6))) @ proj - 0.5 + rng.normal(size=(n, d))
+    X = np.clip(h, 0, 6).astype(np.float32)
+    return SimpleNamespace(features=X, labels=y.astype(np.int64), class_names=list(NAMES))
+
+
+@pytest.fixture(scope="module")
+def table():
+    return evaluate_heads(feature_set(120, 1), feature_set(60, 2))
+
+
+def test_every_head_gets_a_full_row(table):
+    assert table.names == list_heads()
+    for row in table:
+        assert set(COLUMNS) <= set(row)
+        assert row["kind"] == "head" and row["backbone_forward_passes"] == 0
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_f1"] <= 1.0
+        assert row["train_seconds"] > 0 and row["predict_seconds"] > 0
+        assert row["best_params"] == {} and row["cv_score"] is None
+        assert row["n_train"] == 120 and row["n_test"] == 60 and row["n_features"] == 48
+        assert row["estimator"].predict(feature_set(5, 3).features).shape == (5,)
+    assert table.class_names == NAMES
+
+
+def test_best_row_and_renderings(table):
+    best = table.best()
+    assert best["accuracy"] == max(r["accuracy"] for r in table) > 0.5
+    assert table.best("macro_f1")["macro_f1"] == max(r["macro_f1"] for r in table)
+    md = table.to_markdown()
+    assert md.splitlines()[0].startswith("| name | kind | accuracy |")
+    assert all(f"| {name} | head |" in md for name in list_heads())
+    assert "logreg" in str(table) and repr(table).startswith("HeadTable(6 rows, best=")
+    assert table["knn"] is table[-1]
+
+
+def test_json_round_trip_drops_estimators(table):
+    data = json.loads(table.to_json())
+    assert [r["name"] for r in data["rows"]] == list_heads()
+    assert all("estimator" not in r for r in data["rows"])
+    again = HeadTable.from_dict(data)
+    assert again.to_markdown() == table.to_markdown()
+
+
+def test_grid_search_with_tuples_and_custom_heads():
+    train, test = feature_set(90, 1), feature_set(30, 2)
+    heads = {"logreg": "logreg", "strong_C": make_head("logreg", C=100.0)}
+    table = evaluate_heads((train.features, train.labels), (test.features, test.labels),
+                           heads=heads, cv=2, n_jobs=1)
+    assert table.names == ["logreg", "strong_C"]
+    assert set(table["logreg"]["best_params"]) == {"clf__C"}
+    assert isinstance(table["logreg"]["cv_score"], float)
+    assert table["strong_C"]["best_params"] == {}
+    assert table.class_names is None
+
+
+def test_finetune_row_can_be_appended(table):
+    extended = HeadTable(table, class_names=table.class_names)
+    extended.append({"name": "ft", "kind": "finetune", "accuracy": 1.0, "train_seconds": 60.0,
+                     "backbone_forward_passes": 3600})
+    assert extended.best()["name"] == "ft"
+    assert extended.to_markdown().splitlines()[-1].startswith("| ft | finetune | 1.000 |  |")
+    with pytest.raises(ValueError, match=r"kind='fine'"):
+        extended.append({"name": "x", "kind": "fine"})
+
+
+def test_input_errors_name_the_parameter():
+    good = feature_set(30, 1)
+    with pytest.raises(TypeError, match=r"train must be a FeatureSet.*got train=list"):
+        evaluate_heads([1, 2], good)
+    with pytest.raises(ValueError, match=r"test needs features of shape"):
+        evaluate_heads(good, (good.features, good.labels[:-1]))
+    other = SimpleNamespace(**{**vars(good), "class_names": ["a", "b", "c"]})
+    with pytest.raises(ValueError, match=r"test.class_names must equal"):
+        evaluate_heads(good, other)
+    with pytest.raises(ValueError, match=r"head='nope'"):
+        evaluate_heads(good, good, heads=["logreg", "nope"])
+    with pytest.raises(ValueError, match=r"by='loss'"):
+        HeadTable().best("loss")
+    with pytest.raises(ValueError, match=r"no row has a value"):
+        HeadTable().best()
+
+
+def test_docstring_examples():
+    assert doctest.testmod(featx.evaluate).failed == 0

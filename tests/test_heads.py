@@ -1,0 +1,148 @@
+"""Every row of the head table builds, fits, predicts, searches, clones and pickles."""
+
+import doctest
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+import featx.heads
+from featx.heads import describe, get_head_spec, head_param_grid, list_heads, make_head
+
+HEADS = list_heads()
+CLASSES = np.array(["boot", "coat", "shirt"])
+FAST = {"rf": {"n_estimators": 10}, "mlp": {"hidden_layer_sizes": (16,), "max_iter": 50}}
+
+
+def cnn_like(n=90, d=64, k=3, seed=0):
+    """Non-negative, sparse-ish, ReLU6-clipped features with class structure; string labels."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(k, 8)) * 1.5
+    y = np.arange(n) % k
+    h = (means[y] + rng.normal(size=(n, 8))) @ rng.normal(size=(8, d)) - 0.5
+    return np.clip(h + 0.3 * rng.normal(size=(n, d)), 0, 6).astype(np.float32), CLASSES[y]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return cnn_like()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", HEADS)
+def test_head_fits_and_predicts_string_labels(name, data):
+    X, y = data
+    head = make_head(name, random_state=0, **FAST.get(name, {})).fit(X, y)
+    pred = head.predict(X)
+    assert set(pred) <= set(CLASSES)
+    assert (pred == y).mean() > 0.6
+    assert list(head.classes_) == sorted(CLASSES)
+    assert hasattr(head, "predict_proba") == get_head_spec(name).predict_proba
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_steps_follow_the_row_and_options(name):
+    spec = get_head_spec(name)
+    plain = [s for s, _ in make_head(name).steps]
+    assert plain == [s for s, on in [("normalize", spec.normalize), ("scale", spec.scale),
+                                     ("clf", True)] if on]
+    full = [s for s, _ in make_head(name, pca=8, normalize=True).steps]
+    assert full == [s for s in ("normalize", "scale", "pca", "clf") if s in full]
+    assert {"normalize", "pca", "clf"} <= set(full)
+    assert "normalize" not in dict(make_head(name, normalize=False).steps)
+    assert make_head(name, pca=0.9).named_steps["pca"].n_components == 0.9
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_class_weight_balanced_where_supported(name):
+    params = make_head(name).get_params()
+    if get_head_spec(name).class_weight:
+        assert params["clf__class_weight"] == "balanced"
+    else:
+        assert "clf__class_weight" not in params
+
+
+@pytest.mark.parametrize("proba", [False, True])
+@pytest.mark.parametrize("name", HEADS)
+def test_grid_keys_are_valid_and_small(name, proba):
+    grid = head_param_grid(name, proba=proba)
+    head = make_head(name, proba=proba)
+    assert 3 <= get_head_spec(name).n_candidates <= 6
+    for key, values in grid.items():
+        head.set_params(**{key: values[0]})
+        assert head.get_params()[key] == values[0]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", HEADS)
+def test_grid_search_parallel(name, data):
+    X, y = data
+    search = GridSearchCV(make_head(name, random_state=0, **FAST.get(name, {})),
+                          head_param_grid(name), cv=2, n_jobs=2).fit(X, y)
+    assert set(search.best_params_) == set(head_param_grid(name))
+    assert search.predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", HEADS)
+def test_clone_and_pickle(name, data):
+    X, y = data
+    head = make_head(name, pca=4, random_state=0, **FAST.get(name, {}))
+    assert clone(head).get_params().keys() == head.get_params().keys()
+    head.fit(X, y)
+    again = pickle.loads(pickle.dumps(head))
+    np.testing.assert_array_equal(again.predict(X), head.predict(X))
+
+
+@pytest.mark.parametrize("name", ["linear_svm", "svm"])
+def test_proba_option_adds_predict_proba(name, data):
+    X, y = data
+    head = make_head(name, proba=True).fit(X, y)
+    proba = head.predict_proba(X[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_params_override_defaults_and_random_state():
+    head = make_head("rf", random_state=3, n_estimators=7)
+    assert head.get_params()["clf__n_estimators"] == 7
+    assert head.get_params()["clf__random_state"] == 3
+    assert make_head("logreg", random_state=1, C=5).get_params()["clf__C"] == 5
+
+
+def test_unknown_head_names_parameter_and_suggests():
+    with pytest.raises(ValueError, match=r"head='logrg'.*logreg.*Did you mean 'logreg'"):
+        make_head("logrg")
+    with pytest.raises(ValueError, match=r"Allowed heads: logreg, linear_svm"):
+        head_param_grid("nope")
+
+
+def test_unknown_param_lists_valid_params():
+    with pytest.raises(ValueError, match=r"'c' for head='logreg'.*Did you mean 'C'.*max_iter"):
+        make_head("logreg", c=1.0)
+
+
+@pytest.mark.parametrize("pca", [0, -1, 1.5, 0.0, True, "half"])
+def test_bad_pca_is_refused(pca):
+    with pytest.raises(ValueError, match=re.escape(f"pca={pca!r}")):
+        make_head("logreg", pca=pca)
+
+
+def test_spec_is_frozen():
+    spec = get_head_spec("logreg")
+    with pytest.raises(AttributeError):
+        spec.name = "x"
+    with pytest.raises(TypeError):
+        spec.defaults["C"] = 1
+
+
+def test_docs_match_the_table():
+    text = (Path(__file__).parents[1] / "docs" / "heads.md").read_text()
+    assert describe() in text, "docs/heads.md is stale: paste featx.heads.describe() into it"
+
+
+def test_docstring_examples():
+    assert doctest.testmod(featx.heads).failed == 0
