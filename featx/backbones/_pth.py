@@ -91,7 +91,7 @@ class _TensorRef:
         if 0 in shape:
             out = np.zeros(shape, flat.dtype)
         else:
-            last = self.offset + sum((n - 1) * s for n, s in zip(shape, stride))
+            last = self.offset + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
             if last >= flat.size:
                 raise pickle.UnpicklingError(
                     f"tensor with shape={shape}, stride={stride}, offset={self.offset} reads past "
@@ -183,7 +183,9 @@ def _state_dict(obj, path) -> dict[str, np.ndarray]:
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise ValueError(f"{os.fspath(path)!r} does not hold a state dict (got {type(obj).__name__})")
+        raise ValueError(
+            f"{os.fspath(path)!r} does not hold a state dict (got {type(obj).__name__})"
+        )
     out = {}
     for key, value in _resolve(obj).items():
         if isinstance(value, np.ndarray):

@@ -159,7 +159,7 @@ def _get_variant(variant: str) -> LiteVariant:
 # ----------------------------------------------------------------------------- architecture
 
 
-def _conv_bn_act(x, filters, kernel, stride, prefix, *, depthwise=False, act=True,
+def _conv_bn_act(x, filters, kernel, stride, *, depthwise=False, act=True,
                  conv_name=None, bn_name=None, act_name=None):
     if depthwise:
         x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
@@ -177,11 +177,11 @@ def _mbconv(x, b: _Block):
     """Inverted residual block without squeeze-and-excitation."""
     inputs, n = x, b.name
     if b.expand != 1:
-        x = _conv_bn_act(x, b.filters_in * b.expand, 1, 1, n, conv_name=f"{n}_expand_conv",
+        x = _conv_bn_act(x, b.filters_in * b.expand, 1, 1, conv_name=f"{n}_expand_conv",
                          bn_name=f"{n}_expand_bn", act_name=f"{n}_expand_activation")
-    x = _conv_bn_act(x, None, b.kernel, b.stride, n, depthwise=True, conv_name=f"{n}_dwconv",
+    x = _conv_bn_act(x, None, b.kernel, b.stride, depthwise=True, conv_name=f"{n}_dwconv",
                      bn_name=f"{n}_bn", act_name=f"{n}_activation")
-    x = _conv_bn_act(x, b.filters_out, 1, 1, n, act=False, conv_name=f"{n}_project_conv",
+    x = _conv_bn_act(x, b.filters_out, 1, 1, act=False, conv_name=f"{n}_project_conv",
                      bn_name=f"{n}_project_bn")
     if b.stride == 1 and b.filters_in == b.filters_out:
         x = layers.Add(name=f"{n}_add")([x, inputs])
@@ -191,11 +191,11 @@ def _mbconv(x, b: _Block):
 def _build_full(variant: str, input_shape) -> keras.Model:
     spec = _get_variant(variant)
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _conv_bn_act(inputs, STEM_FILTERS, 3, 2, "stem", conv_name="stem_conv",
+    x = _conv_bn_act(inputs, STEM_FILTERS, 3, 2, conv_name="stem_conv",
                      bn_name="stem_bn", act_name="stem_activation")
     for block in _block_plan(spec):
         x = _mbconv(x, block)
-    x = _conv_bn_act(x, HEAD_FILTERS, 1, 1, "top", conv_name="top_conv", bn_name="top_bn",
+    x = _conv_bn_act(x, HEAD_FILTERS, 1, 1, conv_name="top_conv", bn_name="top_bn",
                      act_name="top_activation")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
@@ -335,7 +335,13 @@ def _assign_state_dict(model: keras.Model, state: Mapping[str, np.ndarray]) -> C
             values = [take(p + ".weight").T, take(p + ".bias")]
         else:  # pragma: no cover - the architecture has no other weighted layers
             raise TypeError(f"unexpected weighted layer {layer.name!r}")
-        layer.set_weights([np.ascontiguousarray(v, dtype="float32") for v in values])
+        try:
+            layer.set_weights([np.ascontiguousarray(v, dtype="float32") for v in values])
+        except ValueError as exc:
+            raise ValueError(
+                f"checkpoint tensors {p}.* do not fit layer {layer.name!r} of the "
+                f"{model.name} model: {exc}"
+            ) from None
 
     unused = sorted(set(state) - set(used))
     repeated = sorted(k for k, n in used.items() if n != 1)
@@ -358,6 +364,7 @@ def _save_atomic(model: keras.Model, target: Path) -> None:
     os.close(fd)
     try:
         model.save_weights(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache is shared
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
