@@ -7,8 +7,8 @@ Shared by the ``featx`` command and :mod:`featx.pipeline`, so both accept exactl
     path/to/folder                      class folders, with or without train/validation/test
     path/to/file.csv                    columns path,label (optional split column)
 
-A dataset without a test split is split here (stratified, reproducible); ``limit`` keeps at most that
-many images per class in every split, for quick runs.
+A dataset without a test split is split here (stratified, reproducible); ``limit`` keeps at most
+that many images per class in every split, for quick runs.
 """
 
 from __future__ import annotations

@@ -22,6 +22,37 @@ from featx.data import ImageDataset
 __all__ = ["FeatureExtractor", "TransferClassifier"]
 
 
+def _check_images(X: Any) -> None:
+    """Cheap validation of an image input, without reading any file."""
+    if isinstance(X, ImageDataset) or isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4):
+        n = len(X)
+    elif isinstance(X, str | os.PathLike) or not isinstance(X, list | tuple | np.ndarray):
+        _as_dataset(X)  # raises the TypeError that names the accepted inputs
+        return
+    elif all(isinstance(p, str | os.PathLike) for p in X):
+        n = len(X)
+    else:
+        raise TypeError(
+            "X must be a list of image paths, an ImageDataset or a uint8 image array "
+            f"(N, H, W[, C]); got a {type(X).__name__} of {np.asarray(X).dtype} values"
+        )
+    if n == 0:
+        raise ValueError("X holds 0 images; at least one image is required")
+
+
+def _is_image_input(X: Any) -> bool:
+    """True for the inputs a FeatureExtractor reads: paths, ImageDataset, uint8 image arrays."""
+    if isinstance(X, ImageDataset | str | os.PathLike):
+        return True
+    if isinstance(X, np.ndarray):
+        if X.dtype == np.uint8 and X.ndim in (3, 4):
+            return True
+        return X.dtype == object and X.ndim == 1 and all(isinstance(p, str) for p in X)
+    return isinstance(X, list | tuple) and len(X) > 0 and all(
+        isinstance(p, str | os.PathLike) for p in X
+    )
+
+
 def _as_dataset(X: Any, y: Any = None) -> tuple[ImageDataset, np.ndarray | None]:
     """Images in any accepted form -> (dataset, labels or None); labels stay the user's values."""
     if isinstance(X, ImageDataset):
@@ -118,7 +149,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
 
     def fit(self, X: Any = None, y: Any = None) -> FeatureExtractor:
-        """Validate the parameters and record the feature dimension; no image is read."""
+        """Validate the parameters (and the type of ``X``) and record the feature dimension.
+
+        No image is read: features are computed, through the cache, by ``transform``.
+        """
+        if X is not None:
+            _check_images(X)
         self._validate()
         self.n_features_out_ = self._feature_dim()
         return self
@@ -156,6 +192,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             If some images cannot be decoded (they are named); build an ImageDataset first to
             drop them with a report instead.
         """
+        check_is_fitted(self, "n_features_out_")
         dataset, _ = _as_dataset(X)
         fs = self.extract(dataset)
         self.feature_set_ = fs
@@ -173,11 +210,6 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         prefix = f"{self.backbone}_{self.pooling}"
         return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)], dtype=object)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.requires_fit = True
-        return tags
 
 
 def _head_has(method: str):
@@ -211,6 +243,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         When given, ``GridSearchCV`` over the head's default grid picks its parameters.
     n_jobs : int, optional
         Parallel jobs for the grid search.
+    random_state : int, optional
+        Seed for heads with randomness (random forest, MLP).
 
     Attributes
     ----------
@@ -247,6 +281,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         cache: str | os.PathLike | bool | None = None,
         cv: Any = None,
         n_jobs: int | None = None,
+        random_state: int | None = None,
         batch_size: int = 32,
         verbose: int = 0,
     ) -> None:
@@ -261,6 +296,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.cache = cache
         self.cv = cv
         self.n_jobs = n_jobs
+        self.random_state = random_state
         self.batch_size = batch_size
         self.verbose = verbose
 
@@ -272,18 +308,25 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _features(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Any accepted X -> (features, labels or None)."""
+        """Any accepted X -> (features, labels or None).
+
+        Image inputs (paths, ImageDataset, uint8 image arrays) go through the cached extractor;
+        a FeatureSet gives its stored features; anything else is taken as a numeric feature matrix
+        and validated by ``check_array`` (so sparse, 1-D or NaN input fail as in scikit-learn).
+        """
+        from sklearn.utils.validation import check_array
+
         from featx.extract import FeatureSet
 
+        labels = None if y is None else np.asarray(y)
         if isinstance(X, FeatureSet):
-            labels = np.asarray(X.class_names, dtype=object)[X.labels] if y is None else y
-            return np.asarray(X.features), None if labels is None else np.asarray(labels)
-        if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
-            return X, None if y is None else np.asarray(y)
-        if isinstance(X, list | tuple) and X and np.ndim(X[0]) == 1:
-            return np.asarray(X, dtype=float), None if y is None else np.asarray(y)
-        dataset, labels = _as_dataset(X, y)
-        return self._extractor().fit().transform(dataset), labels
+            if labels is None:
+                labels = np.asarray(X.class_names, dtype=object)[X.labels]
+            return np.asarray(X.features), labels
+        if _is_image_input(X):
+            dataset, labels = _as_dataset(X, y)
+            return self._extractor().fit().transform(dataset), labels
+        return check_array(X, dtype=[np.float64, np.float32]), labels
 
     def fit(self, X: Any, y: Any = None) -> TransferClassifier:
         """Extract (cached) features of ``X`` and fit the head.
@@ -305,8 +348,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             self.__dict__.pop(attr, None)
         features, labels = self._features(X, y)
         if labels is None:
-            raise ValueError("y is required unless X is an ImageDataset or FeatureSet")
-        features = check_array(features, dtype=[np.float32, np.float64])
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None (y may "
+                "be omitted only when X is an ImageDataset or FeatureSet)"
+            )
         if len(labels) != len(features):
             raise ValueError(
                 f"X and y have inconsistent lengths: {len(features)} images, {len(labels)} labels"
@@ -316,10 +361,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
             raise ValueError(
-                f"y must contain at least 2 classes to fit a classifier, got {self.classes_.tolist()}"
+                f"y has {len(self.classes_)} class ({self.classes_.tolist()}); at least 2 classes "
+                "are needed to fit a classifier"
             )
         codes = encoder.transform(labels)
-        head = make_head(self.head, **(self.head_params or {}))
+        head = make_head(self.head, random_state=self.random_state, **(self.head_params or {}))
         if self.cv is not None:
             search = GridSearchCV(head, head_param_grid(self.head), cv=self.cv, n_jobs=self.n_jobs)
             search.fit(features, codes)
@@ -332,11 +378,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _head_features(self, X: Any) -> np.ndarray:
-        from sklearn.utils.validation import check_array
-
         check_is_fitted(self, "head_")
         features, _ = self._features(X)
-        features = check_array(features, dtype=[np.float32, np.float64])
         if features.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {features.shape[1]} features, but {type(self).__name__} is expecting "
@@ -346,17 +389,20 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels, in the user's label values."""
-        return self.classes_[self.head_.predict(self._head_features(X))]
+        features = self._head_features(X)
+        return self.classes_[self.head_.predict(features)]
 
     @available_if(_head_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order (heads that support it)."""
-        return self.head_.predict_proba(self._head_features(X))
+        features = self._head_features(X)
+        return self.head_.predict_proba(features)
 
     @available_if(_head_has("decision_function"))
     def decision_function(self, X: Any) -> np.ndarray:
         """Decision scores of the head (heads that support it)."""
-        return self.head_.decision_function(self._head_features(X))
+        features = self._head_features(X)
+        return self.head_.decision_function(features)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

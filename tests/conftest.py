@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 import pytest
 
@@ -43,12 +44,11 @@ def _no_network():
     socket.socket.connect_ex = real_connect_ex
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _session_cache(tmp_path_factory):
-    """Point the default feature cache at a temporary folder, never at ./cache."""
+def pytest_configure(config):
+    """Point the default feature cache at a fresh temporary folder, never at ./cache (before any
+    test module is imported, so collection-time code cannot write there either)."""
     if not os.environ.get("FEATX_TEST_KEEP_CACHE"):
-        os.environ["FEATX_CACHE_DIR"] = str(tmp_path_factory.mktemp("featx-cache"))
-    yield
+        os.environ["FEATX_CACHE_DIR"] = tempfile.mkdtemp(prefix="featx-test-cache-")
 
 
 def pytest_collection_modifyitems(config, items):

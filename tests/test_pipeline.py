@@ -1,0 +1,248 @@
+"""TOML pipelines: schema errors, missing data, the bundled files, and one full tiny run."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featx._resolve import DataNotFoundError
+from featx.pipeline import (
+    SCHEMA,
+    ConfigError,
+    load_config,
+    parse_config,
+    run_pipeline,
+    schema_markdown,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = sorted((ROOT / "pipelines").glob("*.toml"))
+MINIMAL = '[data]\nname = "clothing-mini"\n'
+
+
+def _make_images(root: Path, classes=("cat", "dog", "owl"), n: int = 8) -> Path:
+    rng = np.random.default_rng(1)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = rng.integers(0, 90, (44, 44, 3)).astype(np.uint8)
+            img[..., c] += 150
+            Image.fromarray(img).save(root / name / f"{i}.jpg")
+    return root
+
+
+# --------------------------------------------------------------------------- schema errors
+def test_defaults_fill_every_key():
+    cfg = parse_config(MINIMAL)
+    for key in SCHEMA:
+        assert key.name in cfg[key.section]
+    assert cfg["extract"]["backbone"] == ["efficientnet_lite0"]
+    assert cfg["finetune"]["strategies"] == []
+
+
+@pytest.mark.parametrize("text, match", [
+    # unknown key, close match in its section
+    (MINIMAL + "[heads]\nname = ['logreg']\n", r"unknown key heads\.name\. Did you mean 'names'"),
+    # a key put in the wrong section
+    (MINIMAL + "[heads]\nbackbone = 'resnet50'\n", r"Did you mean 'extract\.backbone'"),
+    # unknown section
+    (MINIMAL + "[head]\nnames = ['logreg']\n", r"unknown section or key 'head'.*'heads'"),
+    # bad list element: names the index, suggests, lists the allowed values
+    (MINIMAL + "[heads]\nnames = ['logreg', 'knn', 'svn']\n",
+     r"heads\.names\[2\] = 'svn' is not allowed\. Did you mean 'svm'\?.*Allowed: 'logreg'"),
+    (MINIMAL + "[extract]\nbackbone = 'resnet5'\n", r"extract\.backbone = 'resnet5'.*'resnet50'"),
+    (MINIMAL + "[extract]\npooling = 'mean'\n", r"extract\.pooling.*Allowed: 'avg', 'max'"),
+    (MINIMAL + "[finetune]\nstrategies = ['block']\n", r"finetune\.strategies\[0\].*'blocks'"),
+    (MINIMAL + "[report]\nplots = ['confusion', 'few-shot']\n", r"report\.plots\[1\].*'few_shot'"),
+    (MINIMAL + "[finetune]\naugment = { flip = 'horizontal', zooom = 0.1 }\n",
+     r"finetune\.augment\.zooom.*'zoom'"),
+    # types and ranges
+    (MINIMAL + "[data]\n", r"invalid TOML"),
+    ('[data]\nname = "clothing-mini"\nlimit = "5"\n', r"data\.limit must be int, got '5'"),
+    ('[data]\nname = "clothing-mini"\ntest_size = 1.5\n', r"data\.test_size must be a fraction"),
+    (MINIMAL + "[heads]\ncv = 1\n", r"heads\.cv"),
+    ('[data]\nname = "fashion_mnist"\n', r"data\.name = 'fashion_mnist'.*'fashion-mnist'"),
+    ("[extract]\nbackbone = 'mobilenet_v2'\n", r"needs exactly one of data\.name"),
+    ('[data]\nname = "clothing-mini"\npath = "x"\n', r"needs exactly one of data\.name"),
+])
+def test_config_errors_name_the_key(text, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_config(text, source="p.toml")
+
+
+def test_error_names_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + "[heads]\nnames = 'logreg'\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: heads\.names must be list\[str\]"):
+        load_config(bad)
+
+
+def test_missing_pipeline_file_suggests(tmp_path):
+    (tmp_path / "quickstart.toml").write_text(MINIMAL)
+    with pytest.raises(FileNotFoundError, match="Did you mean 'quickstart.toml'"):
+        load_config(tmp_path / "quickstrat.toml")
+
+
+def test_overrides():
+    cfg = parse_config(MINIMAL, overrides=["data.limit=3", "heads.names=['knn']",
+                                           "extract.weights=none"])
+    assert cfg["data"]["limit"] == 3 and cfg["heads"]["names"] == ["knn"]
+    assert cfg["extract"]["weights"] == "none"  # a bare word is a string
+    with pytest.raises(ConfigError, match="section.key"):
+        parse_config(MINIMAL, overrides=["limit=3"])
+
+
+def test_missing_data_says_what_to_fetch_and_where(tmp_path):
+    toml = tmp_path / "cats.toml"
+    toml.write_text('[data]\npath = "data/PetImages"\nfetch = "unzip the archive to data/"\n')
+    with pytest.raises(DataNotFoundError) as info:
+        run_pipeline(toml, echo=None)
+    msg = str(info.value)
+    assert "data/PetImages" in msg and str(Path("data/PetImages").resolve()) in msg
+    assert "To get it: unzip the archive to data/" in msg
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=[p.name for p in PIPELINES])
+def test_bundled_pipelines_are_valid(path):
+    cfg = load_config(path)
+    assert cfg["report"]["out"].startswith("reports/")
+    assert path.read_text().lstrip().startswith("#"), "each pipeline starts with a comment"
+    if cfg["data"]["path"]:
+        assert cfg["data"]["fetch"], f"{path.name}: data.path without a fetch hint"
+
+
+def test_bundled_set_is_complete():
+    names = {p.stem for p in PIPELINES}
+    assert {"quickstart", "clothing", "fashion_mnist", "cats_vs_dogs", "flowers", "fer"} <= names
+    quick = load_config(ROOT / "pipelines" / "quickstart.toml")
+    assert quick["data"]["name"] == "clothing-mini"
+    assert quick["extract"]["backbone"] == ["efficientnet_lite0"]
+    assert set(quick["heads"]["names"]) == {"logreg", "svm", "rf", "mlp", "knn"}
+    assert quick["finetune"]["strategies"] and quick["finetune"]["epochs"] <= 3
+
+
+def test_docs_schema_is_generated_from_the_table():
+    docs = (ROOT / "docs" / "cli.md").read_text()
+    assert schema_markdown().strip() in docs, \
+        "docs/cli.md is stale: regenerate with `python -m featx.pipeline --schema`"
+
+
+# --------------------------------------------------------------------------- a full tiny run
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from featx.extract import forward_pass_count
+
+    base = tmp_path_factory.mktemp("pipeline")
+    data = _make_images(base / "animals")
+    toml = base / "tiny.toml"
+    toml.write_text(textwrap.dedent(f"""\
+        # a tiny pipeline: 3 classes x 8 images, random-weight MobileNetV2 at 32 px
+        [data]
+        path = "{data.as_posix()}"
+        test_size = 0.25
+        [extract]
+        backbone = "mobilenet_v2"
+        weights = "none"
+        input_size = 32
+        cache = "{(base / 'cache').as_posix()}"
+        [heads]
+        names = ["logreg", "knn"]
+        [finetune]
+        strategies = ["blocks"]
+        epochs = 1
+        batch_size = 8
+        validation_split = 0.3
+        [report]
+        few_shot = [1, 2, 0]
+        few_shot_repeats = 1
+        augment_images = 2
+        """))
+    lines: list[str] = []
+    report = run_pipeline(toml, out=base / "report", verbose=0, echo=lines.append)
+    return {"report": report, "lines": lines, "toml": toml, "base": base,
+            "passes": forward_pass_count()}
+
+
+def test_run_writes_the_report_folder(tiny_run):
+    report = tiny_run["report"]
+    names = {p.name for p in report.out_dir.iterdir()}
+    assert {"report.md", "report.json", "comparison.png", "confusion.png", "learning_curves.png",
+            "few_shot.png", "augmentation.png"} <= names
+    for png in report.out_dir.glob("*.png"):
+        pixels = np.asarray(Image.open(png).convert("RGB"))
+        assert pixels.std() > 0 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1, png.name
+
+
+def test_run_compares_heads_and_finetune(tiny_run):
+    report = tiny_run["report"]
+    models = {r["model"]: r for r in report.rows}
+    assert set(models) == {"mobilenet_v2 + logreg", "mobilenet_v2 + knn",
+                           "mobilenet_v2 fine-tuned (blocks)"}
+    assert models["mobilenet_v2 fine-tuned (blocks)"]["kind"] == "finetune"
+    assert all(0 <= r["accuracy"] <= 1 for r in report.rows)
+    assert report.best == report.rows[0]
+    data = json.loads((report.out_dir / "report.json").read_text())
+    assert data["data"]["splits"] == {"train": 18, "test": 6}
+    assert data["confusion"]["model"] == report.best["model"]
+    assert np.asarray(data["confusion"]["matrix"]).sum() == 6
+    assert data["histories"]["mobilenet_v2 fine-tuned (blocks)"]["loss"]
+    assert data["few_shot"]["n_per_class"] == [1, 2, 6]
+    assert data["config"]["heads"]["names"] == ["logreg", "knn"]
+    md = (report.out_dir / "report.md").read_text()
+    assert "## Comparison" in md and "![comparison](comparison.png)" in md
+
+
+def test_run_prints_table_and_folder(tiny_run):
+    text = "\n".join(tiny_run["lines"])
+    assert "| mobilenet_v2 + logreg | frozen |" in text
+    assert f"report: {tiny_run['report'].out_dir}/report.md" in text
+
+
+def test_second_run_reuses_the_cache(tiny_run):
+    from featx.extract import forward_pass_count
+
+    before = forward_pass_count()
+    report = run_pipeline(tiny_run["toml"], out=tiny_run["base"] / "again", verbose=0, echo=None,
+                          overrides={"finetune.strategies": [], "report.plots": [],
+                                     "report.few_shot": []})
+    assert forward_pass_count() == before  # features came from the HDF5 cache
+    assert [r["kind"] for r in report.rows] == ["frozen", "frozen"]
+    assert not list(report.out_dir.glob("*.png"))
+
+
+def test_docstring_examples():
+    import doctest
+
+    import featx._resolve
+    import featx.pipeline
+    import featx.report
+
+    for module in (featx.pipeline, featx._resolve, featx.report):
+        assert doctest.testmod(module).failed == 0, module.__name__
+
+
+# --------------------------------------------------------------------------- DATA resolution
+def test_resolve_folder_csv_and_limit(tmp_path):
+    from featx._resolve import resolve_data
+
+    root = _make_images(tmp_path / "imgs", n=6)
+    splits = resolve_data(root, test_size=0.5, val_size=None)
+    assert sorted(splits) == ["test", "train"] and len(splits["test"]) == 9
+    assert resolve_data(root, limit=2)["train"].class_counts() == {"cat": 2, "dog": 2, "owl": 2}
+    with_val = resolve_data(root, test_size=0.34, val_size=0.33)
+    assert sorted(with_val) == ["test", "train", "validation"]
+
+    rows = ["path,label,split"] + [f"{c}/{i}.jpg,{c},{'test' if i < 2 else 'train'}"
+                                   for c in ("cat", "dog", "owl") for i in range(6)]
+    (root / "index.csv").write_text("\n".join(rows) + "\n")
+    splits = resolve_data(root / "index.csv")
+    assert {s: len(d) for s, d in splits.items()} == {"train": 12, "test": 6}
+    assert splits["test"].class_names == ["cat", "dog", "owl"]
+
+    (root / "plain.csv").write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    assert len(resolve_data(root / "plain.csv", test_size=0.5)["test"]) == 9

@@ -1,0 +1,165 @@
+"""Report folder, plots, the few-shot curve, and the advice rules, on synthetic inputs (fast)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featx import report as rp
+
+
+def not_blank(path) -> bool:
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    return pixels.std() > 0 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1
+
+
+def features(n_per_class=12, k=3, d=16, sep=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n_per_class)
+    X = rng.normal(size=(len(y), d))
+    X[np.arange(len(y)), y] += sep
+    return SimpleNamespace(features=X, labels=y, class_names=[f"c{i}" for i in range(k)])
+
+
+ROWS = [
+    {"model": "b + logreg", "kind": "frozen", "accuracy": 0.81, "macro_f1": 0.8},
+    {"model": "b + knn", "kind": "frozen", "accuracy": float("nan")},
+    {"model": "b fine-tuned (blocks)", "kind": "finetune", "accuracy": 0.9, "epochs": 3,
+     "input_size": [160, 160]},
+]
+HISTORY = {"loss": [1.2, 0.8, 0.5], "accuracy": [0.4, 0.6, 0.8], "val_loss": [1.3, 0.9, 0.7],
+           "val_accuracy": [0.4, 0.5, 0.7]}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    train, test = features(seed=0), features(n_per_class=5, seed=1)
+    curve = rp.few_shot_curve(train, test, ["logreg", "knn"], shots=[1, 2, 5, 0], repeats=2)
+    images = np.random.default_rng(0).integers(0, 255, (2, 40, 40, 3)).astype(np.uint8)
+    report = rp.write_report(
+        out, rows=ROWS, title="Synthetic", data={"source": "synthetic", "splits": {"train": 36},
+                                                 "class_names": ["c0", "c1", "c2"]},
+        confusion={"model": "b fine-tuned (blocks)", "class_names": ["c0", "c1", "c2"],
+                   "matrix": np.array([[4, 1, 0], [0, 5, 0], [1, 0, 4]])},
+        histories={"b fine-tuned (blocks)": HISTORY, "empty": {}}, few_shot=curve,
+        augmentation={"images": images, "titles": ["c0", "c1"]},
+        extra={"timings": {"total_s": 1.5}, "config_toml": "[data]\nname = 'x'\n"})
+    return report, curve
+
+
+def test_report_files_exist_and_plots_are_not_blank(written):
+    report, _ = written
+    assert set(report.files) == {"report.md", "report.json", *rp.PLOTS}
+    for name in rp.PLOTS:
+        path = report.files[name]
+        assert path.name == rp.PLOTS[name][0] and path.stat().st_size > 1000
+        assert not_blank(path), name
+
+
+def test_report_json_and_markdown(written):
+    report, _ = written
+    data = json.loads(report.files["report.json"].read_text())  # strict JSON: NaN -> null
+    assert data["best"]["model"] == "b fine-tuned (blocks)" == report.best["model"]
+    assert [r["model"] for r in data["results"]][0] == "b fine-tuned (blocks)"
+    assert data["results"][-1]["accuracy"] is None
+    assert data["plots"]["comparison"] == "comparison.png"
+    md = report.files["report.md"].read_text()
+    assert md.startswith("# Synthetic")
+    assert "| b fine-tuned (blocks) | finetune | 0.9000 |" in md
+    assert "![confusion](confusion.png)" in md and "```toml" in md
+    assert "## Few-shot" in md and "| 1 |" in md
+    assert "b fine-tuned (blocks) 0.900" in repr(report)
+
+
+def test_few_shot_curve(written):
+    _, curve = written
+    assert curve["n_per_class"] == [1, 2, 5, 12]
+    assert set(curve["scores"]) == {"logreg", "knn"}
+    assert np.isnan(curve["scores"]["knn"][0])  # 3 samples < 15 neighbours: recorded, not raised
+    assert "n_neighbors" in curve["failed"]["knn"][0]
+    assert curve["scores"]["logreg"][-1] > 0.8  # separable features, all examples
+    assert curve["chance"] == pytest.approx(1 / 3)
+
+
+def test_plots_subset_and_missing_inputs(tmp_path):
+    report = rp.write_report(tmp_path, rows=ROWS, plots=["comparison", "learning_curves"])
+    assert set(report.files) == {"report.md", "report.json", "comparison"}  # no histories given
+    with pytest.raises(ValueError, match=r"unknown name\(s\) \['bars'\].*'comparison'"):
+        rp.write_report(tmp_path, rows=ROWS, plots=["bars"])
+
+
+def test_missing_matplotlib_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.raises(ImportError, match=r"pip install featx\[plots\]"):
+        rp.plot_comparison(ROWS, tmp_path / "x.png")
+    report = rp.write_report(tmp_path, rows=ROWS, plots=[])  # still fine without plots
+    assert report.files["report.md"].exists()
+
+
+def test_augment_images_vary():
+    images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype(np.uint8)
+    out = rp.augment_images(images, n_variants=3, seed=1)
+    assert out.shape == (2, 3, 32, 32, 3) and out.dtype == np.uint8
+    assert not np.array_equal(out[:, 0], out[:, 1])
+
+
+# --------------------------------------------------------------------------- advice
+@pytest.fixture
+def fake_extract(monkeypatch):
+    """extract_features -> synthetic features chosen per test (no backbone runs)."""
+    import featx.extract
+
+    state = {"sep": 4.0}
+
+    def fake(dataset, backbone, **kw):
+        rng = np.random.default_rng(len(dataset))
+        y = np.asarray(dataset.labels)
+        X = rng.normal(size=(len(y), 8))
+        X[np.arange(len(y)), y] += state["sep"]
+        return SimpleNamespace(features=X, labels=y, class_names=dataset.class_names)
+
+    monkeypatch.setattr(featx.extract, "extract_features", fake)
+    return state
+
+
+def _dataset(n_per_class, k=3):
+    from featx.data import ImageDataset
+
+    labels = np.repeat(np.arange(k), n_per_class)
+    return ImageDataset([f"/x/{i}.jpg" for i in range(len(labels))], labels,
+                        [f"c{i}" for i in range(k)], name="synthetic")
+
+
+@pytest.mark.parametrize("sep, large, expected", [
+    (4.0, 1000, ("small", "similar", "frozen")),
+    (0.0, 1000, ("small", "different", "last_n")),
+    (4.0, 10, ("large", "similar", "blocks")),
+    (0.0, 10, ("large", "different", "staged")),
+])
+def test_advise_applies_the_size_similarity_rules(fake_extract, sep, large, expected):
+    from featx.advise import advise
+
+    fake_extract["sep"] = sep
+    advice = advise({"train": _dataset(24), "test": _dataset(10)},
+                    thresholds={"large_images_per_class": large})
+    assert (advice.size, advice.similarity, advice.strategy) == expected
+    assert advice.images_per_class == {"c0": 24, "c1": 24, "c2": 24}
+    assert advice.curve["n_per_class"] == [1, 2, 5, 10, 20, 24]
+    text = str(advice)
+    assert f"large means >= {large}" in text and "lift" in text and advice.command in text
+    assert json.dumps(advice.to_dict())
+
+
+def test_advise_rules_cover_every_cell_and_reject_unknown_thresholds(fake_extract):
+    from featx.advise import RULES, advise
+
+    assert set(RULES) == {(s, m) for s in ("small", "large") for m in ("similar", "different")}
+    with pytest.raises(ValueError, match="unknown key"):
+        advise(_dataset(5), thresholds={"big": 3})
