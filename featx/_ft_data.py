@@ -1,8 +1,9 @@
-"""Feeding images to a Keras model during fine-tuning, backend-neutral (a ``keras.utils.PyDataset``).
+"""Feeding images to Keras during fine-tuning, backend-neutral (a ``keras.utils.PyDataset``).
 
 Inputs arrive as paths, an ``ImageDataset`` or a uint8 array. Paths are decoded with
-:func:`featx._image.read_image` at the model's input size; when the decoded set fits the memory budget
-it is decoded once and kept, since small datasets are the use case and every epoch re-reads them.
+:func:`featx._image.read_image` at the model's input size; when the decoded set fits the memory
+budget it is decoded once and kept, since small datasets are the use case and every epoch re-reads
+them.
 """
 
 from __future__ import annotations

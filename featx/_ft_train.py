@@ -25,6 +25,7 @@ __all__ = [
     "build_model",
     "dtype_policy",
     "fold_scaler_into_linear",
+    "linear_probe_dense",
     "lr_callback",
     "resolve_precision",
 ]
@@ -36,7 +37,7 @@ def build_model(base: keras.Model, preprocess: keras.layers.Layer, n_classes: in
                 l2: float, seed: int | None, name: str = "featx_finetune") -> keras.Model:
     """Raw RGB 0-255 -> augmentation -> preprocessing -> base (inference mode) -> GAP -> Dropout ->
     Dense softmax (float32 even under mixed precision)."""
-    inputs = keras.Input((*size, 3), name="image")
+    inputs = keras.Input((*size, 3), name="rgb")
     x = inputs
     for layer in build_augmentation(augment, seed):
         x = layer(x)
@@ -53,12 +54,36 @@ def build_model(base: keras.Model, preprocess: keras.layers.Layer, n_classes: in
 
 def fold_scaler_into_linear(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray,
                             scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``W((x - m) / s) + b == (W / s) x + (b - W (m / s))``: the kernel ``(D, K)`` and bias ``(K,)``
-    of one Dense layer equal to StandardScaler followed by a linear model."""
+    """``W((x - m) / s) + b == (W / s) x + (b - W (m / s))``: kernel ``(D, K)`` and bias ``(K,)``
+    of one Dense layer equal to a StandardScaler followed by a linear model."""
     coef = np.asarray(coef, np.float64)
     w = coef / scale  # (K, D)
     b = np.asarray(intercept, np.float64) - coef @ (mean / scale)
     return w.T, b
+
+
+_MISSING_CLASS_BIAS = -30.0  # a class absent from the warm-start fit starts with ~0 probability
+
+
+def linear_probe_dense(feats: np.ndarray, y: np.ndarray, n_classes: int):
+    """Fit ``make_head("logreg")`` on pooled features; return the equivalent Dense ``kernel``
+    ``(D, K)`` and ``bias`` ``(K,)`` (float32) and the fitted head."""
+    from featx.heads import make_head
+
+    head = make_head("logreg").fit(feats, y)
+    scaler, clf = head.named_steps["scale"], head.named_steps["clf"]
+    d = feats.shape[1]
+    coef = np.zeros((n_classes, d))
+    intercept = np.full(n_classes, _MISSING_CLASS_BIAS)
+    if clf.coef_.shape[0] == 1:  # binary: softmax([0, z]) == sigmoid(z)
+        coef[clf.classes_[1]], intercept[clf.classes_[1]] = clf.coef_[0], clf.intercept_[0]
+        intercept[clf.classes_[0]] = 0.0
+    else:
+        coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
+    mean = scaler.mean_ if getattr(scaler, "mean_", None) is not None else np.zeros(d)
+    scale = scaler.scale_ if getattr(scaler, "scale_", None) is not None else np.ones(d)
+    kernel, bias = fold_scaler_into_linear(coef, intercept, mean, scale)
+    return kernel.astype("float32"), bias.astype("float32"), head
 
 
 # --------------------------------------------------------------------------- LR schedules
