@@ -62,6 +62,8 @@ class KerasModelPersistence:
 
         ``manifest`` is persist's manifest, holding this class's dict under ``"hook"``.
         """
+        import featx.backbones  # noqa: F401  (registers the featx layers the .keras file names)
+
         manifest = manifest.get("hook", manifest)
         est = cls(**manifest["params"])
         est.classes_ = np.asarray(manifest["classes"])

@@ -1,7 +1,7 @@
 """The one image reader: any Pillow format to RGB uint8, resized for a backbone.
 
-Every stage of featx that touches pixels goes through :func:`decode_bytes`, so a photo is decoded the
-same way at extraction, fine-tuning and prediction time.
+Every stage of featx that touches pixels goes through :func:`decode_bytes`, so a photo is decoded
+the same way at extraction, fine-tuning and prediction time.
 """
 
 from __future__ import annotations

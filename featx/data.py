@@ -102,7 +102,8 @@ class ImageDataset:
 
     Examples
     --------
-    >>> ds = ImageDataset.from_paths(["a.jpg", "b.jpg", "c.jpg"], ["cat", "dog", "cat"], verify="none")
+    >>> ds = ImageDataset.from_paths(["a.jpg", "b.jpg", "c.jpg"], ["cat", "dog", "cat"],
+    ...                              verify="none")
     >>> ds.class_names, ds.labels.tolist()
     (['cat', 'dog'], [0, 1, 0])
     >>> len(ds.subset([0, 2]))
@@ -140,9 +141,9 @@ class ImageDataset:
     ) -> ImageDataset | dict[str, ImageDataset]:
         """Read a class-folder tree (``root/<class>/<image>``).
 
-        When ``root`` holds ``train/``, ``validation/`` (or ``val/``) and/or ``test/`` folders, a dict
-        of datasets keyed ``"train"``, ``"validation"``, ``"test"`` is returned, sharing one list of
-        class names so labels mean the same in every split.
+        When ``root`` holds ``train/``, ``validation/`` (or ``val/``) and/or ``test/`` folders, a
+        dict of datasets keyed ``"train"``, ``"validation"``, ``"test"`` is returned, sharing one
+        list of class names so labels mean the same in every split.
 
         Parameters
         ----------
@@ -158,7 +159,9 @@ class ImageDataset:
         root = Path(root)
         if not root.is_dir():
             raise _missing_path_error("root", root)
-        subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        subdirs = sorted(
+            d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+        )
         found = {SPLIT_NAMES[d]: root / d for d in subdirs if d in SPLIT_NAMES}
         splits = {s: found[s] for s in ("train", "validation", "test") if s in found}
         base = name or root.resolve().name
@@ -367,14 +370,15 @@ class ImageDataset:
         stratify: bool = True,
         random_state: int | None = 0,
     ) -> tuple[ImageDataset, ...]:
-        """Split into ``(train, test)``, or ``(train, validation, test)`` when ``val_size`` is given.
+        """Split into ``(train, test)``, or ``(train, validation, test)`` given ``val_size``.
 
         Sizes are fractions of the whole dataset. Stratified by class by default, and reproducible
         for a given ``random_state``.
 
         Examples
         --------
-        >>> ds = ImageDataset.from_paths([f"{i}.jpg" for i in range(20)], [i % 2 for i in range(20)],
+        >>> ds = ImageDataset.from_paths([f"{i}.jpg" for i in range(20)],
+        ...                              [i % 2 for i in range(20)],
         ...                              class_names=["a", "b"], verify="none")
         >>> train, test = ds.split(test_size=0.25)
         >>> len(train), len(test), test.class_counts()
@@ -396,7 +400,10 @@ class ImageDataset:
         )
         base = self.name or "data"
         if val_size is None:
-            return self.subset(np.sort(rest), f"{base}-train"), self.subset(np.sort(test), f"{base}-test")
+            return (
+                self.subset(np.sort(rest), f"{base}-train"),
+                self.subset(np.sort(test), f"{base}-test"),
+            )
         strat = self.labels[rest] if stratify else None
         train, val = train_test_split(
             rest, test_size=val_size / (1 - test_size), stratify=strat, random_state=random_state

@@ -1,4 +1,4 @@
-"""scikit-learn estimators over the feature cache: :class:`FeatureExtractor`, :class:`TransferClassifier`.
+"""scikit-learn estimators over the feature cache: FeatureExtractor and TransferClassifier.
 
 Both take images as a list of paths, an :class:`~featx.data.ImageDataset`, or ``uint8`` arrays
 (N×H×W or N×H×W×C). Features go through the HDF5 cache, so a second fit (another head, another
@@ -24,7 +24,7 @@ __all__ = ["FeatureExtractor", "TransferClassifier"]
 
 def _check_images(X: Any) -> None:
     """Cheap validation of an image input, without reading any file."""
-    if isinstance(X, ImageDataset) or isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4):
+    if isinstance(X, ImageDataset) or _is_image_input(X) and isinstance(X, np.ndarray):
         n = len(X)
     elif isinstance(X, str | os.PathLike) or not isinstance(X, list | tuple | np.ndarray):
         _as_dataset(X)  # raises the TypeError that names the accepted inputs
@@ -340,7 +340,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         from sklearn.model_selection import GridSearchCV
         from sklearn.utils.multiclass import check_classification_targets
-        from sklearn.utils.validation import check_array
 
         from featx.heads import head_param_grid, make_head
 

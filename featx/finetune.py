@@ -239,7 +239,10 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         if not self.validation_split:
             return np.arange(n), None
         counts = np.bincount(y_idx)
-        stratify = y_idx if counts.min() >= 2 else None
+        n_val = int(np.ceil(self.validation_split * n)) if self.validation_split < 1 else int(
+            self.validation_split)
+        # Stratify when every class can give one image and the held-out set can hold every class.
+        stratify = y_idx if counts.min() >= 2 and n_val >= len(counts) else None
         train_idx, val_idx = train_test_split(np.arange(n), test_size=self.validation_split,
                                               stratify=stratify, random_state=seed)
         return np.sort(train_idx), Batches(source, np.sort(val_idx), y_idx[np.sort(val_idx)],

@@ -28,10 +28,10 @@ from featx.data import ImageDataset
 from featx.extract import extract_features
 paths = sys.argv[2:]
 ds = ImageDataset.from_paths(paths, [0] * len(paths), class_names=["x"], verify="none")
-fs = extract_features(ds, "efficientnet_lite0", input_size=%d, cache=False, verbose=0)
+fs = extract_features(ds, "efficientnet_lite0", input_size=SIZE, cache=False, verbose=0)
 assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
 np.save(sys.stdout.buffer, np.asarray(fs.features))
-""" % SIZE
+""".replace("SIZE", str(SIZE))
 
 
 def _available(backend: str) -> bool:
@@ -75,7 +75,9 @@ def test_features_match_tensorflow(backend, photos, tf_features):
     assert tf_features.std() > 0.05  # real features, not a constant
 
 
-@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "tensorflow", reason="runs from the TF suite")
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND") != "tensorflow", reason="runs from the TF suite"
+)
 def test_smoke_suite_under_jax(tmp_path):
     if not _available("jax"):
         pytest.skip("jax is not installed")

@@ -21,7 +21,7 @@ def test_readme_python_example_runs(capsys):
 
 def test_readme_has_exactly_two_setup_commands():
     text = README.read_text()
-    commands = [line.strip() for line in text.splitlines() if line.startswith("    python3 -m venv")]
+    commands = [ln.strip() for ln in text.splitlines() if ln.startswith("    python3 -m venv")]
     assert len(commands) == 2
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert commands[1] in ci  # CI runs the README's test command

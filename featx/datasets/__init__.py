@@ -51,8 +51,8 @@ def _find_fashion_dir(directory: str | os.PathLike | None) -> Path:
     raise FileNotFoundError(
         "Fashion-MNIST was not found in "
         f"{[str(c) for c in candidates]}. Install it offline with "
-        "`apt-get install -y dataset-fashion-mnist` (then `dpkg -L dataset-fashion-mnist` shows the "
-        "folder; pass it as directory=...), or with a network run "
+        "`apt-get install -y dataset-fashion-mnist` (then `dpkg -L dataset-fashion-mnist` shows "
+        "the folder; pass it as directory=...), or with a network run "
         "`keras.datasets.fashion_mnist.load_data()` once."
     )
 

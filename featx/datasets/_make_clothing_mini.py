@@ -28,7 +28,9 @@ def main(source: str) -> None:
         shutil.rmtree(OUT)
     for split, n in PER_SPLIT.items():
         for cls_dir in sorted(p for p in (src / split).iterdir() if p.is_dir()):
-            files = sorted(cls_dir.glob("*.jpg"), key=lambda p: hashlib.sha256(p.name.encode()).hexdigest())
+            files = sorted(
+                cls_dir.glob("*.jpg"), key=lambda p: hashlib.sha256(p.name.encode()).hexdigest()
+            )
             dest = OUT / split / cls_dir.name
             dest.mkdir(parents=True)
             for f in files[:n]:
