@@ -1,8 +1,9 @@
 """Parallel read + hash + decode + resize, with a bounded prefetch window.
 
 Workers (threads or processes) each take a small chunk of paths and return, per path, the SHA-256 of
-the bytes read and either the decoded ``uint8`` image or the reason it could not be read. At most
-``window`` chunks are in flight, so memory stays ``O(window x chunk x image)`` however long the list.
+the bytes read and either the decoded ``uint8`` image or the reason it could not be read. At
+most ``window`` chunks are in flight, so memory stays ``O(window x chunk x image)`` whatever the
+number of paths.
 This module imports only numpy and Pillow (through ``featx._image``), so process workers start fast.
 """
 
@@ -42,7 +43,7 @@ def hash_files(paths: Sequence[str]) -> list[tuple[str | None, str | None]]:
 
 
 def _load_chunk(paths: Sequence[str], size: tuple[int, int], resize: str):
-    """Worker: per path ``(sha256, image or None, reason or None)``; images stacked when possible."""
+    """Worker: per path ``(sha256, image or None, reason or None)``; images stacked."""
     ids, images, reasons = [], [], []
     for path in paths:
         try:
@@ -130,7 +131,7 @@ class DecodePool:
             self._executor = None
 
     def imap(self, paths: Sequence[str]) -> Iterator[tuple[list, np.ndarray, list]]:
-        """Yield ``(ids, images, reasons)`` per chunk, in order; ``images`` holds the decodable ones."""
+        """Yield ``(ids, images, reasons)`` per chunk, in order; ``images``: the decodable ones."""
         chunks = (paths[i : i + self.chunk] for i in range(0, len(paths), self.chunk))
         if self._executor is None:
             for c in chunks:

@@ -2,8 +2,8 @@
 
 Every batch is padded to ``batch_size`` rows so the compiled predict function is traced once per
 configuration; the padding rows are dropped from the output. Keras' ``predict_on_batch`` is the
-default on every backend (it runs the backend's compiled predict step: ``tf.function`` on TensorFlow,
-``jax.jit`` on JAX); ``docs/benchmarks.md`` has the measurements behind that choice.
+default on every backend (it runs the backend's compiled predict step: ``tf.function`` on
+TensorFlow, ``jax.jit`` on JAX); ``docs/benchmarks.md`` has the measurements behind that choice.
 """
 
 from __future__ import annotations
@@ -72,6 +72,27 @@ def _dtype_policy(mixed: bool):
         keras.config.set_dtype_policy(old)
 
 
+@contextlib.contextmanager
+def _seeded(active: bool, seed: int = 0):
+    """Random weights (``weights=None``) are drawn under a fixed seed, so the same configuration
+    gives the same features in every process (its cache key says ``"random"``). Python's and
+    NumPy's global random states are restored afterwards; Keras' global seed is left reset."""
+    if not active:
+        yield
+        return
+    import random
+
+    import keras
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def get_model(config: dict):
     """Build (or reuse, per process) the backbone described by an extractor ``config``."""
     from featx.backbones import load_backbone
@@ -82,7 +103,7 @@ def get_model(config: dict):
         return _MODELS[key]
     weights = None if config["weights"] == "none" else config["weights"]
     pooling = None if config["pooling"] == "none" else config["pooling"]
-    with _dtype_policy(config.get("mixed_precision", False)):
+    with _dtype_policy(config.get("mixed_precision", False)), _seeded(weights is None):
         model = load_backbone(config["backbone"], weights=weights,
                               input_size=tuple(config["input_size"]), pooling=pooling,
                               layers=json.loads(config["layers"]))

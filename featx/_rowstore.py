@@ -23,12 +23,21 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-__all__ = ["RowStore", "SEGMENT_GLOB"]
+__all__ = ["RowStore", "SEGMENT_GLOB", "chunk_rows", "write_h5_atomic"]
 
 SEGMENT_GLOB = "seg-*.h5"
 _TMP_PREFIX = ".tmp-"
 _MAX_SEGMENTS = 16  # more than this after a run: merge them all into one
 _READ_BLOCK = 8192  # rows read at a time when gathering
+
+
+def chunk_rows(n: int, shape: tuple, itemsize: int = 4, target: int = 256 * 1024) -> int:
+    """Rows per HDF5 chunk: about ``target`` bytes, split evenly so the last chunk is not mostly
+    padding (chunks are stored whole)."""
+    per = max(1, target // max(1, itemsize * int(np.prod(shape))))
+    n = max(1, int(n))
+    k = -(-n // per)  # chunks needed
+    return -(-n // k)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -172,9 +181,9 @@ class RowStore:
             for k, v in self.attrs.items():
                 f.attrs[k] = v
             f.create_dataset("ids", data=np.asarray(ids, dtype="S64"))
-            chunk_rows = max(1, min(n, 256 * 1024 // max(1, 4 * int(np.prod(shape)))))
+            rows = chunk_rows(n, shape, np.dtype(dtype).itemsize)
             ds = f.create_dataset("features", shape=(n, *shape), dtype=dtype,
-                                  chunks=(chunk_rows, *shape))
+                                  chunks=(rows, *shape) if n else None)
             pos = 0
             for part in parts:
                 ds[pos : pos + len(part)] = part
@@ -187,7 +196,7 @@ class RowStore:
     def commit(self, ids: Sequence[str], features: np.ndarray) -> Path:
         """Atomically add one segment of rows; returns its path."""
         if self._lock_fd is None:
-            raise RuntimeError("RowStore.commit() needs the exclusive lock (use `with store.lock()`)")
+            raise RuntimeError("RowStore.commit() needs the exclusive lock: `with store.lock():`")
         features = np.asarray(features)
         seg = self._write_segment(list(ids), [features], len(ids), features.shape[1:],
                                   features.dtype)
@@ -204,7 +213,8 @@ class RowStore:
         duplicate rows, which readers resolve by keeping the first copy of each id.
         """
         every = self.segments()
-        merge = every if len(every) > _MAX_SEGMENTS else [s for s in self._new_segments if s.exists()]
+        fresh = [s for s in self._new_segments if s.exists()]
+        merge = every if len(every) > _MAX_SEGMENTS else fresh
         if len(merge) < 2:
             return
         ids: list[str] = []

@@ -5,11 +5,11 @@ Two kinds of file live under the cache folder (``featx._config.cache_dir()`` by 
     <cache>/<dataset>__<backbone>-<size>-<pooling>__<key8>.h5      one per (dataset, configuration)
     <cache>/rows/<backbone>-<size>-<pooling>__<key8>/seg-*.h5     the configuration's row store
 
-The *key* hashes everything that changes a feature (backbone, weights fingerprint, input size, resize
-mode, pooling, layers, dtype, mixed precision, :data:`FEATURE_CODE_VERSION`) and nothing that does not
-(batch size, workers, verbosity), as ``joblib.Memory`` does. Rows are keyed by the SHA-256 of the
-image bytes, so renamed or moved files hit and only new content is extracted. ``docs/cache.md``
-describes the layout and why a crash or a second writer cannot corrupt it.
+The *key* hashes everything that changes a feature (backbone, weights fingerprint, input size,
+resize mode, pooling, layers, dtype, mixed precision, :data:`FEATURE_CODE_VERSION`) and nothing that
+does not (batch size, workers, verbosity), as ``joblib.Memory`` does. Rows are keyed by the SHA-256
+of the image bytes, so renamed or moved files hit and only new content is extracted.
+``docs/cache.md`` describes the layout and why a crash or a second writer cannot corrupt it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from featx._config import cache_dir as _default_cache_dir
-from featx._rowstore import RowStore, write_h5_atomic
+from featx._rowstore import RowStore, chunk_rows, write_h5_atomic
 from featx._version import __version__
 
 __all__ = [
@@ -126,8 +126,8 @@ def write_dataset_file(path: Path, config: dict, *, features: np.ndarray, labels
     def fill(f: h5py.File) -> None:
         n = len(ids)
         shape = features.shape[1:]
-        chunk_rows = max(1, min(max(n, 1), 256 * 1024 // max(1, 4 * int(np.prod(shape)))))
-        f.create_dataset("features", data=features, chunks=(chunk_rows, *shape))
+        rows = chunk_rows(n, shape, features.dtype.itemsize)
+        f.create_dataset("features", data=features, chunks=(rows, *shape) if n else None)
         f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
         f.create_dataset("paths", data=list(paths), dtype=h5py.string_dtype("utf-8"))
         f.create_dataset("ids", data=np.asarray(ids, dtype="S64"))
@@ -175,7 +175,7 @@ def read_dataset_file(path: str | os.PathLike) -> dict:
     return out
 
 
-# -- maintenance ------------------------------------------------------------------------------------
+# -- maintenance ----------------------------------------------------------------------------------
 def cache_info(path: str | os.PathLike) -> dict:
     """Describe one dataset file or row store: attributes, row count, shape, size on disk.
 
@@ -249,8 +249,10 @@ def cache_verify(path: str | os.PathLike, n: int = 8, *, seed: int = 0, rtol: fl
                  atol: float = 1e-4) -> VerifyReport:
     """Re-extract ``n`` random rows of a dataset file and compare them with the stored features.
 
-    Returns a :class:`VerifyReport`, true when every checked row matches (``allclose``). Rows whose
-    image changed or vanished since extraction are reported as unverifiable, not as failures.
+    Returns a :class:`VerifyReport`, true when every checked row matches: ``allclose`` with
+    ``rtol`` and ``atol`` times the row's largest magnitude (so the test means the same for features
+    of any scale). Rows whose image changed or vanished since extraction are reported as
+    unverifiable, not as failures; a file none of whose sampled rows can be checked fails.
     """
     from featx._forward import extract_in_memory
 
@@ -274,12 +276,15 @@ def cache_verify(path: str | os.PathLike, n: int = 8, *, seed: int = 0, rtol: fl
         if feats is None or content_id != data["ids"][r]:
             unverifiable.append((p, "image missing, unreadable or changed since extraction"))
             continue
-        diff = float(np.max(np.abs(feats.astype(np.float32) - data["features"][r].astype(np.float32))))
+        stored = data["features"][r].astype(np.float32)
+        diff = float(np.max(np.abs(feats.astype(np.float32) - stored)))
         max_diff = max(max_diff, diff)
-        if not np.allclose(feats, data["features"][r], rtol=rtol, atol=atol):
+        scale = max(float(np.max(np.abs(data["features"][r]))), np.finfo(np.float32).tiny)
+        if not np.allclose(feats, data["features"][r], rtol=rtol, atol=atol * scale):
             failures.append((p, f"features differ (max abs diff {diff:.3g})"))
-    return VerifyReport(ok=not failures and len(unverifiable) < len(rows) or len(rows) == 0,
-                        n_checked=len(rows) - len(unverifiable), failures=failures,
+    n_checked = len(rows) - len(unverifiable)
+    return VerifyReport(ok=not failures and (n_checked > 0 or len(rows) == 0),
+                        n_checked=n_checked, failures=failures,
                         unverifiable=unverifiable, max_abs_diff=max_diff)
 
 

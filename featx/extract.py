@@ -1,4 +1,4 @@
-"""The streaming extraction engine: images -> backbone features -> :class:`FeatureSet` (+ HDF5 cache).
+"""The streaming extraction engine: images -> backbone features -> :class:`FeatureSet` (+ cache).
 
 One call of :func:`extract_features` hashes every file (SHA-256 of the bytes, the row key), returns
 the dataset file at once when it already matches, and otherwise runs only the images whose content
@@ -110,13 +110,16 @@ def _stream(paths, config, batch_size, n_workers, sink, progress) -> dict[str, s
     """Decode ``paths`` and run the backbone; rows go to ``sink(ids, feats)`` in commit-sized
     groups. Returns ``{content id or path: reason}`` for images that could not be decoded."""
     h, w = config["input_size"]
-    runner = BatchRunner(get_model(config), batch_size, config["dtype"])
+    runner = None  # built at the first decodable image: a run of unreadable files needs no model
     batch = np.empty((batch_size, h, w, 3), np.uint8)
     batch_ids: list[str] = []
     done_ids, done_feats, failed = [], [], {}
     last = time.monotonic()
 
     def forward() -> None:
+        nonlocal runner
+        if runner is None:
+            runner = BatchRunner(get_model(config), batch_size, config["dtype"])
         done_feats.append(runner(batch[: len(batch_ids)]))
         done_ids.extend(batch_ids)
         progress.update(len(batch_ids))
@@ -168,6 +171,8 @@ def extract_features(
     dtype: str = "float32",
     mixed_precision: bool = False,
     verbose: int = 1,
+    engine: str = "local",
+    address: str | None = None,
 ) -> FeatureSet:
     """Extract (or load cached) backbone features for every image of ``dataset``.
 
@@ -191,6 +196,11 @@ def extract_features(
         Build the backbone under a mixed float16 (GPU) / bfloat16 (CPU) policy. Changes the key.
     verbose : int
         ``0`` silent; ``1`` a progress bar on a terminal and a line about skipped images.
+    engine : {"local", "ray"}
+        ``"ray"`` runs decoding and the backbone on Ray (``pip install 'featx[ray]'``), with the
+        same cache and result; see :func:`featx.distributed.extract_features` and ``docs/ray.md``.
+    address : str, optional
+        With ``engine="ray"``: the Ray cluster to join (default: an embedded local instance).
 
     Returns
     -------
@@ -215,6 +225,13 @@ def extract_features(
     >>> forward_pass_count() - before, np.allclose(fs.features, fs2.features)
     (0, True)
     """
+    if engine != "local" or address is not None:
+        from featx.distributed import run_engine
+
+        return run_engine(engine, dataset, backbone, address=address, weights=weights,
+                          input_size=input_size, pooling=pooling, layers=layers, resize=resize,
+                          cache=cache, batch_size=batch_size, n_workers=n_workers, dtype=dtype,
+                          mixed_precision=mixed_precision, verbose=verbose)
     config = _cache.extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
                                      mixed_precision)
     if batch_size is None:
@@ -241,7 +258,7 @@ def extract_features(
         todo = missing(rows)
         progress.start(len(todo))
         failed = _stream(todo, config, batch_size, n_workers,
-                         lambda i, f: rows.update(zip(i, f)), progress) if todo else {}
+                         lambda i, f: rows.update(zip(i, f, strict=True)), progress) if todo else {}
         get = lambda keep_ids: np.stack([rows[i] for i in keep_ids])  # noqa: E731
         fs = _assemble(dataset, ids, unreadable, failed, set(rows), get, config, None, name)
         progress.close(fs.skipped)
@@ -258,7 +275,8 @@ def extract_features(
             return hit
         todo = missing(store.index())
         progress.start(len(todo))
-        failed = _stream(todo, config, batch_size, n_workers, store.commit, progress) if todo else {}
+        failed = (_stream(todo, config, batch_size, n_workers, store.commit, progress)
+                  if todo else {})
         store.compact()
         fs = _assemble(dataset, ids, unreadable, failed, store.index(), store.gather, config,
                        dfile, name, digest)
@@ -275,7 +293,8 @@ def _assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, nam
         elif cid in have:
             keep.append(i)
         else:
-            skipped.append((p, failed.get(cid) or failed.get(p) or "file changed during extraction"))
+            reason = failed.get(cid) or failed.get(p) or "file changed during extraction"
+            skipped.append((p, reason))
     keep_ids = [ids[i] for i in keep]
     if keep_ids:
         features = gather(keep_ids)

@@ -40,7 +40,7 @@ def messy_folder(tmp_path_factory):
     (root / "alpha" / "a4_cmyk.jpg").write_bytes(_jpeg_bytes(mode="CMYK"))
     rgba = Image.new("RGBA", (32, 32), (0, 0, 255, 0))
     rgba.save(root / "beta" / "b1_alpha.png")
-    sixteen = Image.fromarray((np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60))
+    sixteen = Image.fromarray(np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60)
     sixteen.save(root / "beta" / "b2_16bit.png")
     (root / "beta" / "b3_notes.txt").write_text("not an image")
     exif = Image.Exif()
