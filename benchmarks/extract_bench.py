@@ -1,0 +1,171 @@
+"""Extraction throughput: naive Keras pipeline vs featx (cold and warm cache) vs the ceilings.
+
+Run from the repository root::
+
+    python benchmarks/extract_bench.py                       # all 3,068 clothing-small train images
+    python benchmarks/extract_bench.py --limit 256           # a quick run
+    KERAS_BACKEND=jax python benchmarks/extract_bench.py
+
+Rows (images/s; time for the whole set):
+  (a) naive: ``keras.utils.image_dataset_from_directory`` + ``model.predict`` (model build included)
+  (b) backbone alone on pre-decoded arrays, the fastest forward found (compute ceiling)
+  (d) featx decode + resize alone on all cores (input ceiling)
+  (c) featx ``extract_features`` end to end, cold cache (model build included)
+  (e) the same call again, warm cache
+and the ratios c / L with L = 1 / (1/b + 1/d) (both stages sharing the CPU), c / a, e / c (time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _time(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def forward_variants(model, x: np.ndarray, batch_sizes=(32, 64)) -> dict[str, float]:
+    """img/s of each way to run the model on pre-decoded float batches (after one warm-up)."""
+    import keras
+
+    ways = {"predict_on_batch": lambda b: model.predict_on_batch(b),
+            "model(x) eager": lambda b: model(b, training=False),
+            "predict": lambda b: model.predict(b, batch_size=len(b), verbose=0)}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        fast = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+        ways["tf.function"] = lambda b: fast(b)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jitted = jax.jit(lambda t, n, b: model.stateless_call(t, n, b, training=False)[0])
+        # read the variables per call: Keras' own predict step may replace their buffers
+        ways["jax.jit stateless_call"] = lambda b: jitted(
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables], b)
+    out = {}
+    for bs in batch_sizes:
+        batches = [x[i : i + bs] for i in range(0, len(x) - bs + 1, bs)]
+        for name, fn in ways.items():
+            np.asarray(fn(batches[0]))  # trace / warm up
+            t, _ = _time(lambda: [np.asarray(fn(b)) for b in batches])  # noqa: B023
+            out[f"{name} @ {bs}"] = len(batches) * bs / t
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(ROOT / ".." / "shared/datasets/clothing-small/train"))
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--weights", default="imagenet", help="'imagenet' or 'none'")
+    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--limit", type=int, default=None, help="use the first N images (shuffled)")
+    ap.add_argument("--forward-sample", type=int, default=512)
+    args = ap.parse_args(argv)
+
+    import keras
+
+    from featx import _forward
+    from featx._decode_pool import DecodePool, default_workers
+    from featx.backbones import load_backbone
+    from featx.data import ImageDataset
+    from featx.extract import extract_features, forward_pass_count
+
+    weights = None if args.weights.lower() == "none" else args.weights
+    if weights is not None:
+        from featx.backbones import weights_fingerprint
+
+        try:
+            weights_fingerprint(args.backbone, weights)
+        except Exception as exc:  # speed does not depend on the weights' values
+            print(f"note: weights={weights!r} unusable here ({exc}); timing weights=None")
+            weights = None
+    size = (args.input_size, args.input_size)
+    full = ImageDataset.from_directory(args.data, verify="none", name="bench")
+    idx = np.random.default_rng(0).permutation(len(full))[: args.limit or len(full)]
+    ds = full.subset(np.sort(idx))
+    ds.name = "bench"
+    n = len(ds)
+    print(f"backend={keras.backend.backend()} backbone={args.backbone} weights={weights} "
+          f"size={size} batch={args.batch_size} images={n} cores={default_workers()}")
+
+    # (a) naive Keras pipeline (reads the folder itself; limited by taking whole batches)
+    def naive():
+        model = load_backbone(args.backbone, weights=weights, input_size=size)
+        data = keras.utils.image_dataset_from_directory(
+            args.data, image_size=size, batch_size=args.batch_size, shuffle=False, verbose=False)
+        steps = -(-n // args.batch_size)
+        return model.predict(data.take(steps), verbose=0)
+
+    ta, out_a = _time(naive)
+    rate_a = len(out_a) / ta
+
+    # (b) compute ceiling on pre-decoded arrays
+    model = load_backbone(args.backbone, weights=weights, input_size=size)
+    with DecodePool(size, n_workers=default_workers()) as pool:
+        sample = [im for _, ims, _ in pool.imap(ds.paths[: args.forward_sample]) for im in ims]
+    x = np.stack(sample).astype(np.float32)
+    variants = forward_variants(model, x, (args.batch_size, 2 * args.batch_size))
+    best = max(variants, key=variants.get)
+    rate_b = variants[best]
+
+    # (d) input ceiling: featx read + hash + decode + resize, threads vs processes
+    decode = {}
+    for kind, workers in (("thread", default_workers()), ("thread", 1), ("process",
+                                                                          default_workers())):
+        with DecodePool(size, n_workers=workers, kind=kind) as pool:
+            next(iter(pool.imap(ds.paths[:8])))  # start the workers
+            t, k = _time(lambda: sum(len(ims) for _, ims, _ in pool.imap(ds.paths)))  # noqa: B023
+        decode[f"{kind} x{workers}"] = k / t
+    rate_d = decode[f"thread x{default_workers()}"]
+
+    # (c) featx cold, (e) warm
+    cache = Path(tempfile.mkdtemp(prefix="featx-bench-"))
+    _forward._MODELS.clear()
+    f0 = forward_pass_count()
+    tc, fs = _time(lambda: extract_features(ds, args.backbone, weights=weights, input_size=size,
+                                            cache=cache, batch_size=args.batch_size, verbose=0))
+    te, fs2 = _time(lambda: extract_features(ds, args.backbone, weights=weights, input_size=size,
+                                             cache=cache, batch_size=args.batch_size, verbose=0))
+    assert forward_pass_count() - f0 == n and len(fs2) == len(fs) == n
+    shutil.rmtree(cache, ignore_errors=True)
+    rate_c, rate_e = n / tc, n / te
+    ceiling = 1.0 / (1.0 / rate_b + 1.0 / rate_d)
+
+    print("\nforward variants (img/s):")
+    for k, v in sorted(variants.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:32s} {v:8.1f}")
+    print("decode + resize (img/s):")
+    for k, v in decode.items():
+        print(f"  {k:32s} {v:8.1f}")
+    print("\n| row | what | img/s | time (s) |\n| --- | --- | ---: | ---: |")
+    rows = [("a", "naive image_dataset_from_directory + predict", rate_a),
+            ("b", f"backbone alone, {best}", rate_b), ("d", "featx decode+resize alone", rate_d),
+            ("c", "featx extract_features, cold cache", rate_c),
+            ("e", "featx extract_features, warm cache", rate_e)]
+    for key, what, rate in rows:
+        print(f"| {key} | {what} | {rate:,.1f} | {n / rate:.2f} |")
+    print(f"\nL = 1/(1/b + 1/d) = {ceiling:.1f} img/s")
+    print(f"c / L = {rate_c / ceiling:.3f}   (goal >= 0.9)")
+    print(f"c / a = {rate_c / rate_a:.3f}   (goal >= 1)")
+    print(f"e / c (time) = {te / tc:.4f}   (goal <= 0.02)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()

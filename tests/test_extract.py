@@ -1,0 +1,120 @@
+"""The extraction engine: skipped images, in-memory mode, batching, flat memory, decode pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cache import MODEL, REPO, assert_same, counted, dataset, make_images
+
+from featx._decode_pool import DecodePool
+from featx.extract import FeatureSet, extract_features, forward_pass_count
+
+
+@pytest.fixture(scope="module")
+def imgs(tmp_path_factory) -> list[str]:
+    return make_images(tmp_path_factory.mktemp("ximgs"), 13)
+
+
+def test_corrupt_file_in_the_middle_is_skipped_labels_aligned(tmp_path, imgs):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
+    missing = str(tmp_path / "gone.jpg")
+    paths = imgs[:5] + [str(bad)] + imgs[5:9] + [missing] + imgs[9:]
+    ds = dataset(paths)
+    fs, n = counted(ds, tmp_path / "c")
+    assert n == len(imgs) and len(fs) == len(imgs)
+    assert [p for p, _ in fs.skipped] == [str(bad), missing]
+    assert "gone.jpg" not in fs.paths[0] and all(r for _, r in fs.skipped)
+    expect = {p: y for p, y in zip(ds.paths, ds.labels.tolist(), strict=True)}
+    assert fs.labels.tolist() == [expect[p] for p in fs.paths]
+    clean = extract_features(dataset(imgs), cache=False, **MODEL)
+    assert_same(fs.features, clean.features)
+    again, n = counted(ds, tmp_path / "c")  # the skip list is cached with the file
+    assert n == 0 and again.skipped == fs.skipped and again.labels.tolist() == fs.labels.tolist()
+
+
+def test_cache_false_touches_no_disk(tmp_path, imgs, monkeypatch):
+    monkeypatch.setenv("FEATX_CACHE_DIR", str(tmp_path / "never"))
+    monkeypatch.chdir(tmp_path)
+    fs, n = counted(dataset(imgs), False)
+    assert n == len(imgs) and fs.path is None and os.listdir(tmp_path) == []
+
+
+def test_duplicates_run_once_and_batching_is_not_in_the_key(tmp_path, imgs):
+    paths = imgs + imgs[:3]
+    fs, n = counted(dataset(paths), tmp_path, batch_size=4)
+    assert n == len(imgs) and len(fs) == len(paths)
+    assert_same(fs.features[-3:], fs.features[:3])
+    other = extract_features(dataset(paths), cache=False, batch_size=7, n_workers=0, **MODEL)
+    assert_same(other.features, fs.features)  # partial, padded batches give the same rows
+
+
+def test_featureset_load_subset_and_default_cache(imgs):
+    fs, _ = counted(dataset(imgs, name="dflt"), None)
+    assert fs.path.parent == Path(os.environ["FEATX_CACHE_DIR"])
+    loaded = FeatureSet.load(fs.path)
+    assert len(loaded) == len(fs) and loaded.attrs["backbone"] == "mobilenet_v2"
+    sub = loaded.subset([1, 3])
+    assert sub.paths == [fs.paths[1], fs.paths[3]] and sub.features.shape == (2, 1280)
+    assert "FeatureSet(n=13" in repr(loaded)
+
+
+def test_verbose_zero_is_silent_and_errors_name_the_parameter(tmp_path, imgs, capfd):
+    extract_features(dataset(imgs[:2]), cache=tmp_path, **MODEL)
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ValueError, match="batch_size"):
+        extract_features(dataset(imgs[:2]), cache=False, **{**MODEL, "verbose": 0}, batch_size=0)
+    with pytest.raises(ValueError, match="pooling"):
+        extract_features(dataset(imgs[:2]), cache=False, **{**MODEL, "pooling": "median"})
+
+
+def test_decode_pool_processes_and_threads_agree(imgs):
+    with DecodePool((16, 16), n_workers=2, kind="thread") as pool:
+        a = list(pool.imap(imgs))
+    with DecodePool((16, 16), n_workers=1, kind="process", chunk=5, window=2) as pool:
+        b = list(pool.imap(imgs))
+    assert sum(len(ids) for ids, _, _ in a) == len(imgs)
+    stack = lambda parts: np.concatenate([x for _, x, _ in parts])  # noqa: E731
+    assert np.array_equal(stack(a), stack(b))
+    with pytest.raises(ValueError, match="kind"):
+        DecodePool((16, 16), kind="fiber")
+
+
+_RSS_CHILD = textwrap.dedent("""
+    import json, os, resource, sys
+    from featx.data import ImageDataset
+    from featx.extract import extract_features
+    paths = json.loads(open(sys.argv[2]).read())[: int(sys.argv[3])]
+    ds = ImageDataset.from_paths(paths, [0] * len(paths), class_names=["a"], name="rss",
+                                 verify="none")
+    fs = extract_features(ds, "mobilenet_v2", weights=None, input_size=32, cache=sys.argv[1],
+                          verbose=0)
+    print(json.dumps({"n": len(fs), "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+""")
+
+
+def test_peak_memory_is_flat_in_n(tmp_path):
+    paths = make_images(tmp_path / "many", 2000, size=40)
+    (tmp_path / "paths.json").write_text(json.dumps(paths))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    rss = {}
+    for n in (200, 2000):
+        out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(tmp_path / f"c{n}"),
+                              str(tmp_path / "paths.json"), str(n)],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got["n"] == n
+        rss[n] = got["rss_kb"]
+    assert rss[2000] <= 1.2 * rss[200], rss
+
+
+def test_forward_pass_counter_is_monotonic():
+    assert isinstance(forward_pass_count(), int) and forward_pass_count() >= 0
