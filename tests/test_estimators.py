@@ -107,6 +107,7 @@ def colour_images(tmp_path_factory):
     return paths, np.array(labels)
 
 
+@pytest.mark.smoke
 def test_second_fit_with_another_head_runs_no_backbone(colour_images):
     paths, labels = colour_images
     clf = TransferClassifier(head="logreg", random_state=0, **TINY).fit(paths, labels)

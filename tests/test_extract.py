@@ -22,6 +22,7 @@ def imgs(tmp_path_factory) -> list[str]:
     return make_images(tmp_path_factory.mktemp("ximgs"), 13)
 
 
+@pytest.mark.smoke
 def test_corrupt_file_in_the_middle_is_skipped_labels_aligned(tmp_path, imgs):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
@@ -47,6 +48,7 @@ def test_cache_false_touches_no_disk(tmp_path, imgs, monkeypatch):
     assert n == len(imgs) and fs.path is None and os.listdir(tmp_path) == []
 
 
+@pytest.mark.smoke
 def test_duplicates_run_once_and_batching_is_not_in_the_key(tmp_path, imgs):
     paths = imgs + imgs[:3]
     fs, n = counted(dataset(paths), tmp_path, batch_size=4)

@@ -82,9 +82,11 @@ PRETRAINED = {**TINY, "weights": "imagenet"}
 def from_scratch(images):
     """Head warm-up from a random Dense (3 epochs), then the top blocks train (3 epochs)."""
     paths, y = images
+    # No dropout and no augmentation: with one step per epoch the loss must go down on any
+    # backend, rather than depend on which units one backend's RNG happens to drop.
     clf = FineTunedClassifier("efficientnet_lite0", strategy="blocks", warm_start=False,
-                              epochs=3, augment=None, validation_split=0.0, early_stopping=False,
-                              **PRETRAINED)
+                              epochs=3, augment=None, dropout=0.0, validation_split=0.0,
+                              early_stopping=False, **PRETRAINED)
     return clf.fit(paths, y)
 
 
@@ -104,6 +106,7 @@ def _bn_stats(base):
 
 
 # ----------------------------------------------------------------------------- BatchNorm rule
+@pytest.mark.smoke
 def test_batchnorm_statistics_unchanged_by_full_fine_tuning(images):
     """The classic pitfall: fine-tuning must not update moving mean/variance."""
     paths, y = images
@@ -208,6 +211,7 @@ def test_staged_moves_through_phases_and_recompiles_each(staged):
     assert clf.backbone_forward_passes_ == sum(r["forward_passes"] for r in clf.history_)
 
 
+@pytest.mark.smoke
 def test_short_run_lowers_training_loss(from_scratch, images):
     clf = from_scratch
     warmup, blocks = clf.history_
@@ -258,6 +262,7 @@ def test_pickle_round_trip_predicts_identically(staged, images):
     assert again.history_ == clf.history_
 
 
+@pytest.mark.smoke
 def test_keras_export_loads_in_safe_mode(staged, images, tmp_path):
     clf, _ = staged
     paths, _ = images
