@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from featx._augment import build_augmentation
+from featx._forward import has_gpu
 
 __all__ = [
     "LR_SCHEDULES",
@@ -119,26 +120,6 @@ def lr_callback(lr_schedule, base_lr: float, epochs: int) -> keras.callbacks.Cal
 
 
 # --------------------------------------------------------------------------- mixed precision
-def _gpu_available() -> bool:
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return bool(tf.config.list_physical_devices("GPU"))
-        if backend == "jax":
-            import jax
-
-            return any(d.platform == "gpu" for d in jax.devices())
-        if backend == "torch":
-            import torch
-
-            return torch.cuda.is_available()
-    except Exception:  # a broken accelerator stack means: no GPU
-        return False
-    return False
-
-
 PRECISIONS = ("auto", "mixed_float16", "mixed_bfloat16", "float32", None, False)
 
 
@@ -148,7 +129,7 @@ def resolve_precision(mixed_precision) -> str:
         raise ValueError(f"mixed_precision must be one of {list(PRECISIONS)}, "
                          f"got {mixed_precision!r}")
     if mixed_precision == "auto":
-        return "mixed_float16" if _gpu_available() else "float32"
+        return "mixed_float16" if has_gpu() else "float32"
     return mixed_precision or "float32"
 
 

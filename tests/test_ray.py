@@ -1,8 +1,8 @@
 """The Ray engine and Ray model selection, on a local 2-CPU Ray started once for the module.
 
-Skipped where Ray is not installed (the default ``.[dev]`` install); ``pip install -e ".[dev,ray]"``
-runs it. Random-weight backbones are built under a fixed seed, so Ray's actor processes and this
-process hold the same weights and must produce the same features.
+The ``dev`` extra installs Ray, so the README's test command runs these; elsewhere the module is
+skipped when Ray is missing. Random-weight backbones are built under a fixed seed, so Ray's actor
+processes and this process hold the same weights and must produce the same features.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 # Keep the test instance on 127.0.0.1 (Ray otherwise binds its services to the host's address);
 # read when ray is first imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # tests never reach the network
 ray = pytest.importorskip("ray")
 
 from sklearn.datasets import make_classification  # noqa: E402

@@ -62,6 +62,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, verbose:
         num_cpus = default_workers()
     if int(num_cpus) < 1:
         raise ValueError(f"num_cpus must be a positive int or None, got {num_cpus!r}")
+    # An embedded single-machine instance reports nothing home unless the user opted in.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=int(num_cpus), include_dashboard=False, log_to_driver=verbose >= 2,
              configure_logging=verbose >= 2)
     return ray
