@@ -118,7 +118,7 @@ def weights_fingerprint(name: str, weights="imagenet") -> str:
         return _sha256_file(weights)
     if spec.weights_source != "keras":
         module, _ = spec.builder.rsplit(".", 1)
-        return importlib.import_module(module).pth_sha256(*spec.builder_args)
+        return importlib.import_module(module).weights_fingerprint(*spec.builder_args)
     import keras
 
     return hashlib.sha256(f"keras-{keras.__version__}:{spec.name}:imagenet".encode()).hexdigest()

