@@ -7,6 +7,9 @@ line (``featx: error: ...``) and exit non-zero; ``--debug`` shows the traceback 
 DATA, wherever a command takes it, is a class-folder directory (with or without
 ``train/``, ``validation/``, ``test/``), a CSV (``path,label[,split]``) or a built-in name
 (``clothing-mini``; ``fashion-mnist`` when installed); see :func:`featx._resolve.resolve_data`.
+
+This module holds the parser and :func:`main`; the ``cmd_*`` commands live in
+:mod:`featx._cli_commands` (re-exported here) and their shared helpers in :mod:`featx._cli_common`.
 """
 
 from __future__ import annotations
@@ -16,11 +19,22 @@ import os
 import sys
 from collections.abc import Sequence
 
+from featx._cli_commands import (
+    cmd_advise,
+    cmd_backbones,
+    cmd_cache,
+    cmd_compare,
+    cmd_extract,
+    cmd_finetune,
+    cmd_fit,
+    cmd_predict,
+    cmd_run,
+    cmd_show_augment,
+)
+from featx._cli_common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE, CommandError
 from featx._version import __version__
 
 __all__ = ["build_parser", "main"]
-
-_EXIT_ERROR, _EXIT_USAGE, _EXIT_INTERRUPT = 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,10 +42,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.exit(_EXIT_USAGE, f"featx: error: {message} (see `{self.prog} --help`)\n")
-
-
-class CommandError(Exception):
-    """A command cannot do what was asked; the message is shown as is."""
 
 
 # --------------------------------------------------------------------------- argument helpers
@@ -44,14 +54,6 @@ def _size(text: str):
     if len(parts) not in (1, 2) or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive int or HxW, got {text!r}")
     return parts[0] if len(parts) == 1 else tuple(parts)
-
-
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _weights(value: str | None):
-    return None if value is None or value.lower() in ("none", "random") else value
 
 
 def _common() -> argparse.ArgumentParser:
@@ -117,322 +119,6 @@ def _finetune_args(p: argparse.ArgumentParser, *, compare: bool = False) -> None
     g.add_argument("--validation-split", type=float, default=0.1, metavar="F",
                    help="held-out fraction for early stopping without a validation split "
                         "(default: 0.1)")
-
-
-def _verbose(args) -> int:
-    return 0 if getattr(args, "quiet", False) else 1
-
-
-def _resolve(args) -> dict:
-    """DATA -> splits (cheap: no Keras), then Keras imported quietly for the work to come."""
-    from featx._resolve import resolve_data
-
-    splits = resolve_data(args.data, test_size=args.test_size, val_size=args.val_size,
-                          limit=args.limit, seed=args.seed)
-    _keras(args)
-    return splits
-
-
-def _say(args, text: str = "") -> None:
-    if not getattr(args, "quiet", False):
-        print(text, file=sys.stderr)
-
-
-def _print_table(rows: Sequence[dict], columns: Sequence[str], headers: Sequence[str] | None
-                 = None) -> None:
-    headers = list(headers or columns)
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    if isinstance(v, tuple | list):
-        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in v)
-        return ("x" if ints and len(v) == 2 else ", ").join(map(str, v))
-    return str(v)
-
-
-def _fit_kwargs(args) -> dict:
-    return dict(weights=_weights(args.weights), input_size=args.input_size,
-                pooling=args.pooling, cache=args.cache, batch_size=args.batch_size)
-
-
-# --------------------------------------------------------------------------- commands
-def cmd_backbones(args) -> int:
-    _keras(args)
-    from featx.backbones import describe
-
-    rows = describe(args.pattern)
-    if not rows:
-        raise CommandError(f"no backbone matches pattern={args.pattern!r}; try `featx backbones`")
-    _print_table(rows, ["name", "input_size", "feature_dim", "weights_source", "offline"],
-                 ["name", "input size", "feature dim", "weights source", "offline"])
-    return 0
-
-
-def cmd_extract(args) -> int:
-    splits = _resolve(args)
-    from featx.extract import extract_features
-
-    rows = []
-    for split, ds in splits.items():
-        fs = extract_features(ds, args.backbone, verbose=_verbose(args), **_fit_kwargs(args))
-        rows.append({"split": split, "images": len(fs), "dim": fs.features.shape[1],
-                     "skipped": len(fs.skipped), "file": str(fs.path or "(in memory)")})
-    _print_table(rows, ["split", "images", "dim", "skipped", "file"])
-    return 0
-
-
-def cmd_fit(args) -> int:
-    splits = _resolve(args)
-    import featx
-    from featx.estimators import TransferClassifier
-
-    clf = TransferClassifier(args.backbone, head=args.head, cv=args.cv or None,
-                             verbose=_verbose(args), **_fit_kwargs(args))
-    clf.fit(splits["train"])
-    test = splits["test"]
-    acc = clf.score(test, test.label_names)
-    path = featx.save(clf, args.out)
-    print(f"{args.backbone} + {args.head}: test accuracy {acc:.4f} on {len(test)} images")
-    print(f"model: {path}")
-    return 0
-
-
-_PROBA_COLUMN = "probability"
-
-
-def _collect_images(items: Sequence[str]) -> list[str]:
-    from featx.data import IMAGE_EXTENSIONS
-
-    paths: list[str] = []
-    for item in items:
-        if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                paths += [os.path.join(root, f) for f in sorted(files)
-                          if f.lower().endswith(IMAGE_EXTENSIONS)]
-        elif os.path.isfile(item):
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"IMAGES_OR_FOLDER {item!r} does not exist")
-    if not paths:
-        raise CommandError(f"no image files found in {list(items)} (extensions: "
-                           f"{', '.join(IMAGE_EXTENSIONS)})")
-    return paths
-
-
-def cmd_predict(args) -> int:
-    import csv
-
-    import numpy as np
-
-    import featx
-
-    if not os.path.exists(args.model):
-        raise FileNotFoundError(f"MODEL {args.model!r} does not exist; make one with "
-                                "`featx fit DATA --head logreg --out model.featx`")
-    _keras(args)
-    import featx.backbones  # noqa: F401  (registers featx's Keras layers for fine-tuned models)
-    from featx.persist import UntrustedModelError
-
-    try:
-        model = featx.load(args.model, trust=args.trust)
-    except UntrustedModelError as exc:
-        raise CommandError(f"{exc} From the command line: add --trust.") from None
-    paths = _collect_images(args.images)
-    labels = model.predict(paths)
-    proba = None
-    if hasattr(model, "predict_proba"):
-        try:
-            proba = np.max(np.asarray(model.predict_proba(paths)), axis=1)
-        except (AttributeError, NotImplementedError):
-            proba = None
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
-    try:
-        w = csv.writer(out)
-        w.writerow(["path", "label"] + ([_PROBA_COLUMN] if proba is not None else []))
-        for i, (p, y) in enumerate(zip(paths, labels, strict=True)):
-            w.writerow([p, y] + ([f"{proba[i]:.6f}"] if proba is not None else []))
-    finally:
-        if args.out:
-            out.close()
-    if args.out:
-        _say(args, f"{len(paths)} predictions written to {args.out}")
-    return 0
-
-
-def _ft_params(args, strategy: str) -> dict:
-    return dict(strategy=strategy, epochs=args.epochs, learning_rate=args.learning_rate,
-                batch_size=args.ft_batch_size, warm_start=not args.no_warm_start,
-                augment=None if args.no_augment else "default",
-                validation_split=args.validation_split, random_state=args.seed)
-
-
-def _ft_size(args):
-    size = args.ft_input_size or args.input_size
-    return (size, size) if isinstance(size, int) else size
-
-
-def cmd_finetune(args) -> int:
-    splits = _resolve(args)
-    import featx
-    from featx.finetune import FineTunedClassifier
-
-    clf = FineTunedClassifier(args.backbone, weights=_weights(args.weights),
-                              input_size=_ft_size(args),
-                              validation_data=splits.get("validation"),
-                              verbose=0, **_ft_params(args, args.strategy))
-    _say(args, f"fine-tuning {args.backbone} ({args.strategy}) on {len(splits['train'])} images")
-    clf.fit(splits["train"])
-    rows = [{"phase": r.get("phase"), "epochs": r.get("epochs"),
-             "loss": (r.get("loss") or [None])[-1], "val_loss": (r.get("val_loss") or [None])[-1],
-             "val_accuracy": (r.get("val_accuracy") or [None])[-1]} for r in clf.history_]
-    _print_table(rows, ["phase", "epochs", "loss", "val_loss", "val_accuracy"])
-    test = splits["test"]
-    acc = clf.score(test.paths, test.label_names)
-    print(f"{args.backbone} fine-tuned ({args.strategy}): test accuracy {acc:.4f} on "
-          f"{len(test)} images")
-    if args.out:
-        print(f"model: {featx.save(clf, args.out)}")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    splits = _resolve(args)
-    from featx.compare import compare
-
-    strategies = _names(args.finetune) if args.finetune else []
-    params = None
-    if strategies:
-        params = {k: v for k, v in _ft_params(args, "").items() if k != "strategy"}
-    size = args.input_size  # compare extracts and fine-tunes at one size
-    table = compare(splits["train"], splits["test"], validation=splits.get("validation"),
-                    backbone=args.backbone, weights=_weights(args.weights),
-                    heads=_names(args.heads), finetune=strategies, finetune_params=params,
-                    cache=args.cache, input_size=(size, size) if isinstance(size, int) else size)
-    print(table.to_markdown(["name", "kind", "accuracy", "macro_f1", "balanced_accuracy",
-                             "train_seconds", "backbone_forward_passes"]))
-    try:
-        best = table.best()
-        print(f"\nbest: {best['name']} (test accuracy {best['accuracy']:.4f})")
-    except ValueError:
-        pass
-    if args.out:
-        if args.out.endswith(".md"):
-            with open(args.out, "w", encoding="utf-8") as f:
-                f.write(table.to_markdown() + "\n")
-        else:
-            table.to_json(args.out)
-        _say(args, f"table written to {args.out}")
-    return 0
-
-
-def cmd_run(args) -> int:
-    from featx.pipeline import load_config, run_pipeline
-
-    if not os.path.isfile(args.pipeline):
-        load_config(args.pipeline)  # raises the error naming the file and close matches
-    _keras(args)
-    run_pipeline(args.pipeline, overrides=args.set or (), out=args.out,
-                 verbose=_verbose(args), echo=print)
-    return 0
-
-
-def cmd_cache(args) -> int:
-    from featx import cache
-
-    if args.action == "ls":
-        rows = cache.cache_ls(args.cache_dir)
-        if not rows:
-            print(f"(no cache files in {cache.resolve_root(args.cache_dir)})")
-            return 0
-        for r in rows:
-            r["rows"] = r.get("n_rows")
-            r["size"] = f"{(r.get('bytes') or 0) / 1e6:.2f} MB"
-            r["name"] = os.path.basename(r["path"])
-        _print_table(rows, ["kind", "name", "backbone", "input_size", "rows", "size"])
-        return 0
-    if not args.target:
-        raise CommandError(f"`featx cache {args.action}` needs a PATH (see `featx cache ls`)")
-    if args.action == "info":
-        for k, v in cache.cache_info(_cache_path(args)).items():
-            print(f"{k}: {_cell(v)}")
-        return 0
-    if args.action == "verify":
-        _keras(args)
-        report = cache.cache_verify(_cache_path(args), n=args.n)
-        print(f"{'ok' if report else 'FAILED'}: {report.n_checked} rows checked, max abs diff "
-              f"{report.max_abs_diff:.3g}")
-        for path, why in report.failures + report.unverifiable:
-            print(f"  {path}: {why}")
-        return 0 if report else _EXIT_ERROR
-    removed = cache.cache_rm(args.target, args.cache_dir)
-    if not removed:
-        raise CommandError(f"nothing in the cache matches {args.target!r} (see `featx cache ls`)")
-    for p in removed:
-        print(f"removed {p}")
-    return 0
-
-
-def _cache_path(args) -> str:
-    from featx.cache import resolve_root
-
-    if os.path.exists(args.target):
-        return args.target
-    alt = resolve_root(args.cache_dir) / args.target
-    if alt.exists():
-        return str(alt)
-    raise FileNotFoundError(f"cache file {args.target!r} does not exist (also looked in "
-                            f"{str(alt.parent)!r}); see `featx cache ls`")
-
-
-def cmd_advise(args) -> int:
-    splits = _resolve(args)
-    from featx.advise import advise
-
-    advice = advise(splits, backbone=args.backbone, weights=_weights(args.weights),
-                    input_size=args.input_size, cache=args.cache, seed=args.seed,
-                    probe_per_class=args.probe_per_class, verbose=_verbose(args))
-    advice.command = advice.command.replace("DATA", args.data)
-    if args.json:
-        import json
-
-        print(json.dumps(advice.to_dict(), indent=2))
-    else:
-        print(advice)
-    return 0
-
-
-def cmd_show_augment(args) -> int:
-    import numpy as np
-
-    from featx._image import read_image
-    from featx.report import plot_augmentation
-
-    train = _resolve(args)["train"]
-    picks = []
-    for k in range(len(train.class_names)):  # one image per class, first classes first
-        idx = np.flatnonzero(train.labels == k)
-        if len(idx):
-            picks.append(int(idx[0]))
-    picks = picks[: args.images]
-    size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
-    images = np.stack([read_image(train.paths[i], size=size) for i in picks])
-    path = plot_augmentation(images, args.out, n_variants=args.variants, seed=args.seed,
-                             augment="default",
-                             titles=[train.class_names[train.labels[i]] for i in picks])
-    print(f"augmentation preview: {path}")
-    return 0
 
 
 # --------------------------------------------------------------------------- the parser
@@ -577,30 +263,6 @@ def _one_line(exc: BaseException) -> str:
 
 def _warning_line(message, category, filename, lineno, file=None, line=None):
     print(f"featx: warning: {' '.join(str(message).split())}", file=sys.stderr)
-
-
-def _keras(args) -> None:
-    """Import Keras (and its backend) with the C++ start-up chatter of TensorFlow sent to
-    /dev/null: those lines are not featx's and would bury its one-line messages. Commands call
-    this after their cheap checks, so a bad argument fails fast. Python-level errors surface
-    later, when the command imports Keras itself. ``--debug`` leaves stderr alone."""
-    if "keras" in sys.modules or getattr(args, "debug", False):
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        import keras  # noqa: F401
-    except Exception:  # noqa: BLE001 - the command itself reports a broken install
-        pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
