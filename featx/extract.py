@@ -239,26 +239,40 @@ def extract_features(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     batch_size = int(batch_size)
+    progress = Progress(f"featx {config['backbone']}", verbose)
+    return _run_extraction(
+        dataset, config, cache, progress,
+        lambda todo, sink: _stream(todo, config, batch_size, n_workers, sink, progress),
+    )
+
+
+def _missing(paths: Sequence[str], ids: Sequence[str | None], have) -> list[str]:
+    """One path per content id that ``have`` lacks (duplicates run once)."""
+    first: dict[str, str] = {}
+    for p, cid in zip(paths, ids, strict=True):
+        if cid is not None and cid not in have and cid not in first:
+            first[cid] = p
+    return list(first.values())
+
+
+def _run_extraction(dataset, config: dict, cache, progress: Progress, compute) -> FeatureSet:
+    """Everything around the forward pass, shared by every engine.
+
+    Hash the files, return a current dataset file as is, else take the row store's lock, have
+    ``compute(todo_paths, sink) -> {id or path: reason}`` extract the rows the store lacks (each
+    engine brings its own: local threads, or Ray), and assemble the dataset's rows in order.
+    """
     paths = list(dataset.paths)
     hashed = hash_files(paths)
     ids = [cid for cid, _ in hashed]
     unreadable = {p: r for p, (cid, r) in zip(paths, hashed, strict=True) if cid is None}
     name = dataset.name or f"dataset-{_request_digest(dataset, ids)[:8]}"
-    progress = Progress(f"featx {config['backbone']}", verbose)
-
-    def missing(have) -> list[str]:
-        first: dict[str, str] = {}
-        for p, cid in zip(paths, ids, strict=True):
-            if cid is not None and cid not in have and cid not in first:
-                first[cid] = p
-        return list(first.values())
 
     if cache is False:
         rows: dict[str, np.ndarray] = {}
-        todo = missing(rows)
+        todo = _missing(paths, ids, rows)
         progress.start(len(todo))
-        failed = _stream(todo, config, batch_size, n_workers,
-                         lambda i, f: rows.update(zip(i, f, strict=True)), progress) if todo else {}
+        failed = compute(todo, lambda i, f: rows.update(zip(i, f, strict=True))) if todo else {}
         get = lambda keep_ids: np.stack([rows[i] for i in keep_ids])  # noqa: E731
         fs = _assemble(dataset, ids, unreadable, failed, set(rows), get, config, None, name)
         progress.close(fs.skipped)
@@ -273,10 +287,9 @@ def extract_features(
     with store.lock(exclusive=True, on_wait=progress.waiting):
         if (hit := _load_if_current(dfile, digest)) is not None:  # another process built it
             return hit
-        todo = missing(store.index())
+        todo = _missing(paths, ids, store.index())
         progress.start(len(todo))
-        failed = (_stream(todo, config, batch_size, n_workers, store.commit, progress)
-                  if todo else {})
+        failed = compute(todo, store.commit) if todo else {}
         store.compact()
         fs = _assemble(dataset, ids, unreadable, failed, store.index(), store.gather, config,
                        dfile, name, digest)

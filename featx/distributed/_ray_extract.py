@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from featx import cache as _cache
-from featx._decode_pool import _load_chunk, hash_files
+from featx._decode_pool import _load_chunk
 from featx._forward import BatchRunner, _add_count, get_model
 from featx._progress import Progress
 from featx.distributed._ray import ensure_ray, require_ray
@@ -142,15 +142,6 @@ def _run(ray, todo, config, batch_size, concurrency, num_gpus, shard_size, sink,
     return failed
 
 
-def _missing(paths: Sequence[str], ids: Sequence[str | None], have) -> list[str]:
-    """One path per content id that is readable and not in ``have``, in dataset order."""
-    first: dict[str, str] = {}
-    for p, cid in zip(paths, ids, strict=True):
-        if cid is not None and cid not in have and cid not in first:
-            first[cid] = p
-    return list(first.values())
-
-
 def _check_options(shard_size, concurrency, n_workers) -> None:
     if not isinstance(shard_size, int | np.integer) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive int, got {shard_size!r}")
@@ -219,22 +210,15 @@ def extract_features(
     -------
     FeatureSet
     """
-    from featx.extract import _assemble, _load_if_current, _request_digest
+    from featx.extract import _run_extraction
 
     _check_options(shard_size, concurrency, n_workers)
     require_ray()  # fail before any file is hashed
     config = _cache.extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
                                      mixed_precision)
-    paths = list(dataset.paths)
-    hashed = hash_files(paths)
-    ids = [cid for cid, _ in hashed]
-    unreadable = {p: r for p, (cid, r) in zip(paths, hashed, strict=True) if cid is None}
-    name = dataset.name or f"dataset-{_request_digest(dataset, ids)[:8]}"
     progress = Progress(f"featx {config['backbone']} [ray]", verbose)
 
     def run(todo, sink) -> dict[str, str]:
-        if not todo:
-            return {}
         ray = ensure_ray(address, n_workers, verbose)
         gpus = _cluster_gpus(ray)
         bs = batch_size if batch_size is not None else (_GPU_BATCH if gpus else _CPU_BATCH)
@@ -248,30 +232,4 @@ def extract_features(
             return _run(ray, todo, config, int(bs), actors, ngpu, int(shard_size), sink,
                         progress)
 
-    if cache is False:
-        rows: dict[str, np.ndarray] = {}
-        todo = _missing(paths, ids, rows)
-        progress.start(len(todo))
-        failed = run(todo, lambda i, f: rows.update(zip(i, f, strict=True)))
-        get = lambda keep_ids: np.stack([rows[i] for i in keep_ids])  # noqa: E731
-        fs = _assemble(dataset, ids, unreadable, failed, set(rows), get, config, None, name)
-        progress.close(fs.skipped)
-        return fs
-
-    root = _cache.resolve_root(cache)
-    dfile = _cache.dataset_file(root, name, config)
-    digest = _request_digest(dataset, ids)
-    if (hit := _load_if_current(dfile, digest)) is not None:
-        return hit
-    store = _cache.row_store(root, config)
-    with store.lock(exclusive=True, on_wait=progress.waiting):
-        if (hit := _load_if_current(dfile, digest)) is not None:
-            return hit
-        todo = _missing(paths, ids, store.index())
-        progress.start(len(todo))
-        failed = run(todo, store.commit)
-        store.compact()
-        fs = _assemble(dataset, ids, unreadable, failed, store.index(), store.gather, config,
-                       dfile, name, digest)
-    progress.close(fs.skipped)
-    return fs
+    return _run_extraction(dataset, config, cache, progress, run)
