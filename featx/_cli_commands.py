@@ -136,18 +136,13 @@ def _ft_params(args, strategy: str) -> dict:
                 validation_split=args.validation_split, random_state=args.seed)
 
 
-def _ft_size(args):
-    size = args.ft_input_size or args.input_size
-    return (size, size) if isinstance(size, int) else size
-
-
 def cmd_finetune(args) -> int:
     splits = _resolve(args)
     import featx
     from featx.finetune import FineTunedClassifier
 
     clf = FineTunedClassifier(args.backbone, weights=_weights(args.weights),
-                              input_size=_ft_size(args),
+                              input_size=args.ft_input_size or args.input_size,
                               validation_data=splits.get("validation"),
                               verbose=0, **_ft_params(args, args.strategy))
     _say(args, f"fine-tuning {args.backbone} ({args.strategy}) on {len(splits['train'])} images")
