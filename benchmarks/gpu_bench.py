@@ -211,7 +211,7 @@ def compute_rate(model, x_host: np.ndarray, iters: int, jit_variant: bool = True
     """(c): the model on one device-resident batch. Returns variants' img/s, compile s, output.
 
     ``host_dtypes``: also time ``predict_on_batch`` on the batch in host memory in these dtypes
-    (diagnostics: float32 is what featx's BatchRunner sends; uint8 is a quarter of the bytes)."""
+    (diagnostics: uint8 is what featx's BatchRunner sends, float32 is 4x the bytes to move)."""
     import keras
 
     backend = keras.backend.backend()

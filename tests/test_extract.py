@@ -120,3 +120,24 @@ def test_peak_memory_is_flat_in_n(tmp_path):
 
 def test_forward_pass_counter_is_monotonic():
     assert isinstance(forward_pass_count(), int) and forward_pass_count() >= 0
+
+
+@pytest.mark.smoke
+def test_batch_runner_sends_uint8_pads_and_matches_float_input():
+    """The runner hands the backend uint8 batches (a quarter of float32's bytes to a GPU; the
+    model casts on the device), pads to a fixed batch shape, and drops the padding rows."""
+    from featx._forward import BatchRunner
+    from featx.backbones import load_backbone
+
+    model = load_backbone("efficientnet_lite0", weights="imagenet", input_size=32)
+    x = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    runner = BatchRunner(model, batch_size=4)
+    before = forward_pass_count()
+    got = runner(x)  # one full batch, then 3 rows + 1 padding row
+    assert forward_pass_count() - before == 7
+    assert runner._buf.dtype == np.uint8 and runner._buf.shape == (4, 32, 32, 3)
+    want = np.asarray(model.predict_on_batch(x.astype("float32")))
+    assert got.shape == want.shape == (7, 1280) and got.dtype == np.float32
+    assert np.abs(want).max() > 1e-3  # real weights: a signal worth comparing
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert_same(runner(x[5:6]), got[5:6])  # a lone row after a full batch: stale padding ignored
