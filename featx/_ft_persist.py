@@ -92,6 +92,8 @@ def _jsonable(value: Any):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return repr(value)

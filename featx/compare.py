@@ -56,7 +56,9 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         Strategies (rows of :data:`featx.finetune.STRATEGIES`); empty for heads only.
     finetune_params : dict, optional
         :class:`~featx.finetune.FineTunedClassifier` parameters, shared, or keyed by strategy
-        name (``{"blocks": {"epochs": 3}, "staged": {...}}``).
+        name (``{"blocks": {"epochs": 3}, "staged": {...}}``). An ``input_size`` here fine-tunes
+        at that size while the heads keep ``input_size`` (e.g. heads at 224, fine-tuning at 160
+        on a CPU); the warm start then reads (or extracts) features at the fine-tuning size.
     cache
         Feature cache, as in :func:`featx.extract.extract_features`.
 
@@ -81,16 +83,27 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
     train_ds, test_ds = _as_dataset(train_fs), _as_dataset(test_fs)
     y_test = np.asarray(test_ds.label_names)
     for name, params in _per_strategy(finetune, finetune_params).items():
-        est = FineTunedClassifier(backbone, weights=weights, input_size=input_size,
-                                  strategy=name, validation_data=validation, **params)
+        params = {"input_size": input_size, "cache": cache, **params}
+        same_size = _same_size(backbone, params["input_size"], input_size)
+        est = FineTunedClassifier(backbone, weights=weights, strategy=name,
+                                  validation_data=validation, **params)
         start = time.perf_counter()
-        est.fit(train_ds, warm_start_features=train_fs.features)
+        est.fit(train_ds, warm_start_features=train_fs.features if same_size else None)
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         pred = est.predict(test_ds)
         table.append(_finetune_row(name, est, y_test, pred, train_seconds,
                                    time.perf_counter() - start, len(train_ds)))
     return table
+
+
+def _same_size(backbone: str, a, b) -> bool:
+    """Whether two ``input_size`` values mean the same pixels for ``backbone``."""
+    from featx.backbones import get_backbone_spec
+    from featx.backbones._load import _input_size
+
+    spec = get_backbone_spec(backbone)
+    return _input_size(spec, a) == _input_size(spec, b)
 
 
 def _finetune_row(name, est, y_test, pred, train_seconds, predict_seconds, n_train) -> dict:

@@ -91,6 +91,10 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
     checkpoint_dir : str or None
         Weights per phase and ``progress.json``; an interrupted fit with the same parameters and
         data resumes from the last completed epoch.
+    cache : None, False or path
+        Feature cache the warm start reads its pooled features from (and fills), as in
+        :func:`featx.extract.extract_features`: ``None`` is the featx cache dir, ``False`` computes
+        them with the model instead. Used only with pretrained weights and an ``ImageDataset``.
     mixed_precision : "auto", "mixed_float16", "mixed_bfloat16", "float32" or None
         ``"auto"`` uses ``mixed_float16`` only when a GPU is visible. Scoped to model building.
     random_state : int or None
@@ -120,7 +124,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                  augment="default", dropout: float = 0.2, l2: float = 0.0,
                  warm_start: bool = True, class_weight="balanced", validation_split: float = 0.1,
                  validation_data=None, early_stopping: bool = True, patience: int = 3,
-                 lr_schedule="constant", checkpoint_dir=None, mixed_precision="auto",
+                 lr_schedule="constant", checkpoint_dir=None, cache=None, mixed_precision="auto",
                  random_state=None, verbose: int = 0):
         self.backbone = backbone
         self.weights = weights
@@ -142,6 +146,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         self.patience = patience
         self.lr_schedule = lr_schedule
         self.checkpoint_dir = checkpoint_dir
+        self.cache = cache
         self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
@@ -364,12 +369,12 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                                  f"{len(source)} images")
             self._feature_source = "given"
             return feats[train_idx], 0
-        if self.weights is not None and hasattr(X, "class_names"):
+        if self.weights is not None and self.cache is not False and hasattr(X, "class_names"):
             from featx.extract import extract_features, forward_pass_count
 
             before = forward_pass_count()
             fs = extract_features(X, backbone=self.backbone, weights=self.weights,
-                                  input_size=self.input_size_, verbose=0)
+                                  input_size=self.input_size_, cache=self.cache, verbose=0)
             if source.paths is not None and list(fs.paths) == source.paths:
                 self._feature_source = "cache"
                 return np.asarray(fs.features, np.float64)[train_idx], forward_pass_count() - before

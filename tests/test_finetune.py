@@ -366,3 +366,25 @@ def test_fit_accepts_dataset_and_arrays(images):
     assert clf.score(ds.paths, y) >= 0.9
     assert [lyr.name for lyr in clf.model_.layers if lyr.name.startswith("aug_")] == [
         "aug_flip", "aug_zoom", "aug_brightness", "aug_contrast"]
+
+
+@pytest.mark.parametrize("ft_size, source", [((32, 32), "given"), (40, "cache")])
+def test_compare_fine_tunes_at_its_own_input_size(images, tmp_path, ft_size, source):
+    """compare(): heads at ``input_size``, fine-tuning at ``finetune_params["input_size"]``; the
+    warm start reuses the heads' features only when the sizes agree (32 == (32, 32) here)."""
+    from featx.compare import compare
+
+    paths, y = images
+    ds = ImageDataset.from_paths(paths, list(y))
+    train, test = ds.split(test_size=0.3, random_state=0)
+    table = compare(train, test, backbone="efficientnet_lite0", input_size=32,
+                    heads=["logreg"], finetune=["frozen"], cache=tmp_path,
+                    finetune_params={"epochs": 1, "batch_size": 10, "validation_split": 0.0,
+                                     "input_size": ft_size})
+    assert table.names == ["logreg", "finetune:frozen"]
+    est = table["finetune:frozen"]["estimator"]
+    assert est.input_size_ == ((32, 32) if source == "given" else (40, 40))
+    assert est.history_[0]["feature_source"] == source
+    assert est.cache == tmp_path  # the warm start read (and filled) compare's cache
+    assert (len(list(tmp_path.rglob("*.h5"))) > 0) and table["logreg"]["accuracy"] >= 0.5
+    assert est.predict(test.paths).shape == (len(test),)
