@@ -17,7 +17,8 @@ class Progress:
     """``Progress(label, verbose)``; ``start(total)``, ``update(n)``, ``close(skipped)``.
 
     ``verbose=0`` prints nothing. ``verbose>=1`` draws the bar when stderr is a TTY and reports
-    skipped images (path and reason) on close either way.
+    the skipped files (path and reason: the dataset's own ``skipped`` entries, then the images
+    extraction could not decode) on close either way.
 
     Examples
     --------
@@ -64,5 +65,5 @@ class Progress:
         if skipped:
             lines = "".join(f"\n  {p}: {r}" for p, r in skipped[:10])
             more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
-            print(f"{self.label}: skipped {len(skipped)} image(s) (see FeatureSet.skipped):"
+            print(f"{self.label}: skipped {len(skipped)} file(s) (see FeatureSet.skipped):"
                   f"{lines}{more}", file=self.stream)

@@ -47,7 +47,9 @@ class FeatureSet:
     attrs : dict
         The extractor configuration and provenance (see ``docs/cache.md``).
     skipped : list of (path, reason)
-        Images of the dataset that could not be decoded.
+        Everything of the dataset that has no row: first what the dataset itself left out when
+        it was built (``dataset.skipped``: unreadable files, empty class folders), then the
+        images that could not be read or decoded during extraction; each path once.
 
     Examples
     --------
@@ -94,7 +96,25 @@ def _request_digest(dataset, ids: Sequence[str | None]) -> str:
     h = hashlib.sha256(json.dumps(list(dataset.class_names)).encode())
     for p, cid, y in zip(dataset.paths, ids, dataset.labels.tolist(), strict=True):
         h.update(f"{p}\0{cid}\0{y}\n".encode())
+    if skipped := _dataset_skipped(dataset):  # the file stores them; only when there are any,
+        h.update(b"skipped\0" + json.dumps(skipped).encode())  # so other digests stay as they were
     return h.hexdigest()
+
+
+def _dataset_skipped(dataset) -> list[tuple[str, str]]:
+    """What the dataset left out when it was built (``ImageDataset.skipped``)."""
+    return [(str(p), str(r)) for p, r in getattr(dataset, "skipped", ())]
+
+
+def _merge_skipped(*lists) -> list[tuple[str, str]]:
+    """The lists one after the other, keeping the first entry of each path."""
+    seen: set[str] = set()
+    merged = []
+    for p, r in (entry for entries in lists for entry in entries):
+        if p not in seen:
+            seen.add(p)
+            merged.append((p, r))
+    return merged
 
 
 def _load_if_current(path: Path, digest: str) -> FeatureSet | None:
@@ -205,7 +225,8 @@ def extract_features(
     Returns
     -------
     FeatureSet
-        One row per decodable image, in dataset order; ``skipped`` lists the others with reasons.
+        One row per decodable image, in dataset order; ``skipped`` lists the others with reasons,
+        starting with the dataset's own ``skipped`` entries.
 
     Examples
     --------
@@ -308,6 +329,7 @@ def _assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, nam
         else:
             reason = failed.get(cid) or failed.get(p) or "file changed during extraction"
             skipped.append((p, reason))
+    skipped = _merge_skipped(_dataset_skipped(dataset), skipped)
     keep_ids = [ids[i] for i in keep]
     if keep_ids:
         features = gather(keep_ids)

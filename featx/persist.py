@@ -16,18 +16,23 @@ Format: one zip file (any name; ``.featx`` by convention) holding
 Loading never runs code from the file unless ``trust=True``: skops types outside
 :data:`SAFE_TYPES` (and outside skops' own defaults) are refused, hook classes must
 live in the ``featx`` package, and zip members may not escape the extraction directory.
+An archive may unpack to at most ``max_size`` bytes (:data:`MAX_SIZE` by default), counting
+the archives inside it (``.skops``, ``.keras``) by what they unpack to, so a zip bomb is
+refused before it fills the disk or memory.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import tempfile
 import warnings
 import zipfile
+from numbers import Real
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import sklearn
 import skops
@@ -35,13 +40,19 @@ import skops.io as sio
 
 from featx._version import __version__
 
-__all__ = ["SAFE_TYPES", "UntrustedModelError", "load", "load_skops", "save", "save_skops"]
+__all__ = ["MAX_SIZE", "SAFE_TYPES", "UntrustedModelError", "load", "load_skops", "save",
+           "save_skops"]
 
 FORMAT = "featx.model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SKOPS_FILE = "model.skops"
 PAYLOAD = "payload"
+
+#: Default ``max_size`` of :func:`load`, in bytes (4 GiB): the largest model featx saves, a
+#: fine-tuned ``convnext_xlarge`` (~350M float32 weights), unpacks to about 1.4 GB.
+MAX_SIZE = 4 * 1024**3
+_CHUNK = 1024**2
 
 #: Types skops does not trust by default but whose state is plain arrays and numbers,
 #: rebuilt by scikit-learn's own constructors: type name -> where featx meets it.
@@ -172,12 +183,87 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def _extract(zf: zipfile.ZipFile, dest: Path) -> None:
-    for info in zf.infolist():
+def _check_max_size(max_size) -> int | None:
+    if max_size is None:
+        return None
+    if (isinstance(max_size, bool) or not isinstance(max_size, Real)
+            or not math.isfinite(max_size) or max_size <= 0):
+        raise ValueError(
+            "max_size must be a positive number of bytes, or None for no limit; got "
+            f"max_size={max_size!r}. The default is featx.persist.MAX_SIZE={MAX_SIZE} (4 GiB)."
+        )
+    return int(max_size)
+
+
+def _too_big(path, what: str, max_size: int) -> ValueError:
+    return ValueError(
+        f"Refusing to unpack path={os.fspath(path)!r}: {what}, over max_size={max_size:,} "
+        "bytes. If you trust the file and expect it to be this large, raise the limit: "
+        "featx.load(path, max_size=<bytes>), or max_size=None for no limit."
+    )
+
+
+def _copy(src: IO[bytes], dst: IO[bytes], budget: int | None) -> int:
+    """Copy ``src`` to ``dst`` in chunks; stop as soon as more than ``budget`` bytes came.
+
+    Returns the number of bytes copied; raises ``OverflowError`` once over ``budget``.
+    """
+    copied = 0
+    while chunk := src.read(_CHUNK):
+        copied += len(chunk)
+        if budget is not None and copied > budget:
+            raise OverflowError(copied)
+        dst.write(chunk)
+    return copied
+
+
+def _unpacked_size(file: Path) -> int:
+    """What ``file`` unpacks to if it is itself a zip archive (a .skops or .keras part), else 0."""
+    try:
+        with zipfile.ZipFile(file) as inner:
+            return sum(info.file_size for info in inner.infolist())
+    except (zipfile.BadZipFile, OSError):  # not an archive (a JSON file, weights, ...)
+        return 0
+
+
+def _extract(zf: zipfile.ZipFile, dest: Path, path, max_size: int | None) -> None:
+    """Unpack ``zf`` into ``dest``, refusing unsafe names and more than ``max_size`` bytes.
+
+    The members' declared sizes are checked before anything is written; the bytes actually
+    written are counted too (headers can lie), and so are the declared contents of archives
+    inside the archive (a ``.skops`` or ``.keras`` part is itself a zip, read by skops/Keras).
+    """
+    infos = zf.infolist()
+    for info in infos:
         name = PurePosixPath(info.filename)
-        if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
+        if (not name.parts or name.is_absolute() or ".." in name.parts
+                or "\\" in info.filename):
             raise UntrustedModelError(f"Refusing zip member {info.filename!r}: unsafe path.")
-    zf.extractall(dest)
+    declared = sum(info.file_size for info in infos)
+    if max_size is not None and declared > max_size:
+        raise _too_big(path, f"its members declare {declared:,} bytes in all", max_size)
+    total = 0
+    for info in infos:
+        target = dest.joinpath(*PurePosixPath(info.filename).parts)
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        budget = None if max_size is None else max_size - total
+        with zf.open(info) as src, open(target, "wb") as dst:
+            try:
+                written = _copy(src, dst, budget)
+            except OverflowError:
+                raise _too_big(
+                    path, f"member {info.filename!r} declares {info.file_size:,} bytes but "
+                    f"unpacks to more than the {budget:,} bytes left (its header lies)",
+                    max_size) from None
+        inner = _unpacked_size(target)
+        total += max(written, inner)
+        if max_size is not None and total > max_size:
+            raise _too_big(
+                path, f"member {info.filename!r} is an archive that unpacks to {inner:,} "
+                f"bytes, {total:,} bytes in all so far", max_size)
 
 
 def _read_manifest(folder: Path, path) -> dict[str, Any]:
@@ -213,7 +299,8 @@ def _hook_class(manifest: dict[str, Any], trust: bool):
     return cls
 
 
-def load(path: str | os.PathLike, *, trust: bool = False) -> Any:
+def load(path: str | os.PathLike, *, trust: bool = False,
+         max_size: int | None = MAX_SIZE) -> Any:
     """Load a model written by :func:`save`.
 
     Parameters
@@ -223,6 +310,12 @@ def load(path: str | os.PathLike, *, trust: bool = False) -> Any:
     trust : bool, default=False
         Allow types outside :data:`SAFE_TYPES` and hook classes outside ``featx``. Only
         for files from a source you trust: it lets the file run code.
+    max_size : int or None, default=MAX_SIZE (4 GiB)
+        The most bytes the file may unpack to, counting an archive inside it (the
+        ``.skops`` or ``.keras`` part) by what it unpacks to. The members' declared sizes
+        are checked before anything is written and the bytes actually written are counted,
+        so a zip bomb (or a lying header) stops at the limit and leaves nothing behind.
+        ``None`` for no limit. Not applied when ``path`` is a directory.
 
     Returns
     -------
@@ -233,15 +326,25 @@ def load(path: str | os.PathLike, *, trust: bool = False) -> Any:
     ------
     UntrustedModelError
         If the file needs ``trust=True``; the message lists what was refused.
+    ValueError
+        If the file is not a featx model (or not a valid zip archive), or unpacks to more
+        than ``max_size`` bytes; the message names the file, the size and the limit.
     """
+    max_size = _check_max_size(max_size)
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         if path.is_dir():
             folder = path
         else:
             folder = Path(tmp)
-            with zipfile.ZipFile(path) as zf:
-                _extract(zf, folder)
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    _extract(zf, folder, path, max_size)
+            except zipfile.BadZipFile as exc:
+                raise ValueError(
+                    f"path={os.fspath(path)!r} is not a featx model: not a valid zip archive "
+                    f"({exc})."
+                ) from None
         manifest = _read_manifest(folder, path)
         if manifest.get("storage") == "hook":
             return _hook_class(manifest, trust)._featx_load(folder / PAYLOAD, manifest, trust)

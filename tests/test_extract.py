@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import pytest
 from test_cache import MODEL, REPO, assert_same, counted, dataset, make_images
 
 from featx._decode_pool import DecodePool
+from featx.data import ImageDataset, SkippedImagesWarning
 from featx.extract import FeatureSet, extract_features, forward_pass_count
 
 
@@ -39,6 +41,40 @@ def test_corrupt_file_in_the_middle_is_skipped_labels_aligned(tmp_path, imgs):
     assert_same(fs.features, clean.features)
     again, n = counted(ds, tmp_path / "c")  # the skip list is cached with the file
     assert n == 0 and again.skipped == fs.skipped and again.labels.tolist() == fs.labels.tolist()
+
+
+def test_skipped_starts_with_what_the_dataset_left_out(tmp_path, imgs, capfd):
+    root = tmp_path / "photos"
+    for k, p in enumerate(imgs[:6]):
+        (root / "ab"[k % 2]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, root / "ab"[k % 2] / Path(p).name)
+    zero = root / "a" / "zero.jpg"
+    zero.write_bytes(b"")
+    with pytest.warns(SkippedImagesWarning, match="zero.jpg: empty file"):
+        ds = ImageDataset.from_directory(root, name="photos")
+    assert ds.skipped == [(str(zero), "empty file")] and len(ds) == 6
+    broken = ds.paths[3]  # fine when the dataset was read, garbage by extraction time
+    Path(broken).write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
+    fs, n = counted(ds, tmp_path / "c", verbose=1)
+    assert n == 5 and len(fs) == 5 and broken not in fs.paths
+    assert [p for p, _ in fs.skipped] == [str(zero), broken]
+    assert fs.skipped[0] == (str(zero), "empty file") and fs.skipped[1][1]
+    err = capfd.readouterr().err
+    assert "skipped 2 file(s) (see FeatureSet.skipped):" in err
+    assert f"{zero}: empty file" in err and f"{broken}: " in err
+    assert FeatureSet.load(fs.path).skipped == fs.skipped  # stored in the dataset file
+    again, n = counted(ds, tmp_path / "c")
+    assert n == 0 and again.skipped == fs.skipped
+    memory = extract_features(ds, cache=False, **MODEL)
+    assert memory.skipped == fs.skipped
+    shutil.copy(imgs[int(Path(broken).stem[3:])], broken)  # repaired: a dataset-level skip only
+    with pytest.warns(SkippedImagesWarning, match="zero.jpg"):
+        ds = ImageDataset.from_directory(root, name="photos")
+    assert counted(ds, tmp_path / "c")[0].skipped == [(str(zero), "empty file")]
+    zero.unlink()  # same images, nothing skipped: the stored list must not outlive the file
+    fixed, n = counted(ImageDataset.from_directory(root, name="photos"), tmp_path / "c")
+    assert n == 0 and fixed.path == fs.path and fixed.paths == ds.paths and fixed.skipped == []
+    assert FeatureSet.load(fixed.path).skipped == []
 
 
 def test_cache_false_touches_no_disk(tmp_path, imgs, monkeypatch):

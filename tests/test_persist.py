@@ -2,10 +2,14 @@
 
 import doctest
 import importlib
+import io
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -142,6 +146,126 @@ def test_crafted_archives_are_refused(tmp_path):
     _write_zip(tmp_path / "other.zip", {"readme.txt": "hello"})
     with pytest.raises(ValueError, match=r"is not a featx model"):
         load(tmp_path / "other.zip")
+
+
+MiB = 1024**2
+BOMB = 50 * MiB  # zeros: ~50 kB deflated, so the archive is tiny and the test fast
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """load()'s temporary directories go here, so a test can see nothing was left behind."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _bomb(path, member="model.skops", size=BOMB):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", "{}")
+        zf.writestr(member, bytes(size))
+    return path
+
+
+def test_zip_bomb_is_refused_before_extraction(tmp_path, scratch):
+    path = _bomb(tmp_path / "bomb.featx")
+    assert path.stat().st_size < MiB
+    with pytest.raises(ValueError, match=(
+            rf"path='{path}': its members declare 52,428,802 bytes in all, over "
+            r"max_size=1,048,576 bytes\. .*max_size=<bytes>\), or max_size=None")):
+        load(path, max_size=MiB)
+    assert list(scratch.iterdir()) == []
+
+
+def test_default_cap_is_max_size(tmp_path, scratch):
+    with zipfile.ZipFile(tmp_path / "big.featx", "w") as zf:  # 5 GiB declared, nothing stored
+        for i in range(5):
+            zf.writestr(f"part{i}", b"")
+        for info in zf.infolist():
+            info.file_size = 1024**3
+    with pytest.raises(ValueError, match=r"declare 5,368,709,120 bytes in all, over "
+                                         r"max_size=4,294,967,296 bytes"):
+        load(tmp_path / "big.featx")
+    assert featx.persist.MAX_SIZE == 4 * 1024**3 and list(scratch.iterdir()) == []
+
+
+def _lie_about_size(path, member, size):
+    """Patch ``member``'s uncompressed size in its local and central zip headers."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        local = zf.getinfo(member).header_offset
+    assert data[local:local + 4] == b"PK\x03\x04"
+    struct.pack_into("<I", data, local + 22, size)
+    central = data.index(b"PK\x01\x02")
+    while data[central + 46:central + 46 + len(member)] != member.encode():
+        central = data.index(b"PK\x01\x02", central + 4)
+    struct.pack_into("<I", data, central + 24, size)
+    path.write_bytes(bytes(data))
+
+
+def test_lying_header_stops_at_the_declared_size(tmp_path, scratch):
+    path = _bomb(tmp_path / "liar.featx")
+    _lie_about_size(path, "model.skops", 100)
+    with zipfile.ZipFile(path) as zf:
+        assert sum(i.file_size for i in zf.infolist()) == 102  # passes the declared check
+    with pytest.raises(ValueError, match=r"liar.featx' is not a featx model: not a valid zip "
+                                         r"archive \(Bad CRC-32 for file 'model.skops'\)"):
+        load(path, max_size=MiB)
+    assert list(scratch.iterdir()) == []
+
+
+def test_streaming_copy_stops_at_the_budget(tmp_path):
+    # zipfile itself never yields more than a header declares; the byte count in
+    # _extract is the guard should it ever do (another zip reader, a future change).
+    with open(tmp_path / "out", "wb") as dst:
+        with pytest.raises(OverflowError):
+            featx.persist._copy(io.BytesIO(bytes(3 * MiB)), dst, MiB)
+    assert (tmp_path / "out").stat().st_size <= MiB
+    with open(tmp_path / "out", "wb") as dst:
+        assert featx.persist._copy(io.BytesIO(bytes(3 * MiB)), dst, None) == 3 * MiB
+
+
+def test_archive_inside_the_archive_counts_by_what_it_unpacks_to(tmp_path, scratch):
+    inner = _bomb(tmp_path / "model.skops")  # a bomb where skops would read it
+    with zipfile.ZipFile(tmp_path / "nested.featx", "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("manifest.json", "{}")
+        zf.write(inner, "model.skops")
+    assert (tmp_path / "nested.featx").stat().st_size < MiB
+    with pytest.raises(ValueError, match=r"member 'model.skops' is an archive that unpacks to "
+                                         r"52,428,802 bytes, .* over max_size=1,048,576"):
+        load(tmp_path / "nested.featx", max_size=MiB)
+    assert list(scratch.iterdir()) == []
+
+
+def test_path_traversal_is_refused_before_anything_is_written(tmp_path, scratch):
+    for name in ["../escape.txt", "/abs.txt", "a/../../up.txt", "dir\\..\\win.txt"]:
+        _write_zip(tmp_path / "slip.featx", {"manifest.json": "{}", name: "x"})
+        with pytest.raises(UntrustedModelError, match=rf"{re.escape(repr(name))}: unsafe path"):
+            load(tmp_path / "slip.featx")
+        assert list(scratch.iterdir()) == []
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path.parent / "up.txt").exists()
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "4GB", float("inf"), [1]])
+def test_max_size_is_validated(fitted, bad):
+    folder, _, _ = fitted
+    expected = f"max_size must be a positive number of bytes, or None for no limit; got " \
+               f"max_size={bad!r}. The default is featx.persist.MAX_SIZE="
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load(folder / "logreg.featx", max_size=bad)
+
+
+def test_roundtrip_within_a_tight_limit(fitted, tmp_path):
+    folder, X, models = fitted
+    path = folder / "rf.featx"
+    with zipfile.ZipFile(path) as zf:
+        size = sum(i.file_size for i in zf.infolist())
+    for max_size in [size, 10 * MiB, None]:
+        model = load(path, max_size=max_size)
+        np.testing.assert_array_equal(model.predict(X), models["rf"].predict(X))
+    with pytest.raises(ValueError, match=rf"declare {size:,} bytes in all, over max_size="):
+        load(path, max_size=size - 1)
 
 
 def test_directory_form_and_version_warning(fitted, tmp_path):
