@@ -143,7 +143,7 @@ def cmd_finetune(args) -> int:
 
     clf = FineTunedClassifier(args.backbone, weights=_weights(args.weights),
                               input_size=args.ft_input_size or args.input_size,
-                              validation_data=splits.get("validation"),
+                              cache=args.cache, validation_data=splits.get("validation"),
                               verbose=0, **_ft_params(args, args.strategy))
     _say(args, f"fine-tuning {args.backbone} ({args.strategy}) on {len(splits['train'])} images")
     clf.fit(splits["train"])

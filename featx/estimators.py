@@ -236,7 +236,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     head : str, default="logreg"
         A name from :func:`featx.list_heads`.
     head_params : dict, optional
-        Parameters for :func:`featx.make_head` (e.g. ``{"C": 0.5, "pca": 128}``).
+        Parameters for :func:`featx.make_head` (e.g. ``{"C": 0.5, "pca": 128}``). They are used
+        as given; the head's other defaults are sized for the training set (``n_samples``, or
+        with ``cv`` the smallest training fold), so ``knn`` and ``mlp`` fit a few images:
+        ``head_.get_params()`` shows the values used.
     weights, pooling, input_size, layers, resize, cache, batch_size, verbose
         As for :class:`FeatureExtractor`.
     cv : int or CV splitter, optional
@@ -341,7 +344,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.model_selection import GridSearchCV
         from sklearn.utils.multiclass import check_classification_targets
 
-        from featx.heads import head_param_grid, make_head
+        from featx.heads import _fit_size, head_param_grid, make_head
 
         for attr in ("best_params_", "cv_results_"):
             self.__dict__.pop(attr, None)
@@ -364,9 +367,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 "are needed to fit a classifier"
             )
         codes = encoder.transform(labels)
-        head = make_head(self.head, random_state=self.random_state, **(self.head_params or {}))
-        if self.cv is not None:
-            search = GridSearchCV(head, head_param_grid(self.head), cv=self.cv, n_jobs=self.n_jobs)
+        cv, n_fit, n_classes = _fit_size(features, codes, self.cv)
+        sizes = {"n_samples": n_fit, "n_classes": n_classes}
+        head = make_head(self.head, random_state=self.random_state,
+                         **{**sizes, **(self.head_params or {})})
+        if cv is not None:
+            search = GridSearchCV(head, head_param_grid(self.head, **sizes), cv=cv,
+                                  n_jobs=self.n_jobs)
             search.fit(features, codes)
             self.head_ = search.best_estimator_
             self.best_params_ = search.best_params_

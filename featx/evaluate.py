@@ -18,14 +18,14 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV
 
-from featx.heads import head_param_grid, list_heads, make_head
+from featx.heads import _fit_size, head_param_grid, limited_params, list_heads, make_head
 
 __all__ = ["HeadTable", "evaluate_heads"]
 
 #: Columns shown by default, in order; rows may hold more (``estimator``, ``n_train``...).
 COLUMNS = (
     "name", "kind", "accuracy", "macro_f1", "balanced_accuracy", "train_seconds",
-    "predict_seconds", "backbone_forward_passes", "cv_score", "best_params",
+    "predict_seconds", "backbone_forward_passes", "cv_score", "best_params", "limited_params",
 )
 #: Metric columns where higher is better (valid ``by=`` for :meth:`HeadTable.best`).
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "cv_score")
@@ -196,21 +196,36 @@ def _as_xy(data, param: str):
     return X, y, None if names is None else list(names)
 
 
-def _resolve_heads(heads, random_state):
-    """``[(name, estimator, grid)]`` from None, a name, names, or a name -> estimator map."""
+def _resolve_heads(heads, random_state, n_samples, n_classes, search):
+    """``[(name, estimator, grid, limited)]`` from None, a name, names, or a name -> estimator map.
+
+    Named heads are sized for ``n_samples`` (the smallest training fold when ``search``).
+    """
     if heads is None:
         heads = list_heads()
     elif isinstance(heads, str):
         heads = [heads]
-    if isinstance(heads, Mapping):
-        return [(name, clone(est), {}) if not isinstance(est, str)
-                else (name, make_head(est, random_state=random_state), head_param_grid(est))
-                for name, est in heads.items()]
-    return [(name, make_head(name, random_state=random_state), head_param_grid(name))
-            for name in heads]
+    if not isinstance(heads, Mapping):
+        heads = {name: name for name in heads}
+    return [(name, clone(est), {}, {}) if not isinstance(est, str)
+            else (name, *_sized_head(est, random_state, n_samples, n_classes, search))
+            for name, est in heads.items()]
 
 
-def _evaluate_one(name, estimator, grid, X, y, X_test, y_test, cv, n_jobs, scoring):
+def _sized_head(head, random_state, n_samples, n_classes, search):
+    """``(pipeline, grid, limited)``: ``limited`` holds what the row's size rule changed, keyed
+    like ``best_params`` (a default's new value, or with ``search`` a grid's remaining values)."""
+    sizes = {"n_samples": n_samples, "n_classes": n_classes}
+    grid = head_param_grid(head, **sizes)
+    limited = {f"clf__{k}": v for k, v in limited_params(head, **sizes).items()}
+    if search:
+        full = head_param_grid(head)
+        limited = {k: v for k, v in limited.items() if k not in grid}
+        limited.update({k: v for k, v in grid.items() if v != full[k]})
+    return make_head(head, random_state=random_state, **sizes), grid, limited
+
+
+def _evaluate_one(name, estimator, grid, limited, X, y, X_test, y_test, cv, n_jobs, scoring):
     row: dict[str, Any] = {"name": name, "kind": "head"}
     start = time.perf_counter()
     if cv is None:
@@ -236,6 +251,8 @@ def _evaluate_one(name, estimator, grid, X, y, X_test, y_test, cv, n_jobs, scori
         n_features=X.shape[1],
         estimator=fitted,
     )
+    if limited:
+        row["limited_params"] = limited
     return row
 
 
@@ -258,10 +275,15 @@ def evaluate_heads(
         ``.class_names``; or an ``(X, y)`` pair.
     heads : None, str, list of str or dict, default=None
         Head names (None = all of :func:`~featx.heads.list_heads`), or a dict mapping a
-        row name to a head name or to an unfitted estimator (searched over no grid).
+        row name to a head name or to an unfitted estimator (searched over no grid, used
+        as given).
     cv : None, int or CV splitter, default=None
         None fits each head once with its defaults; otherwise
         ``GridSearchCV(head, head_param_grid(name), cv=cv)`` picks the parameters.
+        Named heads are sized for the data: ``make_head`` and ``head_param_grid`` get
+        ``n_samples`` (the training set, or with ``cv`` its smallest training fold, e.g.
+        ``floor(n * 2 / 3)`` for ``cv=3``) and ``n_classes``, so ``knn`` and ``mlp`` fit
+        tiny training sets; what that changed is in the row's ``limited_params``.
     n_jobs : int or None, default=None
         Workers for the grid search (heads are fitted one after another so that the
         timings are comparable).
@@ -277,7 +299,9 @@ def evaluate_heads(
         ``balanced_accuracy``, ``train_seconds`` (the whole search when ``cv`` is given),
         ``predict_seconds``, ``cv_score``, ``best_params``, ``backbone_forward_passes``
         (0: the features are already cached), ``n_train``, ``n_test``, ``n_features``
-        and the fitted ``estimator``.
+        and the fitted ``estimator``; plus ``limited_params`` where the training set was
+        too small for a row default (``{"clf__n_neighbors": 8}``; with ``cv``, a grid's
+        remaining values: ``{"clf__n_neighbors": [5, 8]}``).
 
     Examples
     --------
@@ -302,7 +326,9 @@ def evaluate_heads(
             f"and train={names}."
         )
     table = HeadTable(class_names=names)
-    for name, estimator, grid in _resolve_heads(heads, random_state):
-        table.append(_evaluate_one(name, estimator, grid, X, y, X_test, y_test, cv, n_jobs,
-                                   scoring))
+    cv, n_fit, n_classes = _fit_size(X, y, cv)
+    for name, estimator, grid, limited in _resolve_heads(heads, random_state, n_fit, n_classes,
+                                                         search=cv is not None):
+        table.append(_evaluate_one(name, estimator, grid, limited, X, y, X_test, y_test, cv,
+                                   n_jobs, scoring))
     return table

@@ -9,23 +9,28 @@ whose steps are named from the fixed set ``normalize``, ``scale``, ``pca`` and
 The defaults were chosen for pooled ImageNet features (about 1,000-2,000
 non-negative ReLU/ReLU6 outputs, a few thousand images, ~10 classes); the grids
 hold 3-6 candidates so ``cv=3`` over every head stays in the seconds-to-a-minute
-range on 3,000 x 1,280 features.
+range on 3,000 x 1,280 features. For tiny training sets (few-shot points, a 12-image
+smoke test), ``make_head(name, n_samples=..., n_classes=...)`` lets the row's
+``fit_limits`` rule adjust the defaults that cannot fit so few samples.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import check_cv
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
@@ -37,6 +42,7 @@ __all__ = [
     "describe",
     "get_head_spec",
     "head_param_grid",
+    "limited_params",
     "list_heads",
     "make_head",
 ]
@@ -72,6 +78,11 @@ class HeadSpec:
         Whether the default head has ``predict_proba``; others get it with ``proba=True``.
     class_weight : bool
         Whether the estimator takes ``class_weight`` (set to ``"balanced"`` in ``defaults``).
+    fit_limits : callable or None
+        ``fit_limits(params, n_samples, n_classes) -> params``: the estimator's full effective
+        parameters, adjusted so that it can fit ``n_samples`` samples of ``n_classes`` classes
+        (``n_classes=None``: unknown, counted as 2). Its docstring's first paragraph is the
+        rule :func:`describe` prints. None: the defaults fit any training set.
     note : str
         Anything a user should know about the defaults.
     """
@@ -85,6 +96,7 @@ class HeadSpec:
     normalize: bool = False
     predict_proba: bool = True
     class_weight: bool = True
+    fit_limits: Callable[[Mapping[str, Any], int, int | None], dict] | None = None
     note: str = ""
 
     def __post_init__(self):
@@ -98,6 +110,28 @@ class HeadSpec:
         for values in self.grid.values():
             n *= len(values)
         return n
+
+
+def _cap_n_neighbors(params: Mapping[str, Any], n_samples: int,
+                     n_classes: int | None) -> dict:
+    """``n_neighbors`` is capped at ``n_samples`` (a query needs that many fitted samples)."""
+    return {**params, "n_neighbors": min(params["n_neighbors"], n_samples)}
+
+
+def _early_stopping_if_room(params: Mapping[str, Any], n_samples: int,
+                            n_classes: int | None) -> dict:
+    """``early_stopping`` is turned off unless its validation split,
+    ``ceil(validation_fraction * n_samples)`` samples, holds ``max(2, n_classes)`` of them,
+    the rest ``n_classes``, and ``n_samples >= 2 * n_classes`` (scikit-learn stratifies that
+    split for binary targets and needs 2 validation samples)
+    """
+    if not params["early_stopping"]:
+        return dict(params)
+    n_classes = 2 if n_classes is None else n_classes
+    n_val = math.ceil(params["validation_fraction"] * n_samples)  # as train_test_split rounds
+    room = (n_val >= max(2, n_classes) and n_samples - n_val >= n_classes
+            and n_samples >= 2 * n_classes)
+    return {**params, "early_stopping": room}
 
 
 _HEADS: tuple[HeadSpec, ...] = (
@@ -149,6 +183,7 @@ _HEADS: tuple[HeadSpec, ...] = (
                   "max_iter": 300},
         grid={"hidden_layer_sizes": ((256,), (512,)), "alpha": (1e-3, 1e-2)},
         class_weight=False,
+        fit_limits=_early_stopping_if_room,
         note="MLPClassifier has no class_weight; early stopping holds out 10% of train",
     ),
     HeadSpec(
@@ -160,6 +195,7 @@ _HEADS: tuple[HeadSpec, ...] = (
         scale=False,
         normalize=True,
         class_weight=False,
+        fit_limits=_cap_n_neighbors,
         note="on unit vectors |a-b|^2 = 2 - 2cos(a, b), so the ranking is cosine's",
     ),
 )
@@ -230,6 +266,93 @@ def _check_params(spec: HeadSpec, params: Mapping[str, Any]) -> None:
             )
 
 
+def _check_size(param: str, value) -> None:
+    if value is None or isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+            and value >= 1:
+        return
+    raise ValueError(f"{param} must be None or an int >= 1; got {param}={value!r}.")
+
+
+def _effective(spec: HeadSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every estimator parameter as ``make_head`` would set it (sklearn's, row's, user's)."""
+    return {**spec.estimator().get_params(deep=False), **spec.defaults, **params}
+
+
+def _applies(spec: HeadSpec, n_samples: int | None, n_classes: int | None) -> bool:
+    """Validate the sizes; True when the row has a rule and a size to apply it to."""
+    _check_size("n_samples", n_samples)
+    _check_size("n_classes", n_classes)
+    return spec.fit_limits is not None and n_samples is not None
+
+
+def _limited(spec: HeadSpec, params: Mapping[str, Any], n_samples: int | None,
+             n_classes: int | None) -> dict[str, Any]:
+    """The values ``spec.fit_limits`` changes for this size, leaving out the keys in ``params``."""
+    if not _applies(spec, n_samples, n_classes):
+        return {}
+    effective = _effective(spec, params)
+    adjusted = spec.fit_limits(effective, n_samples, n_classes)
+    return {k: v for k, v in adjusted.items() if k not in params and effective.get(k) != v}
+
+
+def _limit_value(spec: HeadSpec, key: str, value: Any, n_samples: int | None,
+                 n_classes: int | None) -> Any:
+    """Grid ``value`` of ``key`` after the row's ``fit_limits`` rule for this size."""
+    if not _applies(spec, n_samples, n_classes):
+        return value
+    return spec.fit_limits(_effective(spec, {key: value}), n_samples, n_classes)[key]
+
+
+def _fit_size(X, y, cv=None) -> tuple[Any, int, int]:
+    """``(cv, n_samples, n_classes)`` for sizing heads fitted on ``X, y`` or searched over ``cv``.
+
+    With a ``cv``, it comes back through ``check_cv`` (a generator is read once, so pass the
+    returned one on) and ``n_samples`` is the smallest training fold; the search's refit on all
+    of ``X`` keeps the searched parameters, which fit the larger set too.
+    """
+    n_classes = len(np.unique(y))
+    if cv is None:
+        return None, len(y), n_classes
+    cv = check_cv(cv, y, classifier=True)
+    return cv, min(len(train) for train, _ in cv.split(X, y)), n_classes
+
+
+def limited_params(name: str, *, n_samples: int, n_classes: int | None = None,
+                   **params: Any) -> dict[str, Any]:
+    """The row defaults that :func:`make_head` changes for a training set of this size.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_heads`.
+    n_samples : int
+        Training samples the head will be fitted on.
+    n_classes : int or None, default=None
+        Classes among them (None counts as 2).
+    **params
+        Parameters the user passes to :func:`make_head`; they are never changed.
+
+    Returns
+    -------
+    dict of str to object
+        ``{estimator parameter: value make_head uses instead of the row default}``; empty when
+        the defaults fit.
+
+    Examples
+    --------
+    >>> from featx.heads import limited_params
+    >>> limited_params("knn", n_samples=8)
+    {'n_neighbors': 8}
+    >>> limited_params("mlp", n_samples=40, n_classes=10)
+    {'early_stopping': False}
+    >>> limited_params("knn", n_samples=8, n_neighbors=30)
+    {}
+    """
+    spec = get_head_spec(name)
+    _check_params(spec, params)
+    return _limited(spec, params, n_samples, n_classes)
+
+
 def make_head(
     name: str,
     *,
@@ -237,6 +360,8 @@ def make_head(
     normalize: bool | None = None,
     proba: bool = False,
     random_state: int | None = None,
+    n_samples: int | None = None,
+    n_classes: int | None = None,
     **params: Any,
 ) -> Pipeline:
     """Build the unfitted pipeline for head ``name``.
@@ -257,6 +382,14 @@ def make_head(
         Grid keys then change; use ``head_param_grid(name, proba=True)``.
     random_state : int or None, default=None
         Seed for the classifier and PCA, where they take one.
+    n_samples : int or None, default=None
+        Size of the training set the head will be fitted on (for a grid search, the smallest
+        training fold). When given, the row's ``fit_limits`` rule changes the defaults that
+        cannot fit so few samples (``knn``: ``n_neighbors`` capped at ``n_samples``; ``mlp``:
+        no ``early_stopping`` when its validation split would miss classes); see
+        :func:`limited_params`. Values passed in ``**params`` are never changed.
+    n_classes : int or None, default=None
+        Classes in that training set (used with ``n_samples``; None counts as 2).
     **params
         Parameters of the final estimator, overriding the row's defaults.
 
@@ -268,7 +401,8 @@ def make_head(
     Raises
     ------
     ValueError
-        For an unknown head, an unknown estimator parameter or an invalid ``pca``.
+        For an unknown head, an unknown estimator parameter, an invalid ``pca``, or
+        ``n_samples`` / ``n_classes`` that are not ints >= 1.
 
     Examples
     --------
@@ -278,11 +412,15 @@ def make_head(
     ['scale', 'pca', 'clf']
     >>> head.get_params()["clf__C"]
     0.5
+    >>> make_head("knn", n_samples=8).get_params()["clf__n_neighbors"]  # default 15 > 8
+    8
+    >>> make_head("knn", n_samples=8, n_neighbors=30).get_params()["clf__n_neighbors"]
+    30
     """
     spec = get_head_spec(name)
     _check_params(spec, params)
     _check_pca(pca)
-    kwargs = {**spec.defaults, **params}
+    kwargs = {**spec.defaults, **_limited(spec, params, n_samples, n_classes), **params}
     if random_state is not None and "random_state" in spec.estimator().get_params(deep=False):
         kwargs.setdefault("random_state", random_state)
     clf = spec.estimator(**kwargs)
@@ -300,7 +438,8 @@ def make_head(
     return Pipeline(steps)
 
 
-def head_param_grid(name: str, *, proba: bool = False) -> dict[str, list]:
+def head_param_grid(name: str, *, proba: bool = False, n_samples: int | None = None,
+                    n_classes: int | None = None) -> dict[str, list]:
     """The row's default grid, keyed for the pipeline from :func:`make_head`.
 
     Parameters
@@ -310,6 +449,9 @@ def head_param_grid(name: str, *, proba: bool = False) -> dict[str, list]:
     proba : bool, default=False
         Match ``make_head(name, proba=True)`` (keys become ``clf__estimator__...`` for
         calibrated heads).
+    n_samples, n_classes : int or None, default=None
+        As in :func:`make_head` (for a grid search: the smallest training fold): each grid
+        value goes through the row's ``fit_limits`` rule; duplicates are then dropped.
 
     Returns
     -------
@@ -321,10 +463,16 @@ def head_param_grid(name: str, *, proba: bool = False) -> dict[str, list]:
     >>> from featx.heads import head_param_grid
     >>> head_param_grid("logreg")
     {'clf__C': [0.01, 0.1, 1.0]}
+    >>> head_param_grid("knn", n_samples=8)["clf__n_neighbors"]  # (5, 15, 30) fitted to 8
+    [5, 8]
     """
     spec = get_head_spec(name)
     prefix = "clf__estimator__" if proba and not spec.predict_proba else "clf__"
-    return {prefix + key: list(values) for key, values in spec.grid.items()}
+    grid = {}
+    for key, values in spec.grid.items():
+        limited = [_limit_value(spec, key, v, n_samples, n_classes) for v in values]
+        grid[prefix + key] = [v for i, v in enumerate(limited) if v not in limited[:i]]
+    return grid
 
 
 def _fmt(mapping: Mapping[str, Any]) -> str:
@@ -356,5 +504,14 @@ def describe() -> str:
     lines.append("")
     for spec in _HEADS:
         note = f" Note: {spec.note}." if spec.note else ""
-        lines.append(f"- `{spec.name}`: {spec.description}.{note}")
+        lines.append(f"- `{spec.name}`: {spec.description}.{note}{_rule(spec)}")
     return "\n".join(lines) + "\n"
+
+
+def _rule(spec: HeadSpec) -> str:
+    """The row's ``fit_limits`` rule (first docstring paragraph) as a sentence, or ''."""
+    if spec.fit_limits is None:
+        return ""
+    first = (spec.fit_limits.__doc__ or "").strip().split("\n\n")[0]
+    text = " ".join(line.strip() for line in first.splitlines()).rstrip(".").replace("``", "`")
+    return f" Small training sets (`make_head(..., n_samples=, n_classes=)`): {text}."

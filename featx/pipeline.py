@@ -190,14 +190,13 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
 
         ft_backbone = f["backbone"] or e["backbone"][0]
         ft_size = _size(f["input_size"]) or _size(e["input_size"])
-        if isinstance(ft_size, int):  # FineTunedClassifier takes (h, w) only
-            ft_size = (ft_size, ft_size)
         for strategy in f["strategies"]:
             name = f"{ft_backbone} fine-tuned ({strategy})"
             _say(echo, f"fine-tuning {ft_backbone} with strategy {strategy!r} ...")
             ts = time.perf_counter()
             clf = FineTunedClassifier(ft_backbone, weights=_weights(e["weights"]),
-                                      input_size=ft_size, validation_data=splits.get("validation"),
+                                      input_size=ft_size, cache=e["cache"] or None,
+                                      validation_data=splits.get("validation"),
                                       verbose=0 if verbose < 2 else 1,
                                       **_finetune_kwargs(cfg, strategy))
             clf.fit(train)

@@ -251,7 +251,9 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
     repeats : int
         Random subsamples per point (averaged; the standard deviation is kept).
     make : callable, optional
-        ``make(name) -> estimator``; default :func:`featx.heads.make_head`.
+        ``make(name) -> estimator``; default :func:`featx.heads.make_head`, called for each point
+        with that point's ``n_samples`` and ``n_classes`` so that heads fit few examples
+        (``knn``'s ``n_neighbors`` capped, ``mlp`` without early stopping).
     known : dict, optional
         ``{head: accuracy}`` already measured on the whole training set (e.g. the comparison
         table's): used for the "all" point instead of fitting the head again.
@@ -261,12 +263,15 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
     dict
         ``{"n_per_class": [...], "scores": {head: [mean...]}, "std": {head: [...]},
         "chance": float, "failed": {head: [reason per point or None]}}``. A head that cannot fit
-        a point (e.g. k-NN with fewer samples than neighbours) scores NaN there.
+        a point (e.g. a ``make`` estimator needing more samples) scores NaN there.
     """
     from sklearn.base import clone
 
     if make is None:
-        from featx.heads import make_head as make
+        from featx.heads import make_head as build
+    else:
+        def build(name, **sizes):
+            return make(name)
     Xtr, ytr = np.asarray(train.features), np.asarray(train.labels)
     Xte, yte = np.asarray(test.features), np.asarray(test.labels)
     counts = np.bincount(ytr)
@@ -281,7 +286,7 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
     out = {"n_per_class": ks, "scores": {}, "std": {}, "failed": {},
            "chance": float(np.max(np.bincount(yte)) / len(yte)) if len(yte) else None}
     for head in heads:
-        proto = make(head)
+        build(head)  # an unknown name raises here, not as a NaN point
         means, stds, failed = [], [], []
         for k in ks:
             if k >= full and known is not None and known.get(head) is not None:
@@ -298,9 +303,10 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
                     reason = "needs at least two classes"
                     break
                 try:
-                    est = clone(proto).fit(Xtr[idx], ytr[idx])
+                    sizes = {"n_samples": len(idx), "n_classes": len(np.unique(ytr[idx]))}
+                    est = clone(build(head, **sizes)).fit(Xtr[idx], ytr[idx])
                     scores.append(float(np.mean(est.predict(Xte) == yte)))
-                except ValueError as exc:  # e.g. n_neighbors > n_samples, CV folds > class size
+                except ValueError as exc:  # e.g. a make() head's CV folds > class size
                     reason = str(exc).splitlines()[0]
                     break
             means.append(float(np.mean(scores)) if scores and reason is None else float("nan"))

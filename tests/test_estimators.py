@@ -61,24 +61,10 @@ FEATURE_EXTRACTOR_XFAIL = dict.fromkeys(
 )
 
 
-# Heads with a minimum data size: sklearn's checks use 1-sample, 1-feature and 10-20 sample sets.
-HEAD_XFAIL = {
-    "mlp": dict.fromkeys(
-        ["check_estimators_nan_inf", "check_fit2d_1feature"],
-        "MLPClassifier(early_stopping=True) holds out 10% for validation: on sklearn's tiny check "
-        "data that split has fewer samples than classes, which sklearn reports first",
-    ),
-    "knn": {
-        "check_classifier_data_not_an_array": "k=15 neighbours need >= 15 training samples; "
-        "the check fits on 12",
-    },
-}
-
-
 def _expected_failures(estimator):
-    if isinstance(estimator, FeatureExtractor):
-        return FEATURE_EXTRACTOR_XFAIL
-    return HEAD_XFAIL.get(estimator.head, {})
+    # Heads need none: fit sizes knn/mlp for sklearn's 10-20 sample check data (make_head(...,
+    # n_samples=, n_classes=)), where k=15 neighbours and early stopping used to fail.
+    return FEATURE_EXTRACTOR_XFAIL if isinstance(estimator, FeatureExtractor) else {}
 
 
 @parametrize_with_checks(
@@ -138,6 +124,32 @@ def test_method_availability_follows_head():
     assert hasattr(TransferClassifier(head="logreg"), "predict_proba")
     assert not hasattr(TransferClassifier(head="linear_svm"), "predict_proba")
     assert hasattr(TransferClassifier(head="linear_svm"), "decision_function")
+
+
+@pytest.mark.parametrize("head, cv, key, allowed", [
+    ("knn", None, "clf__n_neighbors", {12}),  # default 15 > 12 samples
+    ("knn", 3, "clf__n_neighbors", {5, 8}),  # grid (5, 15, 30) cut to folds of 8
+    ("mlp", None, "clf__early_stopping", {False}),
+    ("mlp", 3, "clf__early_stopping", {False}),
+])
+def test_tiny_training_set_fits_sized_heads(head, cv, key, allowed):
+    rng = np.random.default_rng(0)
+    codes = np.arange(12) % 3
+    X = rng.normal(size=(12, 16))
+    X[np.arange(12), codes] += 3
+    y = np.array(["a", "b", "c"])[codes]
+    clf = TransferClassifier(head=head, cv=cv, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.5
+    assert clf.head_.get_params()[key] in allowed
+
+
+def test_explicit_head_params_are_not_sized():
+    X = np.random.default_rng(0).normal(size=(12, 4))
+    y = np.arange(12) % 3
+    clf = TransferClassifier(head="knn", head_params={"n_neighbors": 30}).fit(X, y)
+    assert clf.head_.get_params()["clf__n_neighbors"] == 30
+    with pytest.raises(ValueError, match=r"n_neighbors <= n_samples_fit"):
+        clf.predict(X)
 
 
 def test_cv_grid_search_and_pickle(colour_images):

@@ -35,7 +35,8 @@ def table():
 def test_every_head_gets_a_full_row(table):
     assert table.names == list_heads()
     for row in table:
-        assert set(COLUMNS) <= set(row)
+        assert set(COLUMNS) - {"limited_params"} <= set(row)
+        assert "limited_params" not in row  # 120 samples: every default fits
         assert row["kind"] == "head" and row["backbone_forward_passes"] == 0
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_f1"] <= 1.0
         assert row["train_seconds"] > 0 and row["predict_seconds"] > 0
@@ -74,6 +75,45 @@ def test_grid_search_with_tuples_and_custom_heads():
     assert isinstance(table["logreg"]["cv_score"], float)
     assert table["strong_C"]["best_params"] == {}
     assert table.class_names is None
+
+
+@pytest.mark.parametrize("cv", [None, 3])
+def test_tiny_training_set_scores_every_head(cv):
+    """12 samples (folds of 8 with cv=3): knn and mlp are sized, not NaN or an error."""
+    train, test = feature_set(12, 1), feature_set(30, 2)
+    table = evaluate_heads(train, test, cv=cv)
+    assert table.names == list_heads()
+    for row in table:
+        assert np.isfinite(row["accuracy"]) and row["n_train"] == 12, row["name"]
+    assert table["mlp"]["limited_params"] == {"clf__early_stopping": False}
+    assert table["mlp"]["estimator"].get_params()["clf__early_stopping"] is False
+    if cv is None:
+        assert table["knn"]["limited_params"] == {"clf__n_neighbors": 12}
+        assert table["knn"]["estimator"].get_params()["clf__n_neighbors"] == 12
+    else:  # grid (5, 15, 30) cut to the smallest training fold, 8
+        assert table["knn"]["limited_params"] == {"clf__n_neighbors": [5, 8]}
+        assert table["knn"]["best_params"]["clf__n_neighbors"] in (5, 8)
+    assert "limited_params" not in table["logreg"]
+    assert "limited_params" in table.columns
+    assert "n_neighbors=" in table.to_markdown()
+
+
+def test_fold_size_follows_the_splitter():
+    from sklearn.model_selection import KFold
+
+    train, test = feature_set(12, 1), feature_set(9, 2)
+    table = evaluate_heads(train, test, heads=["knn"], cv=KFold(2))  # folds of 6
+    assert table["knn"]["limited_params"] == {"clf__n_neighbors": [5, 6]}
+    folds = (f for f in KFold(4).split(train.features))  # a generator is read once
+    table = evaluate_heads(train, test, heads=["knn"], cv=folds)  # folds of 9
+    assert table["knn"]["limited_params"] == {"clf__n_neighbors": [5, 9]}
+    assert np.isfinite(table["knn"]["cv_score"])
+
+
+def test_user_estimators_are_used_as_given():
+    train, test = feature_set(12, 1), feature_set(9, 2)
+    with pytest.raises(ValueError, match=r"n_neighbors <= n_samples_fit"):  # default k=15 > 12
+        evaluate_heads(train, test, heads={"mine": make_head("knn")})
 
 
 def test_finetune_row_can_be_appended(table):

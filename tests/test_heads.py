@@ -11,7 +11,14 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 import featx.heads
-from featx.heads import describe, get_head_spec, head_param_grid, list_heads, make_head
+from featx.heads import (
+    describe,
+    get_head_spec,
+    head_param_grid,
+    limited_params,
+    list_heads,
+    make_head,
+)
 
 HEADS = list_heads()
 CLASSES = np.array(["boot", "coat", "shirt"])
@@ -137,6 +144,97 @@ def test_spec_is_frozen():
         spec.name = "x"
     with pytest.raises(TypeError):
         spec.defaults["C"] = 1
+
+
+# --------------------------------------------------------------------------- tiny training sets
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", HEADS)
+def test_every_head_fits_six_samples_of_three_classes(name):
+    X, y = cnn_like(n=6)
+    head = make_head(name, random_state=0, n_samples=6, n_classes=3).fit(X, y)
+    assert head.predict(X).shape == (6,)
+    assert list(head.classes_) == sorted(CLASSES)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", ["knn", "mlp"])
+def test_unsized_defaults_fail_on_six_samples(name):
+    """The rows the size rules exist for: without n_samples the defaults cannot fit 6 samples."""
+    X, y = cnn_like(n=6)
+    with pytest.raises(ValueError, match=r"n_neighbors|validation"):
+        make_head(name, random_state=0).fit(X, y).predict(X)  # k-NN fails at the query
+
+
+def test_explicit_params_are_never_limited():
+    X, y = cnn_like(n=6)
+    head = make_head("knn", n_samples=6, n_classes=3, n_neighbors=30)
+    assert head.get_params()["clf__n_neighbors"] == 30
+    with pytest.raises(ValueError, match=r"n_neighbors <= n_samples_fit"):
+        head.fit(X, y).predict(X)
+    mlp = make_head("mlp", n_samples=6, n_classes=3, early_stopping=True)
+    assert mlp.get_params()["clf__early_stopping"] is True
+    assert limited_params("knn", n_samples=6, n_neighbors=30) == {}
+
+
+@pytest.mark.parametrize("n_samples, n_classes, expected", [
+    (91, 10, {}),  # ceil(0.1 * 91) = 10 validation samples: one per class
+    (90, 10, {"early_stopping": False}),
+    (11, 2, {}),
+    (10, 2, {"early_stopping": False}),  # 1 validation sample
+    (20, None, {}),  # n_classes unknown counts as 2
+    (3, 3, {"early_stopping": False}),
+])
+def test_mlp_early_stopping_needs_a_validation_sample_per_class(n_samples, n_classes, expected):
+    assert limited_params("mlp", n_samples=n_samples, n_classes=n_classes) == expected
+
+
+def test_mlp_rule_reads_the_users_validation_fraction():
+    assert limited_params("mlp", n_samples=20, n_classes=10) == {"early_stopping": False}
+    assert limited_params("mlp", n_samples=20, n_classes=10, validation_fraction=0.5) == {}
+
+
+def test_limits_leave_large_training_sets_alone():
+    for name in HEADS:
+        assert limited_params(name, n_samples=5000, n_classes=10) == {}
+        sized = make_head(name, n_samples=5000, n_classes=10).named_steps["clf"]
+        assert sized.get_params() == make_head(name).named_steps["clf"].get_params()
+        assert head_param_grid(name, n_samples=5000, n_classes=10) == head_param_grid(name)
+
+
+def test_grid_is_clipped_and_deduplicated():
+    assert head_param_grid("knn", n_samples=8)["clf__n_neighbors"] == [5, 8]
+    assert head_param_grid("knn", n_samples=20)["clf__n_neighbors"] == [5, 15, 20]
+    assert head_param_grid("knn", n_samples=3)["clf__n_neighbors"] == [3]
+    assert head_param_grid("knn", n_samples=3)["clf__weights"] == ["uniform", "distance"]
+    assert head_param_grid("logreg", n_samples=3) == head_param_grid("logreg")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", HEADS)
+def test_sized_grid_search_on_twelve_samples(name):
+    """cv=3 on 12 samples trains on folds of 8: sized heads and grids fit every candidate."""
+    X, y = cnn_like(n=12)
+    search = GridSearchCV(make_head(name, random_state=0, n_samples=8, n_classes=3),
+                          head_param_grid(name, n_samples=8, n_classes=3), cv=3,
+                          error_score="raise").fit(X, y)
+    assert search.predict(X).shape == (12,)
+
+
+@pytest.mark.parametrize("param, value", [("n_samples", 0), ("n_samples", 2.5),
+                                          ("n_classes", True), ("n_classes", "3")])
+def test_bad_sizes_are_refused(param, value):
+    with pytest.raises(ValueError, match=re.escape(f"{param}={value!r}")):
+        make_head("knn", **{param: value})
+    with pytest.raises(ValueError, match=re.escape(f"{param} must be None or an int >= 1")):
+        head_param_grid("logreg", **{param: value})
+
+
+def test_describe_lists_the_size_rules():
+    text = describe()
+    assert "`knn`" in text and "`n_neighbors` is capped at `n_samples`" in text
+    assert "`early_stopping` is turned off" in text
+    assert sum("Small training sets" in line for line in text.splitlines()) == sum(
+        get_head_spec(name).fit_limits is not None for name in HEADS)
 
 
 def test_docs_match_the_table():

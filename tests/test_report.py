@@ -40,7 +40,8 @@ HISTORY = {"loss": [1.2, 0.8, 0.5], "accuracy": [0.4, 0.6, 0.8], "val_loss": [1.
 def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     train, test = features(seed=0), features(n_per_class=5, seed=1)
-    curve = rp.few_shot_curve(train, test, ["logreg", "knn"], shots=[1, 2, 5, 0], repeats=2)
+    curve = rp.few_shot_curve(train, test, ["logreg", "knn", "mlp"], shots=[1, 2, 5, 0],
+                              repeats=2)
     images = np.random.default_rng(0).integers(0, 255, (2, 40, 40, 3)).astype(np.uint8)
     report = rp.write_report(
         out, rows=ROWS, title="Synthetic", data={"source": "synthetic", "splits": {"train": 36},
@@ -80,11 +81,25 @@ def test_report_json_and_markdown(written):
 def test_few_shot_curve(written):
     _, curve = written
     assert curve["n_per_class"] == [1, 2, 5, 12]
-    assert set(curve["scores"]) == {"logreg", "knn"}
-    assert np.isnan(curve["scores"]["knn"][0])  # 3 samples < 15 neighbours: recorded, not raised
-    assert "n_neighbors" in curve["failed"]["knn"][0]
+    assert set(curve["scores"]) == {"logreg", "knn", "mlp"}
+    for head in ("knn", "mlp"):  # sized per point: 3 samples < 15 neighbours, no room to stop early
+        assert np.isfinite(curve["scores"][head]).all(), curve["failed"][head]
+        assert curve["failed"][head] == [None] * 4
+    assert curve["scores"]["knn"][-1] > 0.8
     assert curve["scores"]["logreg"][-1] > 0.8  # separable features, all examples
     assert curve["chance"] == pytest.approx(1 / 3)
+
+
+def test_few_shot_curve_custom_make_and_failures():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    train, test = features(seed=0), features(n_per_class=5, seed=1)
+    curve = rp.few_shot_curve(train, test, ["k5"], shots=[1, 0], repeats=1,
+                              make=lambda name: KNeighborsClassifier(5))  # used as given
+    assert np.isnan(curve["scores"]["k5"][0]) and "n_neighbors" in curve["failed"]["k5"][0]
+    assert curve["scores"]["k5"][1] > 0.8
+    with pytest.raises(ValueError, match=r"head='nope'"):
+        rp.few_shot_curve(train, test, ["nope"], shots=[1])
 
 
 def test_plots_subset_and_missing_inputs(tmp_path):
