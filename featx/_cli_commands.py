@@ -168,11 +168,12 @@ def cmd_compare(args) -> int:
     params = None
     if strategies:
         params = {k: v for k, v in _ft_params(args, "").items() if k != "strategy"}
-    size = args.input_size  # compare extracts and fine-tunes at one size
+        if args.ft_input_size:
+            params["input_size"] = args.ft_input_size
     table = compare(splits["train"], splits["test"], validation=splits.get("validation"),
                     backbone=args.backbone, weights=_weights(args.weights),
                     heads=_names(args.heads), finetune=strategies, finetune_params=params,
-                    cache=args.cache, input_size=(size, size) if isinstance(size, int) else size)
+                    cache=args.cache, input_size=args.input_size, decoder=args.decoder)
     print(table.to_markdown(["name", "kind", "accuracy", "macro_f1", "balanced_accuracy",
                              "train_seconds", "backbone_forward_passes"]))
     try:

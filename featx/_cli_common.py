@@ -67,7 +67,8 @@ def _cell(v) -> str:
 
 def _fit_kwargs(args) -> dict:
     return dict(weights=_weights(args.weights), input_size=args.input_size,
-                pooling=args.pooling, cache=args.cache, batch_size=args.batch_size)
+                pooling=args.pooling, cache=args.cache, batch_size=args.batch_size,
+                decoder=args.decoder)
 
 
 def _keras(args) -> None:

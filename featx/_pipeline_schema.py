@@ -99,6 +99,8 @@ SCHEMA: tuple[Key, ...] = (
         ("avg", "max")),
     Key("extract", "resize", "str", "bilinear", "stretch ('bilinear') or keep aspect and centre "
         "crop ('crop')", ("bilinear", "crop")),
+    Key("extract", "decoder", "str", "pillow", "image decoder: 'pillow', or 'opencv' (about 2x "
+        "faster per core; pip install 'featx[opencv]')", ("pillow", "opencv")),
     Key("extract", "layers", "list[str]", [], "intermediate layers to tap, pool and concatenate "
         "(earlier, more generic features for data unlike ImageNet)"),
     Key("extract", "batch_size", "int", 32, "images per forward pass (does not change features)"),

@@ -6,9 +6,9 @@ Two kinds of file live under the cache folder (``featx._config.cache_dir()`` by 
     <cache>/rows/<backbone>-<size>-<pooling>__<key8>/seg-*.h5     the configuration's row store
 
 The *key* hashes everything that changes a feature (backbone, weights fingerprint, input size,
-resize mode, pooling, layers, dtype, mixed precision, :data:`FEATURE_CODE_VERSION`) and nothing that
-does not (batch size, workers, verbosity), as ``joblib.Memory`` does. Rows are keyed by the SHA-256
-of the image bytes, so renamed or moved files hit and only new content is extracted.
+resize mode, decoder, pooling, layers, dtype, mixed precision, :data:`FEATURE_CODE_VERSION`) and
+nothing that does not (batch size, workers, verbosity), as ``joblib.Memory`` does. Rows are keyed
+by the SHA-256 of the image bytes, so renamed or moved files hit and only new content is extracted.
 ``docs/cache.md`` describes the layout and why a crash or a second writer cannot corrupt it.
 """
 
@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from featx._config import cache_dir as _default_cache_dir
+from featx._image import DECODERS
 from featx._rowstore import RowStore, chunk_rows, write_h5_atomic
 from featx._version import __version__
 
@@ -40,7 +41,10 @@ __all__ = [
 FEATURE_CODE_VERSION = 1
 
 _KEY_FIELDS = ("backbone", "weights_sha256", "input_size", "resize", "pooling", "layers",
-               "preprocessing", "dtype", "mixed_precision", "feature_code_version")
+               "preprocessing", "dtype", "mixed_precision", "feature_code_version", "decoder")
+# Key fields added after the first release, hashed only away from their default, so the caches
+# written before they existed keep their keys.
+_LATER_FIELDS = {"decoder": "pillow"}
 _DATASETS = ("features", "labels", "paths", "ids")
 
 
@@ -55,14 +59,15 @@ def config_key(config: dict) -> str:
     >>> config_key(a) == config_key(dict(a, pooling="max"))
     False
     """
-    material = {k: config.get(k) for k in _KEY_FIELDS}
+    material = {k: config.get(k) for k in _KEY_FIELDS
+                if k not in _LATER_FIELDS or config.get(k, _LATER_FIELDS[k]) != _LATER_FIELDS[k]}
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling="avg",
                      layers=None, resize="bilinear", dtype="float32",
-                     mixed_precision: bool = False) -> dict:
+                     mixed_precision: bool = False, decoder: str = "pillow") -> dict:
     """Resolve an extractor's settings into the attribute dict stored with its features."""
     from featx.backbones import get_backbone_spec, weights_fingerprint
 
@@ -75,6 +80,12 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
         raise ValueError(f"resize must be one of ('bilinear', 'crop'), got {resize!r}")
     if str(np.dtype(dtype)) not in ("float32", "float16"):
         raise ValueError(f"dtype must be one of ('float32', 'float16'), got {dtype!r}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    if decoder == "opencv":
+        from featx._opencv import require_cv2
+
+        require_cv2()  # now, not as one decode failure per image
     config = {
         "backbone": spec.name,
         "weights": "none" if weights is None else os.fspath(weights),
@@ -84,6 +95,7 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
         "layers": json.dumps(list(layers) if layers is not None else None),
         "preprocessing": str(spec.preprocessing),
         "resize": resize,
+        "decoder": decoder,
         "dtype": str(np.dtype(dtype)),
         "mixed_precision": bool(mixed_precision),
         "feature_code_version": FEATURE_CODE_VERSION,
@@ -265,7 +277,7 @@ def cache_verify(path: str | os.PathLike, n: int = 8, *, seed: int = 0, rtol: fl
     config = extractor_config(a["backbone"], None if a["weights"] == "none" else a["weights"],
                               a["input_size"], None if a["pooling"] == "none" else a["pooling"],
                               json.loads(a["layers"]), a["resize"], a["dtype"],
-                              a["mixed_precision"])
+                              a["mixed_precision"], a.get("decoder", "pillow"))
     failures, unverifiable, max_diff = [], [], 0.0
     if config["weights_sha256"] != a["weights_sha256"]:
         failures.append(("<weights>", "weights fingerprint differs from the file's"))

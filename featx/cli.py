@@ -96,6 +96,9 @@ def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.Arg
                    help="images per forward pass (default: 32)")
     g.add_argument("--cache", default=None, metavar="DIR",
                    help="feature-cache folder (default: $FEATX_CACHE_DIR or ./cache)")
+    g.add_argument("--decoder", choices=("pillow", "opencv"), default="pillow",
+                   help="image decoder (default: pillow); opencv is about 2x faster per core "
+                        "(pip install 'featx[opencv]')")
     return p
 
 
@@ -110,9 +113,8 @@ def _finetune_args(p: argparse.ArgumentParser, *, compare: bool = False) -> None
                    help="learning rate of every phase (default: the strategy's)")
     g.add_argument("--ft-batch-size", type=int, default=32, metavar="N",
                    help="fine-tuning batch size (default: 32)")
-    if not compare:
-        g.add_argument("--ft-input-size", type=_size, default=None, metavar="S",
-                       help="fine-tuning input size, S or HxW (default: --input-size)")
+    g.add_argument("--ft-input-size", type=_size, default=None, metavar="S",
+                   help="fine-tuning input size, S or HxW (default: --input-size)")
     g.add_argument("--no-warm-start", action="store_true",
                    help="train the head for --epochs first instead of fitting it on features")
     g.add_argument("--no-augment", action="store_true", help="no training augmentation")

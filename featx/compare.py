@@ -39,7 +39,7 @@ def _as_dataset(fs):
 def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0",
             weights="imagenet", heads: Sequence[str] = DEFAULT_HEADS,
             finetune: Sequence[str] = ("staged",), finetune_params: Mapping | None = None,
-            cache=None, input_size=None):
+            cache=None, input_size=None, decoder: str = "pillow"):
     """Evaluate frozen heads and fine-tuning strategies on the same split.
 
     Parameters
@@ -48,8 +48,9 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
     validation : ImageDataset, optional
         Early-stopping data for fine-tuning; without it each fine-tune holds out
         ``validation_split`` of ``train``.
-    backbone, weights, input_size
-        As in :func:`featx.extract.extract_features`.
+    backbone, weights, input_size, decoder
+        As in :func:`featx.extract.extract_features` (``decoder`` is used by the extraction for
+        the heads; fine-tuning decodes with Pillow).
     heads : sequence of str
         Frozen heads (names from :func:`featx.heads.list_heads`).
     finetune : sequence of str
@@ -75,7 +76,8 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
     from featx.extract import extract_features
     from featx.finetune import FineTunedClassifier
 
-    kw = dict(backbone=backbone, weights=weights, input_size=input_size, cache=cache, verbose=0)
+    kw = dict(backbone=backbone, weights=weights, input_size=input_size, cache=cache,
+              decoder=decoder, verbose=0)
     train_fs, test_fs = extract_features(train, **kw), extract_features(test, **kw)
     table = evaluate_heads(train_fs, test_fs, heads=list(heads))
     for row in table:

@@ -17,6 +17,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from featx._image import DECODERS
 from featx.data import ImageDataset
 
 __all__ = ["FeatureExtractor", "TransferClassifier"]
@@ -93,6 +94,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Intermediate layers to tap, pool and concatenate (multi-scale features).
     resize : {"bilinear", "crop"}, default="bilinear"
         How images are brought to ``input_size``.
+    decoder : {"pillow", "opencv"}, default="pillow"
+        Image decoder (see :func:`featx.read_image`); ``"opencv"`` needs ``featx[opencv]``.
     cache : path or False, optional
         Feature-cache folder (default ``$FEATX_CACHE_DIR`` or ``./cache``); ``False`` disables it.
     batch_size : int, default=32
@@ -125,6 +128,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         input_size: int | tuple[int, int] | None = None,
         layers: list[str] | None = None,
         resize: str = "bilinear",
+        decoder: str = "pillow",
         cache: str | os.PathLike | bool | None = None,
         batch_size: int = 32,
         verbose: int = 0,
@@ -135,6 +139,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.input_size = input_size
         self.layers = layers
         self.resize = resize
+        self.decoder = decoder
         self.cache = cache
         self.batch_size = batch_size
         self.verbose = verbose
@@ -145,6 +150,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         get_backbone_spec(self.backbone)  # raises with close matches
         if self.pooling not in ("avg", "max"):
             raise ValueError(f"pooling must be 'avg' or 'max', got {self.pooling!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.decoder == "opencv":
+            from featx._opencv import require_cv2
+
+            require_cv2()
         if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
 
@@ -179,8 +190,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         dataset, _ = _as_dataset(X)
         return extract_features(
             dataset, backbone=self.backbone, weights=self.weights, input_size=self.input_size,
-            pooling=self.pooling, layers=self.layers, resize=self.resize, cache=self.cache,
-            batch_size=self.batch_size, verbose=self.verbose,
+            pooling=self.pooling, layers=self.layers, resize=self.resize, decoder=self.decoder,
+            cache=self.cache, batch_size=self.batch_size, verbose=self.verbose,
         )
 
     def transform(self, X: Any) -> np.ndarray:
@@ -240,7 +251,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         as given; the head's other defaults are sized for the training set (``n_samples``, or
         with ``cv`` the smallest training fold), so ``knn`` and ``mlp`` fit a few images:
         ``head_.get_params()`` shows the values used.
-    weights, pooling, input_size, layers, resize, cache, batch_size, verbose
+    weights, pooling, input_size, layers, resize, decoder, cache, batch_size, verbose
         As for :class:`FeatureExtractor`.
     cv : int or CV splitter, optional
         When given, ``GridSearchCV`` over the head's default grid picks its parameters.
@@ -281,6 +292,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         input_size: int | tuple[int, int] | None = None,
         layers: list[str] | None = None,
         resize: str = "bilinear",
+        decoder: str = "pillow",
         cache: str | os.PathLike | bool | None = None,
         cv: Any = None,
         n_jobs: int | None = None,
@@ -296,6 +308,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.input_size = input_size
         self.layers = layers
         self.resize = resize
+        self.decoder = decoder
         self.cache = cache
         self.cv = cv
         self.n_jobs = n_jobs
@@ -306,7 +319,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     def _extractor(self) -> FeatureExtractor:
         return FeatureExtractor(
             self.backbone, weights=self.weights, pooling=self.pooling, input_size=self.input_size,
-            layers=self.layers, resize=self.resize, cache=self.cache,
+            layers=self.layers, resize=self.resize, decoder=self.decoder, cache=self.cache,
             batch_size=self.batch_size, verbose=self.verbose,
         )
 

@@ -161,6 +161,7 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
         fs = {s: extract_features(splits[s], backbone, weights=_weights(e["weights"]),
                                   input_size=_size(e["input_size"]), pooling=e["pooling"],
                                   layers=e["layers"] or None, resize=e["resize"],
+                                  decoder=e["decoder"],
                                   cache=e["cache"] or None, batch_size=e["batch_size"],
                                   verbose=verbose)
               for s in ("train", "test")}

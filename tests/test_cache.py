@@ -72,8 +72,14 @@ def test_key_hashes_what_changes_output_only():
     cfg = fc.extractor_config("mobilenet_v2", None, 32)
     assert fc.config_key(cfg) == fc.config_key({**cfg, "batch_size": 7, "n_workers": 3})
     for change in ({"pooling": "max"}, {"input_size": [48, 48]}, {"resize": "crop"},
-                   {"dtype": "float16"}, {"weights_sha256": "x"}, {"feature_code_version": 99}):
+                   {"dtype": "float16"}, {"weights_sha256": "x"}, {"feature_code_version": 99},
+                   {"decoder": "opencv"}):
         assert fc.config_key({**cfg, **change}) != cfg["key"], change
+    # A field added later is hashed only away from its default: older caches keep their keys.
+    before_decoder = {k: v for k, v in cfg.items() if k != "decoder"}
+    assert cfg["decoder"] == "pillow" and fc.config_key(before_decoder) == cfg["key"]
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        fc.extractor_config("mobilenet_v2", None, 32, decoder="nvjpeg")
     with pytest.raises(ValueError, match="resize"):
         fc.extractor_config("mobilenet_v2", None, 32, resize="nearest")
     with pytest.raises(ValueError, match="dtype"):

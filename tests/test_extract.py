@@ -177,3 +177,24 @@ def test_batch_runner_sends_uint8_pads_and_matches_float_input():
     assert np.abs(want).max() > 1e-3  # real weights: a signal worth comparing
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert_same(runner(x[5:6]), got[5:6])  # a lone row after a full batch: stale padding ignored
+
+
+def test_opencv_decoder_is_its_own_cache_entry_close_to_pillow(tmp_path):
+    """decoder="opencv": real photos, real Lite0 weights; close to Pillow's features but keyed
+    apart (so neither reuses the other's rows), cached, and verifiable."""
+    pytest.importorskip("cv2")
+    from featx.cache import cache_verify
+
+    photos = sorted(str(p) for p in (REPO / "featx/datasets/clothing_mini/test").rglob("*.jpg"))
+    ds = dataset(photos[:12])
+    kw = dict(backbone="efficientnet_lite0", weights="imagenet", input_size=128)
+    pil, n_pil = counted(ds, tmp_path, **kw)
+    cv, n_cv = counted(ds, tmp_path, decoder="opencv", **kw)
+    assert n_pil == n_cv == 12 and cv.attrs["decoder"] == "opencv"
+    assert pil.path != cv.path and pil.attrs["key"] != cv.attrs["key"]
+    a, b = pil.features, cv.features
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.9 and not np.allclose(a, b), cos
+    again, n = counted(ds, tmp_path, decoder="opencv", **kw)
+    assert n == 0 and np.array_equal(again.features, b)
+    assert cache_verify(cv.path, n=3)

@@ -41,10 +41,10 @@ _CPU_BATCH, _GPU_BATCH = 32, 256
 _COMMIT_SECONDS = 5.0
 
 
-def _decode(batch: dict, size: tuple[int, int], resize: str) -> dict:
+def _decode(batch: dict, size: tuple[int, int], resize: str, decoder: str = "pillow") -> dict:
     """Ray task: read + hash + decode ``batch["path"]``; undecodable rows get a zero image."""
     paths = [str(p) for p in batch["path"]]
-    ids, ok, reasons = _load_chunk(paths, size, resize)
+    ids, ok, reasons = _load_chunk(paths, size, resize, decoder)
     images = np.zeros((len(paths), *size, 3), np.uint8)
     images[[r is None for r in reasons]] = ok
     return {"path": np.asarray(paths, dtype=object),
@@ -79,7 +79,8 @@ def _pipeline(ray, todo, config, batch_size, concurrency, num_gpus):
     h, w = config["input_size"]
     blocks = max(1, math.ceil(len(todo) / _DECODE_ROWS))
     ds = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks)
-    ds = ds.map_batches(_decode, fn_kwargs={"size": (h, w), "resize": config["resize"]},
+    ds = ds.map_batches(_decode, fn_kwargs={"size": (h, w), "resize": config["resize"],
+                                            "decoder": config["decoder"]},
                         batch_size=_DECODE_ROWS, batch_format="numpy", num_cpus=1)
     # Workers must run the backend the driver runs, or features (and the key) would differ.
     env = {"KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -166,6 +167,7 @@ def extract_features(
     pooling: str | None = "avg",
     layers: Sequence[str] | None = None,
     resize: str = "bilinear",
+    decoder: str = "pillow",
     cache: bool | str | os.PathLike | None = None,
     batch_size: int | None = 32,
     n_workers: int | None = None,
@@ -184,7 +186,8 @@ def extract_features(
 
     Parameters
     ----------
-    dataset, backbone, weights, input_size, pooling, layers, resize, cache, dtype, mixed_precision
+    dataset, backbone, weights, input_size, pooling, layers, resize, decoder, cache, dtype,
+    mixed_precision
         As in :func:`featx.extract_features`; the cache key and layout are identical.
     batch_size : int or None
         Images per forward pass in each model actor (``None``: 256 when the cluster has GPUs,
@@ -215,7 +218,7 @@ def extract_features(
     _check_options(shard_size, concurrency, n_workers)
     require_ray()  # fail before any file is hashed
     config = _cache.extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
-                                     mixed_precision)
+                                     mixed_precision, decoder)
     progress = Progress(f"featx {config['backbone']} [ray]", verbose)
 
     def run(todo, sink) -> dict[str, str]:
