@@ -1,9 +1,9 @@
 """Feeding images to Keras during fine-tuning, backend-neutral (a ``keras.utils.PyDataset``).
 
 Inputs arrive as paths, an ``ImageDataset`` or a uint8 array. Paths are decoded with
-:func:`featx._image.read_image` at the model's input size; when the decoded set fits the memory
-budget it is decoded once and kept, since small datasets are the use case and every epoch re-reads
-them.
+:func:`featx._image.read_image` (and its ``decoder``) at the model's input size; when the decoded
+set fits the memory budget it is decoded once and kept, since small datasets are the use case and
+every epoch re-reads them. Batches stay ``uint8``: the model casts on the device.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ MEMORY_BUDGET = int(os.environ.get("FEATX_FINETUNE_MEMORY", 2 << 30))  # bytes o
 class ImageSource:
     """Images at a fixed ``(h, w)``: ``take(indices) -> uint8 (n, h, w, 3)``."""
 
-    def __init__(self, items, size: tuple[int, int]):
+    def __init__(self, items, size: tuple[int, int], decoder: str = "pillow"):
         self.size = (int(size[0]), int(size[1]))
+        self.decoder = decoder
         self.paths = None
         self.array = None
         if isinstance(items, np.ndarray):
@@ -58,7 +59,7 @@ class ImageSource:
         out = np.empty((len(indices), *self.size, 3), np.uint8)
 
         def one(j):
-            out[j] = read_image(self.paths[indices[j]], self.size)
+            out[j] = read_image(self.paths[indices[j]], self.size, decoder=self.decoder)
 
         with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
             list(pool.map(one, range(len(indices))))
@@ -71,7 +72,7 @@ class ImageSource:
 
 
 class Batches(keras.utils.PyDataset):
-    """Batches of ``(x float32 0-255, y, sample_weight)``, or ``(x,)`` when ``y`` is None.
+    """Batches of ``(x uint8 0-255, y, sample_weight)``, or ``(x,)`` when ``y`` is None.
 
     ``shuffle`` reorders the items every epoch with a seeded generator.
     """
@@ -95,7 +96,7 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         sel = self._order[i * self.batch_size:(i + 1) * self.batch_size]
-        x = self.source.take(self.indices[sel]).astype("float32")
+        x = self.source.take(self.indices[sel])
         if self.y is None:
             return (x,)
         y = self.y[sel]

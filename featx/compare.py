@@ -49,8 +49,8 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         Early-stopping data for fine-tuning; without it each fine-tune holds out
         ``validation_split`` of ``train``.
     backbone, weights, input_size, decoder
-        As in :func:`featx.extract.extract_features` (``decoder`` is used by the extraction for
-        the heads; fine-tuning decodes with Pillow).
+        As in :func:`featx.extract.extract_features`; fine-tuning decodes with the same
+        ``decoder``.
     heads : sequence of str
         Frozen heads (names from :func:`featx.heads.list_heads`).
     finetune : sequence of str
@@ -85,7 +85,7 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
     train_ds, test_ds = _as_dataset(train_fs), _as_dataset(test_fs)
     y_test = np.asarray(test_ds.label_names)
     for name, params in _per_strategy(finetune, finetune_params).items():
-        params = {"input_size": input_size, "cache": cache, **params}
+        params = {"input_size": input_size, "cache": cache, "decoder": decoder, **params}
         same_size = _same_size(backbone, params["input_size"], input_size)
         est = FineTunedClassifier(backbone, weights=weights, strategy=name,
                                   validation_data=validation, **params)

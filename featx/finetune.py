@@ -30,6 +30,7 @@ from featx._ft_train import (
     parse_lr_schedule,
     resolve_precision,
 )
+from featx._image import DECODERS
 from featx._strategies import (
     STRATEGIES,
     DiscriminativeAdam,
@@ -95,6 +96,9 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         Feature cache the warm start reads its pooled features from (and fills), as in
         :func:`featx.extract.extract_features`: ``None`` is the featx cache dir, ``False`` computes
         them with the model instead. Used only with pretrained weights and an ``ImageDataset``.
+    decoder : "pillow" or "opencv"
+        Image decoder for training, validation and prediction images given as paths (see
+        :func:`featx.read_image`); ``"opencv"`` needs ``featx[opencv]``.
     mixed_precision : "auto", "mixed_float16", "mixed_bfloat16", "float32" or None
         ``"auto"`` uses ``mixed_float16`` only when a GPU is visible. Scoped to model building.
     random_state : int or None
@@ -124,7 +128,8 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                  augment="default", dropout: float = 0.2, l2: float = 0.0,
                  warm_start: bool = True, class_weight="balanced", validation_split: float = 0.1,
                  validation_data=None, early_stopping: bool = True, patience: int = 3,
-                 lr_schedule="constant", checkpoint_dir=None, cache=None, mixed_precision="auto",
+                 lr_schedule="constant", checkpoint_dir=None, cache=None, decoder="pillow",
+                 mixed_precision="auto",
                  random_state=None, verbose: int = 0):
         self.backbone = backbone
         self.weights = weights
@@ -147,6 +152,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         self.lr_schedule = lr_schedule
         self.checkpoint_dir = checkpoint_dir
         self.cache = cache
+        self.decoder = decoder
         self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
@@ -167,6 +173,12 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         if self.class_weight not in ("balanced", None) and not isinstance(self.class_weight, dict):
             raise ValueError(
                 f"class_weight must be 'balanced', a dict or None, got {self.class_weight!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.decoder == "opencv":
+            from featx._opencv import require_cv2
+
+            require_cv2()
         parse_lr_schedule(self.lr_schedule)
         resolve_augment(self.augment)
         resolve_precision(self.mixed_precision)
@@ -204,7 +216,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         size = self.input_size or spec.input_size
         size = (size, size) if isinstance(size, int | np.integer) else size
         self.input_size_ = (int(size[0]), int(size[1]))
-        source = ImageSource(items, self.input_size_)
+        source = ImageSource(items, self.input_size_, self.decoder)
         train_idx, val = self._validation_batches(source, y_idx, seed)
         train = Batches(source, train_idx, y_idx[train_idx], self._sample_weight(y_idx[train_idx]),
                         batch_size=self.batch_size, shuffle=True, seed=seed)
@@ -238,7 +250,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                 raise ValueError(f"validation_data has labels {unknown} not in y's classes "
                                  f"{self.classes_.tolist()}")
             v_y = np.searchsorted(self.classes_, v_labels)
-            v_source = ImageSource(v_items, self.input_size_)
+            v_source = ImageSource(v_items, self.input_size_, self.decoder)
             return np.arange(n), Batches(v_source, np.arange(len(v_source)), v_y,
                                          batch_size=self.batch_size)
         if not self.validation_split:
@@ -374,7 +386,8 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
 
             before = forward_pass_count()
             fs = extract_features(X, backbone=self.backbone, weights=self.weights,
-                                  input_size=self.input_size_, cache=self.cache, verbose=0)
+                                  input_size=self.input_size_, cache=self.cache,
+                                  decoder=self.decoder, verbose=0)
             if source.paths is not None and list(fs.paths) == source.paths:
                 self._feature_source = "cache"
                 return np.asarray(fs.features, np.float64)[train_idx], forward_pass_count() - before
@@ -388,7 +401,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         """Class probabilities ``(N, n_classes)`` in ``classes_`` order."""
         check_is_fitted(self, "model_")
         items, _ = as_images(X)
-        source = ImageSource(items, self.input_size_)
+        source = ImageSource(items, self.input_size_, self.decoder)
         batches = Batches(source, np.arange(len(source)), batch_size=self.batch_size)
         return np.asarray(self.model_.predict(batches, verbose=0), dtype=np.float64)
 

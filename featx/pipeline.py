@@ -197,6 +197,7 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
             ts = time.perf_counter()
             clf = FineTunedClassifier(ft_backbone, weights=_weights(e["weights"]),
                                       input_size=ft_size, cache=e["cache"] or None,
+                                      decoder=e["decoder"],
                                       validation_data=splits.get("validation"),
                                       verbose=0 if verbose < 2 else 1,
                                       **_finetune_kwargs(cfg, strategy))

@@ -386,5 +386,17 @@ def test_compare_fine_tunes_at_its_own_input_size(images, tmp_path, ft_size, sou
     assert est.input_size_ == ((32, 32) if source == "given" else (40, 40))
     assert est.history_[0]["feature_source"] == source
     assert est.cache == tmp_path  # the warm start read (and filled) compare's cache
+    assert est.decoder == "pillow"
     assert (len(list(tmp_path.rglob("*.h5"))) > 0) and table["logreg"]["accuracy"] >= 0.5
     assert est.predict(test.paths).shape == (len(test),)
+
+
+def test_opencv_decoder_fits_and_rejects_unknown(images):
+    """The fine-tuner decodes paths with its ``decoder`` (OpenCV here) and validates the name."""
+    pytest.importorskip("cv2")
+    paths, y = images
+    clf = FineTunedClassifier(BACKBONE, strategy="frozen", epochs=1, validation_split=0.0,
+                              decoder="opencv", **TINY).fit(paths, y)
+    assert clf.predict(paths).shape == (20,)
+    with pytest.raises(ValueError, match=r"decoder must be one of .*'opencv'.*, got 'cv2'"):
+        FineTunedClassifier(BACKBONE, decoder="cv2", **TINY).fit(paths, y)
