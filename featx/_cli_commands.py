@@ -143,7 +143,8 @@ def cmd_finetune(args) -> int:
 
     clf = FineTunedClassifier(args.backbone, weights=_weights(args.weights),
                               input_size=args.ft_input_size or args.input_size,
-                              cache=args.cache, validation_data=splits.get("validation"),
+                              cache=args.cache, decoder=args.decoder,
+                              validation_data=splits.get("validation"),
                               verbose=0, **_ft_params(args, args.strategy))
     _say(args, f"fine-tuning {args.backbone} ({args.strategy}) on {len(splits['train'])} images")
     clf.fit(splits["train"])
@@ -271,7 +272,7 @@ def cmd_show_augment(args) -> int:
     import numpy as np
 
     from featx._image import read_image
-    from featx.report import plot_augmentation
+    from featx.plots import plot_augmentation
 
     train = _resolve(args)["train"]
     picks = []

@@ -94,7 +94,8 @@ def _write(cfg, out_dir, title, splits, rows, predictions, histories, features, 
            t_start):
     from sklearn.metrics import confusion_matrix
 
-    from featx.report import few_shot_curve, write_report
+    from featx.few_shot import few_shot_curve
+    from featx.report import write_report
 
     r = cfg["report"]
     train = splits["train"]

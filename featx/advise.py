@@ -215,7 +215,7 @@ def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None
     """
     from featx._resolve import limit_per_class
     from featx.extract import extract_features
-    from featx.report import few_shot_curve
+    from featx.few_shot import few_shot_curve
 
     t = {**THRESHOLDS, **dict(thresholds or {})}
     unknown = sorted(set(t) - set(THRESHOLDS))

@@ -357,7 +357,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.model_selection import GridSearchCV
         from sklearn.utils.multiclass import check_classification_targets
 
-        from featx.heads import _fit_size, head_param_grid, make_head
+        from featx._head_limits import _fit_size
+        from featx.heads import head_param_grid, make_head
 
         for attr in ("best_params_", "cv_results_"):
             self.__dict__.pop(attr, None)

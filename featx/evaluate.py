@@ -18,7 +18,8 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV
 
-from featx.heads import _fit_size, head_param_grid, limited_params, list_heads, make_head
+from featx._head_limits import _fit_size
+from featx.heads import head_param_grid, limited_params, list_heads, make_head
 
 __all__ = ["HeadTable", "evaluate_heads"]
 

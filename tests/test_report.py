@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from featx import few_shot, plots
 from featx import report as rp
 
 
@@ -40,8 +41,8 @@ HISTORY = {"loss": [1.2, 0.8, 0.5], "accuracy": [0.4, 0.6, 0.8], "val_loss": [1.
 def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     train, test = features(seed=0), features(n_per_class=5, seed=1)
-    curve = rp.few_shot_curve(train, test, ["logreg", "knn", "mlp"], shots=[1, 2, 5, 0],
-                              repeats=2)
+    curve = few_shot.few_shot_curve(train, test, ["logreg", "knn", "mlp"], shots=[1, 2, 5, 0],
+                                    repeats=2)
     images = np.random.default_rng(0).integers(0, 255, (2, 40, 40, 3)).astype(np.uint8)
     report = rp.write_report(
         out, rows=ROWS, title="Synthetic", data={"source": "synthetic", "splits": {"train": 36},
@@ -94,12 +95,12 @@ def test_few_shot_curve_custom_make_and_failures():
     from sklearn.neighbors import KNeighborsClassifier
 
     train, test = features(seed=0), features(n_per_class=5, seed=1)
-    curve = rp.few_shot_curve(train, test, ["k5"], shots=[1, 0], repeats=1,
-                              make=lambda name: KNeighborsClassifier(5))  # used as given
+    curve = few_shot.few_shot_curve(train, test, ["k5"], shots=[1, 0], repeats=1,
+                                    make=lambda name: KNeighborsClassifier(5))  # used as given
     assert np.isnan(curve["scores"]["k5"][0]) and "n_neighbors" in curve["failed"]["k5"][0]
     assert curve["scores"]["k5"][1] > 0.8
     with pytest.raises(ValueError, match=r"head='nope'"):
-        rp.few_shot_curve(train, test, ["nope"], shots=[1])
+        few_shot.few_shot_curve(train, test, ["nope"], shots=[1])
 
 
 def test_plots_subset_and_missing_inputs(tmp_path):
@@ -113,14 +114,21 @@ def test_missing_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
     with pytest.raises(ImportError, match=r"pip install featx\[plots\]"):
-        rp.plot_comparison(ROWS, tmp_path / "x.png")
+        plots.plot_comparison(ROWS, tmp_path / "x.png")
     report = rp.write_report(tmp_path, rows=ROWS, plots=[])  # still fine without plots
     assert report.files["report.md"].exists()
 
 
+def test_report_reexports_the_moved_names():
+    # the plots and the few-shot curve moved out of featx.report; old imports keep working
+    for module in (plots, few_shot):
+        for name in module.__all__:
+            assert getattr(rp, name) is getattr(module, name) and name in rp.__all__, name
+
+
 def test_augment_images_vary():
     images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype(np.uint8)
-    out = rp.augment_images(images, n_variants=3, seed=1)
+    out = plots.augment_images(images, n_variants=3, seed=1)
     assert out.shape == (2, 3, 32, 32, 3) and out.dtype == np.uint8
     assert not np.array_equal(out[:, 0], out[:, 1])
 
