@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
+
+from featx._json import jsonable
 
 __all__ = ["KerasModelPersistence"]
 
@@ -51,9 +52,9 @@ class KerasModelPersistence:
         self.export(Path(dirpath) / "model.keras")
         params = self.get_params()
         params["validation_data"] = None  # data, not configuration
-        return {"format": "featx.finetune/1", "params": _jsonable(params),
+        return {"format": "featx.finetune/1", "params": jsonable(params),
                 "classes": self.classes_.tolist(), "input_size": list(self.input_size_),
-                "history": _jsonable(self.history_), "compile_count": self.compile_count_,
+                "history": jsonable(self.history_), "compile_count": self.compile_count_,
                 "backbone_forward_passes": self.backbone_forward_passes_, "model": "model.keras"}
 
     @classmethod
@@ -83,17 +84,3 @@ def _load_keras_bytes(data: bytes) -> keras.Model:
         path = Path(tmp) / "model.keras"
         path.write_bytes(data)
         return keras.saving.load_model(path, safe_mode=True, compile=False)
-
-
-def _jsonable(value: Any):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return repr(value)

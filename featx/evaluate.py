@@ -19,6 +19,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV
 
 from featx._head_limits import _fit_size
+from featx._json import jsonable
 from featx.heads import head_param_grid, limited_params, list_heads, make_head
 
 __all__ = ["HeadTable", "evaluate_heads"]
@@ -31,20 +32,6 @@ COLUMNS = (
 #: Metric columns where higher is better (valid ``by=`` for :meth:`HeadTable.best`).
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "cv_score")
 _KINDS = ("head", "finetune")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    return repr(value)
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -129,7 +116,7 @@ class HeadTable(Sequence):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: ``{"class_names": ..., "rows": [...]}`` without estimators."""
-        rows = [{k: _jsonable(v) for k, v in r.items() if k != "estimator"} for r in self.rows]
+        rows = [{k: jsonable(v) for k, v in r.items() if k != "estimator"} for r in self.rows]
         return {"class_names": self.class_names, "rows": rows}
 
     @classmethod

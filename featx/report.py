@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featx._json import jsonable
 from featx.few_shot import few_shot_curve
 from featx.plots import (
     _metric_value,
@@ -87,24 +88,6 @@ def rows_to_markdown(rows: Sequence[Mapping], columns: Sequence[str] | None = No
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     return head + "".join(
         "| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |\n" for r in rows)
-
-
-def _jsonable(obj):
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, str | int | float | bool):
-        return obj
-    return str(obj)
 
 
 @dataclass
@@ -254,7 +237,7 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         "histories": dict(histories or {}), "few_shot": dict(few_shot) if few_shot else None,
         "plots": {k: v.name for k, v in made.items()}, **dict(extra or {}),
     }
-    payload = _jsonable(payload)
+    payload = jsonable(payload, nan_as_none=True)
     (out / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(payload, made))
     files = {"report.md": out / "report.md", "report.json": out / "report.json", **made}

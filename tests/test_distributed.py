@@ -5,7 +5,6 @@ These always run (the default test install has no Ray); ``tests/test_ray.py`` ru
 
 from __future__ import annotations
 
-import doctest
 import sys
 
 import pytest
@@ -50,12 +49,6 @@ def test_engine_and_address_are_validated(tmp_path):
                        ({"n_workers": 0}, "n_workers .* got 0")):
         with pytest.raises(ValueError, match=match):
             extract_features(ds, cache=False, **MODEL, **bad)
-
-
-def test_docstring_examples():
-    from featx.distributed import _joblib
-
-    assert doctest.testmod(_joblib).failed == 0
 
 
 def test_local_joblib_backend_changes_nothing(no_ray):

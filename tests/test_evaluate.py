@@ -1,13 +1,11 @@
 """evaluate_heads over the head table, and the HeadTable it returns."""
 
-import doctest
 import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-import featx.evaluate
 from featx.evaluate import COLUMNS, HeadTable, evaluate_heads
 from featx.heads import list_heads, make_head
 
@@ -142,6 +140,3 @@ def test_input_errors_name_the_parameter():
     with pytest.raises(ValueError, match=r"no row has a value"):
         HeadTable().best()
 
-
-def test_docstring_examples():
-    assert doctest.testmod(featx.evaluate).failed == 0

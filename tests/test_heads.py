@@ -1,6 +1,5 @@
 """Every row of the head table builds, fits, predicts, searches, clones and pickles."""
 
-import doctest
 import pickle
 import re
 from pathlib import Path
@@ -10,7 +9,6 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-import featx.heads
 from featx.heads import (
     describe,
     get_head_spec,
@@ -241,6 +239,3 @@ def test_docs_match_the_table():
     text = (Path(__file__).parents[1] / "docs" / "heads.md").read_text()
     assert describe() in text, "docs/heads.md is stale: paste featx.heads.describe() into it"
 
-
-def test_docstring_examples():
-    assert doctest.testmod(featx.heads).failed == 0

@@ -1,6 +1,5 @@
 """save/load: identical predictions in a fresh process, and nothing untrusted runs."""
 
-import doctest
 import importlib
 import io
 import json
@@ -294,6 +293,3 @@ def test_save_refuses_non_estimators(tmp_path):
     with pytest.raises(TypeError, match=r"got model of type builtins.dict"):
         save({}, tmp_path / "x.featx")
 
-
-def test_docstring_examples():
-    assert doctest.testmod(featx.persist).failed == 0

@@ -215,17 +215,6 @@ def test_second_run_reuses_the_cache(tiny_run):
     assert not list(report.out_dir.glob("*.png"))
 
 
-def test_docstring_examples():
-    import doctest
-
-    import featx._resolve
-    import featx.pipeline
-    import featx.report
-
-    for module in (featx.pipeline, featx._resolve, featx.report):
-        assert doctest.testmod(module).failed == 0, module.__name__
-
-
 # --------------------------------------------------------------------------- DATA resolution
 def test_resolve_folder_csv_and_limit(tmp_path):
     from featx._resolve import resolve_data

@@ -1,0 +1,28 @@
+"""Every Examples section in featx runs as written (numpydoc examples are part of the API)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import featx
+
+MODULES = sorted(m.name for m in pkgutil.walk_packages(featx.__path__, "featx.")
+                 if not m.name.endswith("__main__"))
+
+
+def test_the_package_has_examples_to_run():
+    finder = doctest.DocTestFinder()
+    examples = sum(len(t.examples) for name in ("featx.heads", "featx.extract", "featx._image")
+                   for t in finder.find(importlib.import_module(name)))
+    assert examples > 20
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
