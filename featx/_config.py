@@ -16,9 +16,13 @@ def cache_dir() -> Path:
     Examples
     --------
     >>> import os
+    >>> saved = os.environ.get("FEATX_CACHE_DIR")
     >>> os.environ["FEATX_CACHE_DIR"] = "/tmp/featx-doc-cache"
     >>> str(cache_dir())
     '/tmp/featx-doc-cache'
-    >>> del os.environ["FEATX_CACHE_DIR"]
+    >>> if saved is None:
+    ...     del os.environ["FEATX_CACHE_DIR"]
+    ... else:
+    ...     os.environ["FEATX_CACHE_DIR"] = saved
     """
     return Path(os.environ.get("FEATX_CACHE_DIR") or "cache")
