@@ -89,32 +89,66 @@ def _collect_images(items: Sequence[str]) -> list[str]:
     return paths
 
 
+def _predict(model, paths: list[str]):
+    """``(labels, confidence or None)``: one pass through the model (``predict_proba`` when it
+    has one, so a fine-tuned network is not run twice)."""
+    import numpy as np
+
+    if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
+        try:
+            proba = np.asarray(model.predict_proba(paths))
+        except (AttributeError, NotImplementedError):
+            pass
+        else:
+            return np.asarray(model.classes_)[proba.argmax(axis=1)], proba.max(axis=1)
+    return model.predict(paths), None
+
+
+def _split_readable(paths: list[str], verify: str) -> tuple[list[str], list[tuple[str, str]]]:
+    from featx.data import _check_files
+
+    reasons = _check_files(paths, verify)
+    return ([p for p, r in zip(paths, reasons, strict=True) if r is None],
+            [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None])
+
+
 def cmd_predict(args) -> int:
     import csv
-
-    import numpy as np
 
     import featx
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"MODEL {args.model!r} does not exist; make one with "
                                 "`featx fit DATA --head logreg --out model.featx`")
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise FileNotFoundError(f"--out {args.out!r}: folder "
+                                f"{os.path.dirname(os.path.abspath(args.out))!r} does not exist")
     _keras(args)
     import featx.backbones  # noqa: F401  (registers featx's Keras layers for fine-tuned models)
+    from featx._image import ImageError
     from featx.persist import UntrustedModelError
 
     try:
         model = featx.load(args.model, trust=args.trust)
     except UntrustedModelError as exc:
         raise CommandError(f"{exc} From the command line: add --trust.") from None
-    paths = _collect_images(args.images)
-    labels = model.predict(paths)
-    proba = None
-    if hasattr(model, "predict_proba"):
-        try:
-            proba = np.max(np.asarray(model.predict_proba(paths)), axis=1)
-        except (AttributeError, NotImplementedError):
-            proba = None
+    # Unreadable files are reported and left out, not allowed to sink the batch: a cheap header
+    # check first; should a file that passed it still fail to decode, a full decode finds it.
+    paths, skipped = _split_readable(_collect_images(args.images), "header")
+    try:
+        labels, proba = _predict(model, paths) if paths else ([], None)
+    except (ImageError, ValueError):
+        paths, more = _split_readable(paths, "decode")
+        if not more:
+            raise
+        skipped += more
+        labels, proba = _predict(model, paths) if paths else ([], None)
+    if skipped:
+        lines = "".join(f"\n  {p}: {r}" for p, r in skipped)
+        print(f"featx: skipped {len(skipped)} file(s) that could not be read:{lines}",
+              file=sys.stderr)
+    if not paths:
+        raise CommandError("no readable image to predict")
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     try:
         w = csv.writer(out)
@@ -217,8 +251,6 @@ def cmd_cache(args) -> int:
             r["name"] = os.path.basename(r["path"])
         _print_table(rows, ["kind", "name", "backbone", "input_size", "rows", "size"])
         return 0
-    if not args.target:
-        raise CommandError(f"`featx cache {args.action}` needs a PATH (see `featx cache ls`)")
     if args.action == "info":
         for k, v in cache.cache_info(_cache_path(args)).items():
             print(f"{k}: {_cell(v)}")

@@ -224,8 +224,17 @@ def read_image(
     return decode_bytes(data, size, resize, decoder=decoder, source=os.fspath(path))
 
 
-# Structural end markers: a file that lacks them was cut short.
+# Structural end markers: a file that lacks them near its end was cut short, or carries data after
+# the image (a phone's Motion Photo appends a video to the JPEG); a full decode tells the two apart.
 _TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+_TAIL = 4096
+
+
+def ends_with_marker(data: bytes, fmt: str | None) -> bool:
+    """Whether ``data`` has its format's end marker in its last few KiB (True for formats
+    without one)."""
+    trailer = _TRAILERS.get(fmt or "")
+    return trailer is None or trailer in data[-_TAIL:]
 
 
 def check_image_bytes(data: bytes, *, source: str = "<bytes>", full: bool = False) -> None:
@@ -233,7 +242,8 @@ def check_image_bytes(data: bytes, *, source: str = "<bytes>", full: bool = Fals
 
     The default check parses the header and looks for the format's end marker (JPEG's EOI, PNG's
     IEND) near the end of the file, which catches truncated downloads without decoding pixels.
-    ``full=True`` decodes the whole image instead.
+    A file without it there is decoded in full before it is called truncated, so an image with
+    data appended after it (a Motion Photo's video) is kept. ``full=True`` always decodes.
     """
     if full:
         decode_bytes(data, source=source)
@@ -247,6 +257,10 @@ def check_image_bytes(data: bytes, *, source: str = "<bytes>", full: bool = Fals
         raise ImageError(f"{source}: not an image file Pillow can identify") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{source}: cannot read image header ({exc})") from None
-    trailer = _TRAILERS.get(fmt or "")
-    if trailer is not None and trailer not in data[-4096:]:
-        raise ImageError(f"{source}: truncated {fmt} file (no end marker)")
+    if ends_with_marker(data, fmt):
+        return
+    try:
+        decode_bytes(data, source=source)
+    except ImageError as exc:
+        raise ImageError(f"{source}: truncated {fmt} file (no end marker; "
+                         f"{str(exc).removeprefix(f'{source}: ')})") from None

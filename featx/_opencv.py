@@ -4,9 +4,11 @@ OpenCV's JPEG decoder can shrink by 1/2, 1/4 or 1/8 while it decodes (like Pillo
 and its plain bilinear resize is several times cheaper than Pillow's antialiased one, which costs
 about as much as the decode itself. Everything else keeps featx's conventions: Pillow reads the
 header (format, size, EXIF orientation, the decompression-bomb limit), the orientation is applied
-here, a JPEG without its end marker is refused as truncated (OpenCV would return grey rows), and
-anything that is not a plain RGB or greyscale JPEG (PNG with alpha, CMYK, 16-bit, GIF, ...) is
-decoded by Pillow, then resized like the rest.
+here, and a JPEG without its end marker near its end goes to Pillow (OpenCV would turn a
+truncated file into grey rows; Pillow refuses it, and decodes one with data appended), as does
+anything that is not a plain RGB or greyscale JPEG (PNG with alpha, CMYK, 16-bit, GIF, ...); every
+image is then resized the same way. One difference remains: libjpeg inside OpenCV decodes some
+corrupt entropy data (with a warning on stderr) that Pillow refuses.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from featx._image import (
     _crop_box,
     _decode_pillow,
     _to_size,
+    ends_with_marker,
     exif_orientation,
     open_image,
 )
@@ -64,9 +67,7 @@ def decode_opencv(data: bytes, size, resize: str = "bilinear",
     cv2 = require_cv2()
     hw = _to_size(size)
     img = open_image(data, source)
-    if img.format == "JPEG" and img.mode in ("RGB", "L"):
-        if b"\xff\xd9" not in data[-4096:]:
-            raise ImageError(f"{source}: truncated JPEG file (no end marker)")
+    if img.format == "JPEG" and img.mode in ("RGB", "L") and ends_with_marker(data, "JPEG"):
         orientation = exif_orientation(img)
         k = _scale(*img.size, hw, swapped=orientation in (5, 6, 7, 8))
         flags = cv2.IMREAD_IGNORE_ORIENTATION | {

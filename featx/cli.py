@@ -217,13 +217,26 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "files",
                        description="Maintain the feature cache: ls (list), info PATH, verify "
                                    "PATH (re-extract a few rows and compare), rm PATTERN.")
-    p.add_argument("action", choices=("ls", "info", "verify", "rm"), help="what to do")
-    p.add_argument("target", nargs="?", default=None, metavar="PATH_OR_PATTERN",
-                   help="a cache file (info, verify) or a path/glob pattern (rm)")
-    p.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="cache folder (default: $FEATX_CACHE_DIR or ./cache)")
-    p.add_argument("-n", type=int, default=8, help="rows to re-extract for verify (default: 8)")
-    p.set_defaults(func=cmd_cache)
+    # One sub-parser per action, so options may come before or after the PATH (a single
+    # optional positional after the action would not take a PATH given after --cache-dir).
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--cache-dir", default=None, metavar="DIR",
+                       help="cache folder (default: $FEATX_CACHE_DIR or ./cache)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                               help="ls, info, verify or rm")
+    for action, target, text in (
+        ("ls", None, "list dataset files and row stores"),
+        ("info", "PATH", "print a cache file's configuration and size"),
+        ("verify", "PATH", "re-extract a few rows and compare them with the stored ones"),
+        ("rm", "PATTERN", "remove cache files: a path, or a glob over `featx cache ls` names"),
+    ):
+        a = actions.add_parser(action, parents=[common, where], help=text, description=text)
+        if target:
+            a.add_argument("target", metavar=target)
+        if action == "verify":
+            a.add_argument("-n", type=int, default=8,
+                           help="rows to re-extract (default: 8)")
+        a.set_defaults(func=cmd_cache, **({} if target else {"target": None}))
 
     p = sub.add_parser("advise", parents=[common, data, backbone],
                        help="measure DATA and recommend a strategy",

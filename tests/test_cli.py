@@ -150,6 +150,28 @@ def test_fit_then_predict_csv(capsys, tiny, cache, tmp_path):
     assert code == 0 and out.splitlines()[0] == "path,label,probability"
     assert len(out.strip().splitlines()) == 2
 
+    # Unreadable files are reported and left out; the rest is predicted.
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    good = sorted((tiny / "red").glob("*.jpg"))[:2]
+    for g in good:
+        (mixed / g.name).write_bytes(g.read_bytes())
+    data = good[0].read_bytes()
+    (mixed / "fake.jpg").write_bytes(b"not a jpeg at all")
+    (mixed / "cut.jpg").write_bytes(data[: len(data) // 2])
+    broken = bytearray(data)
+    start = len(broken) // 3
+    broken[start:start + 200] = np.random.default_rng(0).integers(0, 256, 200, np.uint8).tobytes()
+    (mixed / "broken.jpg").write_bytes(bytes(broken))  # header and end marker intact
+    code, out, err = run(capsys, "predict", model, mixed, "--trust")
+    assert code == 0, err
+    assert sorted(Path(r.split(",")[0]).name for r in out.splitlines()[1:]) == sorted(
+        g.name for g in good)
+    assert "skipped 3 file(s)" in err and all(n in err for n in ("fake", "cut", "broken"))
+    code, _, err = run(capsys, "predict", model, mixed, "--trust", "--out",
+                       tmp_path / "no" / "such" / "pred.csv")
+    assert code == 1 and "does not exist" in err and "no/such" in err
+
 
 def test_finetune_saves_a_model_that_predicts(capsys, tiny, cache, tmp_path):
     model = tmp_path / "ft.featx"
@@ -229,6 +251,7 @@ def test_show_augment(capsys, tiny, tmp_path):
     (["run", "{tmp}/missing.toml"], "does not exist"),
     (["cache", "info", "nope.h5", "--cache-dir", "{tmp}"], "does not exist"),
     (["cache", "rm", "nope*", "--cache-dir", "{tmp}"], "nothing in the cache matches"),
+    (["cache", "rm", "--cache-dir", "{tmp}", "nope*"], "nothing in the cache matches"),
     (["fit", "{tiny}", "--input-size", "abc", "--out", "x"], "must be an int or HxW"),
     (["cache", "purge"], "invalid choice"),
 ])

@@ -141,3 +141,25 @@ def test_decode_pool_runs_opencv_single_threaded_in_threads_and_processes(tmp_pa
         processes = np.concatenate([ims for _, ims, _ in pool.imap(paths)])
     assert threads.shape == (6, 24, 24, 3) and np.array_equal(threads, processes)
     assert _mad(threads, np.stack([decode_bytes(open(p, "rb").read(), 24) for p in paths])) < 6
+
+
+def test_data_after_the_image_is_kept_a_cut_file_is_not(decoder, tmp_path):
+    """A Motion Photo appends a video after the JPEG's end marker: the image is whole and decodes
+    as it would alone. A file cut short is still refused, by the cheap header check too."""
+    from featx._image import check_image_bytes
+    from featx.data import ImageDataset
+
+    data = open(CAT, "rb").read()
+    motion = data + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # 10 KiB "video"
+    want = decode_bytes(data, (64, 64), decoder=decoder)
+    assert np.array_equal(decode_bytes(motion, (64, 64), decoder=decoder), want)
+    check_image_bytes(motion, source="motion.jpg")
+    with pytest.raises(ImageError, match=r"cut.jpg: truncated JPEG file \(no end marker; "):
+        check_image_bytes(data[:-5000], source="cut.jpg")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "motion.jpg").write_bytes(motion)
+    (tmp_path / "a" / "cut.jpg").write_bytes(data[:-5000])
+    with pytest.warns(UserWarning):
+        ds = ImageDataset.from_directory(tmp_path)
+    assert [p.rsplit("/", 1)[-1] for p in ds.paths] == ["motion.jpg"]
+    assert [(p.rsplit("/", 1)[-1], "truncated" in r) for p, r in ds.skipped] == [("cut.jpg", True)]
