@@ -72,18 +72,17 @@ DEFAULT_AUGMENT: dict[str, Any] = {name: row.default for name, row in AUGMENTATI
 def resolve_augment(augment: str | Mapping[str, Any] | None) -> dict[str, Any]:
     """Turn the estimator's ``augment`` parameter into ``{option: value}`` (enabled options only).
 
-    ``"default"`` gives every row at its default; ``None`` gives nothing; a dict overrides the
-    defaults of the options it names (``None``/``False`` turns one off). An option absent from a
-    dict keeps its default.
+    ``"default"`` (or ``True``, the pipeline's spelling) gives every row at its default; ``None``
+    (or ``False``) gives nothing; a dict overrides the defaults of the options it names
+    (``None``/``False`` turns one off). An option absent from a dict keeps its default.
     """
-    if augment is None:
+    allowed = "'default' (or True), None (or False) or a dict of options"
+    if augment is None or augment is False:
         return {}
-    if isinstance(augment, str):
-        if augment != "default":
-            raise ValueError(f"augment must be 'default', None or a dict, got {augment!r}")
+    if augment is True or augment == "default":
         return dict(DEFAULT_AUGMENT)
     if not isinstance(augment, Mapping):
-        raise ValueError(f"augment must be 'default', None or a dict, got {augment!r}")
+        raise ValueError(f"augment must be {allowed}; got augment={augment!r}")
     unknown = sorted(set(augment) - set(AUGMENTATIONS))
     if unknown:
         raise ValueError(

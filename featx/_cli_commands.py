@@ -182,10 +182,14 @@ def cmd_finetune(args) -> int:
                               verbose=0, **_ft_params(args, args.strategy))
     _say(args, f"fine-tuning {args.backbone} ({args.strategy}) on {len(splits['train'])} images")
     clf.fit(splits["train"])
+    # last epoch's numbers; "best" is what the phase kept (early stopping restores the best
+    # weights), "reverted" marks a phase rolled back for ending worse than the one before
     rows = [{"phase": r.get("phase"), "epochs": r.get("epochs"),
              "loss": (r.get("loss") or [None])[-1], "val_loss": (r.get("val_loss") or [None])[-1],
-             "val_accuracy": (r.get("val_accuracy") or [None])[-1]} for r in clf.history_]
-    _print_table(rows, ["phase", "epochs", "loss", "val_loss", "val_accuracy"])
+             "val_accuracy": (r.get("val_accuracy") or [None])[-1], "best": r.get("best"),
+             "reverted": "yes" if r.get("reverted") else ""} for r in clf.history_]
+    _print_table(rows, ["phase", "epochs", "loss", "val_loss", "val_accuracy", "best",
+                        "reverted"])
     test = splits["test"]
     acc = clf.score(test.paths, test.label_names)
     print(f"{args.backbone} fine-tuned ({args.strategy}): test accuracy {acc:.4f} on "

@@ -232,6 +232,9 @@ def _check_range(cfg: dict, where: str) -> None:
             if name not in allowed:
                 raise ConfigError(f"{where}finetune.augment.{name} is not an augmentation option."
                                   f"{_close(name, allowed)} Allowed: {', '.join(allowed)}")
+    if not cfg["heads"]["names"] and not cfg["finetune"]["strategies"]:
+        raise ConfigError(f"{where}nothing to compare: heads.names and finetune.strategies are "
+                          "both empty; name at least one head or fine-tuning strategy")
     if bool(d["name"]) == bool(d["path"]):
         raise ConfigError(
             f"{where}[data] needs exactly one of data.name (a built-in: "

@@ -45,6 +45,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- argument helpers
+def _int_at_least(low: int, note: str = ""):
+    """An argparse type: an int >= ``low`` (``note`` says what a special value means)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}{note}, got {text!r}")
+        return value
+
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
+_count = _int_at_least(1)
+
+
+def _folds(text: str) -> int:
+    """``--cv``: 0 (no search) or 2 or more folds."""
+    value = _int_at_least(0)(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("must be 0 (no search) or at least 2 folds, got '1'")
+    return value
+
+
 def _size(text: str):
     """``"224"`` -> 224, ``"160x200"`` -> (160, 200)."""
     try:
@@ -71,7 +97,7 @@ def _data_args() -> argparse.ArgumentParser:
                    help="class-folder directory (with or without train/validation/test), "
                         "CSV (path,label[,split]) or built-in name (clothing-mini, fashion-mnist)")
     g = p.add_argument_group("data")
-    g.add_argument("--limit", type=int, default=None, metavar="N",
+    g.add_argument("--limit", type=_count, default=None, metavar="N",
                    help="at most N images per class in every split (quick runs)")
     g.add_argument("--test-size", type=float, default=0.2, metavar="F",
                    help="test fraction when DATA has no test split (default: 0.2)")
@@ -92,7 +118,7 @@ def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.Arg
                    help="input size, S or HxW (default: the backbone's own)")
     g.add_argument("--pooling", choices=("avg", "max"), default="avg",
                    help="global pooling (default: avg)")
-    g.add_argument("--batch-size", type=int, default=32, metavar="N",
+    g.add_argument("--batch-size", type=_count, default=32, metavar="N",
                    help="images per forward pass (default: 32)")
     g.add_argument("--cache", default=None, metavar="DIR",
                    help="feature-cache folder (default: $FEATX_CACHE_DIR or ./cache)")
@@ -108,10 +134,10 @@ def _finetune_args(p: argparse.ArgumentParser, *, compare: bool = False) -> None
         g.add_argument("--strategy", default="blocks",
                        help="unfreeze strategy: frozen, full, last_n, blocks, staged "
                             "(default: blocks)")
-    g.add_argument("--epochs", type=int, default=3, help="epochs per phase (default: 3)")
+    g.add_argument("--epochs", type=_count, default=3, help="epochs per phase (default: 3)")
     g.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                    help="learning rate of every phase (default: the strategy's)")
-    g.add_argument("--ft-batch-size", type=int, default=32, metavar="N",
+    g.add_argument("--ft-batch-size", type=_count, default=32, metavar="N",
                    help="fine-tuning batch size (default: 32)")
     g.add_argument("--ft-input-size", type=_size, default=None, metavar="S",
                    help="fine-tuning input size, S or HxW (default: --input-size)")
@@ -157,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "save it with featx.save.")
     p.add_argument("--head", default="logreg",
                    help="head name: logreg, linear_svm, svm, rf, mlp, knn (default: logreg)")
-    p.add_argument("--cv", type=int, default=0, metavar="K",
+    p.add_argument("--cv", type=_folds, default=0, metavar="K",
                    help="grid-search the head's parameters with K folds (default: no search)")
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.featx)")
     p.set_defaults(func=cmd_fit)
@@ -234,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         if target:
             a.add_argument("target", metavar=target)
         if action == "verify":
-            a.add_argument("-n", type=int, default=8,
+            a.add_argument("-n", type=_count, default=8,
                            help="rows to re-extract (default: 8)")
         a.set_defaults(func=cmd_cache, **({} if target else {"target": None}))
 
@@ -244,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "its learning curve on cached features) and recommend frozen "
                                    "features, fine-tuning, or something in between, with the "
                                    "numbers behind it.")
-    p.add_argument("--probe-per-class", type=int, default=200, metavar="N",
+    p.add_argument("--probe-per-class", type=_count, default=200, metavar="N",
                    help="train images per class used by the probe (default: 200)")
     p.add_argument("--json", action="store_true", help="print the advice as JSON")
     p.set_defaults(func=cmd_advise)
@@ -254,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Preview the fine-tuning augmentation: one row per image "
                                    "(one per class), the original then augmented variants.")
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write")
-    p.add_argument("--images", type=int, default=4, metavar="N", help="rows (default: 4)")
-    p.add_argument("--variants", type=int, default=5, metavar="N",
+    p.add_argument("--images", type=_count, default=4, metavar="N", help="rows (default: 4)")
+    p.add_argument("--variants", type=_count, default=5, metavar="N",
                    help="augmented variants per image (default: 5)")
     p.add_argument("--size", type=_size, default=160, metavar="S",
                    help="image size in the grid (default: 160)")

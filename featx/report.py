@@ -229,6 +229,9 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         ready, draw = inputs[name]
         if ready:
             made[name] = draw(out / PLOTS[name][0])
+    for name, (file, _) in PLOTS.items():  # a plot of an earlier report in this folder
+        if name not in made:
+            (out / file).unlink(missing_ok=True)
     payload = {
         "title": title, "featx_version": _version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -214,6 +214,14 @@ def test_missing_weights_file_is_checked_first(tmp_path):
         bb.build_base("resnet50", weights=3)
 
 
+def test_none_spelled_as_a_string_is_random_weights():
+    """'none' is how the CLI, pipelines and cache attributes spell weights=None."""
+    assert bb.weights_fingerprint("mobilenet_v2", "none") == "random"
+    assert bb.weights_fingerprint("mobilenet_v2", "None") == "random"
+    model = bb.load_backbone("mobilenet_v2", weights="none", input_size=32)
+    assert model.output_shape == (None, 1280)
+
+
 def test_wrong_weights_suffix(tmp_path):
     path = tmp_path / "w.pth"
     path.write_bytes(b"x")

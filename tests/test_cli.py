@@ -252,6 +252,10 @@ def test_show_augment(capsys, tiny, tmp_path):
     (["cache", "info", "nope.h5", "--cache-dir", "{tmp}"], "does not exist"),
     (["cache", "rm", "nope*", "--cache-dir", "{tmp}"], "nothing in the cache matches"),
     (["cache", "rm", "--cache-dir", "{tmp}", "nope*"], "nothing in the cache matches"),
+    (["extract", "{tiny}", "--limit", "-1"], "--limit: must be an int >= 1, got '-1'"),
+    (["extract", "{tiny}", "--batch-size", "0"], "--batch-size: must be an int >= 1"),
+    (["fit", "{tiny}", "--cv", "1", "--out", "{tmp}/m.featx"], "--cv: must be 0 (no search)"),
+    (["finetune", "{tiny}", "--epochs", "x"], "--epochs: must be an int >= 1, got 'x'"),
     (["fit", "{tiny}", "--input-size", "abc", "--out", "x"], "must be an int or HxW"),
     (["cache", "purge"], "invalid choice"),
 ])

@@ -193,6 +193,19 @@ def test_unknown_strategy_and_params_list_allowed(images, tiny_base):
         FineTunedClassifier(BACKBONE, augment={"blur": 1}, **TINY).fit(paths, y)
 
 
+def test_augment_spellings():
+    """The pipeline's ``augment = true/false`` spelling works in Python too."""
+    from featx._augment import DEFAULT_AUGMENT, resolve_augment
+
+    assert resolve_augment(True) == resolve_augment("default") == dict(DEFAULT_AUGMENT)
+    assert resolve_augment(False) == resolve_augment(None) == {}
+    assert resolve_augment({"zoom": None}) == {k: v for k, v in DEFAULT_AUGMENT.items()
+                                               if k != "zoom"}
+    for bad in ("strong", 1, ["flip"]):
+        with pytest.raises(ValueError, match=r"augment must be 'default' \(or True\), None"):
+            resolve_augment(bad)
+
+
 # ----------------------------------------------------------------------------- phases, compile
 def test_staged_moves_through_phases_and_recompiles_each(staged):
     clf, _ = staged

@@ -66,6 +66,7 @@ def test_defaults_fill_every_key():
     ('[data]\nname = "clothing-mini"\nlimit = "5"\n', r"data\.limit must be int, got '5'"),
     ('[data]\nname = "clothing-mini"\ntest_size = 1.5\n', r"data\.test_size must be a fraction"),
     (MINIMAL + "[heads]\ncv = 1\n", r"heads\.cv"),
+    (MINIMAL + "[heads]\nnames = []\n", r"nothing to compare: heads\.names and finetune"),
     ('[data]\nname = "fashion_mnist"\n', r"data\.name = 'fashion_mnist'.*'fashion-mnist'"),
     ("[extract]\nbackbone = 'mobilenet_v2'\n", r"needs exactly one of data\.name"),
     ('[data]\nname = "clothing-mini"\npath = "x"\n', r"needs exactly one of data\.name"),

@@ -108,6 +108,10 @@ def test_plots_subset_and_missing_inputs(tmp_path):
     assert set(report.files) == {"report.md", "report.json", "comparison"}  # no histories given
     with pytest.raises(ValueError, match=r"unknown name\(s\) \['bars'\].*'comparison'"):
         rp.write_report(tmp_path, rows=ROWS, plots=["bars"])
+    # rerun into the same folder without the comparison: its old PNG goes, nothing stale stays
+    (tmp_path / "notes.png").write_bytes(b"the user's own file")
+    rp.write_report(tmp_path, rows=ROWS, plots=[])
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["notes.png"]
 
 
 def test_missing_matplotlib_says_what_to_install(tmp_path, monkeypatch):

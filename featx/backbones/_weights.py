@@ -28,11 +28,14 @@ class WeightsFileNotFoundError(FileNotFoundError, ValueError):
 
 
 def check_weights(weights) -> str | Path | None:
-    """Validate ``weights``: ``"imagenet"``, ``None`` or the path of an existing file.
+    """Validate ``weights``: ``"imagenet"``, ``None`` (or ``"none"``, the spelling of the CLI,
+    pipelines and cache attributes) or the path of an existing file.
 
     Returns ``"imagenet"``, ``None`` or the file's :class:`~pathlib.Path`.
     """
-    if weights is None or weights == "imagenet":
+    if weights is None or (isinstance(weights, str) and weights.lower() == "none"):
+        return None
+    if weights == "imagenet":
         return weights
     if not isinstance(weights, str | os.PathLike):
         raise TypeError(
@@ -43,8 +46,8 @@ def check_weights(weights) -> str | Path | None:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsFileNotFoundError(
-            f"weights file not found: weights={str(weights)!r}. Pass 'imagenet', None (random "
-            "initialisation) or the path to an existing weights file."
+            f"weights file not found: weights={str(weights)!r}. Pass 'imagenet', None or 'none' "
+            "(random initialisation) or the path to an existing weights file."
         )
     return path
 
