@@ -256,12 +256,12 @@ def cmd_cache(args) -> int:
         _print_table(rows, ["kind", "name", "backbone", "input_size", "rows", "size"])
         return 0
     if args.action == "info":
-        for k, v in cache.cache_info(_cache_path(args)).items():
+        for k, v in cache.cache_info(cache.resolve_entry(args.target, args.cache_dir)).items():
             print(f"{k}: {_cell(v)}")
         return 0
     if args.action == "verify":
         _keras(args)
-        report = cache.cache_verify(_cache_path(args), n=args.n)
+        report = cache.cache_verify(cache.resolve_entry(args.target, args.cache_dir), n=args.n)
         print(f"{'ok' if report else 'FAILED'}: {report.n_checked} rows checked, max abs diff "
               f"{report.max_abs_diff:.3g}")
         for path, why in report.failures + report.unverifiable:
@@ -273,18 +273,6 @@ def cmd_cache(args) -> int:
     for p in removed:
         print(f"removed {p}")
     return 0
-
-
-def _cache_path(args) -> str:
-    from featx.cache import resolve_root
-
-    if os.path.exists(args.target):
-        return args.target
-    alt = resolve_root(args.cache_dir) / args.target
-    if alt.exists():
-        return str(alt)
-    raise FileNotFoundError(f"cache file {args.target!r} does not exist (also looked in "
-                            f"{str(alt.parent)!r}); see `featx cache ls`")
 
 
 def cmd_advise(args) -> int:

@@ -2,8 +2,11 @@
 
 Two kinds of file live under the cache folder (``featx._config.cache_dir()`` by default)::
 
-    <cache>/<dataset>__<backbone>-<size>-<pooling>__<key8>.h5      one per (dataset, configuration)
-    <cache>/rows/<backbone>-<size>-<pooling>__<key8>/seg-*.h5     the configuration's row store
+    <cache>/<dataset>-<where6>__<backbone>-<size>-<pooling>__<key8>.h5   one per dataset and config
+    <cache>/rows/<backbone>-<size>-<pooling>__<key8>/seg-*.h5          the config's row store
+
+``<where6>`` hashes the folder the dataset's images live in, so two datasets of the same name in
+different folders get different files.
 
 The *key* hashes everything that changes a feature (backbone, weights fingerprint, input size,
 resize mode, decoder, pooling, layers, dtype, mixed precision, :data:`FEATURE_CODE_VERSION`) and
@@ -29,12 +32,12 @@ import numpy as np
 
 from featx._config import cache_dir as _default_cache_dir
 from featx._image import DECODERS
-from featx._rowstore import RowStore, chunk_rows, write_h5_atomic
+from featx._rowstore import _TMP_PREFIX, SEGMENT_GLOB, RowStore, chunk_rows, write_h5_atomic
 from featx._version import __version__
 
 __all__ = [
     "FEATURE_CODE_VERSION", "cache_info", "cache_ls", "cache_rm", "cache_verify", "config_key",
-    "extractor_config",
+    "extractor_config", "resolve_entry",
 ]
 
 #: Bump when a change in featx's decode/forward code changes feature values: every key changes.
@@ -68,14 +71,30 @@ def config_key(config: dict) -> str:
 def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling="avg",
                      layers=None, resize="bilinear", dtype="float32",
                      mixed_precision: bool = False, decoder: str = "pillow") -> dict:
-    """Resolve an extractor's settings into the attribute dict stored with its features."""
+    """Resolve an extractor's settings into the attribute dict stored with its features.
+
+    Every argument is checked here, before any file is hashed or model built: ``input_size``
+    (None, an int or an ``(h, w)`` pair of ints, at least the backbone family's minimum),
+    ``layers`` (None or a list of layer names / block names / negative block indices),
+    ``pooling``, ``resize``, ``dtype`` and ``decoder``.
+
+    Examples
+    --------
+    >>> extractor_config("mobilenet_v2", None, 32)["input_size"]
+    [32, 32]
+    >>> extractor_config("mobilenet_v2", None, layers="block_3_add")
+    Traceback (most recent call last):
+    ...
+    TypeError: layers must be a list of layer names, got the string 'block_3_add'; use ...
+    """
     from featx.backbones import get_backbone_spec, weights_fingerprint
+    from featx.backbones._load import _POOLINGS, _input_size
 
     spec = get_backbone_spec(backbone)
-    if input_size is None:
-        input_size = spec.input_size
-    if isinstance(input_size, int | np.integer):
-        input_size = (int(input_size), int(input_size))
+    input_size = _input_size(spec, input_size)
+    layers = _check_layers(layers)
+    if pooling not in _POOLINGS:  # now, not after a store folder was made for it
+        raise ValueError(f"pooling must be one of {list(_POOLINGS)}; got pooling={pooling!r}")
     if resize not in ("bilinear", "crop"):
         raise ValueError(f"resize must be one of ('bilinear', 'crop'), got {resize!r}")
     if str(np.dtype(dtype)) not in ("float32", "float16"):
@@ -92,7 +111,7 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
         "weights_sha256": weights_fingerprint(spec.name, weights),
         "input_size": [int(s) for s in input_size],
         "pooling": "none" if pooling is None else str(pooling),
-        "layers": json.dumps(list(layers) if layers is not None else None),
+        "layers": json.dumps(layers),
         "preprocessing": str(spec.preprocessing),
         "resize": resize,
         "decoder": decoder,
@@ -102,6 +121,26 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
     }
     config["key"] = config_key(config)
     return config
+
+
+def _check_layers(layers) -> list | None:
+    """``layers`` as a list (or None); a lone string or a non-sequence is refused, not iterated."""
+    if layers is None:
+        return None
+    if isinstance(layers, str | bytes):
+        raise TypeError(f"layers must be a list of layer names, got the string {layers!r}; use "
+                        f"layers=[{layers!r}]")
+    if not isinstance(layers, list | tuple):
+        hint = (f"; use layers=[{layers!r}]" if isinstance(layers, int | np.integer)
+                and not isinstance(layers, bool) else "")
+        raise TypeError("layers must be None or a list of layer names, block names or negative "
+                        f"block indices, got layers={layers!r} of type "
+                        f"{type(layers).__name__}{hint}")
+    bad = [e for e in layers if isinstance(e, bool) or not isinstance(e, str | int | np.integer)]
+    if bad or not layers:
+        raise ValueError("layers must be None or a non-empty list of layer names, block names or "
+                         f"negative block indices, got layers={list(layers)!r}")
+    return [e if isinstance(e, str) else int(e) for e in layers]
 
 
 def config_slug(config: dict) -> str:
@@ -115,9 +154,36 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._") or "dataset"
 
 
-def dataset_file(root: str | os.PathLike, dataset_name: str, config: dict) -> Path:
-    """Path of the dataset file for (dataset, configuration)."""
-    return Path(root) / f"{_safe(dataset_name)}__{config_slug(config)}.h5"
+def location_digest(paths) -> str:
+    """6 hex digits of SHA-256 of the folder holding ``paths`` (their dirs' common path).
+
+    Adding images to the same folder keeps the digest; the same file names in another folder
+    change it.
+
+    Examples
+    --------
+    >>> here = location_digest(["/x/data/a/1.jpg", "/x/data/b/2.jpg"])
+    >>> here == location_digest(["/x/data/c.jpg"])
+    True
+    >>> location_digest(["/x/data/1.jpg"]) == location_digest(["/y/data/1.jpg"])
+    False
+    """
+    dirs = sorted({os.path.dirname(os.path.abspath(os.fspath(p))) for p in paths})
+    try:
+        where = os.path.commonpath(dirs) if dirs else ""
+    except ValueError:  # paths on different drives (Windows): no common folder
+        where = "\n".join(dirs)
+    return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+
+
+def dataset_file(root: str | os.PathLike, dataset_name: str, config: dict, paths=()) -> Path:
+    """Path of the dataset file for (dataset, configuration): ``<name>-<where6>__<slug>.h5``.
+
+    ``paths`` are the dataset's image paths; :func:`location_digest` of them keeps two datasets
+    of the same name in different folders (``x/data``, ``y/data``) in different files.
+    """
+    where = location_digest(paths)
+    return Path(root) / f"{_safe(dataset_name)}-{where}__{config_slug(config)}.h5"
 
 
 def row_store(root: str | os.PathLike, config: dict) -> RowStore:
@@ -165,15 +231,54 @@ def _attr(v):
     return v
 
 
+_FEATX_ATTRS = ("key", "featx_version")  # written into every dataset file, and only there
+
+
+def _not_featx(path, why: str) -> ValueError:
+    return ValueError(f"{os.fspath(path)} is not a featx cache file ({why})")
+
+
+@contextlib.contextmanager
+def _open_h5(path: str | os.PathLike):
+    """``h5py.File(path, "r")``, with a clear error for a missing path, a folder or a non-HDF5 file.
+
+    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` ("<path> is not a featx
+    cache file (...)") for a folder, a file without the HDF5 signature, or one h5py cannot open.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (see cache_ls() for the cache's entries)")
+    if path.is_dir():
+        why = ("it is a row-store folder; dataset files are the <name>-<where>__<config>.h5 files "
+               "listed by cache_ls()" if _store_problem(path) is None else "it is a folder")
+        raise _not_featx(path, why)
+    if not h5py.is_hdf5(path):
+        raise _not_featx(path, "not an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise _not_featx(path, f"h5py cannot open it, truncated or damaged? {exc}") from exc
+    with f:
+        yield f
+
+
+def _featx_attrs(f: h5py.File, path) -> dict:
+    attrs = {k: _attr(v) for k, v in f.attrs.items()}
+    if missing := [k for k in _FEATX_ATTRS if k not in attrs]:
+        raise _not_featx(path, f"an HDF5 file without featx's attribute(s) {', '.join(missing)}")
+    return attrs
+
+
 def read_attrs(path: str | os.PathLike) -> dict:
-    with h5py.File(path, "r") as f:
-        return {k: _attr(v) for k, v in f.attrs.items()}
+    """The attributes of a featx dataset file (``ValueError`` for any other file)."""
+    with _open_h5(path) as f:
+        return _featx_attrs(f, path)
 
 
 def read_dataset_file(path: str | os.PathLike) -> dict:
     """All arrays and attributes of a dataset file; raises ``ValueError`` if it is not complete."""
-    with h5py.File(path, "r") as f:
-        attrs = {k: _attr(v) for k, v in f.attrs.items()}
+    with _open_h5(path) as f:
+        attrs = _featx_attrs(f, path)
         if not attrs.get("complete") or any(k not in f for k in _DATASETS):
             raise ValueError(f"{os.fspath(path)} is not a complete featx dataset file")
         out = {
@@ -188,8 +293,87 @@ def read_dataset_file(path: str | os.PathLike) -> dict:
 
 
 # -- maintenance ----------------------------------------------------------------------------------
-def cache_info(path: str | os.PathLike) -> dict:
+_STORE_NAME = re.compile(r".+__[0-9a-f]{8}")  # <backbone>-<size>-<pooling>__<key8>
+_STORE_FILES = (".lock", "config.json")
+
+
+def _store_problem(path: Path) -> str | None:
+    """Why ``path`` is not a featx row-store folder, or ``None`` when it is one.
+
+    A store is a folder ``<cache>/rows/<slug>__<key8>`` holding only what :class:`RowStore`
+    writes (``.lock``, ``config.json``, ``seg-*.h5``, ``.tmp-*``), at least its ``.lock`` or
+    ``config.json``, and a ``config.json`` (when there is one) whose key matches the name.
+    """
+    if path.is_symlink() or not path.is_dir():
+        return "not a folder" if not path.is_symlink() else "a symbolic link"
+    if path.parent.name != "rows":
+        return "a folder outside a cache's rows/ folder"
+    if not _STORE_NAME.fullmatch(path.name):
+        return "a folder not named <backbone>-<size>-<pooling>__<key8>"
+    children = list(path.iterdir())
+    foreign = sorted(c.name for c in children if c.is_symlink() or not c.is_file() or not (
+        c.name in _STORE_FILES or fnmatch.fnmatch(c.name, SEGMENT_GLOB)
+        or c.name.startswith(_TMP_PREFIX)))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        return f"a folder holding {len(foreign)} entries featx does not write: {shown}"
+    if not {c.name for c in children} & set(_STORE_FILES):
+        return "a folder without featx's .lock or config.json"
+    if (cfg := path / "config.json").exists():
+        try:
+            key = json.loads(cfg.read_text()).get("key")
+        except (OSError, ValueError, AttributeError):
+            return "a folder whose config.json is not featx's"
+        if key is not None and not str(key).startswith(path.name[-8:]):
+            return "a folder whose config.json holds another configuration's key"
+    return None
+
+
+def _entry_problem(path: Path) -> str | None:
+    """Why ``path`` is neither a featx dataset file nor a featx row store (``None``: it is one)."""
+    if path.is_dir() and not path.is_symlink():
+        why = _store_problem(path)
+        return None if why is None else f"{path} is not a featx row store ({why})"
+    try:
+        read_attrs(path)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def resolve_entry(target: str | os.PathLike, cache_dir=None) -> Path:
+    """The path of the cache entry ``target`` names.
+
+    ``target`` is a path as given if it exists, else a name under the cache folder: a dataset
+    file (``<cache>/<name>``) or a row store as :func:`cache_ls` and ``featx cache ls`` show it,
+    without its ``rows/`` prefix (``<cache>/rows/<name>``). Raises ``FileNotFoundError`` otherwise.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> resolve_entry("nope.h5", tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: cache entry 'nope.h5' does not exist (also looked in ...); see cache_ls()
+    """
+    path = Path(target)
+    if path.exists() or path.is_symlink():
+        return path
+    if path.is_absolute():
+        raise FileNotFoundError(f"{path} does not exist (see cache_ls() for the cache's entries)")
+    root = resolve_root(cache_dir)
+    for alt in (root / path, root / "rows" / path):
+        if alt.exists() or alt.is_symlink():
+            return alt
+    raise FileNotFoundError(f"cache entry {os.fspath(target)!r} does not exist (also looked in "
+                            f"{str(root)!r} and {str(root / 'rows')!r}); see cache_ls()")
+
+
+def cache_info(path: str | os.PathLike, cache_dir=None) -> dict:
     """Describe one dataset file or row store: attributes, row count, shape, size on disk.
+
+    ``path`` is resolved by :func:`resolve_entry` (a path, or a name under ``cache_dir``).
+    Raises ``ValueError`` for anything that is not a featx dataset file or row store.
 
     Examples
     --------
@@ -197,8 +381,8 @@ def cache_info(path: str | os.PathLike) -> dict:
     >>> cache_ls(tempfile.mkdtemp())
     []
     """
-    path = Path(path)
-    if path.is_dir():
+    path = resolve_entry(path, cache_dir)
+    if path.is_dir() and not path.is_symlink() and _store_problem(path) is None:
         store = RowStore(path)
         with store.lock(exclusive=False):
             segs = store.segments()
@@ -208,44 +392,80 @@ def cache_info(path: str | os.PathLike) -> dict:
         size = sum(s.stat().st_size for s in segs)
         return {"path": str(path), "kind": "store", "n_rows": n, "segments": len(segs),
                 "bytes": size, **attrs}
-    attrs = read_attrs(path)
-    with h5py.File(path, "r") as f:
+    with _open_h5(path) as f:
+        attrs = _featx_attrs(f, path)
         shape = list(f["features"].shape) if "features" in f else None
     return {"path": str(path), "kind": "dataset", "shape": shape,
             "bytes": path.stat().st_size, **attrs}
 
 
+def _candidates(root: Path) -> list[Path]:
+    """What a pattern is matched against: ``<root>/*.h5`` and ``<root>/rows/*`` (not dotfiles)."""
+    files = sorted(p for p in root.glob("*.h5") if not p.name.startswith(".")) \
+        if root.is_dir() else []
+    rows = root / "rows"
+    stores = sorted(p for p in rows.iterdir() if not p.name.startswith(".")) \
+        if rows.is_dir() else []
+    return files + stores
+
+
 def cache_ls(cache_dir: str | os.PathLike | None = None) -> list[dict]:
-    """List dataset files and row stores under ``cache_dir`` (default: the featx cache dir)."""
+    """List the featx dataset files and row stores under ``cache_dir`` (default: the featx cache
+    dir); other files there are not listed."""
     root = resolve_root(cache_dir)
     out = []
-    for p in sorted(root.glob("*.h5")) if root.is_dir() else []:
-        with contextlib.suppress(OSError, KeyError, ValueError):
-            out.append(cache_info(p))
-    for p in sorted((root / "rows").glob("*__*")) if (root / "rows").is_dir() else []:
-        with contextlib.suppress(OSError, KeyError, ValueError):
-            out.append(cache_info(p))
+    for p in _candidates(root):
+        if _entry_problem(p) is None:
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                out.append(cache_info(p))
     return out
 
 
 def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None) -> list[str]:
-    """Remove dataset files / row stores given by path or glob pattern (relative to the cache dir).
+    """Remove featx dataset files and row stores, given by path, name or glob pattern.
 
-    A row store is removed under its exclusive lock, so a running extraction finishes first.
-    Returns the removed paths.
+    Only featx's own entries are ever removed: a dataset file (an HDF5 file with featx's ``key``
+    and ``featx_version`` attributes) or a row store (a ``<cache>/rows/<config>`` folder holding
+    only featx's files). A row store is removed under its exclusive lock, so a running extraction
+    finishes first.
+
+    Parameters
+    ----------
+    path_or_pattern : str or path-like
+        A path; a name as :func:`cache_ls` shows it (see :func:`resolve_entry`); or a glob
+        pattern (``"clothing-small-*"``) matched against the names and paths of the ``*.h5``
+        files under the cache folder and the folders under its ``rows/``.
+    cache_dir : path, optional
+        The cache folder (default: the featx cache dir).
+
+    Returns
+    -------
+    list of str
+        The removed paths (empty when the pattern matches nothing).
+
+    Raises
+    ------
+    ValueError
+        If the path, or anything the pattern matches, is not a featx dataset file or row store;
+        nothing at all is removed then.
     """
     root = resolve_root(cache_dir)
-    pattern = os.fspath(path_or_pattern)
-    if os.path.exists(pattern):
-        targets = [Path(pattern)]
-    else:
-        names = [p for p in root.glob("*.h5")]
-        names += list((root / "rows").glob("*__*")) if (root / "rows").is_dir() else []
-        targets = [p for p in names if fnmatch.fnmatch(p.name, pattern)
-                   or fnmatch.fnmatch(str(p), pattern)]
+    target = os.fspath(path_or_pattern)
+    try:
+        targets = [resolve_entry(target, root)]
+    except FileNotFoundError:
+        targets = [p for p in _candidates(root)
+                   if any(fnmatch.fnmatch(name, target)
+                          for name in (p.name, p.relative_to(root).as_posix(), str(p)))]
+    refused = [why for p in targets if (why := _entry_problem(p)) is not None]
+    if refused:
+        raise ValueError(
+            f"cache_rm({target!r}) removed nothing: {'; '.join(refused)}. It only removes featx "
+            "dataset files and row stores (see cache_ls())"
+        )
     removed = []
     for p in targets:
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             with RowStore(p).lock(exclusive=True):
                 for child in p.iterdir():
                     if child.name != ".lock":
@@ -258,17 +478,19 @@ def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None) -> list[str]:
 
 
 def cache_verify(path: str | os.PathLike, n: int = 8, *, seed: int = 0, rtol: float = 1e-3,
-                 atol: float = 1e-4) -> VerifyReport:
+                 atol: float = 1e-4, cache_dir=None) -> VerifyReport:
     """Re-extract ``n`` random rows of a dataset file and compare them with the stored features.
 
     Returns a :class:`VerifyReport`, true when every checked row matches: ``allclose`` with
     ``rtol`` and ``atol`` times the row's largest magnitude (so the test means the same for features
     of any scale). Rows whose image changed or vanished since extraction are reported as
     unverifiable, not as failures; a file none of whose sampled rows can be checked fails.
+    ``path`` is resolved by :func:`resolve_entry` (a path, or a file name under ``cache_dir``);
+    anything but a featx dataset file raises ``ValueError``.
     """
     from featx._forward import extract_in_memory
 
-    data = read_dataset_file(path)
+    data = read_dataset_file(resolve_entry(path, cache_dir))
     a = data["attrs"]
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(data["ids"]), size=min(n, len(data["ids"])), replace=False))

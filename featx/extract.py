@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import reprlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from featx import cache as _cache
 from featx._decode_pool import DecodePool, hash_files
 from featx._forward import BatchRunner, forward_pass_count, get_model, has_gpu
 from featx._progress import Progress
+from featx.data import ImageDataset
 
 __all__ = ["FeatureSet", "extract_features", "forward_pass_count"]
 
@@ -72,7 +74,12 @@ class FeatureSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FeatureSet:
-        """Read a dataset file written by :func:`extract_features`."""
+        """Read a dataset file written by :func:`extract_features`.
+
+        Raises ``FileNotFoundError`` for a missing path and ``ValueError`` ("<path> is not a
+        featx cache file (...)") for anything else than a complete featx dataset file: another
+        HDF5 or text file, a row-store folder.
+        """
         d = _cache.read_dataset_file(path)
         skipped = json.loads(d["attrs"].get("skipped", "[]"))
         return cls(d["features"], d["labels"], d["paths"], d["ids"], d["attrs"]["class_names"],
@@ -90,6 +97,38 @@ class FeatureSet:
     def __repr__(self) -> str:
         return (f"FeatureSet(n={len(self)}, shape={tuple(self.features.shape)}, "
                 f"backbone={self.attrs.get('backbone')!r}, path={self.path})")
+
+
+def _type_name(value) -> str:
+    return type(value).__name__
+
+
+def _check_count(name: str, value, minimum: int, meaning: str = "") -> None:
+    """``value`` must be None or an int (not a bool) >= ``minimum``; the error names ``name``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}{meaning} must be None or an int >= {minimum}, got {value!r} "
+                         f"of type {_type_name(value)}")
+
+
+def _check_request(dataset, cache, batch_size) -> None:
+    """Checks shared by every engine, before any file is hashed: ``dataset``, ``cache``,
+    ``batch_size`` (``n_workers`` means something else per engine: see ``_check_count``)."""
+    if not isinstance(dataset, ImageDataset):
+        hint = ("a folder path: use featx.ImageDataset.from_directory(...)"
+                if isinstance(dataset, str | os.PathLike) else
+                "a list of paths: use featx.ImageDataset.from_paths(paths, labels)"
+                if isinstance(dataset, list | tuple) else
+                "build one with featx.ImageDataset.from_paths(...) or .from_directory(...)")
+        shown = (f" {reprlib.repr(dataset)}"
+                 if isinstance(dataset, str | os.PathLike | list | tuple) else "")
+        raise TypeError(f"dataset must be a featx.ImageDataset, got {_type_name(dataset)}{shown} "
+                        f"({hint})")
+    if not (cache is None or isinstance(cache, bool) or isinstance(cache, str | os.PathLike)):
+        raise TypeError("cache must be None (the featx cache dir), False (no disk) or a folder "
+                        f"path (str or os.PathLike), got {cache!r} of type {_type_name(cache)}")
+    _check_count("batch_size", batch_size, 1)
 
 
 def _request_digest(dataset, ids: Sequence[str | None]) -> str:
@@ -201,8 +240,10 @@ def extract_features(
     Parameters
     ----------
     dataset : featx.ImageDataset
+        Build one with ``ImageDataset.from_paths(paths, labels)`` or ``.from_directory(folder)``.
     backbone, weights, input_size, pooling, layers
-        Passed to :func:`featx.backbones.load_backbone`; ``input_size=None`` is the backbone's own.
+        Passed to :func:`featx.backbones.load_backbone`; ``input_size=None`` is the backbone's own,
+        else an int or an ``(h, w)`` pair of ints; ``layers`` is a list (``["block_3_add"]``).
     resize : {"bilinear", "crop"}
         How images are brought to ``input_size`` (see :func:`featx.read_image`).
     decoder : {"pillow", "opencv"}
@@ -210,11 +251,11 @@ def extract_features(
         'featx[opencv]'``) is about twice as fast per core, which matters when a GPU waits for
         the decoders. Part of the cache key.
     cache : None, False, or path
-        ``None``: the featx cache dir (``$FEATX_CACHE_DIR`` or ``./cache``); a path: that folder;
-        ``False``: nothing touches the disk.
-    batch_size : int or None
+        ``None`` (or ``True``): the featx cache dir (``$FEATX_CACHE_DIR`` or ``./cache``); a path
+        (str or ``os.PathLike``): that folder; ``False``: nothing touches the disk.
+    batch_size : int >= 1 or None
         Images per forward pass (``None``: 32 on CPU, 256 on GPU). Not part of the cache key.
-    n_workers : int, optional
+    n_workers : int >= 0, optional
         Decode threads (default: one per core). ``0`` decodes in the calling thread.
     dtype : {"float32", "float16"}
         Storage dtype of the features.
@@ -234,6 +275,15 @@ def extract_features(
         One row per decodable image, in dataset order; ``skipped`` lists the others with reasons,
         starting with the dataset's own ``skipped`` entries.
 
+    Raises
+    ------
+    TypeError
+        If ``dataset`` is not an ImageDataset, ``cache`` not None/False/a path, or ``layers`` a
+        string instead of a list.
+    ValueError
+        If a setting is out of range (``input_size``, ``batch_size``, ``n_workers``, ...); every
+        argument is checked before any image is read.
+
     Examples
     --------
     >>> import tempfile, os, numpy as np
@@ -252,6 +302,7 @@ def extract_features(
     >>> forward_pass_count() - before, np.allclose(fs.features, fs2.features)
     (0, True)
     """
+    _check_request(dataset, cache, batch_size)
     if engine != "local" or address is not None:
         from featx.distributed import run_engine
 
@@ -260,12 +311,11 @@ def extract_features(
                           decoder=decoder, cache=cache, batch_size=batch_size,
                           n_workers=n_workers, dtype=dtype, mixed_precision=mixed_precision,
                           verbose=verbose)
+    _check_count("n_workers", n_workers, 0)
     config = _cache.extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
                                      mixed_precision, decoder)
     if batch_size is None:
         batch_size = _GPU_BATCH if has_gpu() else _CPU_BATCH
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     batch_size = int(batch_size)
     progress = Progress(f"featx {config['backbone']}", verbose)
     return _run_extraction(
@@ -307,7 +357,8 @@ def _run_extraction(dataset, config: dict, cache, progress: Progress, compute) -
         return fs
 
     root = _cache.resolve_root(cache)
-    dfile = _cache.dataset_file(root, name, config)
+    dfile = _cache.dataset_file(root, name, config,
+                                [*paths, *(p for p, _ in _dataset_skipped(dataset))])
     digest = _request_digest(dataset, ids)
     if (hit := _load_if_current(dfile, digest)) is not None:
         return hit

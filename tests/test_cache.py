@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -89,7 +90,8 @@ def test_key_hashes_what_changes_output_only():
 def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference):
     fs, n = counted(dataset(imgs, "clothing-small-train"), tmp_path)
     assert n == len(imgs)
-    assert fs.path.name.startswith("clothing-small-train__mobilenet_v2-32-avg__")
+    assert re.fullmatch(r"clothing-small-train-[0-9a-f]{6}__mobilenet_v2-32-avg__[0-9a-f]{8}\.h5",
+                        fs.path.name), fs.path.name
     with h5py.File(fs.path, "r") as f:
         assert f["features"].shape == (24, 1280) and f["features"].chunks is not None
         assert f["labels"][:].tolist() == [i % 3 for i in range(24)]
@@ -156,7 +158,7 @@ def test_ls_info_rm(tmp_path, imgs):
     info = fc.cache_info(fs.path)
     assert info["shape"] == [24, 1280] and info["backbone"] == "mobilenet_v2"
     assert fc.cache_info(next((tmp_path / "rows").iterdir()))["n_rows"] == 24
-    removed = fc.cache_rm("ds__*", cache_dir=tmp_path)
+    removed = fc.cache_rm("ds-*", cache_dir=tmp_path)
     assert removed == [str(fs.path)] and not fs.path.exists()
     assert len(fc.cache_rm("mobilenet_v2-*", cache_dir=tmp_path)) == 1
     assert fc.cache_ls(tmp_path) == []
@@ -229,6 +231,169 @@ def test_two_concurrent_writers(tmp_path, imgs, reference):
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert all(r["n"] == len(imgs) for r in results)
     assert sum(r["forward"] for r in results) == len(imgs)  # the second waited, then hit
-    fs = FeatureSet.load(next(tmp_path.glob("ds__*.h5")))
+    fs = FeatureSet.load(next(tmp_path.glob("ds-*.h5")))
     assert_same(fs.features, reference.features)
     assert fc.cache_verify(fs.path, n=3)
+
+
+# -- cache_rm, cache_info, cache_verify, FeatureSet.load: featx's own entries only ------------
+def snapshot(folder: Path) -> dict:
+    """Every file and folder under ``folder``, with the bytes of each file."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture
+def scene(tmp_path, imgs) -> dict:
+    """A real cache (one dataset file, one row store) with foreign things in and next to it."""
+    cache = tmp_path / "cache"
+    fs, _ = counted(dataset(imgs[:6], "ds"), cache)
+    photos = tmp_path / "photos"  # a user's folder of JPEGs, and a CSV next to the cache
+    make_images(photos / "cats", 2, start=500)
+    (photos / "labels.csv").write_text("path,label\ncats/img00500.jpg,cat\n")
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    (cache / "notes.csv").write_text("a,b\n1,2\n")
+    (cache / "junk.h5").write_bytes(b"not an hdf5 file at all\n" * 10)
+    with h5py.File(cache / "mine.h5", "w") as f:  # a real HDF5 file that featx did not write
+        f["features"] = np.zeros((2, 3), "float32")
+        f.attrs["key"] = "someone else's"
+    (cache / "rows" / "mine__0123abcd").mkdir()  # a user folder shaped like a row store
+    shutil.copy(imgs[0], cache / "rows" / "mine__0123abcd" / "photo.jpg")
+    store = next(p for p in (cache / "rows").iterdir() if p.name != "mine__0123abcd")
+    return {"root": tmp_path, "cache": cache, "dataset": fs.path, "store": store,
+            "segment": next(store.glob("seg-*.h5")), "photos": photos}
+
+
+@pytest.mark.parametrize("target, why", [
+    ("photos", r"photos is not a featx row store \(a folder outside a cache's rows/ folder\)"),
+    ("photos/cats/img00500.jpg", r"img00500.jpg is not a featx cache file \(not an HDF5 file\)"),
+    ("photos/labels.csv", r"labels.csv is not a featx cache file \(not an HDF5 file\)"),
+    ("notes.csv", r"notes.csv is not a featx cache file \(not an HDF5 file\)"),
+    ("cache/notes.csv", r"notes.csv is not a featx cache file \(not an HDF5 file\)"),
+    ("cache/junk.h5", r"junk.h5 is not a featx cache file \(not an HDF5 file\)"),
+    ("cache/mine.h5", r"mine.h5 is not a featx cache file \(an HDF5 file without featx's "
+                      r"attribute\(s\) featx_version\)"),
+    ("cache/rows/mine__0123abcd", r"mine__0123abcd is not a featx row store \(a folder holding 1 "
+                                  r"entries featx does not write: photo.jpg\)"),
+    ("cache/rows", r"rows is not a featx row store \(a folder outside a cache's rows/ folder\)"),
+    ("cache", r"cache is not a featx row store"),
+    ("{segment}", r"seg-.*\.h5 is not a featx cache file \(an HDF5 file without featx's "),
+    ("mine__0123abcd", r"mine__0123abcd is not a featx row store"),  # a name as `ls` would show
+    ("*", r"junk.h5 is not a featx cache file .*mine.h5 is not a featx cache file .*"
+          r"mine__0123abcd is not a featx row store"),
+    ("mine*", r"mine.h5 is not a featx cache file .*mine__0123abcd is not a featx row store"),
+])
+def test_rm_refuses_anything_featx_did_not_write(scene, monkeypatch, target, why):
+    monkeypatch.chdir(scene["root"])
+    before = snapshot(scene["root"])
+    target = target.format(segment=scene["segment"])
+    with pytest.raises(ValueError, match=rf"cache_rm\(.*\) removed nothing: .*{why}.*It only "
+                                         r"removes featx dataset files and row stores"):
+        fc.cache_rm(target, cache_dir=scene["cache"])
+    assert snapshot(scene["root"]) == before  # nothing removed, nothing created (no .lock)
+
+
+def test_rm_removes_featx_entries_by_path_name_and_pattern(scene, monkeypatch):
+    monkeypatch.chdir(scene["root"])
+    foreign = {k: v for k, v in snapshot(scene["root"]).items()
+               if not k.startswith(("cache/ds-", f"cache/rows/{scene['store'].name}"))}
+    listed = {os.path.basename(e["path"]) for e in fc.cache_ls(scene["cache"])}
+    assert listed == {scene["dataset"].name, scene["store"].name}  # only featx's entries
+    assert fc.cache_rm("nothing-like-this-*", cache_dir=scene["cache"]) == []
+    # a row store by the name `cache ls` shows (no rows/ prefix), a dataset file by its path
+    assert fc.cache_info(scene["store"].name, cache_dir=scene["cache"])["kind"] == "store"
+    assert fc.cache_rm(scene["store"].name, cache_dir=scene["cache"]) == [str(scene["store"])]
+    assert fc.cache_rm(str(scene["dataset"])) == [str(scene["dataset"])]
+    assert fc.cache_ls(scene["cache"]) == [] and snapshot(scene["root"]) == foreign
+    # by pattern, and a row store by its path
+    fs, _ = counted(dataset(scene_imgs(scene), "ds"), scene["cache"])
+    assert fc.cache_rm("ds-*", cache_dir=scene["cache"]) == [str(fs.path)]
+    store = next(p for p in (scene["cache"] / "rows").iterdir() if p.name.startswith("mobile"))
+    assert fc.cache_rm(store) == [str(store)] and not store.exists()
+    assert snapshot(scene["root"]) == foreign
+
+
+def scene_imgs(scene) -> list[str]:
+    return sorted(str(p) for p in (scene["photos"] / "cats").glob("*.jpg"))
+
+
+def _text(path: Path) -> Path:
+    path.write_text("path,label\na.jpg,cat\n")
+    return path
+
+
+def _not_hdf5(path: Path) -> Path:
+    path.write_bytes(b"\x00\x01 junk that ends in .h5\n" * 20)
+    return path
+
+
+def _foreign_hdf5(path: Path) -> Path:
+    with h5py.File(path, "w") as f:
+        f["features"] = np.zeros((2, 3), "float32")
+    return path
+
+
+@pytest.mark.parametrize("make, error, why", [
+    (lambda d: _text(d / "notes.csv"), ValueError, r"not an HDF5 file"),
+    (lambda d: _not_hdf5(d / "junk.h5"), ValueError, r"not an HDF5 file"),
+    (lambda d: _foreign_hdf5(d / "other.h5"), ValueError,
+     r"an HDF5 file without featx's attribute\(s\) key, featx_version"),
+    (lambda d: d, ValueError, r"it is a folder"),
+    (lambda d: d / "gone.h5", FileNotFoundError, r"gone.h5 does not exist"),
+])
+@pytest.mark.parametrize("call", [fc.cache_info, fc.cache_verify, FeatureSet.load])
+def test_non_featx_files_get_a_clear_error(tmp_path, make, error, why, call):
+    path = make(tmp_path)
+    match = why
+    if error is ValueError:
+        match = rf"{re.escape(str(path))} is not a featx cache file \({why}"
+    with pytest.raises(error, match=match):
+        call(path)
+
+
+def test_a_row_store_is_not_a_dataset_file(tmp_path, imgs):
+    counted(dataset(imgs[:3]), tmp_path)
+    store = next((tmp_path / "rows").iterdir())
+    before = snapshot(tmp_path)
+    for call in (FeatureSet.load, fc.cache_verify):
+        with pytest.raises(ValueError, match=rf"{re.escape(str(store))} is not a featx cache file "
+                                             r"\(it is a row-store folder; dataset files are"):
+            call(store)
+    assert fc.cache_info(store)["n_rows"] == 3 and snapshot(tmp_path) == before
+
+
+# -- one dataset file per (dataset name, folder, configuration) ------------------------------------
+def class_tree(root: Path, start: int) -> Path:
+    for k, cls in enumerate(("a", "b")):
+        make_images(root / cls, 3, start=start + 10 * k)
+    return root
+
+
+def test_same_name_in_two_folders_gets_two_files(tmp_path):
+    x = ImageDataset.from_directory(class_tree(tmp_path / "x" / "data", 0))
+    y = ImageDataset.from_directory(class_tree(tmp_path / "y" / "data", 100))
+    assert x.name == y.name == "data"
+    fx, nx = counted(x, tmp_path / "c")
+    fy, ny = counted(y, tmp_path / "c")
+    assert nx == ny == 6 and fx.path != fy.path
+    for f in (fx, fy):
+        assert re.fullmatch(r"data-[0-9a-f]{6}__mobilenet_v2-32-avg__[0-9a-f]{8}\.h5", f.path.name)
+    assert FeatureSet.load(fx.path).paths == fx.paths  # y did not overwrite x's file
+    inode = fx.path.stat().st_ino
+    again, n = counted(x, tmp_path / "c")  # alternating x, y, x: a hit, not a rebuild
+    assert n == 0 and again.path == fx.path and fx.path.stat().st_ino == inode
+    assert np.array_equal(again.features, fx.features)
+    # more images in the same folder: the same file, only the new image extracted
+    make_images(tmp_path / "x" / "data" / "a", 1, start=50)
+    grown, n = counted(ImageDataset.from_directory(tmp_path / "x" / "data"), tmp_path / "c")
+    assert n == 1 and grown.path == fx.path and len(grown) == 7
+
+
+def test_a_cache_written_under_the_old_file_names_is_reused(tmp_path, imgs, reference):
+    fs, n = counted(dataset(imgs), tmp_path)
+    slug = fc.config_slug(fs.attrs)
+    old = tmp_path / f"ds__{slug}.h5"  # the name before the folder digest was added
+    fs.path.rename(old)
+    again, n = counted(dataset(imgs), tmp_path)
+    assert n == 0 and again.path == fs.path and again.path != old
+    assert_same(again.features, reference.features)

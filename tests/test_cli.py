@@ -124,9 +124,9 @@ def test_extract_and_cache_commands(capsys, tiny, cache):
     code, out, _ = run(capsys, "cache", "verify", files[0], "-n", "2")
     assert code == 0 and out.startswith("ok: 2 rows checked")
 
-    code, out, _ = run(capsys, "cache", "rm", "shapes-test__*", "--cache-dir", cache)
+    code, out, _ = run(capsys, "cache", "rm", "shapes-test-*", "--cache-dir", cache)
     assert code == 0 and "removed" in out
-    assert not any(p.name.startswith("shapes-test__") for p in cache.glob("*.h5"))
+    assert not any(p.name.startswith("shapes-test-") for p in cache.glob("*.h5"))
 
 
 def test_fit_then_predict_csv(capsys, tiny, cache, tmp_path):

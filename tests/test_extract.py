@@ -199,3 +199,92 @@ def test_opencv_decoder_is_its_own_cache_entry_close_to_pillow(tmp_path):
     again, n = counted(ds, tmp_path, decoder="opencv", **kw)
     assert n == 0 and np.array_equal(again.features, b)
     assert cache_verify(cv.path, n=3)
+
+
+# -- every argument is checked up front, with a message naming it ---------------------------------
+NOT_A_SIZE = r"input_size must be None, an int or an \(h, w\) pair of ints; got input_size="
+NOT_A_COUNT = r" must be None or an int >= {}, got {} of type {}"
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"input_size": "32"}, ValueError, NOT_A_SIZE + "'32'"),
+    ({"input_size": 32.0}, ValueError, NOT_A_SIZE + r"32\.0"),
+    ({"input_size": (32, 32, 3)}, ValueError, NOT_A_SIZE + r"\(32, 32, 3\)"),
+    ({"input_size": (32, "32")}, ValueError, NOT_A_SIZE + r"\(32, '32'\)"),
+    ({"input_size": True}, ValueError, NOT_A_SIZE + "True"),
+    ({"input_size": -3}, ValueError, r"input_size=-3 is too small for backbone='mobilenet_v2': "
+                                     r"the mobilenet_v2 family needs at least 32x32 pixels"),
+    ({"input_size": (32, 0)}, ValueError, r"input_size=\(32, 0\) is too small"),
+    ({"layers": "block_3_add"}, TypeError, r"layers must be a list of layer names, got the string "
+                                           r"'block_3_add'; use layers=\['block_3_add'\]"),
+    ({"layers": -1}, TypeError, r"layers must be None or a list of .* got layers=-1 of type int; "
+                                r"use layers=\[-1\]"),
+    ({"layers": []}, ValueError, r"layers must be None or a non-empty list .* got layers=\[\]"),
+    ({"layers": ["block_3_add", None]}, ValueError, r"got layers=\['block_3_add', None\]"),
+    ({"batch_size": "8"}, ValueError, "batch_size" + NOT_A_COUNT.format(1, "'8'", "str")),
+    ({"batch_size": 8.0}, ValueError, "batch_size" + NOT_A_COUNT.format(1, r"8\.0", "float")),
+    ({"batch_size": 0}, ValueError, "batch_size" + NOT_A_COUNT.format(1, "0", "int")),
+    ({"batch_size": True}, ValueError, "batch_size" + NOT_A_COUNT.format(1, "True", "bool")),
+    ({"n_workers": -2}, ValueError, "n_workers" + NOT_A_COUNT.format(0, "-2", "int")),
+    ({"n_workers": 1.5}, ValueError, "n_workers" + NOT_A_COUNT.format(0, r"1\.5", "float")),
+    ({"n_workers": "2"}, ValueError, "n_workers" + NOT_A_COUNT.format(0, "'2'", "str")),
+    ({"cache": 3}, TypeError, r"cache must be None \(the featx cache dir\), False \(no disk\) or "
+                              r"a folder path \(str or os.PathLike\), got 3 of type int"),
+    ({"cache": b"dir"}, TypeError, r"cache must be None .* got b'dir' of type bytes"),
+    ({"pooling": "median"}, ValueError, r"pooling must be one of \['avg', 'max', None\]; got "
+                                        r"pooling='median'"),
+])
+def test_bad_arguments_are_refused_before_any_work(tmp_path, imgs, kwargs, error, match):
+    before = forward_pass_count()
+    with pytest.raises(error, match=match):
+        extract_features(dataset(imgs[:2]), **{**MODEL, "cache": tmp_path, **kwargs})
+    assert forward_pass_count() == before and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+@pytest.mark.parametrize("value, hint", [
+    ("some/folder", r"got str 'some/folder' \(a folder path: use "
+                    r"featx\.ImageDataset\.from_directory\(\.\.\.\)\)"),
+    (Path("some/folder"), r"got PosixPath.*from_directory"),
+    (["a.jpg", "b.jpg"], r"got list \['a.jpg', 'b.jpg'\] \(a list of paths: use "
+                         r"featx\.ImageDataset\.from_paths\(paths, labels\)\)"),
+    (np.zeros((2, 8, 8, 3), "uint8"), r"got ndarray .*ImageDataset\.from_paths\(\.\.\.\) or "
+                                      r"\.from_directory\(\.\.\.\)"),
+])
+def test_dataset_must_be_an_image_dataset(tmp_path, engine, value, hint):
+    """Both engines (Ray's is checked before Ray is needed) name `dataset` and the fix."""
+    with pytest.raises(TypeError, match=r"dataset must be a featx\.ImageDataset, " + hint):
+        extract_features(value, **MODEL, cache=tmp_path, engine=engine)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_ray_engine_shares_the_checks(tmp_path, imgs):
+    from featx.distributed import extract_features as on_ray
+
+    ds = dataset(imgs[:2])
+    for kwargs, error, match in (
+        ({"n_workers": 0}, ValueError, r"n_workers \(the embedded Ray instance's CPUs with "
+                                       r"engine='ray'\) must be None or an int >= 1, got 0"),
+        ({"n_workers": "4"}, ValueError, r"n_workers .* got '4' of type str"),
+        ({"batch_size": "8"}, ValueError, r"batch_size must be None or an int >= 1, got '8'"),
+        ({"cache": 3}, TypeError, r"cache must be None .* got 3 of type int"),
+        ({"layers": "block_3_add"}, TypeError, r"use layers=\['block_3_add'\]"),
+        ({"input_size": "32"}, ValueError, NOT_A_SIZE + "'32'"),
+    ):
+        if "layers" in kwargs or "input_size" in kwargs:
+            pytest.importorskip("ray")  # checked by extractor_config, after require_ray()
+        with pytest.raises(error, match=match):
+            on_ray(ds, **{**MODEL, "cache": tmp_path, **kwargs})
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("same", [np.int64(32), (32, 32), [32, 32], (np.int32(32), 32)])
+def test_every_spelling_of_a_size_is_one_key(same):
+    from featx.cache import extractor_config
+
+    want = extractor_config("mobilenet_v2", None, 32)
+    got = extractor_config("mobilenet_v2", None, same)
+    assert got["input_size"] == [32, 32] and got["key"] == want["key"]
+    as_tuple = extractor_config("mobilenet_v2", None, 32, layers=("block_3_add", -1))
+    as_list = extractor_config("mobilenet_v2", None, 32, layers=["block_3_add", -1])
+    assert as_tuple["key"] == as_list["key"] and as_list["layers"] == '["block_3_add", -1]'

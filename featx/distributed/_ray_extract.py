@@ -144,6 +144,8 @@ def _run(ray, todo, config, batch_size, concurrency, num_gpus, shard_size, sink,
 
 
 def _check_options(shard_size, concurrency, n_workers) -> None:
+    from featx.extract import _check_count
+
     if not isinstance(shard_size, int | np.integer) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive int, got {shard_size!r}")
     ok = (concurrency is None
@@ -153,9 +155,7 @@ def _check_options(shard_size, concurrency, n_workers) -> None:
     if not ok:
         raise ValueError("concurrency must be None, a positive int or a (min, max) tuple with "
                          f"1 <= min <= max, got {concurrency!r}")
-    if n_workers is not None and int(n_workers) < 1:
-        raise ValueError("n_workers (the embedded Ray instance's CPUs with engine='ray') must be a "
-                         f"positive int or None, got {n_workers!r}")
+    _check_count("n_workers", n_workers, 1, " (the embedded Ray instance's CPUs with engine='ray')")
 
 
 def extract_features(
@@ -213,8 +213,9 @@ def extract_features(
     -------
     FeatureSet
     """
-    from featx.extract import _run_extraction
+    from featx.extract import _check_request, _run_extraction
 
+    _check_request(dataset, cache, batch_size)
     _check_options(shard_size, concurrency, n_workers)
     require_ray()  # fail before any file is hashed
     config = _cache.extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
