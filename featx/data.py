@@ -73,6 +73,19 @@ def _warn_skipped(skipped: list[tuple[str, str]], where: str) -> None:
     )
 
 
+def array_digest(images: np.ndarray) -> str:
+    """16 hex digits identifying an image array by its bytes and shape (the folder name
+    :meth:`ImageDataset.from_arrays` writes it to).
+
+    Examples
+    --------
+    >>> x = np.zeros((2, 4, 4), dtype=np.uint8)
+    >>> array_digest(x) == array_digest(x.copy()), array_digest(x) == array_digest(x[:1])
+    (True, False)
+    """
+    return hashlib.sha256(images.tobytes() + str(images.shape).encode()).hexdigest()[:16]
+
+
 def _missing_path_error(param: str, path: Path) -> FileNotFoundError:
     parent = path.parent if str(path.parent) else Path(".")
     if parent.is_dir():
@@ -139,7 +152,7 @@ class ImageDataset:
     def from_directory(
         cls, root: str | os.PathLike, *, verify: Verify = "header", name: str | None = None
     ) -> ImageDataset | dict[str, ImageDataset]:
-        """Read a class-folder tree (``root/<class>/<image>``).
+        """Read a class-folder tree (``root/<class>/<image>``); paths are stored absolute.
 
         When ``root`` holds ``train/``, ``validation/`` (or ``val/``) and/or ``test/`` folders, a
         dict of datasets keyed ``"train"``, ``"validation"``, ``"test"`` is returned, sharing one
@@ -159,6 +172,7 @@ class ImageDataset:
         root = Path(root)
         if not root.is_dir():
             raise _missing_path_error("root", root)
+        root = Path(os.path.abspath(root))  # absolute paths, symlinks kept as given
         subdirs = sorted(
             d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
         )
@@ -219,9 +233,10 @@ class ImageDataset:
         """Build from parallel lists of paths and labels (strings, or ints with ``class_names``).
 
         Unusable files are moved to ``skipped`` together with their label, so the remaining
-        pairs stay aligned.
+        pairs stay aligned. Relative paths are made absolute against the current directory
+        (``os.path.abspath``: symlinks are kept, not resolved).
         """
-        paths = [os.fspath(p) for p in paths]
+        paths = [os.path.abspath(os.fspath(p)) for p in paths]
         labels = list(labels)
         if len(paths) != len(labels):
             raise ValueError(
@@ -260,7 +275,7 @@ class ImageDataset:
         name: str | None = None,
     ) -> ImageDataset:
         """Read a CSV with one row per image; relative paths resolve against ``root`` (default:
-        the CSV's folder)."""
+        the CSV's folder) and are stored absolute."""
         file = Path(file)
         if not file.is_file():
             raise _missing_path_error("file", file)
@@ -315,7 +330,7 @@ class ImageDataset:
             )
         if images.ndim == 4 and images.shape[-1] not in (1, 3, 4):
             raise ValueError(f"images must have 1, 3 or 4 channels, got shape {images.shape}")
-        digest = hashlib.sha256(images.tobytes() + str(images.shape).encode()).hexdigest()[:16]
+        digest = array_digest(images)
         folder = Path(directory) if directory is not None else cache_dir() / "arrays" / digest
         folder.mkdir(parents=True, exist_ok=True)
         width = max(5, len(str(len(images))))

@@ -1,80 +1,168 @@
 """scikit-learn estimators over the feature cache: FeatureExtractor and TransferClassifier.
 
-Both take images as a list of paths, an :class:`~featx.data.ImageDataset`, or ``uint8`` arrays
-(N×H×W or N×H×W×C). Features go through the HDF5 cache, so a second fit (another head, another
-grid) performs no backbone forward pass. :class:`TransferClassifier` also accepts a
-:class:`~featx.extract.FeatureSet` or a 2-D float array of precomputed features.
+Both take images as a list, 1-D array (str, bytes or object dtype) or pandas Series of paths, an
+:class:`~featx.data.ImageDataset`, or ``uint8`` arrays (N×H×W or N×H×W×C). Features go through the
+HDF5 cache, so a second fit (another head, another grid) performs no backbone forward pass.
+:class:`TransferClassifier` also accepts a :class:`~featx.extract.FeatureSet` or a 2-D float array
+of precomputed features, and refuses features of another extractor configuration than the ones it
+was fitted on (``feature_config_``).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from featx._config import cache_dir
 from featx._image import DECODERS
-from featx.data import ImageDataset
+from featx.data import ImageDataset, array_digest
+from featx.evaluate import _config_diff, _describe_config, _feature_config, _same_config
 
 __all__ = ["FeatureExtractor", "TransferClassifier"]
 
 
-def _check_images(X: Any) -> None:
-    """Cheap validation of an image input, without reading any file."""
-    if isinstance(X, ImageDataset) or _is_image_input(X) and isinstance(X, np.ndarray):
-        n = len(X)
-    elif isinstance(X, str | os.PathLike) or not isinstance(X, list | tuple | np.ndarray):
-        _as_dataset(X)  # raises the TypeError that names the accepted inputs
-        return
-    elif all(isinstance(p, str | os.PathLike) for p in X):
-        n = len(X)
+_IMAGE_INPUTS = (
+    "a list, 1-D array or pandas Series of image paths, an ImageDataset, or a uint8 image "
+    "array (N, H, W) or (N, H, W, C)"
+)
+_FEATURE_INPUTS = ", a FeatureSet, or a 2-D feature matrix (n_samples, n_features)"
+_PATH_TYPES = (str, bytes, os.PathLike)
+#: Configuration fields the extractor parameters set (``featx.cache.extractor_config``), and
+#: the value of a field that older feature files lack.
+_PARAM_FIELDS = ("backbone", "weights", "input_size", "pooling", "layers", "resize", "decoder",
+                 "dtype", "mixed_precision")
+_PARAM_DEFAULTS = {"decoder": "pillow"}
+
+
+def _paths_of(X: Any) -> list[str] | None:
+    """The paths in ``X`` when it is a non-empty 1-D sequence of paths, else None.
+
+    A list or tuple of str/bytes/path-likes, or anything ``np.asarray`` makes a 1-D array of
+    str, bytes or object dtype holding them (``np.array(paths)``, a pandas Series).
+    """
+    if isinstance(X, (*_PATH_TYPES, ImageDataset)) or issparse(X):
+        return None
+    if isinstance(X, list | tuple):
+        items = X
     else:
-        raise TypeError(
-            "X must be a list of image paths, an ImageDataset or a uint8 image array "
-            f"(N, H, W[, C]); got a {type(X).__name__} of {np.asarray(X).dtype} values"
-        )
-    if n == 0:
-        raise ValueError("X holds 0 images; at least one image is required")
+        try:
+            array = np.asarray(X)
+        except (TypeError, ValueError):
+            return None
+        if array.ndim != 1 or array.dtype.kind not in "USO":
+            return None
+        items = array.tolist()
+    if len(items) == 0 or not all(isinstance(p, _PATH_TYPES) for p in items):
+        return None
+    return [os.fsdecode(p) for p in items]
+
+
+def _is_uint8_images(X: Any) -> bool:
+    return isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4)
 
 
 def _is_image_input(X: Any) -> bool:
     """True for the inputs a FeatureExtractor reads: paths, ImageDataset, uint8 image arrays."""
-    if isinstance(X, ImageDataset | str | os.PathLike):
+    return isinstance(X, ImageDataset) or _is_uint8_images(X) or _paths_of(X) is not None
+
+
+def _looks_like_images(X: Any) -> bool:
+    """Inputs meant as images that :func:`_is_image_input` refuses (a single path, a list
+    mixing paths with other values or holding image arrays, a non-uint8 image array)."""
+    if isinstance(X, _PATH_TYPES):
         return True
-    if isinstance(X, np.ndarray):
-        if X.dtype == np.uint8 and X.ndim in (3, 4):
-            return True
-        return X.dtype == object and X.ndim == 1 and all(isinstance(p, str) for p in X)
-    return isinstance(X, list | tuple) and len(X) > 0 and all(
-        isinstance(p, str | os.PathLike) for p in X
-    )
-
-
-def _as_dataset(X: Any, y: Any = None) -> tuple[ImageDataset, np.ndarray | None]:
-    """Images in any accepted form -> (dataset, labels or None); labels stay the user's values."""
-    if isinstance(X, ImageDataset):
-        return X, (X.label_names if y is None else np.asarray(y))
-    if isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4):
-        ds = ImageDataset.from_arrays(X, np.zeros(len(X), np.int64), class_names=["?"])
-        return ds, None if y is None else np.asarray(y)
-    if isinstance(X, str | os.PathLike):
-        raise TypeError(
-            f"X must be a list of image paths, an ImageDataset or a uint8 image array, got the "
-            f"single path {os.fspath(X)!r}; wrap it in a list"
-        )
+    if isinstance(X, list | tuple) and any(
+        isinstance(x, _PATH_TYPES) or isinstance(x, np.ndarray) and x.ndim >= 2 for x in X
+    ):
+        return True
+    if issparse(X):
+        return False
     try:
-        paths = [os.fspath(p) for p in X]
-    except TypeError:
-        raise TypeError(
-            "X must be a list of image paths, an ImageDataset, a uint8 image array (N, H, W[, C])"
-            f", a FeatureSet or a 2-D feature array; got {type(X).__name__}"
-        ) from None
-    ds = ImageDataset(paths, np.zeros(len(paths), np.int64), ["?"], name=None)
-    return ds, None if y is None else np.asarray(y)
+        return np.ndim(X) >= 3
+    except (TypeError, ValueError):  # ragged nested lists: check_array reports them
+        return False
+
+
+def _input_error(X: Any, *, features: bool) -> TypeError:
+    """The TypeError for an input that is not accepted: what was received, what is allowed."""
+    accepted = _IMAGE_INPUTS + (_FEATURE_INPUTS if features else "")
+    if isinstance(X, _PATH_TYPES):
+        got = f"the single path {os.fsdecode(X)!r}; wrap it in a list"
+    elif isinstance(X, list | tuple) and len(X) == 0:
+        got = f"an empty {type(X).__name__}"
+    elif isinstance(X, list | tuple):
+        kinds = sorted({type(x).__name__ for x in X})
+        arrays = [x for x in X if isinstance(x, np.ndarray)]
+        if arrays and len(arrays) == len(X):
+            got = (f"a {type(X).__name__} of {len(X)} arrays (the first {arrays[0].dtype}, shape "
+                   f"{arrays[0].shape}); stack same-size uint8 images into one array with "
+                   "np.stack(X)")
+        elif any(isinstance(x, _PATH_TYPES) for x in X):
+            i, bad = next((i, x) for i, x in enumerate(X) if not isinstance(x, _PATH_TYPES))
+            got = (f"a {type(X).__name__} mixing paths with other values ({', '.join(kinds)}); "
+                   f"X[{i}] is {bad!r:.60}")
+        else:
+            got = f"a {type(X).__name__} of {', '.join(kinds)} values"
+    else:
+        dtype, shape = getattr(X, "dtype", None), getattr(X, "shape", None)
+        got = type(X).__name__ + (f" of dtype {dtype} and shape {shape}" if shape else "")
+        if dtype is not None and np.ndim(X) in (3, 4) and dtype != np.uint8:
+            got += ("; image arrays must be uint8 (0-255): for floats in [0, 1] pass "
+                    "(X * 255).round().astype(np.uint8)")
+    return TypeError(f"X must be {accepted}; got {got}")
+
+
+def _check_images(X: Any) -> None:
+    """Cheap validation of an image input, without reading any file."""
+    try:
+        empty = not isinstance(X, _PATH_TYPES) and len(X) == 0
+    except TypeError:  # no length: refused below
+        empty = False
+    if empty:
+        raise ValueError("X holds 0 images; at least one image is required")
+    if not _is_image_input(X):
+        raise _input_error(X, features=False)
+
+
+def _cache_root(cache: Any) -> Path:
+    """The cache folder a ``cache`` parameter names (None/True: the default cache dir)."""
+    return cache_dir() if cache is None or cache is True else Path(cache)
+
+
+@contextmanager
+def _as_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
+    """Images in any accepted form as an ImageDataset, valid inside the ``with`` block.
+
+    Paths are made absolute. ``uint8`` arrays are written as PNG files, once, under
+    ``<cache>/arrays/<content hash>/`` (reused by later calls); with ``cache=False`` into a
+    temporary folder that is removed when the block ends, so nothing is left on disk.
+    """
+    if isinstance(X, ImageDataset):
+        yield X
+    elif _is_uint8_images(X):
+        labels, names = np.zeros(len(X), np.int64), ["?"]
+        if cache is False:
+            with tempfile.TemporaryDirectory(prefix="featx-arrays-") as tmp:
+                yield ImageDataset.from_arrays(X, labels, class_names=names, directory=tmp)
+        else:
+            folder = _cache_root(cache) / "arrays" / array_digest(X)
+            yield ImageDataset.from_arrays(X, labels, class_names=names, directory=folder)
+    elif (paths := _paths_of(X)) is not None:
+        paths = [os.path.abspath(p) for p in paths]
+        yield ImageDataset(paths, np.zeros(len(paths), np.int64), ["?"], name=None)
+    else:
+        raise _input_error(X, features=False)
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -108,7 +196,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     n_features_out_ : int
         Feature dimension.
     feature_set_ : FeatureSet
-        Features of the last ``transform`` call.
+        Features of the last ``transform`` call (paths, ids, ``skipped``...). Data, not model
+        state: left out when the extractor is pickled, copied or saved with
+        :func:`featx.save`.
 
     Examples
     --------
@@ -182,17 +272,32 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         )
         return int(model.output_shape[-1])
 
-    def extract(self, X: Any) -> Any:
-        """Features of ``X`` as a :class:`~featx.extract.FeatureSet` (paths, ids, labels...)."""
+    def _config(self) -> dict:
+        """The extractor configuration (with its cache ``key``) these parameters give."""
+        from featx.cache import extractor_config
+
+        return extractor_config(self.backbone, weights=self.weights, input_size=self.input_size,
+                                pooling=self.pooling, layers=self.layers, resize=self.resize,
+                                decoder=self.decoder)
+
+    def _extract(self, dataset: ImageDataset) -> Any:
         from featx.extract import extract_features
 
-        check_is_fitted(self, "n_features_out_")
-        dataset, _ = _as_dataset(X)
         return extract_features(
             dataset, backbone=self.backbone, weights=self.weights, input_size=self.input_size,
             pooling=self.pooling, layers=self.layers, resize=self.resize, decoder=self.decoder,
             cache=self.cache, batch_size=self.batch_size, verbose=self.verbose,
         )
+
+    def extract(self, X: Any) -> Any:
+        """Features of ``X`` as a :class:`~featx.extract.FeatureSet` (paths, ids, labels...).
+
+        With ``cache=False`` and a ``uint8`` array, ``paths`` name temporary files that are
+        already removed.
+        """
+        check_is_fitted(self, "n_features_out_")
+        with _as_dataset(X, self.cache) as dataset:
+            return self._extract(dataset)
 
     def transform(self, X: Any) -> np.ndarray:
         """Return a ``(n_images, n_features_out_)`` float array, one row per input image.
@@ -202,10 +307,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         ValueError
             If some images cannot be decoded (they are named); build an ImageDataset first to
             drop them with a report instead.
+        TypeError
+            If ``X`` is not an accepted image input; the message lists those.
         """
         check_is_fitted(self, "n_features_out_")
-        dataset, _ = _as_dataset(X)
-        fs = self.extract(dataset)
+        with _as_dataset(X, self.cache) as dataset:
+            fs = self._extract(dataset)
         self.feature_set_ = fs
         if len(fs) != len(dataset):
             bad = sorted(set(dataset.paths) - set(fs.paths))
@@ -214,6 +321,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                 "featx.ImageDataset.from_paths(...) to drop them with a report."
             )
         return np.asarray(fs.features)
+
+    def __getstate__(self) -> dict:
+        # feature_set_ is the data of the last transform, not model state: never pickled/saved.
+        state = dict(super().__getstate__())
+        state.pop("feature_set_", None)
+        return state
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names ``<backbone>_<pooling>_<i>``."""
@@ -248,8 +361,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         A name from :func:`featx.list_heads`.
     head_params : dict, optional
         Parameters for :func:`featx.make_head` (e.g. ``{"C": 0.5, "pca": 128}``). They are used
-        as given; the head's other defaults are sized for the training set (``n_samples``, or
-        with ``cv`` the smallest training fold), so ``knn`` and ``mlp`` fit a few images:
+        as given, ``random_state`` included (it wins over the estimator's ``random_state``);
+        the head's other defaults are sized for the training set (``n_samples``, or with ``cv``
+        the smallest training fold), so ``knn`` and ``mlp`` fit a few images:
         ``head_.get_params()`` shows the values used.
     weights, pooling, input_size, layers, resize, decoder, cache, batch_size, verbose
         As for :class:`FeatureExtractor`.
@@ -258,7 +372,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : int, optional
         Parallel jobs for the grid search.
     random_state : int, optional
-        Seed for heads with randomness (random forest, MLP).
+        Seed for heads with randomness (random forest, MLP), unless ``head_params`` has one.
 
     Attributes
     ----------
@@ -270,6 +384,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         ``GridSearchCV.cv_results_`` when ``cv`` is given.
     n_features_in_ : int
         Feature dimension the head was fitted on.
+    feature_config_ : dict or None
+        Extractor configuration of the features the head was fitted on (``backbone``,
+        ``input_size``, ``pooling``... and the cache ``key``), from the images' extraction or
+        the FeatureSet's ``attrs``; ``None`` when fitted on a plain matrix. ``predict``,
+        ``predict_proba``, ``decision_function`` and ``score`` raise a ``ValueError`` for a
+        FeatureSet of another key, and for images when the extractor parameters (backbone,
+        weights, input size, pooling, layers, resize, decoder) no longer match it (before
+        reading any); plain matrices are checked for shape only.
 
     Examples
     --------
@@ -323,12 +445,15 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size, verbose=self.verbose,
         )
 
-    def _features(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Any accepted X -> (features, labels or None).
+    def _features(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None, Any]:
+        """Any accepted X -> (features, labels or None, extractor configuration or None).
 
         Image inputs (paths, ImageDataset, uint8 image arrays) go through the cached extractor;
-        a FeatureSet gives its stored features; anything else is taken as a numeric feature matrix
-        and validated by ``check_array`` (so sparse, 1-D or NaN input fail as in scikit-learn).
+        a FeatureSet gives its stored features; image-like inputs that are not accepted (float
+        image arrays, lists of arrays, lists mixing paths with other values) raise a TypeError
+        listing the accepted inputs; anything else is taken as a numeric feature matrix and
+        validated by ``check_array`` (so sparse, 1-D or NaN input fail as in scikit-learn). The
+        configuration (see :attr:`feature_config_`) is None for a plain matrix.
         """
         from sklearn.utils.validation import check_array
 
@@ -338,18 +463,40 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(X, FeatureSet):
             if labels is None:
                 labels = np.asarray(X.class_names, dtype=object)[X.labels]
-            return np.asarray(X.features), labels
+            return np.asarray(X.features), labels, _feature_config(X.attrs)
         if _is_image_input(X):
-            dataset, labels = _as_dataset(X, y)
-            return self._extractor().fit().transform(dataset), labels
-        return check_array(X, dtype=[np.float64, np.float32]), labels
+            if labels is None and isinstance(X, ImageDataset):
+                labels = X.label_names
+            extractor = self._extractor().fit()
+            features = extractor.transform(X)
+            return features, labels, _feature_config(extractor.feature_set_.attrs)
+        if _looks_like_images(X):
+            raise _input_error(X, features=True)
+        return check_array(X, dtype=[np.float64, np.float32]), labels, None
+
+    def _check_config(self, config: Any, what: str, fix: str, *, fields=None) -> None:
+        """Raise when ``config`` is not the configuration the head was fitted on: another key,
+        or with ``fields`` another value of one of those fields."""
+        fitted = getattr(self, "feature_config_", None)  # None: fitted on a plain matrix
+        if fields is None:
+            same = _same_config(fitted, config)
+        else:
+            same = fitted is None or all(
+                config.get(k, _PARAM_DEFAULTS.get(k)) == fitted.get(k, _PARAM_DEFAULTS.get(k))
+                for k in fields)
+        if not same:
+            raise ValueError(
+                f"{what} {_describe_config(config)}, but this {type(self).__name__} was fitted "
+                f"on features of {_describe_config(fitted)}{_config_diff(fitted, config)}: "
+                f"{fix}"
+            )
 
     def fit(self, X: Any, y: Any = None) -> TransferClassifier:
         """Extract (cached) features of ``X`` and fit the head.
 
         Parameters
         ----------
-        X : list of paths, ImageDataset, uint8 array, FeatureSet or 2-D feature array
+        X : paths (list, 1-D array, Series), ImageDataset, uint8 array, FeatureSet or 2-D array
             Training images (or their features).
         y : array-like, optional
             Labels; taken from ``X`` when it is an ImageDataset or FeatureSet.
@@ -362,7 +509,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
         for attr in ("best_params_", "cv_results_"):
             self.__dict__.pop(attr, None)
-        features, labels = self._features(X, y)
+        features, labels, config = self._features(X, y)
         if labels is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None (y may "
@@ -383,8 +530,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         codes = encoder.transform(labels)
         cv, n_fit, n_classes = _fit_size(features, codes, self.cv)
         sizes = {"n_samples": n_fit, "n_classes": n_classes}
-        head = make_head(self.head, random_state=self.random_state,
-                         **{**sizes, **(self.head_params or {})})
+        head = make_head(self.head, **{"random_state": self.random_state, **sizes,
+                                       **(self.head_params or {})})
         if cv is not None:
             search = GridSearchCV(head, head_param_grid(self.head, **sizes), cv=cv,
                                   n_jobs=self.n_jobs)
@@ -395,11 +542,27 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.head_ = head.fit(features, codes)
         self.n_features_in_ = features.shape[1]
+        self.feature_config_ = config
         return self
 
     def _head_features(self, X: Any) -> np.ndarray:
+        from featx.extract import FeatureSet
+
         check_is_fitted(self, "head_")
-        features, _ = self._features(X)
+        if getattr(self, "feature_config_", None) is not None and _is_image_input(X):
+            # Parameters changed since fit? Checked before any image is read, on the fields the
+            # parameters set (not the full key: the key of keras' "imagenet" weights also
+            # names the Keras version, which a saved model may outlive).
+            self._check_config(
+                _feature_config(self._extractor()._config()),
+                "with its current parameters the extractor gives features of",
+                "set backbone, input_size, weights, pooling, layers, resize and decoder back to "
+                "that configuration, or refit", fields=_PARAM_FIELDS,
+            )
+        features, _, config = self._features(X)
+        if isinstance(X, FeatureSet):
+            self._check_config(config, "X holds features of",
+                               "pass features extracted with the configuration it was fitted on")
         if features.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {features.shape[1]} features, but {type(self).__name__} is expecting "

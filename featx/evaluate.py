@@ -164,12 +164,65 @@ class HeadTable(Sequence):
         return self.to_markdown()
 
 
+#: Extractor fields that change features (see ``docs/cache.md``), named when two
+#: configurations differ; ``key`` hashes them.
+_CONFIG_FIELDS = ("backbone", "weights", "weights_sha256", "input_size", "pooling", "layers",
+                  "resize", "decoder", "preprocessing", "dtype", "mixed_precision",
+                  "feature_code_version")
+
+
+def _plain(value: Any) -> Any:
+    """Attribute values (numpy scalars/arrays, tuples from HDF5 or a config) as plain Python."""
+    if isinstance(value, np.ndarray | tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def _feature_config(attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The extractor configuration in a FeatureSet's ``attrs`` (with its ``key``), or None when
+    the attrs hold no key (an in-memory FeatureSet, a plain matrix)."""
+    if not attrs or not attrs.get("key"):
+        return None
+    return {k: _plain(attrs[k]) for k in (*_CONFIG_FIELDS, "key") if k in attrs}
+
+
+def _describe_config(config: Mapping[str, Any]) -> str:
+    """``efficientnet_lite0 at 224x224 (key 1a2b3c4d)``."""
+    size = config.get("input_size")
+    if isinstance(size, list) and len(size) == 2:
+        size = f"{size[0]}x{size[1]}"
+    return f"{config.get('backbone')} at {size} (key {str(config['key'])[:8]})"
+
+
+def _same_config(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """False only when both configurations are known and their keys differ."""
+    return not a or not b or a["key"] == b["key"]
+
+
+def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    """``"; they also differ in pooling 'avg' vs 'max'"``: the fields other than backbone and
+    input size (which :func:`_describe_config` shows) that differ, or ``""``."""
+
+    def short(v):
+        return f"{v[:12]}..." if isinstance(v, str) and len(v) > 16 else v
+
+    other = [f"{k} {short(a.get(k))!r} vs {short(b.get(k))!r}" for k in _CONFIG_FIELDS
+             if k not in ("backbone", "input_size") and a.get(k) != b.get(k)]
+    return f"; they also differ in {', '.join(other)}" if other else ""
+
+
 def _as_xy(data, param: str):
-    """Features, labels and class names from a FeatureSet-like or an ``(X, y)`` pair."""
+    """Features, labels, class names and extractor configuration (None when unknown) from a
+    FeatureSet-like or an ``(X, y)`` pair."""
     if isinstance(data, tuple) and len(data) == 2:
-        (X, y), names = data, None
+        (X, y), names, config = data, None, None
     elif hasattr(data, "features") and hasattr(data, "labels"):
         X, y, names = data.features, data.labels, getattr(data, "class_names", None)
+        config = _feature_config(getattr(data, "attrs", None))
     else:
         raise TypeError(
             f"{param} must be a FeatureSet (with .features and .labels) or an (X, y) tuple; "
@@ -181,7 +234,7 @@ def _as_xy(data, param: str):
             f"{param} needs features of shape (N, D) and labels of shape (N,); "
             f"got features {X.shape} and labels {y.shape}."
         )
-    return X, y, None if names is None else list(names)
+    return X, y, None if names is None else list(names), config
 
 
 def _resolve_heads(heads, random_state, n_samples, n_classes, search):
@@ -260,7 +313,9 @@ def evaluate_heads(
     ----------
     train, test : FeatureSet or tuple of (X, y)
         Anything with ``.features`` (N, D), ``.labels`` (N,) and optionally
-        ``.class_names``; or an ``(X, y)`` pair.
+        ``.class_names``; or an ``(X, y)`` pair. Two FeatureSets must come from the same
+        extractor configuration (``attrs["key"]``): a ``ValueError`` names both otherwise
+        (same-width features of another input size or backbone would score nonsense).
     heads : None, str, list of str or dict, default=None
         Head names (None = all of :func:`~featx.heads.list_heads`), or a dict mapping a
         row name to a head name or to an unfitted estimator (searched over no grid, used
@@ -302,8 +357,15 @@ def evaluate_heads(
     >>> 0.5 < table.best()["accuracy"] <= 1.0
     True
     """
-    X, y, names = _as_xy(train, "train")
-    X_test, y_test, test_names = _as_xy(test, "test")
+    X, y, names, config = _as_xy(train, "train")
+    X_test, y_test, test_names, test_config = _as_xy(test, "test")
+    if not _same_config(config, test_config):
+        raise ValueError(
+            "train and test features must come from the same extractor configuration; got "
+            f"train={_describe_config(config)} and test={_describe_config(test_config)}"
+            f"{_config_diff(config, test_config)}. Features of different configurations are "
+            "not comparable: extract both with the same backbone, input size and settings."
+        )
     if X_test.shape[1] != X.shape[1]:
         raise ValueError(
             f"test features have {X_test.shape[1]} dimensions but train has {X.shape[1]}."

@@ -30,6 +30,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+from contextvars import ContextVar
 from numbers import Real
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -66,15 +67,43 @@ SAFE_TYPES: dict[str, str] = {
     "sklearn.neighbors._ball_tree.BallTree": "knn(algorithm='ball_tree')",
     "sklearn.metrics._dist_metrics.EuclideanDistance64": "knn trees",
     "sklearn.metrics._dist_metrics.EuclideanDistance32": "knn trees, float32",
+    # Paths (TransferClassifier(cache=Path(...))): skops rebuilds them by calling the class with
+    # the saved parts (PurePath.__reduce__), which does no I/O. A file naming one of their
+    # methods (pathlib.PosixPath.unlink) lists that name instead, which stays refused.
+    "pathlib.PosixPath": "cache=pathlib.Path(...) on Linux/macOS",
+    "pathlib.WindowsPath": "cache=pathlib.Path(...) on Windows",
+    "pathlib.PurePosixPath": "cache=pathlib.PurePosixPath(...)",
+    "pathlib.PureWindowsPath": "cache=pathlib.PureWindowsPath(...)",
     # featx's own estimators: skops restores them with BaseEstimator.__setstate__, which only
     # sets attributes (tests/test_persist.py fails if a class here overrides it).
     "featx.estimators.TransferClassifier": "featx fit --out: a head on cached features",
-    "featx.estimators.FeatureExtractor": "a fitted extractor (parameters only)",
+    "featx.estimators.FeatureExtractor": "a fitted extractor (parameters only: feature_set_ "
+                                         "is left out by its __getstate__)",
 }
 
 
 class UntrustedModelError(ValueError):
     """A saved model needs code or types outside the allow-list; pass ``trust=True``."""
+
+
+# While load() reads an archive: (the temporary folder it unpacked to, the user's path), so
+# that messages about a part name the user's file rather than the temporary copy.
+_UNPACKED: ContextVar[tuple[Path, Path] | None] = ContextVar("featx_unpacked", default=None)
+
+
+def _display(path: str | os.PathLike) -> str:
+    """``path`` for a message: the user's file (and member) when it lies in an unpacked archive."""
+    unpacked = _UNPACKED.get()
+    if unpacked is not None:
+        folder, source = unpacked
+        try:
+            member = Path(path).relative_to(folder).as_posix()
+        except ValueError:
+            pass
+        else:
+            where = "" if member == SKOPS_FILE else f" (member {member!r})"
+            return f"{os.fspath(source)!r}{where}"
+    return repr(os.fspath(path))
 
 
 def save_skops(obj: Any, path: str | os.PathLike) -> list[str]:
@@ -95,7 +124,7 @@ def load_skops(path: str | os.PathLike, *, trust: bool = False) -> Any:
     unknown = [t for t in untrusted if t not in SAFE_TYPES]
     if unknown and not trust:
         raise UntrustedModelError(
-            f"Refusing to load {os.fspath(path)!r}: it contains types that are not known to "
+            f"Refusing to load {_display(path)}: it contains types that are not known to "
             f"be safe: {unknown}. Loading them may run arbitrary code. If you trust the "
             "file's source, call load(..., trust=True)."
         )
@@ -346,6 +375,12 @@ def load(path: str | os.PathLike, *, trust: bool = False,
                     f"({exc})."
                 ) from None
         manifest = _read_manifest(folder, path)
-        if manifest.get("storage") == "hook":
-            return _hook_class(manifest, trust)._featx_load(folder / PAYLOAD, manifest, trust)
-        return load_skops(folder / SKOPS_FILE, trust=trust)
+        token = _UNPACKED.set((folder, path)) if folder != path else None
+        try:
+            if manifest.get("storage") == "hook":
+                cls = _hook_class(manifest, trust)
+                return cls._featx_load(folder / PAYLOAD, manifest, trust)
+            return load_skops(folder / SKOPS_FILE, trust=trust)
+        finally:
+            if token is not None:
+                _UNPACKED.reset(token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -176,6 +177,41 @@ def test_from_paths_keeps_pairs_aligned(tmp_path):
         ImageDataset.from_paths(paths, labels[:2])
     with pytest.raises(ValueError, match="label 'z' is not in class_names"):
         ImageDataset.from_paths(paths[:1], ["z"], class_names=["x", "y"], verify="none")
+
+
+def test_paths_are_stored_absolute(tmp_path, monkeypatch):
+    for cls in ("cap", "hat"):
+        (tmp_path / "small" / cls).mkdir(parents=True)
+        for i in range(2):
+            (tmp_path / "small" / cls / f"{i}.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "small" / "hat" / "notes.txt").write_text("not an image")
+    (tmp_path / "link").symlink_to(tmp_path / "small")
+    (tmp_path / "data" / "img").mkdir(parents=True)
+    (tmp_path / "data" / "img" / "0.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "data" / "labels.csv").write_text(
+        f"path,label\nimg/0.jpg,a\n{tmp_path / 'small' / 'cap' / '0.jpg'},b\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    base = os.getcwd()  # tmp_path as the process sees it
+    with pytest.warns(SkippedImagesWarning, match="notes.txt"):
+        by_folder = ImageDataset.from_directory("small")
+    with pytest.warns(SkippedImagesWarning):
+        by_link = ImageDataset.from_directory("link")
+    by_csv = ImageDataset.from_csv("data/labels.csv")
+    by_root = ImageDataset.from_csv("data/labels.csv", root="small/hat", verify="none")
+    by_paths = ImageDataset.from_paths(["small/hat/1.jpg", "./small/x/../cap/1.jpg"], ["h", "c"])
+
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the stored paths still name the files
+    expected = [os.path.join(base, "small", c, f"{i}.jpg") for c in ("cap", "hat") for i in (0, 1)]
+    assert by_folder.paths == expected
+    assert by_folder.skipped == [(os.path.join(base, "small", "hat", "notes.txt"),
+                                  "not an image file extension '.txt'")]
+    assert by_link.paths == [p.replace(os.sep + "small", os.sep + "link") for p in expected]
+    assert by_csv.paths == [os.path.join(base, "data", "img", "0.jpg"), expected[0]]
+    assert by_root.paths == [os.path.join(base, "small", "hat", "img", "0.jpg"), expected[0]]
+    assert by_paths.paths == [expected[3], expected[1]]
+    for ds in (by_folder, by_link, by_csv, by_paths):
+        assert all(read_image(p).shape[-1] == 3 for p in ds.paths)
 
 
 @pytest.mark.parametrize("shape", [(6, 28, 28), (6, 28, 28, 1), (6, 20, 30, 3)])

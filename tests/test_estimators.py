@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from featx import FeatureExtractor, ImageDataset, TransferClassifier, list_heads
-from featx.extract import forward_pass_count
+from featx.extract import FeatureSet, forward_pass_count
 
 TINY = {"backbone": "efficientnet_lite0", "input_size": 32}  # real weights, tiny input
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -188,3 +191,158 @@ def test_errors_name_the_parameter(colour_images):
         TransferClassifier(**TINY).fit(paths[0], labels[:1])
     with pytest.raises(ValueError, match="requires y to be passed"):
         TransferClassifier(**TINY).fit(paths)
+
+
+class _ArrayLike:
+    """A pandas-Series-like container: no list, no ndarray, only ``__array__`` and ``__len__``."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=object)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __len__(self):
+        return len(self.values)
+
+
+def _pandas_series(paths):
+    pd = pytest.importorskip("pandas")
+    return pd.Series(paths, index=np.arange(len(paths)) * 10)  # an index that is not 0..n-1
+
+
+@pytest.mark.parametrize("wrap", [
+    np.array,  # dtype <U...
+    lambda p: np.array(p, dtype=object),
+    lambda p: np.array([os.fsencode(x) for x in p]),  # dtype S...
+    _pandas_series,
+    _ArrayLike,
+], ids=["str-array", "object-array", "bytes-array", "pandas-series", "array-like"])
+def test_paths_as_arrays_and_series(colour_images, wrap):
+    paths, labels = colour_images
+    expected = TransferClassifier(**TINY).fit(paths, labels).predict_proba(paths)
+    clf = TransferClassifier(**TINY).fit(wrap(paths), labels)
+    np.testing.assert_allclose(clf.predict_proba(wrap(paths)), expected, atol=1e-6)
+    assert clf.score(wrap(paths), labels) == 1.0
+    fx = FeatureExtractor(**TINY).fit(wrap(paths))
+    np.testing.assert_array_equal(fx.transform(wrap(paths)),
+                                  FeatureExtractor(**TINY).fit().transform(paths))
+
+
+_ACCEPTED = ("X must be a list, 1-D array or pandas Series of image paths, an ImageDataset, or a "
+             "uint8 image array (N, H, W) or (N, H, W, C)")
+
+
+@pytest.mark.parametrize("make_bad, got", [
+    (lambda paths: np.zeros((3, 32, 32, 3), np.float32),
+     r"got ndarray of dtype float32 and shape (3, 32, 32, 3); image arrays must be uint8 "
+     r"(0-255): for floats in [0, 1] pass (X * 255).round().astype(np.uint8)"),
+    (lambda paths: [np.zeros((32, 32, 3), np.uint8)] * 3,
+     "got a list of 3 arrays (the first uint8, shape (32, 32, 3)); stack same-size uint8 images "
+     "into one array with np.stack(X)"),
+    (lambda paths: [paths[0], 7, paths[1]],
+     "got a list mixing paths with other values (int, str); X[1] is 7"),
+], ids=["float-images", "list-of-arrays", "mixed-list"])
+def test_unaccepted_image_inputs_name_x_and_what_is_accepted(colour_images, make_bad, got):
+    paths, labels = colour_images
+    bad, y = make_bad(paths), np.array(["red", "green", "blue"])
+    fitted = TransferClassifier().fit(np.eye(3), y)  # a plain feature matrix: no backbone
+    classifier_calls = [lambda: TransferClassifier(**TINY).fit(bad, y), lambda: fitted.predict(bad)]
+    for call in classifier_calls:
+        with pytest.raises(TypeError) as info:
+            call()
+        assert str(info.value) == (f"{_ACCEPTED}, a FeatureSet, or a 2-D feature matrix "
+                                   f"(n_samples, n_features); {got}")
+    for call in [lambda: FeatureExtractor(**TINY).fit(bad),
+                 lambda: FeatureExtractor(**TINY).fit().transform(bad)]:
+        with pytest.raises(TypeError, match=re.escape(f"{_ACCEPTED}; {got}")):
+            call()
+
+
+def test_feature_sets_of_another_configuration_are_refused(colour_images):
+    paths, labels = colour_images
+    ds = ImageDataset.from_paths(paths, labels)
+    fs32 = FeatureExtractor(**TINY).fit().extract(ds)
+    fs48 = FeatureExtractor(**{**TINY, "input_size": 48}).fit().extract(ds)
+    assert fs32.features.shape == fs48.features.shape  # only the key tells them apart
+    refused = (r"X holds features of efficientnet_lite0 at 48x48 \(key \w{8}\), but this "
+               r"TransferClassifier was fitted on features of efficientnet_lite0 at 32x32 "
+               r"\(key \w{8}\): pass features extracted with the configuration it was fitted on")
+
+    by_images = TransferClassifier(**TINY).fit(paths, labels)
+    assert by_images.feature_config_["key"] == fs32.attrs["key"]
+    assert by_images.score(FeatureSet.load(fs32.path), labels) == 1.0  # same, read from HDF5
+    with pytest.raises(ValueError, match=refused):
+        by_images.predict(fs48)
+
+    by_features = TransferClassifier(**TINY).fit(fs32)
+    assert by_features.feature_config_ == by_images.feature_config_
+    for call in (by_features.predict, by_features.predict_proba,
+                 lambda X: by_features.score(X, labels)):
+        with pytest.raises(ValueError, match=refused):
+            call(fs48)
+    assert by_features.predict(fs48.features).shape == (len(paths),)  # plain matrix: shape only
+    assert TransferClassifier().fit(fs32.features, labels).predict(fs48).shape == (len(paths),)
+
+    before = forward_pass_count()  # parameters changed after fit: refused before any decode
+    with pytest.raises(ValueError, match=(
+            r"with its current parameters the extractor gives features of efficientnet_lite0 "
+            r"at 40x40 \(key \w{8}\), but this TransferClassifier was fitted on features of "
+            r"efficientnet_lite0 at 32x32 \(key \w{8}\): set backbone, input_size")):
+        by_features.set_params(input_size=40).predict(paths)
+    with pytest.raises(ValueError, match=r"at 32x32 \(key \w{8}\); they also differ in pooling "
+                                         r"'avg' vs 'max'"):
+        by_features.set_params(input_size=32, pooling="max").predict(paths)
+    assert forward_pass_count() == before
+
+    # Images are checked on the fields the parameters set, not on the full key: the key of
+    # keras' "imagenet" weights names the Keras version, which a saved model may outlive.
+    by_images.feature_config_ = {**by_images.feature_config_, "weights_sha256": "0" * 64,
+                                 "key": "f" * 64}
+    assert by_images.score(paths, labels) == 1.0
+
+
+def _uint8_images(n_per_class=4):
+    rng = np.random.default_rng(1)
+    images = [np.clip(np.array(rgb) + rng.integers(-25, 25, (36, 36, 3)), 0, 255)
+              for rgb in list(COLOURS.values())[:2] for _ in range(n_per_class)]
+    return np.stack(images).astype(np.uint8), np.repeat(["red", "green"], n_per_class)
+
+
+def test_cache_false_leaves_nothing_on_disk(tmp_path, monkeypatch):
+    cwd, default_cache, scratch = (tmp_path / name for name in ("cwd", "cache", "tmp"))
+    for folder in (cwd, default_cache, scratch):
+        folder.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("FEATX_CACHE_DIR", str(default_cache))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where a temporary folder would go
+    images, labels = _uint8_images()
+    params = {"backbone": "mobilenet_v2", "weights": None, "input_size": 32, "cache": False}
+    clf = TransferClassifier(**params).fit(images, labels)
+    assert clf.score(images, labels) == 1.0
+    fx = FeatureExtractor(**params).fit(images)
+    np.testing.assert_allclose(fx.transform(images), fx.extract(images).features)
+    assert [list(folder.rglob("*")) for folder in (cwd, default_cache, scratch)] == [[], [], []]
+
+
+def test_arrays_are_written_under_the_given_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATX_CACHE_DIR", str(tmp_path / "default"))
+    images, labels = _uint8_images()
+    params = {"backbone": "mobilenet_v2", "weights": None, "input_size": 32}
+    TransferClassifier(**params, cache=tmp_path / "mine").fit(images, labels)
+    assert len(list((tmp_path / "mine" / "arrays").glob("*/*.png"))) == len(images)
+    assert not (tmp_path / "default").exists()
+    FeatureExtractor(**params).fit().transform(images)  # no cache given: the default folder
+    assert len(list((tmp_path / "default" / "arrays").glob("*/*.png"))) == len(images)
+
+
+@pytest.mark.parametrize("cv", [None, 2])
+def test_head_params_random_state_wins_over_the_estimators(cv):
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    y = np.arange(20) % 2
+    fast = {"n_estimators": 5}
+    clf = TransferClassifier(head="rf", head_params={**fast, "random_state": 1}, random_state=7,
+                             cv=cv).fit(X, y)
+    assert clf.head_.get_params()["clf__random_state"] == 1
+    clf = TransferClassifier(head="rf", head_params=fast, random_state=7, cv=cv).fit(X, y)
+    assert clf.head_.get_params()["clf__random_state"] == 7

@@ -5,8 +5,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from featx.data import ImageDataset
 from featx.evaluate import COLUMNS, HeadTable, evaluate_heads
+from featx.extract import FeatureSet, extract_features
 from featx.heads import list_heads, make_head
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -140,3 +143,41 @@ def test_input_errors_name_the_parameter():
     with pytest.raises(ValueError, match=r"no row has a value"):
         HeadTable().best()
 
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """Real JPEGs through a real (random-weight) backbone under three configurations, all of
+    1,280 columns: (input_size, pooling) -> (train FeatureSet, test FeatureSet)."""
+    root = tmp_path_factory.mktemp("evaluate-images")
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for name, rgb in {"red": (220, 30, 30), "blue": (30, 40, 220)}.items():
+        for i in range(6):
+            pixels = np.clip(np.array(rgb) + rng.integers(-25, 25, (40, 40, 3)), 0, 255)
+            paths.append(root / f"{name}_{i}.jpg")
+            Image.fromarray(pixels.astype(np.uint8)).save(paths[-1], quality=90)
+            labels.append(name)
+    train, test = ImageDataset.from_paths(paths, labels, name="colours").split(test_size=0.5)
+    tiny = {"backbone": "mobilenet_v2", "weights": None, "cache": root / "cache", "verbose": 0}
+    return {(size, pooling): tuple(extract_features(ds, input_size=size, pooling=pooling, **tiny)
+                                   for ds in (train, test))
+            for size, pooling in [(32, "avg"), (48, "avg"), (32, "max")]}
+
+
+def test_features_of_different_extractor_configurations_are_refused(extracted):
+    train, test = extracted[32, "avg"]
+    assert evaluate_heads(train, FeatureSet.load(test.path), heads="logreg").names == ["logreg"]
+    other_size, other_pooling = extracted[48, "avg"][1], extracted[32, "max"][1]
+    assert other_size.features.shape == other_pooling.features.shape == test.features.shape
+    with pytest.raises(ValueError, match=(
+            r"^train and test features must come from the same extractor configuration; got "
+            r"train=mobilenet_v2 at 32x32 \(key \w{8}\) and test=mobilenet_v2 at 48x48 "
+            r"\(key \w{8}\)\. Features of different configurations are not comparable")):
+        evaluate_heads(train, other_size, heads="logreg")
+    with pytest.raises(ValueError, match=r"test=mobilenet_v2 at 32x32 \(key \w{8}\); they also "
+                                         r"differ in pooling 'avg' vs 'max'\. "):
+        evaluate_heads(train, other_pooling, heads="logreg")
+    # Plain (X, y) pairs carry no configuration: only the shapes are checked.
+    table = evaluate_heads((train.features, train.labels), other_size, heads="logreg")
+    assert table["logreg"]["n_test"] == len(other_size)

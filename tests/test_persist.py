@@ -4,22 +4,26 @@ import importlib
 import io
 import json
 import os
+import pickle
 import re
 import struct
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import joblib
 import numpy as np
 import pytest
 import sklearn
+from PIL import Image
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import FunctionTransformer
 
 import featx.persist
+from featx import FeatureExtractor, TransferClassifier
 from featx.heads import list_heads, make_head
 from featx.persist import UntrustedModelError, load, save
 
@@ -293,3 +297,58 @@ def test_save_refuses_non_estimators(tmp_path):
     with pytest.raises(TypeError, match=r"got model of type builtins.dict"):
         save({}, tmp_path / "x.featx")
 
+
+
+def _save_quietly(model, path):
+    """save(), failing on its 'will need trust=True' warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*will need trust=True", category=UserWarning)
+        return save(model, path)
+
+
+@pytest.mark.parametrize("cache", [Path("features"), PurePosixPath("/srv/featx-cache")])
+def test_path_parameters_load_without_trust(tmp_path, cache):
+    X, y = cnn_like()
+    clf = TransferClassifier(head="logreg", cache=cache).fit(X, y)
+    model = load(_save_quietly(clf, tmp_path / "clf.featx"))
+    assert type(model.cache) is type(cache) and model.cache == cache
+    np.testing.assert_array_equal(model.predict_proba(X), clf.predict_proba(X))
+
+
+def test_path_methods_stay_refused(tmp_path):
+    # Trusting the path types does not trust their methods: a file that would hand a head
+    # ``Path(...).unlink`` names that method and is refused, and the file is untouched.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    with pytest.warns(UserWarning, match=r"will need trust=True"):
+        save(FunctionTransformer(func=victim.unlink), tmp_path / "unlink.featx")
+    with pytest.raises(UntrustedModelError, match=r"\['pathlib.PosixPath.unlink'\]"):
+        load(tmp_path / "unlink.featx")
+    assert victim.read_text() == "keep me"
+
+
+def test_extractor_after_transform_saves_without_its_features(tmp_path):
+    paths = []
+    for i, value in enumerate((30, 220)):
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(np.full((40, 40, 3), value, np.uint8)).save(paths[-1])
+    fx = FeatureExtractor("mobilenet_v2", weights=None, input_size=32, cache=tmp_path / "cache")
+    features = fx.fit().transform(paths)
+    assert len(fx.feature_set_) == 2  # the last transform's FeatureSet, kept in memory only
+    for restored in (load(_save_quietly(fx, tmp_path / "fx.featx")),
+                     pickle.loads(pickle.dumps(fx))):
+        assert not hasattr(restored, "feature_set_")
+        assert restored.get_params() == fx.get_params()
+        assert restored.n_features_out_ == fx.n_features_out_ == 1280
+        np.testing.assert_array_equal(restored.transform(paths), features)
+    assert len(fx.feature_set_) == 2  # pickling did not touch the original
+
+
+def test_refusal_names_the_users_file_not_a_temporary_copy(tmp_path, scratch):
+    with pytest.warns(UserWarning, match=r"will need trust=True"):
+        save(FunctionTransformer(func=eval), tmp_path / "evil.featx")
+    with pytest.raises(UntrustedModelError) as info:
+        load(tmp_path / "evil.featx")
+    assert str(info.value).startswith(f"Refusing to load {str(tmp_path / 'evil.featx')!r}: ")
+    assert str(scratch) not in str(info.value) and "model.skops" not in str(info.value)
+    assert list(scratch.iterdir()) == []
