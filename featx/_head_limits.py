@@ -1,9 +1,9 @@
 """Small training sets: the ``fit_limits`` rules of the head table and the code applying them.
 
-The rules (``knn``: cap ``n_neighbors``; ``mlp``: early stopping only with room for its
-validation split) are named by the rows in :mod:`featx.heads`, whose ``make_head``,
-``head_param_grid`` and ``limited_params`` apply them through the helpers here; ``_fit_size``
-gives ``evaluate_heads`` and ``TransferClassifier`` the size to pass.
+The rules (``knn``: cap ``n_neighbors`` at the mean class size; ``mlp``: early stopping only
+with room for its validation split) are named by the rows in :mod:`featx.heads`, whose
+``make_head``, ``head_param_grid`` and ``limited_params`` apply them through the helpers here;
+``_fit_size`` gives ``evaluate_heads`` and ``TransferClassifier`` the size to pass.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ if TYPE_CHECKING:  # for annotations only: featx.heads imports this module
 # --------------------------------------------------------------------------- rules (table rows)
 def _cap_n_neighbors(params: Mapping[str, Any], n_samples: int,
                      n_classes: int | None) -> dict:
-    """``n_neighbors`` is capped at ``n_samples`` (a query needs that many fitted samples)."""
-    return {**params, "n_neighbors": min(params["n_neighbors"], n_samples)}
+    """``n_neighbors`` is capped at the mean class size, ``n_samples // n_classes`` (a query needs
+    that many fitted samples, and a neighbourhood wider than a class is outvoted by the others)
+    """
+    per_class = max(1, n_samples // (2 if n_classes is None else max(1, n_classes)))
+    return {**params, "n_neighbors": min(params["n_neighbors"], per_class)}
 
 
 def _early_stopping_if_room(params: Mapping[str, Any], n_samples: int,

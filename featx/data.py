@@ -371,11 +371,17 @@ class ImageDataset:
         return dict(zip(self.class_names, counts.tolist(), strict=True))
 
     def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> ImageDataset:
-        """A dataset of the given rows, with the same class names."""
+        """A dataset of the given rows, with the same class names.
+
+        Without a ``name`` it is named after this dataset and the rows it holds
+        (``<name>-sub<6 hex>``), so it never shares a cache file with its parent or a sibling.
+        """
         idx = np.asarray(indices, dtype=np.int64)
-        return ImageDataset(
-            [self.paths[i] for i in idx], self.labels[idx], self.class_names, name=name or self.name
-        )
+        if name is None and self.name:
+            digest = hashlib.sha256(idx.tobytes()).hexdigest()[:6]
+            name = f"{self.name}-sub{digest}"
+        return ImageDataset([self.paths[i] for i in idx], self.labels[idx], self.class_names,
+                            name=name)
 
     def split(
         self,
@@ -388,7 +394,8 @@ class ImageDataset:
         """Split into ``(train, test)``, or ``(train, validation, test)`` given ``val_size``.
 
         Sizes are fractions of the whole dataset. Stratified by class by default, and reproducible
-        for a given ``random_state``.
+        for a given ``random_state``. The files this dataset skipped when it was built stay listed
+        in the train part's ``skipped``, so they are reported once.
 
         Examples
         --------
@@ -408,6 +415,14 @@ class ImageDataset:
             raise ValueError(
                 f"test_size + val_size must be < 1, got {test_size} + {val_size}"
             )
+        if stratify:
+            counts = np.bincount(self.labels, minlength=len(self.class_names))
+            few = [self.class_names[k] for k in np.flatnonzero((counts > 0) & (counts < 2))]
+            if few:
+                raise ValueError(
+                    f"cannot stratify the split: class(es) {few} have a single image (each class "
+                    "needs at least 2, one on each side); add images, drop the class, or pass "
+                    "stratify=False")
         idx = np.arange(len(self))
         strat = self.labels if stratify else None
         rest, test = train_test_split(
@@ -416,7 +431,7 @@ class ImageDataset:
         base = self.name or "data"
         if val_size is None:
             return (
-                self.subset(np.sort(rest), f"{base}-train"),
+                self._with_skipped(self.subset(np.sort(rest), f"{base}-train")),
                 self.subset(np.sort(test), f"{base}-test"),
             )
         strat = self.labels[rest] if stratify else None
@@ -424,7 +439,11 @@ class ImageDataset:
             rest, test_size=val_size / (1 - test_size), stratify=strat, random_state=random_state
         )
         return (
-            self.subset(np.sort(train), f"{base}-train"),
+            self._with_skipped(self.subset(np.sort(train), f"{base}-train")),
             self.subset(np.sort(val), f"{base}-validation"),
             self.subset(np.sort(test), f"{base}-test"),
         )
+
+    def _with_skipped(self, part: ImageDataset) -> ImageDataset:
+        part.skipped = list(self.skipped)
+        return part

@@ -273,7 +273,7 @@ def limited_params(name: str, *, n_samples: int, n_classes: int | None = None,
     --------
     >>> from featx.heads import limited_params
     >>> limited_params("knn", n_samples=8)
-    {'n_neighbors': 8}
+    {'n_neighbors': 4}
     >>> limited_params("mlp", n_samples=40, n_classes=10)
     {'early_stopping': False}
     >>> limited_params("knn", n_samples=8, n_neighbors=30)
@@ -316,8 +316,9 @@ def make_head(
     n_samples : int or None, default=None
         Size of the training set the head will be fitted on (for a grid search, the smallest
         training fold). When given, the row's ``fit_limits`` rule changes the defaults that
-        cannot fit so few samples (``knn``: ``n_neighbors`` capped at ``n_samples``; ``mlp``:
-        no ``early_stopping`` when its validation split would miss classes); see
+        cannot fit so few samples (``knn``: ``n_neighbors`` capped at the mean class size
+        ``n_samples // n_classes``; ``mlp``: no ``early_stopping`` when its validation split
+        would miss classes); see
         :func:`limited_params`. Values passed in ``**params`` are never changed.
     n_classes : int or None, default=None
         Classes in that training set (used with ``n_samples``; None counts as 2).
@@ -343,8 +344,8 @@ def make_head(
     ['scale', 'pca', 'clf']
     >>> head.get_params()["clf__C"]
     0.5
-    >>> make_head("knn", n_samples=8).get_params()["clf__n_neighbors"]  # default 15 > 8
-    8
+    >>> make_head("knn", n_samples=8, n_classes=2).get_params()["clf__n_neighbors"]  # 8 // 2
+    4
     >>> make_head("knn", n_samples=8, n_neighbors=30).get_params()["clf__n_neighbors"]
     30
     """
@@ -394,8 +395,8 @@ def head_param_grid(name: str, *, proba: bool = False, n_samples: int | None = N
     >>> from featx.heads import head_param_grid
     >>> head_param_grid("logreg")
     {'clf__C': [0.01, 0.1, 1.0]}
-    >>> head_param_grid("knn", n_samples=8)["clf__n_neighbors"]  # (5, 15, 30) fitted to 8
-    [5, 8]
+    >>> head_param_grid("knn", n_samples=20, n_classes=2)["clf__n_neighbors"]  # 20 // 2 = 10
+    [5, 10]
     """
     spec = get_head_spec(name)
     prefix = "clf__estimator__" if proba and not spec.predict_proba else "clf__"

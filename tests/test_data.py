@@ -244,6 +244,26 @@ def test_split_is_stratified_and_reproducible():
         ds.split(test_size=1.5)
 
 
+def test_split_reports_skipped_once_and_names_single_image_classes(messy_folder):
+    root, expected = messy_folder
+    with pytest.warns(UserWarning):
+        ds = ImageDataset.from_directory(root)  # alpha 2, beta 2, gamma 1 (and "empty" 0)
+    with pytest.raises(ValueError, match=r"class\(es\) \['gamma'\] have a single image.*"
+                                         r"stratify=False"):
+        ds.split(test_size=0.4)
+    train, test = ds.split(test_size=0.4, stratify=False)
+    assert {os.path.basename(p) for p, _ in train.skipped} == expected["skipped"]
+    assert test.skipped == [] and len(train) + len(test) == len(ds)
+
+
+def test_subset_gets_its_own_name():
+    ds = ImageDataset.from_paths([f"{i}.jpg" for i in range(6)], [0, 1] * 3, class_names=["a", "b"],
+                                 verify="none", name="shapes")
+    a, b, again = ds.subset([0, 1, 2]), ds.subset([3, 4, 5]), ds.subset([0, 1, 2])
+    assert a.name.startswith("shapes-sub") and a.name != b.name and a.name == again.name
+    assert ds.subset([0, 1], name="mine").name == "mine"
+
+
 @pytest.mark.smoke
 def test_bundled_demo_data():
     data = load_clothing_mini()

@@ -130,8 +130,8 @@ def test_method_availability_follows_head():
 
 
 @pytest.mark.parametrize("head, cv, key, allowed", [
-    ("knn", None, "clf__n_neighbors", {12}),  # default 15 > 12 samples
-    ("knn", 3, "clf__n_neighbors", {5, 8}),  # grid (5, 15, 30) cut to folds of 8
+    ("knn", None, "clf__n_neighbors", {4}),  # default 15 > 12 samples // 3 classes
+    ("knn", 3, "clf__n_neighbors", {2}),  # grid (5, 15, 30) cut to folds of 8 // 3
     ("mlp", None, "clf__early_stopping", {False}),
     ("mlp", 3, "clf__early_stopping", {False}),
 ])

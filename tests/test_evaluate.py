@@ -88,12 +88,12 @@ def test_tiny_training_set_scores_every_head(cv):
         assert np.isfinite(row["accuracy"]) and row["n_train"] == 12, row["name"]
     assert table["mlp"]["limited_params"] == {"clf__early_stopping": False}
     assert table["mlp"]["estimator"].get_params()["clf__early_stopping"] is False
-    if cv is None:
-        assert table["knn"]["limited_params"] == {"clf__n_neighbors": 12}
-        assert table["knn"]["estimator"].get_params()["clf__n_neighbors"] == 12
-    else:  # grid (5, 15, 30) cut to the smallest training fold, 8
-        assert table["knn"]["limited_params"] == {"clf__n_neighbors": [5, 8]}
-        assert table["knn"]["best_params"]["clf__n_neighbors"] in (5, 8)
+    if cv is None:  # 12 samples of 3 classes: k <= 4
+        assert table["knn"]["limited_params"] == {"clf__n_neighbors": 4}
+        assert table["knn"]["estimator"].get_params()["clf__n_neighbors"] == 4
+    else:  # grid (5, 15, 30) cut to the smallest training fold's class size, 8 // 3
+        assert table["knn"]["limited_params"] == {"clf__n_neighbors": [2]}
+        assert table["knn"]["best_params"]["clf__n_neighbors"] == 2
     assert "limited_params" not in table["logreg"]
     assert "limited_params" in table.columns
     assert "n_neighbors=" in table.to_markdown()
@@ -103,11 +103,11 @@ def test_fold_size_follows_the_splitter():
     from sklearn.model_selection import KFold
 
     train, test = feature_set(12, 1), feature_set(9, 2)
-    table = evaluate_heads(train, test, heads=["knn"], cv=KFold(2))  # folds of 6
-    assert table["knn"]["limited_params"] == {"clf__n_neighbors": [5, 6]}
+    table = evaluate_heads(train, test, heads=["knn"], cv=KFold(2))  # folds of 6, 3 classes
+    assert table["knn"]["limited_params"] == {"clf__n_neighbors": [2]}
     folds = (f for f in KFold(4).split(train.features))  # a generator is read once
-    table = evaluate_heads(train, test, heads=["knn"], cv=folds)  # folds of 9
-    assert table["knn"]["limited_params"] == {"clf__n_neighbors": [5, 9]}
+    table = evaluate_heads(train, test, heads=["knn"], cv=folds)  # folds of 9, 3 classes
+    assert table["knn"]["limited_params"] == {"clf__n_neighbors": [3]}
     assert np.isfinite(table["knn"]["cv_score"])
 
 

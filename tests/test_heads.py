@@ -200,9 +200,12 @@ def test_limits_leave_large_training_sets_alone():
 
 
 def test_grid_is_clipped_and_deduplicated():
-    assert head_param_grid("knn", n_samples=8)["clf__n_neighbors"] == [5, 8]
-    assert head_param_grid("knn", n_samples=20)["clf__n_neighbors"] == [5, 15, 20]
-    assert head_param_grid("knn", n_samples=3)["clf__n_neighbors"] == [3]
+    # capped at the mean class size (n_classes unknown counts as 2), then de-duplicated
+    assert head_param_grid("knn", n_samples=8)["clf__n_neighbors"] == [4]
+    assert head_param_grid("knn", n_samples=20)["clf__n_neighbors"] == [5, 10]
+    assert head_param_grid("knn", n_samples=60, n_classes=2)["clf__n_neighbors"] == [5, 15, 30]
+    assert head_param_grid("knn", n_samples=40, n_classes=2)["clf__n_neighbors"] == [5, 15, 20]
+    assert head_param_grid("knn", n_samples=3)["clf__n_neighbors"] == [1]
     assert head_param_grid("knn", n_samples=3)["clf__weights"] == ["uniform", "distance"]
     assert head_param_grid("logreg", n_samples=3) == head_param_grid("logreg")
 
@@ -229,7 +232,7 @@ def test_bad_sizes_are_refused(param, value):
 
 def test_describe_lists_the_size_rules():
     text = describe()
-    assert "`knn`" in text and "`n_neighbors` is capped at `n_samples`" in text
+    assert "`knn`" in text and "`n_neighbors` is capped at the mean class size" in text
     assert "`early_stopping` is turned off" in text
     assert sum("Small training sets" in line for line in text.splitlines()) == sum(
         get_head_spec(name).fit_limits is not None for name in HEADS)
