@@ -77,7 +77,8 @@ RULES: dict[tuple[str, str], Rule] = {
         "layers with strong augmentation: the top layers are too ImageNet-specific and the data "
         "too small for a deep fine-tune",
         "featx finetune {data} --strategy last_n --epochs 5",
-        "[extract] layers = [...earlier layers...]; [finetune] strategies = [\"last_n\"]"),
+        "[finetune] strategies = [\"last_n\"] (or earlier, more generic features: [extract] "
+        "layers = block names of the backbone, see docs/backbones.md)"),
     ("large", "different"): Rule(
         "staged", "deep fine-tune (staged unfreezing down to the whole network, or 'full'): the "
         "data is far from ImageNet and there is enough of it to retrain most layers",
@@ -266,9 +267,15 @@ def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None
     if probe_per_class and top < max(values):
         notes.append(f"the probe used at most {probe_per_class} training images per class")
     data_arg = dataset if isinstance(dataset, str) else "DATA"
+    command = rule.command.format(data=data_arg)
+    if backbone != "efficientnet_lite0":  # the command repeats what the probe measured
+        command += f" --backbone {backbone}"
+    if input_size is not None:
+        h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+        command += f" --input-size {h}" if h == w else f" --input-size {h}x{w}"
     return Advice(
         size=size, similarity=similarity, strategy=rule.strategy, recommendation=rule.summary,
-        command=rule.command.format(data=data_arg), pipeline=rule.pipeline,
+        command=command, pipeline=rule.pipeline,
         n_classes=n_classes, n_train=len(train), images_per_class=dict(counts),
         median_per_class=median, probe_accuracy=acc, chance=chance, lift=float(lift),
         curve={"n_per_class": list(curve["n_per_class"]), "accuracy": accs}, slope=slope,

@@ -309,7 +309,8 @@ def make_head(
         (True for ``knn`` only).
     proba : bool, default=False
         Guarantee ``predict_proba``: heads without it (``linear_svm``, ``svm``) get their
-        classifier wrapped in ``CalibratedClassifierCV(ensemble=False)`` (5 extra fits).
+        classifier wrapped in ``CalibratedClassifierCV(ensemble=False)`` (5 extra fits; with
+        ``n_samples``, fewer folds when the classes are small, at least 2 images per class).
         Grid keys then change; use ``head_param_grid(name, proba=True)``.
     random_state : int or None, default=None
         Seed for the classifier and PCA, where they take one.
@@ -357,7 +358,15 @@ def make_head(
         kwargs.setdefault("random_state", random_state)
     clf = spec.estimator(**kwargs)
     if proba and not spec.predict_proba:
-        clf = CalibratedClassifierCV(clf, method="sigmoid", ensemble=False)
+        # sigmoid calibration fits on held-out folds: scikit-learn's 5, or fewer when the
+        # training set is small (a stratified fold needs a member of every class)
+        folds = 5 if n_samples is None else min(5, n_samples // (n_classes or 2))
+        if folds < 2:
+            raise ValueError(
+                f"proba=True calibrates head={name!r} on held-out folds, which needs at least 2 "
+                f"training images per class; got n_samples={n_samples}, n_classes={n_classes}. "
+                "Use a head with predict_proba (logreg, rf, mlp, knn) or proba=False.")
+        clf = CalibratedClassifierCV(clf, method="sigmoid", ensemble=False, cv=folds)
 
     steps = []
     if spec.normalize if normalize is None else normalize:

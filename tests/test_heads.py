@@ -111,6 +111,22 @@ def test_proba_option_adds_predict_proba(name, data):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
+
+@pytest.mark.parametrize("name", ["linear_svm", "svm"])
+def test_proba_calibration_folds_fit_small_training_sets(name):
+    """Calibration's held-out folds shrink with the class size: 20 images of 10 classes fit with
+    2 folds (scikit-learn's default 5 would need 5 per class); 1 image per class cannot."""
+    y = np.arange(20) % 10
+    X = np.random.default_rng(0).normal(size=(20, 16)) + 3 * np.eye(16)[y]
+    head = make_head(name, proba=True, n_samples=20, n_classes=10)
+    assert head.named_steps["clf"].cv == 2
+    np.testing.assert_allclose(head.fit(X, y).predict_proba(X).sum(axis=1), 1.0)
+    assert make_head(name, proba=True).named_steps["clf"].cv == 5
+    with pytest.raises(ValueError, match=r"needs at least 2 training images per class; got "
+                                         r"n_samples=10, n_classes=10"):
+        make_head(name, proba=True, n_samples=10, n_classes=10)
+
+
 def test_params_override_defaults_and_random_state():
     head = make_head("rf", random_state=3, n_estimators=7)
     assert head.get_params()["clf__n_estimators"] == 7

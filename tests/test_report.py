@@ -190,3 +190,13 @@ def test_advise_rules_cover_every_cell_and_reject_unknown_thresholds(fake_extrac
     assert set(RULES) == {(s, m) for s in ("small", "large") for m in ("similar", "different")}
     with pytest.raises(ValueError, match="unknown key"):
         advise(_dataset(5), thresholds={"big": 3})
+
+
+def test_advice_command_repeats_the_probes_backbone_and_size(fake_extract):
+    from featx.advise import advise
+
+    splits = {"train": _dataset(24), "test": _dataset(10)}
+    assert "--input-size" not in advise(splits).command
+    advice = advise(splits, backbone="mobilenet_v2", input_size=(64, 96))
+    assert advice.command.endswith(" --backbone mobilenet_v2 --input-size 64x96")
+    assert advise(splits, input_size=64).command.endswith(" --input-size 64")
