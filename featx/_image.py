@@ -83,6 +83,18 @@ DECODERS = ("pillow", "opencv")
 Decoder = Literal["pillow", "opencv"]
 
 
+def check_decoder(decoder: str) -> str:
+    """Validate ``decoder`` (a name of :data:`DECODERS`) and, for ``"opencv"``, that OpenCV
+    imports: callers check before the first image, not as one decode failure per image."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    if decoder == "opencv":
+        from featx._opencv import require_cv2
+
+        require_cv2()
+    return decoder
+
+
 def open_image(data: bytes, source: str = "<bytes>") -> Image.Image:
     """Pillow's lazy open (header only), with featx's errors: :class:`ImageError` for a file
     Pillow cannot identify and for a decompression bomb (``PIL.Image.MAX_IMAGE_PIXELS``)."""
@@ -183,8 +195,7 @@ def decode_bytes(
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    check_decoder(decoder)
     hw = _to_size(size)
     if decoder == "opencv":
         from featx._opencv import decode_opencv

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from featx._config import cache_dir as _default_cache_dir
-from featx._image import DECODERS
+from featx._image import check_decoder
 from featx._rowstore import _TMP_PREFIX, SEGMENT_GLOB, RowStore, chunk_rows, write_h5_atomic
 from featx._version import __version__
 
@@ -99,12 +99,7 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
         raise ValueError(f"resize must be one of ('bilinear', 'crop'), got {resize!r}")
     if str(np.dtype(dtype)) not in ("float32", "float16"):
         raise ValueError(f"dtype must be one of ('float32', 'float16'), got {dtype!r}")
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    if decoder == "opencv":
-        from featx._opencv import require_cv2
-
-        require_cv2()  # now, not as one decode failure per image
+    check_decoder(decoder)
     config = {
         "backbone": spec.name,
         "weights": "none" if weights is None else os.fspath(weights),

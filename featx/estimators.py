@@ -25,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from featx._config import cache_dir
-from featx._image import DECODERS
+from featx._image import check_decoder
 from featx.data import ImageDataset, array_digest
 from featx.evaluate import _config_diff, _describe_config, _feature_config, _same_config
 
@@ -240,12 +240,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         get_backbone_spec(self.backbone)  # raises with close matches
         if self.pooling not in ("avg", "max"):
             raise ValueError(f"pooling must be 'avg' or 'max', got {self.pooling!r}")
-        if self.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-        if self.decoder == "opencv":
-            from featx._opencv import require_cv2
-
-            require_cv2()
+        check_decoder(self.decoder)
         if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
 

@@ -30,7 +30,7 @@ from featx._ft_train import (
     parse_lr_schedule,
     resolve_precision,
 )
-from featx._image import DECODERS
+from featx._image import check_decoder
 from featx._strategies import (
     STRATEGIES,
     DiscriminativeAdam,
@@ -173,12 +173,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         if self.class_weight not in ("balanced", None) and not isinstance(self.class_weight, dict):
             raise ValueError(
                 f"class_weight must be 'balanced', a dict or None, got {self.class_weight!r}")
-        if self.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-        if self.decoder == "opencv":
-            from featx._opencv import require_cv2
-
-            require_cv2()
+        check_decoder(self.decoder)
         parse_lr_schedule(self.lr_schedule)
         resolve_augment(self.augment)
         resolve_precision(self.mixed_precision)
