@@ -40,6 +40,7 @@ from featx._strategies import (
     unit_layers,
     variable_multipliers,
 )
+from featx.backbones._weights import check_weights
 
 __all__ = ["FineTunedClassifier", "STRATEGIES"]
 
@@ -376,7 +377,8 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                                  f"{len(source)} images")
             self._feature_source = "given"
             return feats[train_idx], 0
-        if self.weights is not None and self.cache is not False and hasattr(X, "class_names"):
+        pretrained = check_weights(self.weights) is not None  # "none" is random weights too
+        if pretrained and self.cache is not False and hasattr(X, "class_names"):
             from featx.extract import extract_features, forward_pass_count
 
             before = forward_pass_count()

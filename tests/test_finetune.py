@@ -413,3 +413,13 @@ def test_opencv_decoder_fits_and_rejects_unknown(images):
     assert clf.predict(paths).shape == (20,)
     with pytest.raises(ValueError, match=r"decoder must be one of .*'opencv'.*, got 'cv2'"):
         FineTunedClassifier(BACKBONE, decoder="cv2", **TINY).fit(paths, y)
+
+
+def test_random_weights_spelled_none_warm_start_from_the_model_itself(images):
+    """weights="none" is random initialisation: the warm start must read the model's own pooled
+    features, not the cache's (seeded) random network, exactly as with weights=None."""
+    paths, y = images
+    ds = ImageDataset.from_paths(paths, list(y))
+    clf = FineTunedClassifier(BACKBONE, strategy="frozen", epochs=1, validation_split=0.0,
+                              **{**TINY, "weights": "none"}).fit(ds)
+    assert clf.history_[0]["feature_source"] == "model"
