@@ -89,8 +89,10 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
     """
     from featx.backbones import get_backbone_spec, weights_fingerprint
     from featx.backbones._load import _POOLINGS, _input_size
+    from featx.backbones._weights import check_weights
 
     spec = get_backbone_spec(backbone)
+    weights = check_weights(weights)  # "none"/"None" -> None: the seeded random weights
     input_size = _input_size(spec, input_size)
     layers = _check_layers(layers)
     if pooling not in _POOLINGS:  # now, not after a store folder was made for it

@@ -397,3 +397,13 @@ def test_a_cache_written_under_the_old_file_names_is_reused(tmp_path, imgs, refe
     again, n = counted(dataset(imgs), tmp_path)
     assert n == 0 and again.path == fs.path and again.path != old
     assert_same(again.features, reference.features)
+
+
+def test_none_spelled_as_a_string_is_the_same_seeded_random_backbone(tmp_path, imgs):
+    """weights="None"/"none" means weights=None everywhere: same config, same (seeded) features."""
+    cfg = fc.extractor_config("mobilenet_v2", None, 32)
+    for spelling in ("none", "None"):
+        assert fc.extractor_config("mobilenet_v2", spelling, 32) == cfg
+    a = extract_features(dataset(imgs[:4]), cache=False, **{**MODEL, "weights": "None"})
+    b = extract_features(dataset(imgs[:4]), cache=False, **MODEL)
+    assert_same(a.features, b.features)
