@@ -38,11 +38,9 @@ _IMAGE_INPUTS = (
 )
 _FEATURE_INPUTS = ", a FeatureSet, or a 2-D feature matrix (n_samples, n_features)"
 _PATH_TYPES = (str, bytes, os.PathLike)
-#: Configuration fields the extractor parameters set (``featx.cache.extractor_config``), and
-#: the value of a field that older feature files lack.
+#: Configuration fields the extractor parameters set (``featx.cache.extractor_config``).
 _PARAM_FIELDS = ("backbone", "weights", "input_size", "pooling", "layers", "resize", "decoder",
                  "dtype", "mixed_precision")
-_PARAM_DEFAULTS = {"decoder": "pillow"}
 
 
 def _paths_of(X: Any) -> list[str] | None:
@@ -475,9 +473,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         fitted = getattr(self, "feature_config_", None)  # None: fitted on a plain matrix
         if fields is None:
             same = _same_config(fitted, config)
-        else:
+        else:  # a field older feature files lack has its default (featx.cache._LATER_FIELDS)
+            from featx.cache import _LATER_FIELDS
+
             same = fitted is None or all(
-                config.get(k, _PARAM_DEFAULTS.get(k)) == fitted.get(k, _PARAM_DEFAULTS.get(k))
+                config.get(k, _LATER_FIELDS.get(k)) == fitted.get(k, _LATER_FIELDS.get(k))
                 for k in fields)
         if not same:
             raise ValueError(

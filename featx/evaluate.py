@@ -166,9 +166,11 @@ class HeadTable(Sequence):
 
 #: Extractor fields that change features (see ``docs/cache.md``), named when two
 #: configurations differ; ``key`` hashes them.
-_CONFIG_FIELDS = ("backbone", "weights", "weights_sha256", "input_size", "pooling", "layers",
-                  "resize", "decoder", "preprocessing", "dtype", "mixed_precision",
-                  "feature_code_version")
+def _config_fields() -> tuple[str, ...]:
+    """The configuration fields that tell extractors apart: the cache key's, and ``weights``."""
+    from featx.cache import _KEY_FIELDS
+
+    return ("weights", *_KEY_FIELDS)
 
 
 def _plain(value: Any) -> Any:
@@ -187,7 +189,7 @@ def _feature_config(attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
     the attrs hold no key (an in-memory FeatureSet, a plain matrix)."""
     if not attrs or not attrs.get("key"):
         return None
-    return {k: _plain(attrs[k]) for k in (*_CONFIG_FIELDS, "key") if k in attrs}
+    return {k: _plain(attrs[k]) for k in (*_config_fields(), "key") if k in attrs}
 
 
 def _describe_config(config: Mapping[str, Any]) -> str:
@@ -210,7 +212,7 @@ def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     def short(v):
         return f"{v[:12]}..." if isinstance(v, str) and len(v) > 16 else v
 
-    other = [f"{k} {short(a.get(k))!r} vs {short(b.get(k))!r}" for k in _CONFIG_FIELDS
+    other = [f"{k} {short(a.get(k))!r} vs {short(b.get(k))!r}" for k in _config_fields()
              if k not in ("backbone", "input_size") and a.get(k) != b.get(k)]
     return f"; they also differ in {', '.join(other)}" if other else ""
 
