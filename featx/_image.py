@@ -122,9 +122,12 @@ def exif_orientation(img: Image.Image) -> int:
     return img.getexif().get(_ORIENTATION_TAG, 1) if img.format == "JPEG" else 1
 
 
-def _decode_pillow(data: bytes, hw: tuple[int, int] | None, source: str) -> Image.Image:
-    """Decode to an upright RGB Pillow image, at least ``hw`` when JPEG draft mode can shrink."""
-    img = open_image(data, source)
+def _decode_pillow(data: bytes, hw: tuple[int, int] | None, source: str,
+                   img: Image.Image | None = None) -> Image.Image:
+    """Decode to an upright RGB Pillow image, at least ``hw`` when JPEG draft mode can shrink.
+
+    ``img``: ``data`` already opened by :func:`open_image` (its header is not parsed twice)."""
+    img = open_image(data, source) if img is None else img
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -78,7 +78,7 @@ def decode_opencv(data: bytes, size, resize: str = "bilinear",
             raise ImageError(f"{source}: cannot decode image (OpenCV could not read the JPEG)")
         arr = _upright(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), orientation)
     else:
-        arr = np.asarray(_decode_pillow(data, hw, source), dtype=np.uint8)
+        arr = np.asarray(_decode_pillow(data, hw, source, img), dtype=np.uint8)
     if hw is None or arr.shape[:2] == hw:
         return np.ascontiguousarray(arr)
     h, w = hw
