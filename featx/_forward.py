@@ -159,7 +159,7 @@ def extract_in_memory(paths, config: dict, batch_size: int = 32, n_workers: int 
     runner = BatchRunner(get_model(config), batch_size, config["dtype"])
     out = {}
     with DecodePool(config["input_size"], config["resize"], n_workers=n_workers,
-                    chunk=batch_size, decoder=config.get("decoder", "pillow")) as pool:
+                    chunk=batch_size, decoder=config["decoder"]) as pool:
         for (ids, images, reasons), start in zip(
             pool.imap(list(paths)), range(0, len(paths), batch_size), strict=True
         ):
