@@ -226,8 +226,6 @@ def extract_features(
         ray = ensure_ray(address, n_workers, verbose)
         gpus = _cluster_gpus(ray)
         bs = batch_size if batch_size is not None else (_GPU_BATCH if gpus else _CPU_BATCH)
-        if int(bs) < 1:
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
         actors = concurrency
         if actors is None:
             actors = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)) // 8)
