@@ -133,7 +133,7 @@ class DecodePool:
         self._cv2_threads = None
         if self.n_workers > 0:
             # The pool already runs one decode per core; OpenCV's own thread pool on top of it
-            # only oversubscribes (measured ~10% slower on 2 cores), so it is off while we run.
+            # only adds threads competing for the same cores, so it is off while we run.
             opencv = self.decoder == "opencv"
             if self.kind == "thread":
                 if opencv:

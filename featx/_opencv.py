@@ -1,14 +1,15 @@
 """The ``decoder="opencv"`` path of :func:`featx._image.decode_bytes` (optional: ``featx[opencv]``).
 
 OpenCV's JPEG decoder can shrink by 1/2, 1/4 or 1/8 while it decodes (like Pillow's draft mode),
-and its plain bilinear resize is several times cheaper than Pillow's antialiased one, which costs
-about as much as the decode itself. Everything else keeps featx's conventions: Pillow reads the
-header (format, size, EXIF orientation, the decompression-bomb limit), the orientation is applied
-here, and a JPEG without its end marker near its end goes to Pillow (OpenCV would turn a
-truncated file into grey rows; Pillow refuses it, and decodes one with data appended), as does
-anything that is not a plain RGB or greyscale JPEG (PNG with alpha, CMYK, 16-bit, GIF, ...); every
-image is then resized the same way. One difference remains: libjpeg inside OpenCV decodes some
-corrupt entropy data (with a warning on stderr) that Pillow refuses.
+and both its decode and its plain bilinear resize are cheaper than Pillow's (per image on one
+core, about half and a sixth: ``python benchmarks/decode_bench.py --breakdown``). Everything
+else keeps featx's conventions: Pillow reads the header (format, size, EXIF orientation, the
+decompression-bomb limit), the orientation is applied here, and a JPEG without its end marker
+near its end goes to Pillow (OpenCV would turn a truncated file into grey rows; Pillow refuses
+it, and decodes one with data appended), as does anything that is not a plain RGB or greyscale
+JPEG (PNG with alpha, CMYK, 16-bit, GIF, ...); every image is then resized the same way. One
+difference remains: libjpeg inside OpenCV decodes some corrupt entropy data (with a warning on
+stderr) that Pillow refuses.
 """
 
 from __future__ import annotations
