@@ -20,8 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from featx._decode_pool import DecodePool, default_workers
-from featx._image import DECODERS
+from featx.images import DECODERS, DecodePool, default_workers
 
 
 def decode_rate(paths: list[str], size: int, decoder: str, n_workers: int) -> float:

@@ -81,10 +81,10 @@ def main(argv=None) -> None:
     import keras
 
     from featx import _forward
-    from featx._decode_pool import DecodePool, default_workers
     from featx.backbones import load_backbone
     from featx.data import ImageDataset
     from featx.extract import extract_features, forward_pass_count
+    from featx.images import DecodePool, default_workers
 
     weights = None if args.weights.lower() == "none" else args.weights
     if weights is not None:

@@ -159,7 +159,7 @@ def describe_images(paths, k=64) -> str:
 def decode_rate(paths, size, kind: str, workers: int, batch_size: int,
                 decoder: str = "pillow") -> float:
     """(b): featx's DecodePool alone, with the chunk and window extract_features uses."""
-    from featx._decode_pool import DecodePool
+    from featx.images import DecodePool
 
     chunk = min(8, batch_size)
     window = max(4, 2 * batch_size // chunk)
@@ -359,7 +359,7 @@ def main(argv=None) -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    from featx._decode_pool import default_workers
+    from featx.images import default_workers
 
     cores = default_workers()
     workers = args.workers or cores
@@ -376,10 +376,10 @@ def main(argv=None) -> None:
     import PIL
 
     from featx import _forward
-    from featx._decode_pool import DecodePool
-    from featx._forward import _seeded, get_model, has_gpu
     from featx.backbones import get_backbone_spec, weights_fingerprint
     from featx.cache import extractor_config
+    from featx.extract.forward import _seeded, get_model, has_gpu
+    from featx.images import DecodePool
 
     backend = keras.backend.backend()
     env = {"backend": backend, "keras": keras.__version__, "pillow": PIL.__version__,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from featx._version import __version__
+from featx.utils.version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
     "ImageDataset": "featx.data",
-    "ImageError": "featx._image",
-    "read_image": "featx._image",
+    "ImageError": "featx.images",
+    "read_image": "featx.images",
     "load_clothing_mini": "featx.datasets",
     "list_backbones": "featx.backbones",
     "load_backbone": "featx.backbones",
@@ -36,6 +36,31 @@ _EXPORTS = {
 
 __all__ = ["__version__", *_EXPORTS]
 
+#: The stages of the data's way, in order: each package (or module) ``featx.<stage>`` imports
+#: only from the stages before it (``tests/test_layout.py`` checks every import, function-level
+#: ones included). ``docs/design.md``'s table is :func:`stages_markdown`.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("utils", "shared plumbing"),
+    ("images", "disk -> RGB uint8"),
+    ("data", "labelled image lists"),
+    ("datasets", "bundled and installable data"),
+    ("sources", "DATA argument -> splits"),
+    ("backbones", "uint8 batch -> features"),
+    ("cache", "HDF5 keys, files, row store"),
+    ("distributed", "Ray runtime"),
+    ("extract", "dataset -> FeatureSet, cached"),
+    ("heads", "sklearn heads on features"),
+    ("evaluate", "heads scored side by side"),
+    ("estimators", "sklearn estimators on images"),
+    ("finetune", "the whole network trained"),
+    ("persist", "save / load"),
+    ("compare", "frozen heads vs fine-tuning"),
+    ("report", "report folder, plots"),
+    ("advise", "which strategy fits"),
+    ("pipeline", "TOML-declared runs"),
+    ("cli", "the featx command"),
+)
+
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
@@ -50,8 +75,25 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
+def stages_markdown() -> str:
+    """The stage table of ``docs/design.md``: each stage, where it lives, and the first line of
+    its docstring (read from the source, so nothing heavy is imported)."""
+    import ast
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    lines = ["| # | stage | where | what |", "| ---: | --- | --- | --- |"]
+    for i, (name, _) in enumerate(STAGES, 1):
+        package = (here / name).is_dir()
+        source = here / name / "__init__.py" if package else here / f"{name}.py"
+        doc = ast.get_docstring(ast.parse(source.read_text())) or ""
+        first = " ".join(doc.split("\n\n")[0].split())
+        where = f"`featx/{name}/`" if package else f"`featx/{name}.py`"
+        lines.append(f"| {i} | {name} | {where} | {first} |")
+    return "\n".join(lines) + "\n"
+
+
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from featx._image import ImageError, read_image
     from featx.backbones import get_backbone_spec, list_backbones, load_backbone
     from featx.compare import compare
     from featx.data import ImageDataset
@@ -61,4 +103,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from featx.extract import FeatureSet, extract_features
     from featx.finetune import FineTunedClassifier
     from featx.heads import list_heads, make_head
+    from featx.images import ImageError, read_image
     from featx.persist import load, save

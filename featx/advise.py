@@ -166,7 +166,7 @@ class Advice:
 
 def _as_splits(dataset, seed: int) -> dict:
     if isinstance(dataset, str | os.PathLike):
-        from featx._resolve import resolve_data
+        from featx.sources import resolve_data
 
         return resolve_data(dataset, seed=seed)
     if isinstance(dataset, Mapping):
@@ -198,7 +198,7 @@ def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None
     dataset : ImageDataset, dict of splits, or str
         The training data (a ``"test"`` split, when present, scores the probe; otherwise a
         stratified quarter of the training images is held out), or a DATA spec for
-        :func:`featx._resolve.resolve_data`.
+        :func:`featx.sources.resolve_data`.
     backbone, weights, input_size
         The probe's feature extractor (default: the small, offline ``efficientnet_lite0``).
     probe_per_class, test_per_class : int or None
@@ -214,9 +214,9 @@ def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None
     Advice
         ``str(advice)`` is a readable report with the numbers behind the recommendation.
     """
-    from featx._resolve import limit_per_class
     from featx.extract import extract_features
-    from featx.few_shot import few_shot_curve
+    from featx.report.few_shot import few_shot_curve
+    from featx.sources import limit_per_class
 
     t = {**THRESHOLDS, **dict(thresholds or {})}
     unknown = sorted(set(t) - set(THRESHOLDS))

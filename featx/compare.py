@@ -101,11 +101,10 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
 
 def _same_size(backbone: str, a, b) -> bool:
     """Whether two ``input_size`` values mean the same pixels for ``backbone``."""
-    from featx.backbones import get_backbone_spec
-    from featx.backbones._load import _input_size
+    from featx.backbones import get_backbone_spec, resolve_input_size
 
     spec = get_backbone_spec(backbone)
-    return _input_size(spec, a) == _input_size(spec, b)
+    return resolve_input_size(spec, a) == resolve_input_size(spec, b)
 
 
 def _finetune_row(name, est, y_test, pred, train_seconds, predict_seconds, n_train) -> dict:

@@ -19,8 +19,8 @@ from typing import Literal
 
 import numpy as np
 
-from featx._config import cache_dir
-from featx._image import ImageError, check_image_bytes
+from featx.images import ImageError, check_image_bytes
+from featx.utils.config import cache_dir
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "SkippedImagesWarning"]
 
@@ -54,7 +54,7 @@ def _check_file(path: str, verify: Verify) -> str | None:
     return None
 
 
-def _check_files(paths: Sequence[str], verify: Verify) -> list[str | None]:
+def check_files(paths: Sequence[str], verify: Verify) -> list[str | None]:
     if verify == "none" or len(paths) < 64:
         return [_check_file(p, verify) for p in paths]
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
@@ -208,7 +208,7 @@ class ImageDataset:
             if not files:
                 skipped.append((str(folder), "empty class folder: no files"))
             candidates.extend((f, label) for f in files)
-        reasons = _check_files([p for p, _ in candidates], verify)
+        reasons = check_files([p for p, _ in candidates], verify)
         keep = [(p, y) for (p, y), r in zip(candidates, reasons, strict=True) if r is None]
         skipped += [(p, r) for (p, _), r in zip(candidates, reasons, strict=True) if r is not None]
         counts = np.bincount([y for _, y in keep], minlength=len(class_names))
@@ -257,7 +257,7 @@ class ImageDataset:
                     codes.append(index[str(y)])
                 else:
                     raise ValueError(f"label {y!r} is not in class_names={class_names}")
-        reasons = _check_files(paths, verify)
+        reasons = check_files(paths, verify)
         keep = [i for i, r in enumerate(reasons) if r is None]
         skipped = [(paths[i], r) for i, r in enumerate(reasons) if r is not None]
         _warn_skipped(skipped, name or "the given paths")

@@ -14,7 +14,6 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,10 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from featx._config import cache_dir
-from featx._image import check_decoder
+from featx.cache import config_diff, describe_config, feature_config, same_config
 from featx.data import ImageDataset, array_digest
-from featx.evaluate import _config_diff, _describe_config, _feature_config, _same_config
+from featx.images import check_decoder
+from featx.utils.config import cache_root
 
 __all__ = ["FeatureExtractor", "TransferClassifier"]
 
@@ -133,11 +132,6 @@ def _check_images(X: Any) -> None:
         raise _input_error(X, features=False)
 
 
-def _cache_root(cache: Any) -> Path:
-    """The cache folder a ``cache`` parameter names (None/True: the default cache dir)."""
-    return cache_dir() if cache is None or cache is True else Path(cache)
-
-
 @contextmanager
 def _as_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
     """Images in any accepted form as an ImageDataset, valid inside the ``with`` block.
@@ -154,7 +148,7 @@ def _as_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
             with tempfile.TemporaryDirectory(prefix="featx-arrays-") as tmp:
                 yield ImageDataset.from_arrays(X, labels, class_names=names, directory=tmp)
         else:
-            folder = _cache_root(cache) / "arrays" / array_digest(X)
+            folder = cache_root(cache) / "arrays" / array_digest(X)
             yield ImageDataset.from_arrays(X, labels, class_names=names, directory=folder)
     elif (paths := _paths_of(X)) is not None:
         paths = [os.path.abspath(p) for p in paths]
@@ -456,13 +450,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(X, FeatureSet):
             if labels is None:
                 labels = np.asarray(X.class_names, dtype=object)[X.labels]
-            return np.asarray(X.features), labels, _feature_config(X.attrs)
+            return np.asarray(X.features), labels, feature_config(X.attrs)
         if _is_image_input(X):
             if labels is None and isinstance(X, ImageDataset):
                 labels = X.label_names
             extractor = self._extractor().fit()
             features = extractor.transform(X)
-            return features, labels, _feature_config(extractor.feature_set_.attrs)
+            return features, labels, feature_config(extractor.feature_set_.attrs)
         if _looks_like_images(X):
             raise _input_error(X, features=True)
         return check_array(X, dtype=[np.float64, np.float32]), labels, None
@@ -472,17 +466,17 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         or with ``fields`` another value of one of those fields."""
         fitted = getattr(self, "feature_config_", None)  # None: fitted on a plain matrix
         if fields is None:
-            same = _same_config(fitted, config)
-        else:  # a field older feature files lack has its default (featx.cache._LATER_FIELDS)
-            from featx.cache import _LATER_FIELDS
+            same = same_config(fitted, config)
+        else:  # a field older feature files lack has its default (featx.cache.LATER_FIELDS)
+            from featx.cache import LATER_FIELDS
 
             same = fitted is None or all(
-                config.get(k, _LATER_FIELDS.get(k)) == fitted.get(k, _LATER_FIELDS.get(k))
+                config.get(k, LATER_FIELDS.get(k)) == fitted.get(k, LATER_FIELDS.get(k))
                 for k in fields)
         if not same:
             raise ValueError(
-                f"{what} {_describe_config(config)}, but this {type(self).__name__} was fitted "
-                f"on features of {_describe_config(fitted)}{_config_diff(fitted, config)}: "
+                f"{what} {describe_config(config)}, but this {type(self).__name__} was fitted "
+                f"on features of {describe_config(fitted)}{config_diff(fitted, config)}: "
                 f"{fix}"
             )
 
@@ -499,8 +493,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.model_selection import GridSearchCV
         from sklearn.utils.multiclass import check_classification_targets
 
-        from featx._head_limits import _fit_size
-        from featx.heads import head_param_grid, make_head
+        from featx.heads import fit_size, head_param_grid, make_head
 
         for attr in ("best_params_", "cv_results_"):
             self.__dict__.pop(attr, None)
@@ -523,7 +516,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 "are needed to fit a classifier"
             )
         codes = encoder.transform(labels)
-        cv, n_fit, n_classes = _fit_size(features, codes, self.cv)
+        cv, n_fit, n_classes = fit_size(features, codes, self.cv)
         sizes = {"n_samples": n_fit, "n_classes": n_classes}
         head = make_head(self.head, **{"random_state": self.random_state, **sizes,
                                        **(self.head_params or {})})
@@ -549,7 +542,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             # parameters set (not the full key: the key of keras' "imagenet" weights also
             # names the Keras version, which a saved model may outlive).
             self._check_config(
-                _feature_config(self._extractor()._config()),
+                feature_config(self._extractor()._config()),
                 "with its current parameters the extractor gives features of",
                 "set backbone, input_size, weights, pooling, layers, resize and decoder back to "
                 "that configuration, or refit", fields=_PARAM_FIELDS,

@@ -18,9 +18,9 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV
 
-from featx._head_limits import _fit_size
-from featx._json import jsonable
-from featx.heads import head_param_grid, limited_params, list_heads, make_head
+from featx.cache import config_diff, describe_config, feature_config, same_config
+from featx.heads import fit_size, head_param_grid, limited_params, list_heads, make_head
+from featx.utils.jsonable import jsonable
 
 __all__ = ["HeadTable", "evaluate_heads"]
 
@@ -164,59 +164,6 @@ class HeadTable(Sequence):
         return self.to_markdown()
 
 
-#: Extractor fields that change features (see ``docs/cache.md``), named when two
-#: configurations differ; ``key`` hashes them.
-def _config_fields() -> tuple[str, ...]:
-    """The configuration fields that tell extractors apart: the cache key's, and ``weights``."""
-    from featx.cache import _KEY_FIELDS
-
-    return ("weights", *_KEY_FIELDS)
-
-
-def _plain(value: Any) -> Any:
-    """Attribute values (numpy scalars/arrays, tuples from HDF5 or a config) as plain Python."""
-    if isinstance(value, np.ndarray | tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
-
-
-def _feature_config(attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The extractor configuration in a FeatureSet's ``attrs`` (with its ``key``), or None when
-    the attrs hold no key (an in-memory FeatureSet, a plain matrix)."""
-    if not attrs or not attrs.get("key"):
-        return None
-    return {k: _plain(attrs[k]) for k in (*_config_fields(), "key") if k in attrs}
-
-
-def _describe_config(config: Mapping[str, Any]) -> str:
-    """``efficientnet_lite0 at 224x224 (key 1a2b3c4d)``."""
-    size = config.get("input_size")
-    if isinstance(size, list) and len(size) == 2:
-        size = f"{size[0]}x{size[1]}"
-    return f"{config.get('backbone')} at {size} (key {str(config['key'])[:8]})"
-
-
-def _same_config(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
-    """False only when both configurations are known and their keys differ."""
-    return not a or not b or a["key"] == b["key"]
-
-
-def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
-    """``"; they also differ in pooling 'avg' vs 'max'"``: the fields other than backbone and
-    input size (which :func:`_describe_config` shows) that differ, or ``""``."""
-
-    def short(v):
-        return f"{v[:12]}..." if isinstance(v, str) and len(v) > 16 else v
-
-    other = [f"{k} {short(a.get(k))!r} vs {short(b.get(k))!r}" for k in _config_fields()
-             if k not in ("backbone", "input_size") and a.get(k) != b.get(k)]
-    return f"; they also differ in {', '.join(other)}" if other else ""
-
-
 def _as_xy(data, param: str):
     """Features, labels, class names and extractor configuration (None when unknown) from a
     FeatureSet-like or an ``(X, y)`` pair."""
@@ -224,7 +171,7 @@ def _as_xy(data, param: str):
         (X, y), names, config = data, None, None
     elif hasattr(data, "features") and hasattr(data, "labels"):
         X, y, names = data.features, data.labels, getattr(data, "class_names", None)
-        config = _feature_config(getattr(data, "attrs", None))
+        config = feature_config(getattr(data, "attrs", None))
     else:
         raise TypeError(
             f"{param} must be a FeatureSet (with .features and .labels) or an (X, y) tuple; "
@@ -361,11 +308,11 @@ def evaluate_heads(
     """
     X, y, names, config = _as_xy(train, "train")
     X_test, y_test, test_names, test_config = _as_xy(test, "test")
-    if not _same_config(config, test_config):
+    if not same_config(config, test_config):
         raise ValueError(
             "train and test features must come from the same extractor configuration; got "
-            f"train={_describe_config(config)} and test={_describe_config(test_config)}"
-            f"{_config_diff(config, test_config)}. Features of different configurations are "
+            f"train={describe_config(config)} and test={describe_config(test_config)}"
+            f"{config_diff(config, test_config)}. Features of different configurations are "
             "not comparable: extract both with the same backbone, input size and settings."
         )
     if X_test.shape[1] != X.shape[1]:
@@ -378,7 +325,7 @@ def evaluate_heads(
             f"and train={names}."
         )
     table = HeadTable(class_names=names)
-    cv, n_fit, n_classes = _fit_size(X, y, cv)
+    cv, n_fit, n_classes = fit_size(X, y, cv)
     for name, estimator, grid, limited in _resolve_heads(heads, random_state, n_fit, n_classes,
                                                          search=cv is not None):
         table.append(_evaluate_one(name, estimator, grid, limited, X, y, X_test, y_test, cv,

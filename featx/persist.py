@@ -39,7 +39,7 @@ import sklearn
 import skops
 import skops.io as sio
 
-from featx._version import __version__
+from featx.utils.version import __version__
 
 __all__ = ["MAX_SIZE", "SAFE_TYPES", "UntrustedModelError", "load", "load_skops", "save",
            "save_skops"]

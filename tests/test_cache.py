@@ -19,7 +19,7 @@ from PIL import Image
 
 from featx import cache as fc
 from featx.data import ImageDataset
-from featx.extract import FeatureSet, extract_features, forward_pass_count
+from featx.extract import FeatureSet, cache_verify, extract_features, forward_pass_count
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = dict(backbone="mobilenet_v2", weights=None, input_size=32, verbose=0)
@@ -142,11 +142,11 @@ def test_settings_change_misses(tmp_path, imgs, reference):
 
 def test_cache_verify_good_and_tampered(tmp_path, imgs):
     fs, _ = counted(dataset(imgs), tmp_path)
-    report = fc.cache_verify(fs.path, n=4)
+    report = cache_verify(fs.path, n=4)
     assert report and report.n_checked == 4
     with h5py.File(fs.path, "r+") as f:
         f["features"][:] = f["features"][:] + 0.5
-    bad = fc.cache_verify(fs.path, n=4)
+    bad = cache_verify(fs.path, n=4)
     assert not bad and bad.failures
 
 
@@ -177,7 +177,7 @@ def test_half_written_files_are_never_trusted(tmp_path, imgs, reference):
 
 _CHILD = textwrap.dedent("""
     import os, sys, time, json
-    import featx._forward as fwd
+    import featx.extract.forward as fwd
     import featx.extract as ex
     from featx.data import ImageDataset
     paths = json.loads(os.environ["FEATX_TEST_PATHS"])
@@ -233,7 +233,7 @@ def test_two_concurrent_writers(tmp_path, imgs, reference):
     assert sum(r["forward"] for r in results) == len(imgs)  # the second waited, then hit
     fs = FeatureSet.load(next(tmp_path.glob("ds-*.h5")))
     assert_same(fs.features, reference.features)
-    assert fc.cache_verify(fs.path, n=3)
+    assert cache_verify(fs.path, n=3)
 
 
 # -- cache_rm, cache_info, cache_verify, FeatureSet.load: featx's own entries only ------------
@@ -341,7 +341,7 @@ def _foreign_hdf5(path: Path) -> Path:
     (lambda d: d, ValueError, r"it is a folder"),
     (lambda d: d / "gone.h5", FileNotFoundError, r"gone.h5 does not exist"),
 ])
-@pytest.mark.parametrize("call", [fc.cache_info, fc.cache_verify, FeatureSet.load])
+@pytest.mark.parametrize("call", [fc.cache_info, cache_verify, FeatureSet.load])
 def test_non_featx_files_get_a_clear_error(tmp_path, make, error, why, call):
     path = make(tmp_path)
     match = why
@@ -355,7 +355,7 @@ def test_a_row_store_is_not_a_dataset_file(tmp_path, imgs):
     counted(dataset(imgs[:3]), tmp_path)
     store = next((tmp_path / "rows").iterdir())
     before = snapshot(tmp_path)
-    for call in (FeatureSet.load, fc.cache_verify):
+    for call in (FeatureSet.load, cache_verify):
         with pytest.raises(ValueError, match=rf"{re.escape(str(store))} is not a featx cache file "
                                              r"\(it is a row-store folder; dataset files are"):
             call(store)

@@ -270,7 +270,7 @@ def test_errors_are_one_line(capsys, tiny, tmp_path, argv, expected):
 
 
 def test_debug_raises(tiny):
-    from featx._resolve import DataNotFoundError
+    from featx.sources import DataNotFoundError
 
     with pytest.raises(DataNotFoundError):
         main(["--debug", "fit", "no-such-folder", "--out", "m.featx"])

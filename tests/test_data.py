@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from featx import ImageDataset, ImageError, read_image
-from featx._image import decode_bytes
 from featx.data import SkippedImagesWarning
 from featx.datasets import load_clothing_mini
+from featx.images import decode_bytes
 
 RNG = np.random.default_rng(0)
 

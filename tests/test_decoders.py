@@ -1,4 +1,4 @@
-"""The decoder table (``featx._image.DECODERS``): every decoder keeps featx's image conventions.
+"""The decoder table (``featx.images.DECODERS``): every decoder keeps featx's image conventions.
 
 Each test runs for every decoder on real encoded files; ``opencv`` is skipped where OpenCV is not
 installed (it is in the ``dev`` extra).
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featx._image import DECODERS, ImageError, decode_bytes
+from featx.images import DECODERS, ImageError, decode_bytes
 
 CAT = "tests/data/chelsea.jpg"  # 451 x 300 photo
 
@@ -106,7 +106,7 @@ def test_missing_opencv_says_how_to_install(monkeypatch):
 
 
 def test_reduction_keeps_at_least_the_target():
-    from featx._opencv import _scale
+    from featx.images.opencv import _scale
 
     assert _scale(451, 300, (224, 224), swapped=False) == 1  # 226x150 would be too small
     assert _scale(451, 300, (100, 160), swapped=False) == 2  # 226x150 >= 160x100
@@ -122,7 +122,7 @@ def test_decode_pool_runs_opencv_single_threaded_in_threads_and_processes(tmp_pa
     """Workers already run one decode per core: OpenCV's own threads are off inside the pool
     (and restored after), and process workers decode the same pixels as threads."""
     cv2 = pytest.importorskip("cv2")
-    from featx._decode_pool import DecodePool
+    from featx.images import DecodePool
 
     paths = []
     for i in range(6):
@@ -146,8 +146,8 @@ def test_decode_pool_runs_opencv_single_threaded_in_threads_and_processes(tmp_pa
 def test_data_after_the_image_is_kept_a_cut_file_is_not(decoder, tmp_path):
     """A Motion Photo appends a video after the JPEG's end marker: the image is whole and decodes
     as it would alone. A file cut short is still refused, by the cheap header check too."""
-    from featx._image import check_image_bytes
     from featx.data import ImageDataset
+    from featx.images import check_image_bytes
 
     data = open(CAT, "rb").read()
     motion = data + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # 10 KiB "video"

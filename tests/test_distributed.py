@@ -12,7 +12,8 @@ from sklearn.datasets import make_classification
 from test_cache import MODEL, dataset, make_images
 
 import featx
-from featx.distributed import check_engine, extract_features, joblib_backend
+from featx.distributed import check_engine, joblib_backend
+from featx.extract import extract_on_ray as extract_features
 from featx.evaluate import evaluate_heads
 
 HINT = r"pip install 'featx\[ray\]'"

@@ -17,7 +17,7 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(featx.__path__, "featx.")
 
 def test_the_package_has_examples_to_run():
     finder = doctest.DocTestFinder()
-    examples = sum(len(t.examples) for name in ("featx.heads", "featx.extract", "featx._image")
+    examples = sum(len(t.examples) for name in ("featx.heads", "featx.extract", "featx.images")
                    for t in finder.find(importlib.import_module(name)))
     assert examples > 20
 

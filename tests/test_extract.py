@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from test_cache import MODEL, REPO, assert_same, counted, dataset, make_images
 
-from featx._decode_pool import DecodePool
 from featx.data import ImageDataset, SkippedImagesWarning
 from featx.extract import FeatureSet, extract_features, forward_pass_count
+from featx.images import DecodePool
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +162,8 @@ def test_forward_pass_counter_is_monotonic():
 def test_batch_runner_sends_uint8_pads_and_matches_float_input():
     """The runner hands the backend uint8 batches (a quarter of float32's bytes to a GPU; the
     model casts on the device), pads to a fixed batch shape, and drops the padding rows."""
-    from featx._forward import BatchRunner
     from featx.backbones import load_backbone
+    from featx.extract.forward import BatchRunner
 
     model = load_backbone("efficientnet_lite0", weights="imagenet", input_size=32)
     x = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)

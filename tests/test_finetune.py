@@ -17,8 +17,10 @@ from PIL import Image
 from sklearn.base import clone
 
 from featx import finetune
-from featx._ft_train import LR_SCHEDULES, dtype_policy, fold_scaler_into_linear, resolve_precision
-from featx._strategies import (
+from featx.backbones import build_base, get_backbone_spec
+from featx.data import ImageDataset
+from featx.finetune import FineTunedClassifier
+from featx.finetune.strategies import (
     STRATEGIES,
     DiscriminativeAdam,
     layer_blocks,
@@ -26,9 +28,12 @@ from featx._strategies import (
     set_trainable,
     unit_layers,
 )
-from featx.backbones import build_base, get_backbone_spec
-from featx.data import ImageDataset
-from featx.finetune import FineTunedClassifier
+from featx.finetune.train import (
+    LR_SCHEDULES,
+    dtype_policy,
+    fold_scaler_into_linear,
+    resolve_precision,
+)
 from featx.heads import make_head
 
 TINY = {"weights": None, "input_size": (32, 32), "batch_size": 10, "random_state": 0}
@@ -195,7 +200,7 @@ def test_unknown_strategy_and_params_list_allowed(images, tiny_base):
 
 def test_augment_spellings():
     """The pipeline's ``augment = true/false`` spelling works in Python too."""
-    from featx._augment import DEFAULT_AUGMENT, resolve_augment
+    from featx.finetune.augment import DEFAULT_AUGMENT, resolve_augment
 
     assert resolve_augment(True) == resolve_augment("default") == dict(DEFAULT_AUGMENT)
     assert resolve_augment(False) == resolve_augment(None) == {}

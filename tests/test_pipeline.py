@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featx._resolve import DataNotFoundError
 from featx.pipeline import (
     SCHEMA,
     ConfigError,
@@ -19,6 +18,7 @@ from featx.pipeline import (
     run_pipeline,
     schema_markdown,
 )
+from featx.sources import DataNotFoundError
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = sorted((ROOT / "pipelines").glob("*.toml"))
@@ -218,7 +218,7 @@ def test_second_run_reuses_the_cache(tiny_run):
 
 # --------------------------------------------------------------------------- DATA resolution
 def test_resolve_folder_csv_and_limit(tmp_path):
-    from featx._resolve import resolve_data
+    from featx.sources import resolve_data
 
     root = _make_images(tmp_path / "imgs", n=6)
     splits = resolve_data(root, test_size=0.5, val_size=None)

@@ -22,10 +22,10 @@ from sklearn.datasets import make_classification  # noqa: E402
 from test_cache import MODEL, assert_same, dataset, make_images  # noqa: E402
 
 import featx  # noqa: E402
-from featx import distributed  # noqa: E402
-from featx.distributed import _ray_extract, joblib_backend  # noqa: E402
+from featx.distributed import joblib_backend  # noqa: E402
+from featx.extract import ray as ray_engine  # noqa: E402
 from featx.evaluate import evaluate_heads  # noqa: E402
-from featx.extract import extract_features, forward_pass_count  # noqa: E402
+from featx.extract import extract_features, extract_on_ray, forward_pass_count  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +49,7 @@ def reference(imgs):
     return extract_features(dataset(imgs), cache=False, **MODEL)
 
 
-def on_ray(ds, cache, extract=distributed.extract_features, **kw):
+def on_ray(ds, cache, extract=extract_on_ray, **kw):
     """Features of ``ds`` from the Ray engine and the forward passes run for them."""
     before = forward_pass_count()
     fs = extract(ds, cache=cache, **{**MODEL, "batch_size": 4, **kw})
@@ -91,7 +91,7 @@ def test_killed_model_actor_is_restarted_and_the_result_is_complete(tmp_path, im
                                                                     monkeypatch):
     marker = str(tmp_path / "crashed-once")
 
-    class CrashOnce(_ray_extract._Embed):
+    class CrashOnce(ray_engine._Embed):
         """Kills its process on its first batch, once per test (the marker file remembers)."""
 
         def __call__(self, batch):
@@ -100,7 +100,7 @@ def test_killed_model_actor_is_restarted_and_the_result_is_complete(tmp_path, im
                 os._exit(1)
             return super().__call__(batch)
 
-    monkeypatch.setattr(_ray_extract, "_Embed", CrashOnce)
+    monkeypatch.setattr(ray_engine, "_Embed", CrashOnce)
     fs, n = on_ray(dataset(imgs), tmp_path / "c", shard_size=4)
     assert os.path.exists(marker)  # the actor did die
     assert n == len(imgs) and fs.ids == reference.ids and not fs.skipped

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featx import few_shot, plots
+from featx.report import few_shot, plots
 from featx import report as rp
 
 

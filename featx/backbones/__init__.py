@@ -8,14 +8,22 @@ the table by :func:`describe`). :func:`load_backbone` returns a Keras model mapp
 from featx.backbones._describe import describe
 from featx.backbones._load import block_outputs, build_base, load_backbone, preprocessing_layer
 from featx.backbones._preprocess import PREPROCESSING, Preprocess
-from featx.backbones._registry import BackboneSpec, get_backbone_spec, list_backbones
+from featx.backbones._registry import (
+    POOLINGS,
+    BackboneSpec,
+    get_backbone_spec,
+    list_backbones,
+    resolve_input_size,
+)
 from featx.backbones._weights import (
     WeightsDownloadError,
     WeightsFileNotFoundError,
+    check_weights,
     weights_fingerprint,
 )
 
 __all__ = [
+    "POOLINGS",
     "PREPROCESSING",
     "BackboneSpec",
     "Preprocess",
@@ -23,10 +31,12 @@ __all__ = [
     "WeightsFileNotFoundError",
     "block_outputs",
     "build_base",
+    "check_weights",
     "describe",
     "get_backbone_spec",
     "list_backbones",
     "load_backbone",
     "preprocessing_layer",
+    "resolve_input_size",
     "weights_fingerprint",
 ]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from numbers import Integral
 
 import keras
 
 from featx.backbones._preprocess import Preprocess, make_preprocessing
-from featx.backbones._registry import BackboneSpec, get_backbone_spec
+from featx.backbones._registry import (
+    POOLINGS,
+    BackboneSpec,
+    get_backbone_spec,
+    resolve_input_size,
+)
 from featx.backbones._weights import (
     check_weights,
     check_weights_suffix,
@@ -19,32 +23,8 @@ from featx.backbones._weights import (
 
 __all__ = ["block_outputs", "build_base", "load_backbone", "preprocessing_layer"]
 
-_POOLINGS = ("avg", "max", None)
-
-
 def _spec(backbone: str | BackboneSpec) -> BackboneSpec:
     return backbone if isinstance(backbone, BackboneSpec) else get_backbone_spec(backbone)
-
-
-def _input_size(spec: BackboneSpec, input_size) -> tuple[int, int]:
-    """Normalise ``input_size`` (None, int or (h, w)) and check the family's minimum."""
-    if input_size is None:
-        return spec.input_size
-    size = (input_size, input_size) if isinstance(input_size, Integral) else input_size
-    ok = (isinstance(size, Sequence) and len(size) == 2
-          and all(isinstance(s, Integral) and not isinstance(s, bool) for s in size))
-    if not ok or isinstance(input_size, bool):
-        raise ValueError(
-            f"input_size must be None, an int or an (h, w) pair of ints; got input_size="
-            f"{input_size!r}"
-        )
-    if min(size) < spec.min_size:
-        raise ValueError(
-            f"input_size={input_size!r} is too small for backbone={spec.name!r}: the "
-            f"{spec.family} family needs at least {spec.min_size}x{spec.min_size} pixels "
-            f"(native size {spec.input_size[0]}x{spec.input_size[1]})"
-        )
-    return int(size[0]), int(size[1])
 
 
 def build_base(name: str, weights="imagenet", input_size=None) -> keras.Model:
@@ -70,7 +50,7 @@ def build_base(name: str, weights="imagenet", input_size=None) -> keras.Model:
     """
     weights = check_weights(weights)
     spec = get_backbone_spec(name)
-    h, w = _input_size(spec, input_size)
+    h, w = resolve_input_size(spec, input_size)
     module, attr = spec.builder.rsplit(".", 1)
     builder = getattr(importlib.import_module(module), attr)
     is_path = weights is not None and weights != "imagenet"
@@ -190,8 +170,8 @@ def load_backbone(name: str, weights="imagenet", input_size=None, pooling: str |
     """
     weights = check_weights(weights)
     spec = get_backbone_spec(name)
-    if pooling not in _POOLINGS:
-        raise ValueError(f"pooling must be one of {list(_POOLINGS)}; got pooling={pooling!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}; got pooling={pooling!r}")
     if pooling is None and layers is not None:
         raise ValueError(
             f"layers={layers!r} needs pooling='avg' or 'max' (tapped maps of different sizes "

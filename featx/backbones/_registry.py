@@ -12,6 +12,7 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 
 __all__ = ["FAMILIES", "REGISTRY", "BackboneSpec", "Family", "get_backbone_spec",
            "list_backbones"]
@@ -258,3 +259,37 @@ def get_backbone_spec(name: str) -> BackboneSpec:
             "See featx.list_backbones() for the registered names."
         )
     return spec
+
+
+#: Pooling of the last spatial map: global average, global max, or none (the map itself).
+POOLINGS = ("avg", "max", None)
+
+
+def resolve_input_size(spec: BackboneSpec | str, input_size) -> tuple[int, int]:
+    """Normalise ``input_size`` (None, int or (h, w)) for a backbone row (or its name) and check
+    the family's minimum.
+
+    Examples
+    --------
+    >>> resolve_input_size("mobilenet_v2", None), resolve_input_size("mobilenet_v2", 160)
+    ((224, 224), (160, 160))
+    """
+    if isinstance(spec, str):
+        spec = get_backbone_spec(spec)
+    if input_size is None:
+        return spec.input_size
+    size = (input_size, input_size) if isinstance(input_size, Integral) else input_size
+    ok = (isinstance(size, Sequence) and len(size) == 2
+          and all(isinstance(s, Integral) and not isinstance(s, bool) for s in size))
+    if not ok or isinstance(input_size, bool):
+        raise ValueError(
+            f"input_size must be None, an int or an (h, w) pair of ints; got input_size="
+            f"{input_size!r}"
+        )
+    if min(size) < spec.min_size:
+        raise ValueError(
+            f"input_size={input_size!r} is too small for backbone={spec.name!r}: the "
+            f"{spec.family} family needs at least {spec.min_size}x{spec.min_size} pixels "
+            f"(native size {spec.input_size[0]}x{spec.input_size[1]})"
+        )
+    return int(size[0]), int(size[1])

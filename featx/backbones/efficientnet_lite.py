@@ -34,8 +34,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from featx._config import cache_dir
 from featx.backbones._pth import load_pth
+from featx.utils.config import cache_dir
 
 __all__ = [
     "LITE_VARIANTS",

@@ -1,7 +1,9 @@
 """featx beyond one machine, on Ray (``pip install 'featx[ray]'``).
 
-- :func:`extract_features`: the Ray engine of :func:`featx.extract_features` (also reached as
-  ``featx.extract_features(..., engine="ray", address=...)``); same cache, keys and result.
+- :func:`ensure_ray` / :func:`require_ray`: the Ray instance featx runs on (embedded, or a
+  cluster's), and the friendly error when Ray is missing. The Ray *extraction* engine lives with
+  the other engine: :func:`featx.extract.extract_on_ray` (``featx.extract_features(...,
+  engine="ray")``).
 - :func:`joblib_backend`: a context manager sending scikit-learn's grid searches to Ray.
 
 Nothing here imports Ray until it is used; without it the calls raise ``ImportError`` with the pip
@@ -10,17 +12,8 @@ command. ``docs/ray.md`` covers the embedded instance, clusters and the shared s
 
 from __future__ import annotations
 
-from featx.distributed._joblib import joblib_backend
-from featx.distributed._ray import ENGINES, check_engine
-from featx.distributed._ray_extract import extract_features
+from featx.distributed.joblib import joblib_backend
+from featx.distributed.ray import ENGINES, INSTALL_HINT, check_engine, ensure_ray, require_ray
 
-__all__ = ["ENGINES", "check_engine", "extract_features", "joblib_backend", "run_engine"]
-
-
-def run_engine(engine, dataset, backbone, *, address=None, **kwargs):
-    """Dispatch of :func:`featx.extract_features` for ``engine`` other than ``"local"``."""
-    if check_engine(engine, address) == "local":
-        from featx.extract import extract_features as _local
-
-        return _local(dataset, backbone, **kwargs)
-    return extract_features(dataset, backbone, address=address, **kwargs)
+__all__ = ["ENGINES", "INSTALL_HINT", "check_engine", "ensure_ray", "joblib_backend",
+           "require_ray"]

@@ -1,0 +1,43 @@
+"""The HDF5 feature cache: keys, file layout, row store, and the ``cache_*`` maintenance functions.
+
+Two kinds of file live under the cache folder (``featx.utils.config.cache_dir()`` by default)::
+
+    <cache>/<dataset>-<where6>__<backbone>-<size>-<pooling>__<key8>.h5   one per dataset and config
+    <cache>/rows/<backbone>-<size>-<pooling>__<key8>/seg-*.h5          the config's row store
+
+``<where6>`` hashes the folder the dataset's images live in, so two datasets of the same name in
+different folders get different files. Rows are keyed by the SHA-256 of the image bytes, so renamed
+or moved files hit and only new content is extracted. ``docs/cache.md`` describes the layout and
+why a crash or a second writer cannot corrupt it. Re-extracting rows to verify them is the
+extraction stage's job: :func:`featx.extract.cache_verify`.
+"""
+
+from featx.cache.files import (
+    dataset_file,
+    location_digest,
+    read_attrs,
+    read_dataset_file,
+    row_store,
+    write_dataset_file,
+)
+from featx.cache.keys import (
+    FEATURE_CODE_VERSION,
+    KEY_FIELDS,
+    LATER_FIELDS,
+    config_diff,
+    config_key,
+    config_slug,
+    describe_config,
+    extractor_config,
+    feature_config,
+    same_config,
+)
+from featx.cache.maintenance import cache_info, cache_ls, cache_rm, resolve_entry
+from featx.cache.rowstore import RowStore
+
+__all__ = [
+    "FEATURE_CODE_VERSION", "KEY_FIELDS", "LATER_FIELDS", "RowStore", "cache_info", "cache_ls",
+    "cache_rm", "config_diff", "config_key", "config_slug", "dataset_file", "describe_config",
+    "extractor_config", "feature_config", "location_digest", "read_attrs", "read_dataset_file",
+    "resolve_entry", "row_store", "same_config", "write_dataset_file",
+]

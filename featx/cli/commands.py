@@ -1,0 +1,313 @@
+"""The ``featx`` commands: one ``cmd_*`` function per sub-command, each a thin wrapper.
+
+The work happens in featx's modules, imported inside the command so ``featx --version`` and
+``featx --help`` never start Keras. :mod:`featx.cli` builds the parser and dispatches here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from featx.cli.common import (
+    _EXIT_ERROR,
+    CommandError,
+    _cell,
+    _fit_kwargs,
+    _keras,
+    _names,
+    _print_table,
+    _resolve,
+    _say,
+    _verbose,
+    _weights,
+)
+
+
+def cmd_backbones(args) -> int:
+    _keras(args)
+    from featx.backbones import describe
+
+    rows = describe(args.pattern)
+    if not rows:
+        raise CommandError(f"no backbone matches pattern={args.pattern!r}; try `featx backbones`")
+    _print_table(rows, ["name", "input_size", "feature_dim", "weights_source", "offline"],
+                 ["name", "input size", "feature dim", "weights source", "offline"])
+    return 0
+
+
+def cmd_extract(args) -> int:
+    splits = _resolve(args)
+    from featx.extract import extract_features
+
+    rows = []
+    for split, ds in splits.items():
+        fs = extract_features(ds, args.backbone, verbose=_verbose(args), **_fit_kwargs(args))
+        rows.append({"split": split, "images": len(fs), "dim": fs.features.shape[1],
+                     "skipped": len(fs.skipped), "file": str(fs.path or "(in memory)")})
+    _print_table(rows, ["split", "images", "dim", "skipped", "file"])
+    return 0
+
+
+def cmd_fit(args) -> int:
+    splits = _resolve(args)
+    from featx.estimators import TransferClassifier
+    from featx.persist import save
+
+    clf = TransferClassifier(args.backbone, head=args.head, cv=args.cv or None,
+                             verbose=_verbose(args), **_fit_kwargs(args))
+    clf.fit(splits["train"])
+    test = splits["test"]
+    acc = clf.score(test, test.label_names)
+    path = save(clf, args.out)
+    print(f"{args.backbone} + {args.head}: test accuracy {acc:.4f} on {len(test)} images")
+    print(f"model: {path}")
+    return 0
+
+
+_PROBA_COLUMN = "probability"
+
+
+def _collect_images(items: Sequence[str]) -> list[str]:
+    from featx.data import IMAGE_EXTENSIONS
+
+    paths: list[str] = []
+    for item in items:
+        if os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                paths += [os.path.join(root, f) for f in sorted(files)
+                          if f.lower().endswith(IMAGE_EXTENSIONS)]
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"IMAGES_OR_FOLDER {item!r} does not exist")
+    if not paths:
+        raise CommandError(f"no image files found in {list(items)} (extensions: "
+                           f"{', '.join(IMAGE_EXTENSIONS)})")
+    return paths
+
+
+def _predict(model, paths: list[str]):
+    """``(labels, confidence or None)``: one pass through the model (``predict_proba`` when it
+    has one, so a fine-tuned network is not run twice)."""
+    import numpy as np
+
+    if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
+        try:
+            proba = np.asarray(model.predict_proba(paths))
+        except (AttributeError, NotImplementedError):
+            pass
+        else:
+            return np.asarray(model.classes_)[proba.argmax(axis=1)], proba.max(axis=1)
+    return model.predict(paths), None
+
+
+def _split_readable(paths: list[str], verify: str) -> tuple[list[str], list[tuple[str, str]]]:
+    from featx.data import check_files
+
+    reasons = check_files(paths, verify)
+    return ([p for p, r in zip(paths, reasons, strict=True) if r is None],
+            [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None])
+
+
+def cmd_predict(args) -> int:
+    import csv
+
+
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"MODEL {args.model!r} does not exist; make one with "
+                                "`featx fit DATA --head logreg --out model.featx`")
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise FileNotFoundError(f"--out {args.out!r}: folder "
+                                f"{os.path.dirname(os.path.abspath(args.out))!r} does not exist")
+    _keras(args)
+    import featx.backbones  # noqa: F401  (registers featx's Keras layers for fine-tuned models)
+    from featx.images import ImageError
+    from featx.persist import UntrustedModelError, load
+
+    try:
+        model = load(args.model, trust=args.trust)
+    except UntrustedModelError as exc:
+        raise CommandError(f"{exc} From the command line: add --trust.") from None
+    # Unreadable files are reported and left out, not allowed to sink the batch: a cheap header
+    # check first; should a file that passed it still fail to decode, a full decode finds it.
+    paths, skipped = _split_readable(_collect_images(args.images), "header")
+    try:
+        labels, proba = _predict(model, paths) if paths else ([], None)
+    except (ImageError, ValueError):
+        paths, more = _split_readable(paths, "decode")
+        if not more:
+            raise
+        skipped += more
+        labels, proba = _predict(model, paths) if paths else ([], None)
+    if skipped:
+        lines = "".join(f"\n  {p}: {r}" for p, r in skipped)
+        print(f"featx: skipped {len(skipped)} file(s) that could not be read:{lines}",
+              file=sys.stderr)
+    if not paths:
+        raise CommandError("no readable image to predict")
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    try:
+        w = csv.writer(out)
+        w.writerow(["path", "label"] + ([_PROBA_COLUMN] if proba is not None else []))
+        for i, (p, y) in enumerate(zip(paths, labels, strict=True)):
+            w.writerow([p, y] + ([f"{proba[i]:.6f}"] if proba is not None else []))
+    finally:
+        if args.out:
+            out.close()
+    if args.out:
+        _say(args, f"{len(paths)} predictions written to {args.out}")
+    return 0
+
+
+def _ft_params(args, strategy: str) -> dict:
+    return dict(strategy=strategy, epochs=args.epochs, learning_rate=args.learning_rate,
+                batch_size=args.ft_batch_size, warm_start=not args.no_warm_start,
+                augment=None if args.no_augment else "default",
+                validation_split=args.validation_split, random_state=args.seed)
+
+
+def cmd_finetune(args) -> int:
+    splits = _resolve(args)
+    from featx.finetune import FineTunedClassifier
+    from featx.persist import save
+
+    clf = FineTunedClassifier(args.backbone, weights=_weights(args.weights),
+                              input_size=args.ft_input_size or args.input_size,
+                              cache=args.cache, decoder=args.decoder,
+                              validation_data=splits.get("validation"),
+                              verbose=0, **_ft_params(args, args.strategy))
+    _say(args, f"fine-tuning {args.backbone} ({args.strategy}) on {len(splits['train'])} images")
+    clf.fit(splits["train"])
+    # last epoch's numbers; "best" is what the phase kept (early stopping restores the best
+    # weights), "reverted" marks a phase rolled back for ending worse than the one before
+    rows = [{"phase": r.get("phase"), "epochs": r.get("epochs"),
+             "loss": (r.get("loss") or [None])[-1], "val_loss": (r.get("val_loss") or [None])[-1],
+             "val_accuracy": (r.get("val_accuracy") or [None])[-1], "best": r.get("best"),
+             "reverted": "yes" if r.get("reverted") else ""} for r in clf.history_]
+    _print_table(rows, ["phase", "epochs", "loss", "val_loss", "val_accuracy", "best",
+                        "reverted"])
+    test = splits["test"]
+    acc = clf.score(test.paths, test.label_names)
+    print(f"{args.backbone} fine-tuned ({args.strategy}): test accuracy {acc:.4f} on "
+          f"{len(test)} images")
+    if args.out:
+        print(f"model: {save(clf, args.out)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    splits = _resolve(args)
+    from featx.compare import compare
+
+    strategies = _names(args.finetune) if args.finetune else []
+    params = None
+    if strategies:
+        params = {k: v for k, v in _ft_params(args, "").items() if k != "strategy"}
+        if args.ft_input_size:
+            params["input_size"] = args.ft_input_size
+    table = compare(splits["train"], splits["test"], validation=splits.get("validation"),
+                    backbone=args.backbone, weights=_weights(args.weights),
+                    heads=_names(args.heads), finetune=strategies, finetune_params=params,
+                    cache=args.cache, input_size=args.input_size, decoder=args.decoder)
+    print(table.to_markdown(["name", "kind", "accuracy", "macro_f1", "balanced_accuracy",
+                             "train_seconds", "backbone_forward_passes"]))
+    try:
+        best = table.best()
+        print(f"\nbest: {best['name']} (test accuracy {best['accuracy']:.4f})")
+    except ValueError:
+        pass
+    if args.out:
+        if args.out.endswith(".md"):
+            with open(args.out, "w", encoding="utf-8") as f:
+                f.write(table.to_markdown() + "\n")
+        else:
+            table.to_json(args.out)
+        _say(args, f"table written to {args.out}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from featx.pipeline import load_config, run_pipeline
+
+    if not os.path.isfile(args.pipeline):
+        load_config(args.pipeline)  # raises the error naming the file and close matches
+    _keras(args)
+    run_pipeline(args.pipeline, overrides=args.set or (), out=args.out,
+                 verbose=_verbose(args), echo=print)
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from featx import cache
+
+    if args.action == "ls":
+        rows = cache.cache_ls(args.cache_dir)
+        if not rows:
+            print(f"(no cache files in {cache.resolve_root(args.cache_dir)})")
+            return 0
+        for r in rows:
+            r["rows"] = r.get("n_rows")
+            r["size"] = f"{(r.get('bytes') or 0) / 1e6:.2f} MB"
+            r["name"] = os.path.basename(r["path"])
+        _print_table(rows, ["kind", "name", "backbone", "input_size", "rows", "size"])
+        return 0
+    if args.action == "info":
+        for k, v in cache.cache_info(cache.resolve_entry(args.target, args.cache_dir)).items():
+            print(f"{k}: {_cell(v)}")
+        return 0
+    if args.action == "verify":
+        _keras(args)
+        report = cache.cache_verify(cache.resolve_entry(args.target, args.cache_dir), n=args.n)
+        print(f"{'ok' if report else 'FAILED'}: {report.n_checked} rows checked, max abs diff "
+              f"{report.max_abs_diff:.3g}")
+        for path, why in report.failures + report.unverifiable:
+            print(f"  {path}: {why}")
+        return 0 if report else _EXIT_ERROR
+    removed = cache.cache_rm(args.target, args.cache_dir)
+    if not removed:
+        raise CommandError(f"nothing in the cache matches {args.target!r} (see `featx cache ls`)")
+    for p in removed:
+        print(f"removed {p}")
+    return 0
+
+
+def cmd_advise(args) -> int:
+    splits = _resolve(args)
+    from featx.advise import advise
+
+    advice = advise(splits, backbone=args.backbone, weights=_weights(args.weights),
+                    input_size=args.input_size, cache=args.cache, seed=args.seed,
+                    probe_per_class=args.probe_per_class, verbose=_verbose(args))
+    advice.command = advice.command.replace("DATA", args.data)
+    if args.json:
+        import json
+
+        print(json.dumps(advice.to_dict(), indent=2))
+    else:
+        print(advice)
+    return 0
+
+
+def cmd_show_augment(args) -> int:
+    import numpy as np
+
+    from featx.images import read_image
+    from featx.report.plots import plot_augmentation
+
+    train = _resolve(args)["train"]
+    picks = []
+    for k in range(len(train.class_names)):  # one image per class, first classes first
+        idx = np.flatnonzero(train.labels == k)
+        if len(idx):
+            picks.append(int(idx[0]))
+    picks = picks[: args.images]
+    size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
+    images = np.stack([read_image(train.paths[i], size=size) for i in picks])
+    path = plot_augmentation(images, args.out, n_variants=args.variants, seed=args.seed,
+                             augment="default",
+                             titles=[train.class_names[train.labels[i]] for i in picks])
+    print(f"augmentation preview: {path}")
+    return 0

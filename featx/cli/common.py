@@ -1,0 +1,95 @@
+"""Helpers shared by the ``featx`` commands: exit codes, argument conversions, DATA resolution,
+quiet Keras start-up, progress lines and plain-text tables. Nothing here imports Keras at import
+time (``featx --version`` must stay instant)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+_EXIT_ERROR, _EXIT_USAGE, _EXIT_INTERRUPT = 1, 2, 130
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message is shown as is."""
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _weights(value: str | None):
+    return None if value is None or value.lower() in ("none", "random") else value
+
+
+def _verbose(args) -> int:
+    return 0 if getattr(args, "quiet", False) else 1
+
+
+def _resolve(args) -> dict:
+    """DATA -> splits (cheap: no Keras), then Keras imported quietly for the work to come."""
+    from featx.sources import resolve_data
+
+    splits = resolve_data(args.data, test_size=args.test_size, val_size=args.val_size,
+                          limit=args.limit, seed=args.seed)
+    _keras(args)
+    return splits
+
+
+def _say(args, text: str = "") -> None:
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+def _print_table(rows: Sequence[dict], columns: Sequence[str], headers: Sequence[str] | None
+                 = None) -> None:
+    headers = list(headers or columns)
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, tuple | list):
+        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        return ("x" if ints and len(v) == 2 else ", ").join(map(str, v))
+    return str(v)
+
+
+def _fit_kwargs(args) -> dict:
+    return dict(weights=_weights(args.weights), input_size=args.input_size,
+                pooling=args.pooling, cache=args.cache, batch_size=args.batch_size,
+                decoder=args.decoder)
+
+
+def _keras(args) -> None:
+    """Import Keras (and its backend) with the C++ start-up chatter of TensorFlow sent to
+    /dev/null: those lines are not featx's and would bury its one-line messages. Commands call
+    this after their cheap checks, so a bad argument fails fast. Python-level errors surface
+    later, when the command imports Keras itself. ``--debug`` leaves stderr alone."""
+    if "keras" in sys.modules or getattr(args, "debug", False):
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        import keras  # noqa: F401
+    except Exception:  # noqa: BLE001 - the command itself reports a broken install
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

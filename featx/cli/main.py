@@ -1,0 +1,337 @@
+"""The ``featx`` command: parse the arguments, call the library, print the result.
+
+Every command is a thin wrapper; the work happens in featx's modules, imported inside the command so
+``featx --version`` and ``featx --help`` return at once without starting Keras. Errors print one
+line (``featx: error: ...``) and exit non-zero; ``--debug`` shows the traceback instead.
+
+DATA, wherever a command takes it, is a class-folder directory (with or without
+``train/``, ``validation/``, ``test/``), a CSV (``path,label[,split]``) or a built-in name
+(``clothing-mini``; ``fashion-mnist`` when installed); see :func:`featx.sources.resolve_data`.
+
+This module holds the parser and :func:`main`; the ``cmd_*`` commands live in
+:mod:`featx.cli.commands` and their shared helpers in :mod:`featx.cli.common`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from featx.cli.commands import (
+    cmd_advise,
+    cmd_backbones,
+    cmd_cache,
+    cmd_compare,
+    cmd_extract,
+    cmd_finetune,
+    cmd_fit,
+    cmd_predict,
+    cmd_run,
+    cmd_show_augment,
+)
+from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE, CommandError
+from featx.utils.version import __version__
+
+__all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors in featx's format."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(_EXIT_USAGE, f"featx: error: {message} (see `{self.prog} --help`)\n")
+
+
+# --------------------------------------------------------------------------- argument helpers
+def _int_at_least(low: int, note: str = ""):
+    """An argparse type: an int >= ``low`` (``note`` says what a special value means)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}{note}, got {text!r}")
+        return value
+
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
+_count = _int_at_least(1)
+
+
+def _folds(text: str) -> int:
+    """``--cv``: 0 (no search) or 2 or more folds."""
+    value = _int_at_least(0)(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("must be 0 (no search) or at least 2 folds, got '1'")
+    return value
+
+
+def _size(text: str):
+    """``"224"`` -> 224, ``"160x200"`` -> (160, 200)."""
+    try:
+        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int or HxW, got {text!r}") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int or HxW, got {text!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the full traceback on errors")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="print only results (no progress)")
+    return p
+
+
+def _data_args() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("data", metavar="DATA",
+                   help="class-folder directory (with or without train/validation/test), "
+                        "CSV (path,label[,split]) or built-in name (clothing-mini, fashion-mnist)")
+    g = p.add_argument_group("data")
+    g.add_argument("--limit", type=_count, default=None, metavar="N",
+                   help="at most N images per class in every split (quick runs)")
+    g.add_argument("--test-size", type=float, default=0.2, metavar="F",
+                   help="test fraction when DATA has no test split (default: 0.2)")
+    g.add_argument("--val-size", type=float, default=None, metavar="F",
+                   help="validation fraction when DATA has none (default: none)")
+    g.add_argument("--seed", type=int, default=0, help="seed of splits and training (default: 0)")
+    return p
+
+
+def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("backbone")
+    g.add_argument("--backbone", default=default_backbone,
+                   help=f"backbone name, see `featx backbones` (default: {default_backbone})")
+    g.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (default), 'none' (random init, for tests) or a weights file")
+    g.add_argument("--input-size", type=_size, default=None, metavar="S",
+                   help="input size, S or HxW (default: the backbone's own)")
+    g.add_argument("--pooling", choices=("avg", "max"), default="avg",
+                   help="global pooling (default: avg)")
+    g.add_argument("--batch-size", type=_count, default=32, metavar="N",
+                   help="images per forward pass (default: 32)")
+    g.add_argument("--cache", default=None, metavar="DIR",
+                   help="feature-cache folder (default: $FEATX_CACHE_DIR or ./cache)")
+    g.add_argument("--decoder", choices=("pillow", "opencv"), default="pillow",
+                   help="image decoder (default: pillow); opencv is about 2x faster per core "
+                        "(pip install 'featx[opencv]')")
+    return p
+
+
+def _finetune_args(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
+    g = p.add_argument_group("fine-tuning")
+    if not compare:
+        g.add_argument("--strategy", default="blocks",
+                       help="unfreeze strategy: frozen, full, last_n, blocks, staged "
+                            "(default: blocks)")
+    g.add_argument("--epochs", type=_count, default=3, help="epochs per phase (default: 3)")
+    g.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+                   help="learning rate of every phase (default: the strategy's)")
+    g.add_argument("--ft-batch-size", type=_count, default=32, metavar="N",
+                   help="fine-tuning batch size (default: 32)")
+    g.add_argument("--ft-input-size", type=_size, default=None, metavar="S",
+                   help="fine-tuning input size, S or HxW (default: --input-size)")
+    g.add_argument("--no-warm-start", action="store_true",
+                   help="train the head for --epochs first instead of fitting it on features")
+    g.add_argument("--no-augment", action="store_true", help="no training augmentation")
+    g.add_argument("--validation-split", type=float, default=0.1, metavar="F",
+                   help="held-out fraction for early stopping without a validation split "
+                        "(default: 0.1)")
+
+
+# --------------------------------------------------------------------------- the parser
+def build_parser() -> argparse.ArgumentParser:
+    """The ``featx`` argument parser (one sub-parser per command)."""
+    common = _common()
+    parser = _Parser(
+        prog="featx", parents=[common],
+        description="Transfer learning the cheap way: a frozen ImageNet CNN runs once per image, "
+                    "features are cached in HDF5, scikit-learn heads fit in seconds; optional "
+                    "fine-tuning compared side by side.",
+        epilog="DATA is a class-folder directory, a CSV or a built-in name (clothing-mini). "
+               "Run `featx COMMAND --help` for a command's options; docs/cli.md has them all.")
+    parser.add_argument("--version", action="version", version=f"featx {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    data, backbone = _data_args(), _backbone_args()
+
+    p = sub.add_parser("backbones", parents=[common], help="list the registered backbones",
+                       description="The backbone registry: name, native input size, pooled "
+                                   "feature size, where the weights come from, offline or not.")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'efficient*'")
+    p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("extract", parents=[common, data, backbone],
+                       help="extract (and cache) backbone features of DATA",
+                       description="Extract features of every split of DATA into the HDF5 "
+                                   "cache; a second call with the same settings is instant.")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("fit", parents=[common, data, backbone],
+                       help="fit a head on cached features and save the model",
+                       description="Fit a TransferClassifier (frozen backbone + scikit-learn "
+                                   "head) on the train split, score it on the test split, and "
+                                   "save it with featx.save.")
+    p.add_argument("--head", default="logreg",
+                   help="head name: logreg, linear_svm, svm, rf, mlp, knn (default: logreg)")
+    p.add_argument("--cv", type=_folds, default=0, metavar="K",
+                   help="grid-search the head's parameters with K folds (default: no search)")
+    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.featx)")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("predict", parents=[common], help="predict images with a saved model",
+                       description="Predict the label of each image (files or folders, "
+                                   "searched recursively) with a model saved by `featx fit` or "
+                                   "`featx finetune`; CSV columns: path, label, probability "
+                                   "(when the model has predict_proba).")
+    p.add_argument("model", metavar="MODEL", help="a model file written by featx")
+    p.add_argument("images", metavar="IMAGES_OR_FOLDER", nargs="+",
+                   help="image files and/or folders")
+    p.add_argument("--out", metavar="CSV", default=None, help="write the CSV here (default: "
+                                                              "stdout)")
+    p.add_argument("--trust", action="store_true",
+                   help="load a model holding types featx does not trust by default (only for "
+                        "files from a trusted source)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("finetune", parents=[common, data, backbone],
+                       help="fine-tune the backbone on DATA",
+                       description="Fine-tune the backbone end to end with an unfreeze "
+                                   "strategy; prints the per-phase history and the test "
+                                   "accuracy, and saves the model with --out.")
+    _finetune_args(p)
+    p.add_argument("--out", metavar="MODEL", default=None, help="model file to write (.featx)")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("compare", parents=[common, data, backbone],
+                       help="frozen heads and fine-tuning side by side",
+                       description="Fit every head on the cached features and, with --finetune, "
+                                   "fine-tune with each strategy; one table, test metrics.")
+    p.add_argument("--heads", default="logreg,svm,rf,mlp,knn",
+                   help="comma-separated heads (default: logreg,svm,rf,mlp,knn)")
+    p.add_argument("--finetune", default="", metavar="STRATEGIES",
+                   help="comma-separated fine-tuning strategies, e.g. blocks,staged "
+                        "(default: none)")
+    _finetune_args(p, compare=True)
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="also write the table: .md (markdown) or .json")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("run", parents=[common], help="run a TOML pipeline and write a report",
+                       description="Run a declarative pipeline (data -> extract -> heads -> "
+                                   "fine-tune -> report); prints the comparison table and the "
+                                   "report folder. Schema: docs/cli.md.")
+    p.add_argument("pipeline", metavar="PIPELINE.toml", help="pipeline file, e.g. "
+                                                             "pipelines/quickstart.toml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a value, e.g. --set data.limit=5 --set "
+                        "'heads.names=[\"logreg\"]' (repeatable)")
+    p.add_argument("--out", default=None, metavar="DIR", help="report folder (default: "
+                                                              "report.out)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("cache", parents=[common], help="list, inspect, verify or remove cache "
+                                                       "files",
+                       description="Maintain the feature cache: ls (list), info PATH, verify "
+                                   "PATH (re-extract a few rows and compare), rm PATTERN.")
+    # One sub-parser per action, so options may come before or after the PATH (a single
+    # optional positional after the action would not take a PATH given after --cache-dir).
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--cache-dir", default=None, metavar="DIR",
+                       help="cache folder (default: $FEATX_CACHE_DIR or ./cache)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                               help="ls, info, verify or rm")
+    for action, target, text in (
+        ("ls", None, "list dataset files and row stores"),
+        ("info", "PATH", "print a cache file's configuration and size"),
+        ("verify", "PATH", "re-extract a few rows and compare them with the stored ones"),
+        ("rm", "PATTERN", "remove cache files: a path, or a glob over `featx cache ls` names"),
+    ):
+        a = actions.add_parser(action, parents=[common, where], help=text, description=text)
+        if target:
+            a.add_argument("target", metavar=target)
+        if action == "verify":
+            a.add_argument("-n", type=_count, default=8,
+                           help="rows to re-extract (default: 8)")
+        a.set_defaults(func=cmd_cache, **({} if target else {"target": None}))
+
+    p = sub.add_parser("advise", parents=[common, data, backbone],
+                       help="measure DATA and recommend a strategy",
+                       description="Measure the dataset (images per class; a linear probe and "
+                                   "its learning curve on cached features) and recommend frozen "
+                                   "features, fine-tuning, or something in between, with the "
+                                   "numbers behind it.")
+    p.add_argument("--probe-per-class", type=_count, default=200, metavar="N",
+                   help="train images per class used by the probe (default: 200)")
+    p.add_argument("--json", action="store_true", help="print the advice as JSON")
+    p.set_defaults(func=cmd_advise)
+
+    p = sub.add_parser("show-augment", parents=[common, data],
+                       help="draw a grid of training images and augmented variants",
+                       description="Preview the fine-tuning augmentation: one row per image "
+                                   "(one per class), the original then augmented variants.")
+    p.add_argument("--out", required=True, metavar="PNG", help="image file to write")
+    p.add_argument("--images", type=_count, default=4, metavar="N", help="rows (default: 4)")
+    p.add_argument("--variants", type=_count, default=5, metavar="N",
+                   help="augmented variants per image (default: 5)")
+    p.add_argument("--size", type=_size, default=160, metavar="S",
+                   help="image size in the grid (default: 160)")
+    p.set_defaults(func=cmd_show_augment)
+    return parser
+
+
+# --------------------------------------------------------------------------- entry point
+_PLAIN = (ValueError, KeyError, LookupError, FileNotFoundError, ImportError, CommandError,
+          NotADirectoryError, PermissionError)
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    msg = " ".join(str(msg).split()) or type(exc).__name__
+    if not isinstance(exc, _PLAIN):
+        msg = f"{type(exc).__name__}: {msg} (run with --debug for the traceback)"
+    return msg
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    print(f"featx: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``featx`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse has printed already
+        return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
+    debug = getattr(args, "debug", False)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return _EXIT_USAGE
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import warnings
+
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _warning_line
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print("featx: interrupted", file=sys.stderr)
+            return _EXIT_INTERRUPT
+        except BrokenPipeError:  # e.g. `featx predict ... | head`
+            return 0
+        except Exception as exc:  # noqa: BLE001 - the command line shows one line, not a trace
+            if debug:
+                raise
+            print(f"featx: error: {_one_line(exc)}", file=sys.stderr)
+            return _EXIT_ERROR

@@ -1,0 +1,69 @@
+"""Ray, imported lazily: the friendly error when it is missing, and the instance featx runs on.
+
+With no address featx starts Ray *inside this process* (an embedded single-node instance, no
+dashboard) the first time it needs one and keeps it for later calls; with an address (or
+``$RAY_ADDRESS``) it joins that cluster. A Ray instance the caller already started is used as is.
+"""
+
+from __future__ import annotations
+
+import os
+
+from featx.images import default_workers
+
+__all__ = ["ENGINES", "INSTALL_HINT", "check_engine", "ensure_ray", "require_ray"]
+
+INSTALL_HINT = "pip install 'featx[ray]'"
+ENGINES = ("local", "ray")
+
+
+def require_ray():
+    """Return the ``ray`` module, or raise ``ImportError`` saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(
+            f"engine='ray' needs Ray, which is not installed; install it with: {INSTALL_HINT}"
+        ) from exc
+    return ray
+
+
+def check_engine(engine, address=None) -> str:
+    """Validate ``engine`` (and that ``address`` is only given with Ray); return it normalised."""
+    name = "local" if engine is None else engine
+    if name not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES} (or None for 'local'), got {engine!r}")
+    if name == "local" and address is not None:
+        raise ValueError(f"address is only used with engine='ray'; got address={address!r} "
+                         f"with engine={engine!r}")
+    return name
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, verbose: int = 1):
+    """Connect to Ray: reuse a running instance, join ``address``, or start an embedded one.
+
+    Parameters
+    ----------
+    address : str, optional
+        A cluster address (``"ray://head:10001"``, ``"head:6379"`` or ``"auto"``). ``None``: the
+        ``$RAY_ADDRESS`` cluster if set, else a new local instance inside this process.
+    num_cpus : int, optional
+        CPUs of the embedded instance (default: the cores this process may use). Ignored when
+        joining a cluster, whose size is its own.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        ray.init(address=address, log_to_driver=verbose >= 2)
+        return ray
+    if num_cpus is None:
+        num_cpus = default_workers()
+    if int(num_cpus) < 1:
+        raise ValueError(f"num_cpus must be a positive int or None, got {num_cpus!r}")
+    # An embedded single-machine instance reports nothing home unless the user opted in.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=int(num_cpus), include_dashboard=False, log_to_driver=verbose >= 2,
+             configure_logging=verbose >= 2)
+    return ray

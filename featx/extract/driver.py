@@ -1,0 +1,180 @@
+"""The engine-neutral extraction driver: everything around the forward pass.
+
+Hash every file (SHA-256 of the bytes, the row key), return the dataset file at once when it
+already matches, else take the configuration's row-store lock, let the engine's ``compute`` step
+extract only the rows the store lacks, and assemble the dataset's rows in order. The local engine
+(:mod:`featx.extract.local`) and the Ray engine (:mod:`featx.extract.ray`) differ only in
+``compute``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import reprlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from featx.cache import (
+    dataset_file,
+    read_attrs,
+    row_store,
+    write_dataset_file,
+)
+from featx.data import ImageDataset
+from featx.extract.featureset import FeatureSet
+from featx.images import hash_files
+from featx.utils.config import cache_root
+from featx.utils.progress import Progress
+
+__all__ = ["check_count", "check_request", "run_extraction"]
+
+
+def type_name(value) -> str:
+    return type(value).__name__
+
+
+def check_count(name: str, value, minimum: int, meaning: str = "") -> None:
+    """``value`` must be None or an int (not a bool) >= ``minimum``; the error names ``name``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}{meaning} must be None or an int >= {minimum}, got {value!r} "
+                         f"of type {type_name(value)}")
+
+
+def check_request(dataset, cache, batch_size) -> None:
+    """Checks shared by every engine, before any file is hashed: ``dataset``, ``cache``,
+    ``batch_size`` (``n_workers`` means something else per engine: see ``check_count``)."""
+    if not isinstance(dataset, ImageDataset):
+        hint = ("a folder path: use featx.ImageDataset.from_directory(...)"
+                if isinstance(dataset, str | os.PathLike) else
+                "a list of paths: use featx.ImageDataset.from_paths(paths, labels)"
+                if isinstance(dataset, list | tuple) else
+                "build one with featx.ImageDataset.from_paths(...) or .from_directory(...)")
+        shown = (f" {reprlib.repr(dataset)}"
+                 if isinstance(dataset, str | os.PathLike | list | tuple) else "")
+        raise TypeError(f"dataset must be a featx.ImageDataset, got {type_name(dataset)}{shown} "
+                        f"({hint})")
+    if not (cache is None or isinstance(cache, bool) or isinstance(cache, str | os.PathLike)):
+        raise TypeError("cache must be None (the featx cache dir), False (no disk) or a folder "
+                        f"path (str or os.PathLike), got {cache!r} of type {type_name(cache)}")
+    check_count("batch_size", batch_size, 1)
+
+
+def request_digest(dataset, ids: Sequence[str | None]) -> str:
+    h = hashlib.sha256(json.dumps(list(dataset.class_names)).encode())
+    for p, cid, y in zip(dataset.paths, ids, dataset.labels.tolist(), strict=True):
+        h.update(f"{p}\0{cid}\0{y}\n".encode())
+    if skipped := dataset_skipped(dataset):  # the file stores them; only when there are any,
+        h.update(b"skipped\0" + json.dumps(skipped).encode())  # so other digests stay as they were
+    return h.hexdigest()
+
+
+def dataset_skipped(dataset) -> list[tuple[str, str]]:
+    """What the dataset left out when it was built (``ImageDataset.skipped``)."""
+    return [(str(p), str(r)) for p, r in getattr(dataset, "skipped", ())]
+
+
+def merge_skipped(*lists) -> list[tuple[str, str]]:
+    """The lists one after the other, keeping the first entry of each path."""
+    seen: set[str] = set()
+    merged = []
+    for p, r in (entry for entries in lists for entry in entries):
+        if p not in seen:
+            seen.add(p)
+            merged.append((p, r))
+    return merged
+
+
+def load_if_current(path: Path, digest: str) -> FeatureSet | None:
+    try:
+        if read_attrs(path).get("request_digest") != digest:
+            return None
+        return FeatureSet.load(path)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def missing_rows(paths: Sequence[str], ids: Sequence[str | None], have) -> list[str]:
+    """One path per content id that ``have`` lacks (duplicates run once)."""
+    first: dict[str, str] = {}
+    for p, cid in zip(paths, ids, strict=True):
+        if cid is not None and cid not in have and cid not in first:
+            first[cid] = p
+    return list(first.values())
+
+
+def run_extraction(dataset, config: dict, cache, progress: Progress, compute) -> FeatureSet:
+    """Everything around the forward pass, shared by every engine.
+
+    Hash the files, return a current dataset file as is, else take the row store's lock, have
+    ``compute(todo_paths, sink) -> {id or path: reason}`` extract the rows the store lacks (each
+    engine brings its own: local threads, or Ray), and assemble the dataset's rows in order.
+    """
+    paths = list(dataset.paths)
+    hashed = hash_files(paths)
+    ids = [cid for cid, _ in hashed]
+    unreadable = {p: r for p, (cid, r) in zip(paths, hashed, strict=True) if cid is None}
+    name = dataset.name or f"dataset-{request_digest(dataset, ids)[:8]}"
+
+    if cache is False:
+        rows: dict[str, np.ndarray] = {}
+        todo = missing_rows(paths, ids, rows)
+        progress.start(len(todo))
+        failed = compute(todo, lambda i, f: rows.update(zip(i, f, strict=True))) if todo else {}
+        get = lambda keep_ids: np.stack([rows[i] for i in keep_ids])  # noqa: E731
+        fs = assemble(dataset, ids, unreadable, failed, set(rows), get, config, None, name)
+        progress.close(fs.skipped)
+        return fs
+
+    root = cache_root(cache)
+    dfile = dataset_file(root, name, config,
+                                [*paths, *(p for p, _ in dataset_skipped(dataset))])
+    digest = request_digest(dataset, ids)
+    if (hit := load_if_current(dfile, digest)) is not None:
+        return hit
+    store = row_store(root, config)
+    with store.lock(exclusive=True, on_wait=progress.waiting):
+        if (hit := load_if_current(dfile, digest)) is not None:  # another process built it
+            return hit
+        todo = missing_rows(paths, ids, store.index())
+        progress.start(len(todo))
+        failed = compute(todo, store.commit) if todo else {}
+        store.compact()
+        fs = assemble(dataset, ids, unreadable, failed, store.index(), store.gather, config,
+                       dfile, name, digest)
+    progress.close(fs.skipped)
+    return fs
+
+
+def assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, name, digest=None):
+    """Rows of the dataset that have features, in order; write the dataset file when asked."""
+    keep, skipped = [], []
+    for i, (p, cid) in enumerate(zip(dataset.paths, ids, strict=True)):
+        if cid is None:
+            skipped.append((p, unreadable[p]))
+        elif cid in have:
+            keep.append(i)
+        else:
+            reason = failed.get(cid) or failed.get(p) or "file changed during extraction"
+            skipped.append((p, reason))
+    skipped = merge_skipped(dataset_skipped(dataset), skipped)
+    keep_ids = [ids[i] for i in keep]
+    if keep_ids:
+        features = gather(keep_ids)
+    else:
+        d = 1  # nothing decodable: an empty (0, 1) array keeps the layout valid
+        features = np.zeros((0, d), config["dtype"])
+    labels = dataset.labels[keep]
+    paths = [dataset.paths[i] for i in keep]
+    extra = {"skipped": json.dumps(skipped), "dataset_name": name,
+             "request_digest": digest or ""}
+    if dfile is not None:
+        write_dataset_file(dfile, config, features=features, labels=labels, paths=paths,
+                                  ids=keep_ids, class_names=dataset.class_names, extra=extra)
+    attrs = {**config, **extra, "complete": True}
+    return FeatureSet(features, labels, paths, keep_ids, dataset.class_names, dfile, attrs, skipped)

@@ -1,0 +1,118 @@
+"""The public entry of the extraction stage: :func:`extract_features` and its table of engines.
+
+An engine is one row of :data:`ENGINES`: a function with :func:`extract_features`' parameters
+that checks them, builds the extractor configuration and hands its ``compute`` step to the shared
+driver (:func:`featx.extract.driver.run_extraction`). Both give the same cache, keys and result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from featx.distributed import check_engine
+from featx.extract.driver import check_request
+from featx.extract.featureset import FeatureSet
+from featx.extract.forward import forward_pass_count
+from featx.extract.local import extract_local
+from featx.extract.ray import extract_on_ray
+
+__all__ = ["ENGINES", "extract_features", "forward_pass_count"]
+
+#: Engine name -> the function that runs it (``address`` is passed to remote engines only).
+ENGINES: dict[str, Callable[..., FeatureSet]] = {"local": extract_local, "ray": extract_on_ray}
+
+
+def extract_features(
+    dataset,
+    backbone: str = "efficientnet_lite0",
+    *,
+    weights: str | os.PathLike | None = "imagenet",
+    input_size: int | tuple[int, int] | None = None,
+    pooling: str | None = "avg",
+    layers: Sequence[str] | None = None,
+    resize: str = "bilinear",
+    decoder: str = "pillow",
+    cache: bool | str | os.PathLike | None = None,
+    batch_size: int | None = 32,
+    n_workers: int | None = None,
+    dtype: str = "float32",
+    mixed_precision: bool = False,
+    verbose: int = 1,
+    engine: str = "local",
+    address: str | None = None,
+) -> FeatureSet:
+    """Extract (or load cached) backbone features for every image of ``dataset``.
+
+    Parameters
+    ----------
+    dataset : featx.ImageDataset
+        Build one with ``ImageDataset.from_paths(paths, labels)`` or ``.from_directory(folder)``.
+    backbone, weights, input_size, pooling, layers
+        Passed to :func:`featx.backbones.load_backbone`; ``input_size=None`` is the backbone's own,
+        else an int or an ``(h, w)`` pair of ints; ``layers`` is a list (``["block_3_add"]``).
+    resize : {"bilinear", "crop"}
+        How images are brought to ``input_size`` (see :func:`featx.read_image`).
+    decoder : {"pillow", "opencv"}
+        Who decodes and resizes (see :func:`featx.read_image`): ``"opencv"`` (``pip install
+        'featx[opencv]'``) is about twice as fast per core, which matters when a GPU waits for
+        the decoders. Part of the cache key.
+    cache : None, False, or path
+        ``None`` (or ``True``): the featx cache dir (``$FEATX_CACHE_DIR`` or ``./cache``); a path
+        (str or ``os.PathLike``): that folder; ``False``: nothing touches the disk.
+    batch_size : int >= 1 or None
+        Images per forward pass (``None``: 32 on CPU, 256 on GPU). Not part of the cache key.
+    n_workers : int >= 0, optional
+        Decode threads (default: one per core). ``0`` decodes in the calling thread.
+    dtype : {"float32", "float16"}
+        Storage dtype of the features.
+    mixed_precision : bool
+        Build the backbone under a mixed float16 (GPU) / bfloat16 (CPU) policy. Changes the key.
+    verbose : int
+        ``0`` silent; ``1`` a progress bar on a terminal and a line about skipped images.
+    engine : {"local", "ray"}
+        ``"ray"`` runs decoding and the backbone on Ray (``pip install 'featx[ray]'``), with the
+        same cache and result; see :func:`featx.extract.extract_on_ray` and ``docs/ray.md``.
+    address : str, optional
+        With ``engine="ray"``: the Ray cluster to join (default: an embedded local instance).
+
+    Returns
+    -------
+    FeatureSet
+        One row per decodable image, in dataset order; ``skipped`` lists the others with reasons,
+        starting with the dataset's own ``skipped`` entries.
+
+    Raises
+    ------
+    TypeError
+        If ``dataset`` is not an ImageDataset, ``cache`` not None/False/a path, or ``layers`` a
+        string instead of a list.
+    ValueError
+        If a setting is out of range (``input_size``, ``batch_size``, ``n_workers``, ...); every
+        argument is checked before any image is read.
+
+    Examples
+    --------
+    >>> import tempfile, os, numpy as np
+    >>> from PIL import Image
+    >>> from featx.data import ImageDataset
+    >>> d = tempfile.mkdtemp()
+    >>> paths = [os.path.join(d, f"{i}.png") for i in range(3)]
+    >>> for i, p in enumerate(paths):
+    ...     Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(p)
+    >>> ds = ImageDataset.from_paths(paths, ["a", "b", "a"], name="doc")
+    >>> fs = extract_features(ds, "mobilenet_v2", weights=None, input_size=32, cache=d, verbose=0)
+    >>> len(fs), fs.labels.tolist()
+    (3, [0, 1, 0])
+    >>> before = forward_pass_count()
+    >>> fs2 = extract_features(ds, "mobilenet_v2", weights=None, input_size=32, cache=d, verbose=0)
+    >>> forward_pass_count() - before, np.allclose(fs.features, fs2.features)
+    (0, True)
+    """
+    check_request(dataset, cache, batch_size)
+    name = check_engine(engine, address)
+    remote = {} if name == "local" else {"address": address}
+    return ENGINES[name](dataset, backbone, weights=weights, input_size=input_size,
+                         pooling=pooling, layers=layers, resize=resize, decoder=decoder,
+                         cache=cache, batch_size=batch_size, n_workers=n_workers, dtype=dtype,
+                         mixed_precision=mixed_precision, verbose=verbose, **remote)

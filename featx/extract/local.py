@@ -1,0 +1,97 @@
+"""The local engine: decode threads feed fixed-size batches to the backbone in this process.
+
+Worker threads read + decode + resize into ``uint8`` chunks through a bounded prefetch window, the
+main thread fills fixed-size batches and runs the backbone, and finished rows are committed to the
+row store every couple of seconds. Memory stays flat in the number of images apart from the
+returned arrays.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from featx.cache import extractor_config
+from featx.extract.driver import check_count, check_request, run_extraction
+from featx.extract.featureset import FeatureSet
+from featx.extract.forward import BatchRunner, get_model, has_gpu
+from featx.images import DecodePool
+from featx.utils.progress import Progress
+
+__all__ = ["extract_local", "stream"]
+
+_COMMIT_SECONDS = 2.0  # commit finished rows to the row store at least this often
+_COMMIT_ROWS = 4096  # ... or when this many are pending
+_CPU_BATCH, _GPU_BATCH = 32, 256
+
+
+def stream(paths, config, batch_size, n_workers, sink, progress) -> dict[str, str]:
+    """Decode ``paths`` and run the backbone; rows go to ``sink(ids, feats)`` in commit-sized
+    groups. Returns ``{content id or path: reason}`` for images that could not be decoded."""
+    h, w = config["input_size"]
+    runner = None  # built at the first decodable image: a run of unreadable files needs no model
+    batch = np.empty((batch_size, h, w, 3), np.uint8)
+    batch_ids: list[str] = []
+    done_ids, done_feats, failed = [], [], {}
+    last = time.monotonic()
+
+    def forward() -> None:
+        nonlocal runner
+        if runner is None:
+            runner = BatchRunner(get_model(config), batch_size, config["dtype"])
+        done_feats.append(runner(batch[: len(batch_ids)]))
+        done_ids.extend(batch_ids)
+        progress.update(len(batch_ids))
+        batch_ids.clear()
+
+    def commit() -> None:
+        nonlocal last
+        if done_ids:
+            sink(list(done_ids), np.concatenate(done_feats))
+            done_ids.clear(), done_feats.clear()
+        last = time.monotonic()
+
+    with DecodePool((h, w), config["resize"], n_workers, chunk=min(8, batch_size),
+                    window=max(4, 2 * batch_size // min(8, batch_size)),
+                    decoder=config["decoder"]) as pool:
+        start = 0
+        for ids, images, reasons in pool.imap(paths):
+            k = 0
+            for j, (cid, reason) in enumerate(zip(ids, reasons, strict=True)):
+                if reason is not None:
+                    failed[cid or paths[start + j]] = reason
+                    progress.update(1)
+                    continue
+                batch[len(batch_ids)] = images[k]
+                batch_ids.append(cid)
+                k += 1
+                if len(batch_ids) == batch_size:
+                    forward()
+                    if time.monotonic() - last >= _COMMIT_SECONDS or len(done_ids) >= _COMMIT_ROWS:
+                        commit()
+            start += len(ids)
+        if batch_ids:
+            forward()
+        commit()
+    return failed
+
+
+def extract_local(dataset, backbone: str = "efficientnet_lite0", *, weights="imagenet",
+                  input_size=None, pooling="avg", layers=None, resize="bilinear",
+                  decoder="pillow", cache=None, batch_size=32, n_workers=None, dtype="float32",
+                  mixed_precision=False, verbose=1) -> FeatureSet:
+    """The ``engine="local"`` row of :data:`featx.extract.ENGINES`; parameters as in
+    :func:`featx.extract_features` (``n_workers``: decode threads, ``0`` for none)."""
+    check_request(dataset, cache, batch_size)
+    check_count("n_workers", n_workers, 0)
+    config = extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
+                              mixed_precision, decoder)
+    if batch_size is None:
+        batch_size = _GPU_BATCH if has_gpu() else _CPU_BATCH
+    batch_size = int(batch_size)
+    progress = Progress(f"featx {config['backbone']}", verbose)
+    return run_extraction(
+        dataset, config, cache, progress,
+        lambda todo, sink: stream(todo, config, batch_size, n_workers, sink, progress),
+    )

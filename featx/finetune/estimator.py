@@ -1,0 +1,410 @@
+"""Fine-tuning a pretrained backbone end to end, as a scikit-learn classifier.
+
+:class:`FineTunedClassifier` builds ``raw RGB 0-255 -> augmentation -> preprocessing -> base
+(inference mode) -> GlobalAveragePooling -> Dropout -> Dense softmax`` and trains it in phases given
+by an unfreeze strategy (a row of :data:`featx.finetune.strategies.STRATEGIES`). The head starts from the
+linear probe: a logistic regression fitted on the cached pooled features and folded into the Dense
+layer, so warm-up costs no backbone epochs. See ``docs/finetune.md``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
+
+from featx.backbones import check_weights
+from featx.finetune.augment import resolve_augment
+from featx.finetune.data import Batches, ImageSource, as_images
+from featx.finetune.persist import KerasModelPersistence
+from featx.finetune.strategies import (
+    STRATEGIES,
+    DiscriminativeAdam,
+    Phase,
+    resolve_phases,
+    set_trainable,
+    unit_layers,
+    variable_multipliers,
+)
+from featx.finetune.train import (
+    Progress,
+    build_model,
+    dtype_policy,
+    fingerprint,
+    linear_probe_dense,
+    lr_callback,
+    parse_lr_schedule,
+    resolve_precision,
+)
+from featx.images import check_decoder
+
+__all__ = ["FineTunedClassifier"]
+
+WARMUP_LR = 1e-3  # head-only warm-up when warm_start=False
+#: Run Keras eagerly (no graph tracing). Tracing a backbone's training step costs seconds per
+#: phase, more than a few steps on a handful of images take; real datasets want it False.
+RUN_EAGERLY = False
+
+
+class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator):
+    """Fine-tune a featx backbone on images; a scikit-learn classifier.
+
+    Parameters
+    ----------
+    backbone : str
+        A name from ``featx.backbones.list_backbones()``.
+    weights : str or None
+        ``"imagenet"`` or ``None`` (random initialisation, for tests).
+    input_size : (int, int) or None
+        Model input ``(h, w)``; ``None`` uses the backbone's own.
+    strategy : str
+        A row of the strategy table: ``frozen``, ``full``, ``last_n``, ``blocks``, ``staged``.
+    strategy_params : dict or None
+        The row's own parameters: ``n`` (last_n), ``blocks`` (blocks), ``lr_decay`` (every row but
+        frozen: discriminative learning rates, each lower block ``lr_decay`` times the one above).
+    schedule : list of (layers, epochs[, lr]) or None
+        For ``staged``: ``layers`` an int (top N layers) or block name(s), cumulative.
+    epochs : int
+        Epochs per phase (the warm-up when ``warm_start=False``, the strategy's phase otherwise).
+    learning_rate : float or None
+        Overrides every phase's default learning rate.
+    batch_size : int
+    augment : "default", None or dict
+        Training-time augmentation (see ``featx.finetune.augment.AUGMENTATIONS``); inactive at inference.
+    dropout, l2 : float
+        Dropout rate before the Dense layer; L2 factor on its kernel.
+    warm_start : bool
+        Initialise the Dense layer from ``make_head("logreg")`` fitted on pooled features instead of
+        training it for a warm-up phase.
+    class_weight : "balanced", dict or None
+    validation_split : float
+        Stratified fraction of the training data held out for early stopping (ignored when
+        ``validation_data`` is given).
+    validation_data : ImageDataset, (X, y) or None
+    early_stopping : bool
+        Per phase, on ``val_loss`` (``loss`` without validation), restoring the best weights; a
+        phase that ends worse than the previous one is rolled back.
+    patience : int
+    lr_schedule : "constant", "exp_decay", "cosine" or (name, params)
+    checkpoint_dir : str or None
+        Weights per phase and ``progress.json``; an interrupted fit with the same parameters and
+        data resumes from the last completed epoch.
+    cache : None, False or path
+        Feature cache the warm start reads its pooled features from (and fills), as in
+        :func:`featx.extract.extract_features`: ``None`` is the featx cache dir, ``False`` computes
+        them with the model instead. Used only with pretrained weights and an ``ImageDataset``.
+    decoder : "pillow" or "opencv"
+        Image decoder for training, validation and prediction images given as paths (see
+        :func:`featx.read_image`); ``"opencv"`` needs ``featx[opencv]``.
+    mixed_precision : "auto", "mixed_float16", "mixed_bfloat16", "float32" or None
+        ``"auto"`` uses ``mixed_float16`` only when a GPU is visible. Scoped to model building.
+    random_state : int or None
+        Seeds Keras (``keras.utils.set_random_seed``), the split and the shuffling.
+    verbose : int
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    model_ : keras.Model
+    history_ : list of dict
+        One record per phase: ``phase``, ``epochs``, ``loss``, ``val_loss``, ``accuracy``,
+        ``val_accuracy``, ``learning_rate`` (lists per epoch), ``trainable_weights``,
+        ``trainable_params``, ``trainable_layers``, ``compiled``, ``compile_count``, ``reverted``,
+        ``forward_passes``.
+    compile_count_ : int
+        Compilations during fit: one per phase, after its ``trainable`` change.
+    backbone_forward_passes_ : int
+        Images sent through the backbone during fit (train and validation, every epoch, plus the
+        warm-start features unless they came from the cache).
+    input_size_ : (int, int)
+    """
+
+    # Saved models and pickles name the class by its public path, which stays put when the
+    # modules inside featx.finetune move.
+    __module__ = "featx.finetune"
+
+    def __init__(self, backbone: str = "efficientnet_lite0", *, weights: str | None = "imagenet",
+                 input_size=None, strategy: str = "staged", strategy_params=None, schedule=None,
+                 epochs: int = 10, learning_rate: float | None = None, batch_size: int = 32,
+                 augment="default", dropout: float = 0.2, l2: float = 0.0,
+                 warm_start: bool = True, class_weight="balanced", validation_split: float = 0.1,
+                 validation_data=None, early_stopping: bool = True, patience: int = 3,
+                 lr_schedule="constant", checkpoint_dir=None, cache=None, decoder="pillow",
+                 mixed_precision="auto",
+                 random_state=None, verbose: int = 0):
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.strategy = strategy
+        self.strategy_params = strategy_params
+        self.schedule = schedule
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.augment = augment
+        self.dropout = dropout
+        self.l2 = l2
+        self.warm_start = warm_start
+        self.class_weight = class_weight
+        self.validation_split = validation_split
+        self.validation_data = validation_data
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.lr_schedule = lr_schedule
+        self.checkpoint_dir = checkpoint_dir
+        self.cache = cache
+        self.decoder = decoder
+        self.mixed_precision = mixed_precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {sorted(STRATEGIES)}, got {self.strategy!r}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {self.validation_split!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.class_weight not in ("balanced", None) and not isinstance(self.class_weight, dict):
+            raise ValueError(
+                f"class_weight must be 'balanced', a dict or None, got {self.class_weight!r}")
+        check_decoder(self.decoder)
+        parse_lr_schedule(self.lr_schedule)
+        resolve_augment(self.augment)
+        resolve_precision(self.mixed_precision)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None, *, warm_start_features=None) -> FineTunedClassifier:
+        """Fit on images.
+
+        Parameters
+        ----------
+        X : list of paths, ImageDataset, or uint8 array (N, H, W, 3)
+        y : array-like of labels; optional when ``X`` is an ImageDataset.
+        warm_start_features : array (N, D), optional
+            Pooled backbone features aligned with ``X`` (e.g. ``FeatureSet.features`` from the
+            cache), used for the warm start instead of a forward pass.
+        """
+        from featx.backbones import build_base, get_backbone_spec, preprocessing_layer
+
+        self._check_params()
+        items, labels = as_images(X, y)
+        if labels is None:
+            raise ValueError("y is required unless X is an ImageDataset")
+        labels = np.asarray(labels)
+        if len(labels) != len(items):
+            raise ValueError(f"X has {len(items)} images but y has {len(labels)} labels")
+        self.classes_, y_idx = np.unique(labels, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"need at least 2 classes, got {self.classes_.tolist()}")
+        seed = None
+        if self.random_state is not None:
+            seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+            keras.utils.set_random_seed(seed)
+
+        spec = get_backbone_spec(self.backbone)
+        size = self.input_size or spec.input_size
+        size = (size, size) if isinstance(size, int | np.integer) else size
+        self.input_size_ = (int(size[0]), int(size[1]))
+        source = ImageSource(items, self.input_size_, self.decoder)
+        train_idx, val = self._validation_batches(source, y_idx, seed)
+        train = Batches(source, train_idx, y_idx[train_idx], self._sample_weight(y_idx[train_idx]),
+                        batch_size=self.batch_size, shuffle=True, seed=seed)
+
+        with dtype_policy(resolve_precision(self.mixed_precision)):
+            base = build_base(self.backbone, weights=self.weights, input_size=self.input_size_)
+            self.model_ = build_model(
+                base, preprocessing_layer(self.backbone), len(self.classes_), self.input_size_,
+                augment=resolve_augment(self.augment), dropout=self.dropout, l2=self.l2, seed=seed)
+        phases = resolve_phases(self.strategy, base, spec, epochs=int(self.epochs),
+                                learning_rate=self.learning_rate, schedule=self.schedule,
+                                strategy_params=self.strategy_params)
+        if self.warm_start:
+            phases = [Phase("warm_start", (), 0, WARMUP_LR), *phases]
+        elif phases[0].layers != ():  # a head-only first phase is its own warm-up
+            phases = [Phase("warmup", (), int(self.epochs), self.learning_rate or WARMUP_LR),
+                      *phases]
+        self._run_phases(base, phases, source, X, train, val, y_idx, train_idx,
+                         warm_start_features)
+        return self
+
+    def _validation_batches(self, source, y_idx, seed):
+        n = len(source)
+        if self.validation_data is not None:
+            vd = self.validation_data
+            vx, vy = vd if isinstance(vd, tuple) else (vd, None)
+            v_items, v_labels = as_images(vx, vy)
+            v_labels = np.asarray(v_labels)
+            unknown = sorted(set(v_labels.tolist()) - set(self.classes_.tolist()))
+            if unknown:
+                raise ValueError(f"validation_data has labels {unknown} not in y's classes "
+                                 f"{self.classes_.tolist()}")
+            v_y = np.searchsorted(self.classes_, v_labels)
+            v_source = ImageSource(v_items, self.input_size_, self.decoder)
+            return np.arange(n), Batches(v_source, np.arange(len(v_source)), v_y,
+                                         batch_size=self.batch_size)
+        if not self.validation_split:
+            return np.arange(n), None
+        counts = np.bincount(y_idx)
+        n_val = int(np.ceil(self.validation_split * n)) if self.validation_split < 1 else int(
+            self.validation_split)
+        # Stratify when every class can give one image and the held-out set can hold every class.
+        stratify = y_idx if counts.min() >= 2 and n_val >= len(counts) else None
+        train_idx, val_idx = train_test_split(np.arange(n), test_size=self.validation_split,
+                                              stratify=stratify, random_state=seed)
+        return np.sort(train_idx), Batches(source, np.sort(val_idx), y_idx[np.sort(val_idx)],
+                                           batch_size=self.batch_size)
+
+    def _sample_weight(self, y):
+        if self.class_weight is None:
+            return None
+        k = len(self.classes_)
+        if self.class_weight == "balanced":
+            present = np.unique(y)
+            w = np.ones(k)
+            w[present] = compute_class_weight("balanced", classes=present, y=y)
+        else:
+            w = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
+        return w[y]
+
+    # ------------------------------------------------------------------ phases
+    def _run_phases(self, base, phases, source, X, train, val, y_idx, train_idx, features):
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in ("verbose", "checkpoint_dir", "validation_data")}
+        progress = Progress(self.checkpoint_dir, fingerprint(params, self.classes_, len(source)))
+        self.history_, self.compile_count_, self.backbone_forward_passes_ = [], 0, 0
+        self._best = None
+        start, initial_epoch, partial = 0, 0, []
+        state = progress.state
+        if state["phase"] is not None:  # resume
+            self.model_.load_weights(progress.weights_path(state["phase"]))
+            self.history_ = list(state["history"])
+            start = state["phase"] + 1 if state["done"] else state["phase"]
+            initial_epoch = 0 if state["done"] else state["epoch"]
+            partial = [] if state["done"] else list(state.get("partial", []))
+            self.backbone_forward_passes_ = sum(r["forward_passes"] for r in self.history_)
+            self._best = min((r["best"] for r in self.history_ if r.get("best") is not None),
+                             default=None)
+        for i, phase in enumerate(phases):
+            if i < start:
+                continue
+            set_trainable(base, phase.layers)
+            self._compile(base, phase)
+            if phase.name == "warm_start":
+                record = self._warm_start(base, source, X, val, y_idx, train_idx, features)
+            else:
+                record = self._train_phase(i, phase, train, val, progress, initial_epoch, partial)
+                initial_epoch, partial = 0, []
+            record.update(self._trainable_summary(base), compiled=True,
+                          compile_count=self.compile_count_)
+            self.history_.append(record)
+            self.backbone_forward_passes_ += record["forward_passes"]
+            if progress.dir is not None:
+                self.model_.save_weights(progress.weights_path(i))
+                progress.write(phase=i, epoch=record["epochs"], done=True, history=self.history_,
+                               partial=[])
+
+    def _compile(self, base, phase: Phase) -> None:
+        """Recompile after every ``trainable`` change: Keras fixes the trainable set at compile."""
+        mult = variable_multipliers(base, phase.lr_multipliers)
+        self.model_.compile(optimizer=DiscriminativeAdam(phase.learning_rate, lr_multipliers=mult),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                            run_eagerly=RUN_EAGERLY)
+        self.compile_count_ += 1
+
+    def _trainable_summary(self, base) -> dict:
+        weights = self.model_.trainable_weights
+        return {"trainable_weights": len(weights),
+                "trainable_params": int(sum(np.prod(w.shape) for w in weights)),
+                "trainable_layers": sum(bool(u.trainable_weights) for u in unit_layers(base))}
+
+    def _train_phase(self, i, phase, train, val, progress, initial_epoch, partial) -> dict:
+        monitor = "val_loss" if val is not None else "loss"
+        callbacks = [lr_callback(self.lr_schedule, phase.learning_rate, phase.epochs)]
+        if self.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=self.patience, restore_best_weights=True))
+        callbacks += progress.callbacks(i, self.history_)
+        before = self.model_.get_weights() if self.early_stopping else None
+        h = self.model_.fit(train, validation_data=val, epochs=phase.epochs,
+                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=self.verbose)
+        logs = {k: [e[k] for e in partial if k in e] + [float(v) for v in h.history.get(k, [])]
+                for k in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")}
+        ran = len(h.epoch)
+        best = min(logs[monitor]) if logs[monitor] else None
+        reverted = False
+        if self.early_stopping and best is not None and self._best is not None \
+                and best > self._best:
+            self.model_.set_weights(before)  # this phase only made things worse: roll it back
+            reverted = True
+        elif best is not None:
+            self._best = best
+        n_val = 0 if val is None else len(val.indices)
+        return {"phase": phase.name, "epochs": len(partial) + ran, **logs, "monitor": monitor,
+                "best": best, "reverted": reverted,
+                "forward_passes": ran * (len(train.indices) + n_val)}
+
+    def _warm_start(self, base, source, X, val, y_idx, train_idx, features) -> dict:
+        """Fit make_head("logreg") on pooled features; fold its scaler into the Dense layer."""
+        feats, passes = self._pooled_features(source, X, train_idx, features)
+        kernel, bias, head = linear_probe_dense(feats, y_idx[train_idx], len(self.classes_))
+        self.model_.get_layer("classifier").set_weights([kernel, bias])
+        record = {"phase": "warm_start", "epochs": 0, "loss": [], "val_loss": [],
+                  "accuracy": [float(head.score(feats, y_idx[train_idx]))], "val_accuracy": [],
+                  "learning_rate": [], "monitor": None, "best": None, "reverted": False}
+        if val is not None:
+            loss, acc = self.model_.evaluate(val, verbose=0)
+            record.update(val_loss=[float(loss)], val_accuracy=[float(acc)], monitor="val_loss",
+                          best=float(loss))
+            self._best = float(loss)
+            passes += len(val.indices)
+        record["forward_passes"] = passes
+        record["feature_source"] = self._feature_source
+        return record
+
+    def _pooled_features(self, source, X, train_idx, features) -> tuple[np.ndarray, int]:
+        """Train-set pooled features: given, from the extraction cache, or from the model itself."""
+        if features is not None:
+            feats = np.asarray(features, dtype=np.float64)
+            if feats.shape[0] != len(source):
+                raise ValueError(f"warm_start_features has {feats.shape[0]} rows for "
+                                 f"{len(source)} images")
+            self._feature_source = "given"
+            return feats[train_idx], 0
+        pretrained = check_weights(self.weights) is not None  # "none" is random weights too
+        if pretrained and self.cache is not False and hasattr(X, "class_names"):
+            from featx.extract import extract_features, forward_pass_count
+
+            before = forward_pass_count()
+            fs = extract_features(X, backbone=self.backbone, weights=self.weights,
+                                  input_size=self.input_size_, cache=self.cache,
+                                  decoder=self.decoder, verbose=0)
+            if source.paths is not None and list(fs.paths) == source.paths:
+                self._feature_source = "cache"
+                return np.asarray(fs.features, np.float64)[train_idx], forward_pass_count() - before
+        pool = keras.Model(self.model_.inputs, self.model_.get_layer("pool").output)
+        batches = Batches(source, train_idx, batch_size=self.batch_size)
+        self._feature_source = "model"
+        return np.asarray(pool.predict(batches, verbose=0), np.float64), len(train_idx)
+
+    # ------------------------------------------------------------------ predict
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)`` in ``classes_`` order."""
+        check_is_fitted(self, "model_")
+        items, _ = as_images(X)
+        source = ImageSource(items, self.input_size_, self.decoder)
+        batches = Batches(source, np.arange(len(source)), batch_size=self.batch_size)
+        return np.asarray(self.model_.predict(batches, verbose=0), dtype=np.float64)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

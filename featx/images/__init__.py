@@ -1,0 +1,19 @@
+"""Images: the one reader (Pillow, or OpenCV with ``featx[opencv]``) and the decode pool.
+
+Disk or bytes -> RGB ``uint8`` ``(H, W, 3)``, resized for a backbone, the same way at extraction,
+fine-tuning and prediction time. Imports nothing else of featx.
+"""
+
+from featx.images.decode import (
+    DECODERS,
+    check_decoder,
+    check_image_bytes,
+    decode_bytes,
+    read_image,
+)
+from featx.images.pillow import RESIZE_MODES, ImageError
+from featx.images.pool import DecodePool, default_workers, hash_file, hash_files, load_chunk
+
+__all__ = ["DECODERS", "RESIZE_MODES", "DecodePool", "ImageError", "check_decoder",
+           "check_image_bytes", "decode_bytes", "default_workers", "hash_file", "hash_files",
+           "load_chunk", "read_image"]

@@ -1,0 +1,173 @@
+"""Parallel read + hash + decode + resize, with a bounded prefetch window.
+
+Workers (threads or processes) each take a small chunk of paths and return, per path, the SHA-256 of
+the bytes read and either the decoded ``uint8`` image or the reason it could not be read. At
+most ``window`` chunks are in flight, so memory stays ``O(window x chunk x image)`` whatever the
+number of paths.
+This module imports only numpy and Pillow (OpenCV on demand), so process workers start fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
+
+from featx.images.decode import decode_bytes
+from featx.images.opencv import require_cv2
+from featx.images.pillow import ImageError
+
+__all__ = ["DecodePool", "default_workers", "hash_file", "hash_files", "load_chunk"]
+
+_HASH_BLOCK = 1 << 20
+
+
+def hash_file(path: str) -> tuple[str | None, str | None]:
+    """``(sha256 hex, None)`` of a file's bytes, or ``(None, reason)`` if it cannot be read."""
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(_HASH_BLOCK):
+                h.update(block)
+        return h.hexdigest(), None
+    except OSError as exc:
+        return None, f"cannot read file ({exc.strerror or exc})"
+
+
+def hash_files(paths: Sequence[str]) -> list[tuple[str | None, str | None]]:
+    """Hash many files (serially: faster than threads for small files on a page-cached disk)."""
+    return [hash_file(p) for p in paths]
+
+
+def load_chunk(paths: Sequence[str], size: tuple[int, int], resize: str,
+                decoder: str = "pillow"):
+    """Worker: per path ``(sha256, image or None, reason or None)``; images stacked."""
+    ids, images, reasons = [], [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            ids.append(None), images.append(None)
+            reasons.append(f"cannot read file ({exc.strerror or exc})")
+            continue
+        ids.append(hashlib.sha256(data).hexdigest())
+        try:
+            images.append(decode_bytes(data, size, resize, decoder=decoder, source=path))
+            reasons.append(None)
+        except ImageError as exc:
+            images.append(None)
+            reasons.append(str(exc).removeprefix(f"{path}: "))
+        except Exception as exc:  # a decoder bug must not kill the run; report it per file
+            images.append(None)
+            reasons.append(f"decode failed ({type(exc).__name__}: {exc})")
+    ok = [im for im in images if im is not None]
+    stacked = np.stack(ok) if ok else np.zeros((0, *size, 3), np.uint8)
+    return ids, stacked, reasons
+
+
+def _single_threaded_cv2() -> int:
+    """Turn OpenCV's internal threads off; return the previous setting."""
+    cv2 = require_cv2()
+    old = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    return old
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class DecodePool:
+    """Decode images in parallel, yielding results in input order with a bounded window.
+
+    Parameters
+    ----------
+    size : (height, width)
+        Target size passed to :func:`featx.images.decode_bytes`.
+    resize : {"bilinear", "crop"}
+    decoder : {"pillow", "opencv"}
+        See :func:`featx.images.decode_bytes`.
+    n_workers : int, optional
+        Workers (default: one per core). ``0`` decodes in the calling thread.
+    kind : {"thread", "process"}
+        Threads suffice because Pillow and OpenCV release the GIL while decoding and resizing.
+    chunk : int
+        Paths per task.
+    window : int
+        Tasks in flight at most (the prefetch bound).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> d = tempfile.mkdtemp()
+    >>> for i in range(3):
+    ...     Image.new("RGB", (20, 10), (i, 0, 0)).save(os.path.join(d, f"{i}.png"))
+    >>> paths = [os.path.join(d, f"{i}.png") for i in range(3)]
+    >>> with DecodePool((8, 8), n_workers=1) as pool:
+    ...     [(len(ids), imgs.shape) for ids, imgs, _ in pool.imap(paths)]
+    [(3, (3, 8, 8, 3))]
+    """
+
+    def __init__(self, size, resize="bilinear", n_workers=None, kind="thread", chunk=8,
+                 window=8, decoder="pillow"):
+        self.size = tuple(int(s) for s in size)
+        self.resize, self.decoder = resize, decoder
+        self.n_workers = default_workers() if n_workers is None else int(n_workers)
+        if kind not in ("thread", "process"):
+            raise ValueError(f"kind must be one of ('thread', 'process'), got {kind!r}")
+        self.kind, self.chunk, self.window = kind, max(1, int(chunk)), max(1, int(window))
+        self._executor: Executor | None = None
+
+    def __enter__(self) -> DecodePool:
+        self._cv2_threads = None
+        if self.n_workers > 0:
+            # The pool already runs one decode per core; OpenCV's own thread pool on top of it
+            # only adds threads competing for the same cores, so it is off while we run.
+            opencv = self.decoder == "opencv"
+            if self.kind == "thread":
+                if opencv:
+                    self._cv2_threads = _single_threaded_cv2()
+                self._executor = ThreadPoolExecutor(self.n_workers, thread_name_prefix="featx-dec")
+            else:
+                ctx = multiprocessing.get_context("spawn")  # never fork a process running TF
+                self._executor = ProcessPoolExecutor(
+                    self.n_workers, mp_context=ctx,
+                    initializer=_single_threaded_cv2 if opencv else None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._cv2_threads is not None:
+            import cv2
+
+            cv2.setNumThreads(self._cv2_threads)
+            self._cv2_threads = None
+
+    def imap(self, paths: Sequence[str]) -> Iterator[tuple[list, np.ndarray, list]]:
+        """Yield ``(ids, images, reasons)`` per chunk, in order; ``images``: the decodable ones."""
+        chunks = (paths[i : i + self.chunk] for i in range(0, len(paths), self.chunk))
+        if self._executor is None:
+            for c in chunks:
+                yield load_chunk(c, self.size, self.resize, self.decoder)
+            return
+        pending: deque = deque()
+        for c in chunks:
+            pending.append(self._executor.submit(load_chunk, c, self.size, self.resize,
+                                                 self.decoder))
+            if len(pending) >= self.window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

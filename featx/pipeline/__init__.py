@@ -1,0 +1,28 @@
+"""Declarative runs: a TOML file says what to compare; :func:`run_pipeline` runs it and reports.
+
+A pipeline reads top to bottom like featx itself: ``[data]`` -> ``[extract]`` (features cached)
+-> ``[heads]`` (scikit-learn heads on the cached features) -> ``[finetune]`` (optional) ->
+``[report]``. Every key is a row of :data:`SCHEMA` (type, default, allowed values, meaning);
+``docs/cli.md``'s schema section is generated from it by :func:`schema_markdown`. Errors name the
+key (``heads.names[2]``), echo the value and list what is allowed, with close matches.
+
+Examples
+--------
+>>> cfg = parse_config('[data]\\nname = "clothing-mini"\\n[heads]\\nnames = ["logreg"]')
+>>> cfg["extract"]["backbone"], cfg["heads"]["names"], cfg["finetune"]["strategies"]
+(['efficientnet_lite0'], ['logreg'], [])
+"""
+
+from featx.pipeline.config import load_config, parse_config, parse_override
+from featx.pipeline.run import run_pipeline
+from featx.pipeline.schema import (
+           SCHEMA,
+           SECTIONS,
+           ConfigError,
+           Key,
+           schema_markdown,
+           validate_config,
+)
+
+__all__ = ["SCHEMA", "SECTIONS", "ConfigError", "Key", "load_config", "parse_config",
+           "parse_override", "run_pipeline", "schema_markdown", "validate_config"]

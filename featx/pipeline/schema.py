@@ -1,0 +1,324 @@
+"""The pipeline schema: every key a pipeline file may hold, its checking, and its markdown.
+
+:data:`SCHEMA` is the table (a :class:`Key` per row); :func:`validate_config` checks a parsed TOML
+document against it and fills in defaults; :func:`schema_markdown` renders it for ``docs/cli.md``.
+Re-exported by :mod:`featx.pipeline`, the public home of these names.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from featx.sources import BUILTIN_DATA
+
+
+class ConfigError(ValueError):
+    """A pipeline file is invalid; the message names the key and what is allowed."""
+
+
+# --------------------------------------------------------------------------- allowed values, lazily
+def _backbones() -> list[str]:
+    from featx.backbones import list_backbones
+
+    return list_backbones()
+
+
+def _heads() -> list[str]:
+    from featx.heads import list_heads
+
+    return list_heads()
+
+
+def _strategies() -> list[str]:
+    from featx.finetune.strategies import STRATEGIES
+
+    return list(STRATEGIES)
+
+
+def _plots() -> list[str]:
+    from featx.report import PLOTS
+
+    return list(PLOTS)
+
+
+def _augment_options() -> list[str]:
+    from featx.finetune.augment import AUGMENTATIONS
+
+    return list(AUGMENTATIONS)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One row of the schema: ``section.name``, its TOML type, default, allowed values, meaning.
+
+    ``allowed`` is a tuple, or a callable returning the list (tables owned by other modules:
+    backbones, heads, strategies), checked per element for lists.
+    """
+
+    section: str
+    name: str
+    type: str
+    default: Any
+    doc: str
+    allowed: tuple | Callable[[], Sequence] | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def allowed_values(self) -> list | None:
+        if self.allowed is None:
+            return None
+        return list(self.allowed() if callable(self.allowed) else self.allowed)
+
+
+#: The pipeline schema: every key a pipeline file may hold. Adding a key is adding a row.
+SCHEMA: tuple[Key, ...] = (
+    Key("data", "name", "str", "", "a built-in dataset (no download needed when installed)",
+        tuple(BUILTIN_DATA)),
+    Key("data", "path", "str", "", "class-folder directory (with or without train/validation/test) "
+        "or CSV (path,label[,split]); relative to the working directory, else to the TOML file"),
+    Key("data", "fetch", "str", "", "what to download and where to put it, shown when the data is "
+        "missing"),
+    Key("data", "test_size", "float", 0.2, "test fraction, used only when the data has no test "
+        "split"),
+    Key("data", "val_size", "float", 0.0, "validation fraction when the data has none (0: none; "
+        "fine-tuning then holds out its own validation_split)"),
+    Key("data", "limit", "int", 0, "at most this many images per class in every split (0: all)"),
+    Key("data", "seed", "int", 0, "seed of splits, subsamples and fine-tuning"),
+    Key("extract", "backbone", "str|list[str]", "efficientnet_lite0",
+        "backbone(s) whose frozen features the heads use; several compare backbones", _backbones),
+    Key("extract", "weights", "str", "imagenet", "'imagenet', 'none' (random, for tests) or a "
+        "weights file"),
+    Key("extract", "input_size", "int|list[int]", 0, "input size, an int or [h, w] (0: the "
+        "backbone's own)"),
+    Key("extract", "pooling", "str", "avg", "global pooling of the last feature map",
+        ("avg", "max")),
+    Key("extract", "resize", "str", "bilinear", "stretch ('bilinear') or keep aspect and centre "
+        "crop ('crop')", ("bilinear", "crop")),
+    Key("extract", "decoder", "str", "pillow", "image decoder: 'pillow', or 'opencv' (about 2x "
+        "faster per core; pip install 'featx[opencv]')", ("pillow", "opencv")),
+    Key("extract", "layers", "list[str]", [], "intermediate layers to tap, pool and concatenate "
+        "(earlier, more generic features for data unlike ImageNet)"),
+    Key("extract", "batch_size", "int", 32, "images per forward pass (does not change features)"),
+    Key("extract", "cache", "str", "", "feature-cache folder ('': $FEATX_CACHE_DIR or ./cache)"),
+    Key("heads", "names", "list[str]", ["logreg", "svm", "rf", "mlp", "knn"],
+        "scikit-learn heads fitted on the cached features", _heads),
+    Key("heads", "cv", "int", 0, "folds of a grid search over each head's grid (0: defaults, "
+        "no search)"),
+    Key("finetune", "strategies", "list[str]", [], "unfreeze strategies to fine-tune and compare "
+        "([]: none)", _strategies),
+    Key("finetune", "backbone", "str", "", "backbone to fine-tune ('': the first of "
+        "extract.backbone)", lambda: ["", *_backbones()]),
+    Key("finetune", "input_size", "int|list[int]", 0, "fine-tuning input size (0: "
+        "extract.input_size, else the backbone's own); smaller is much faster on CPU"),
+    Key("finetune", "epochs", "int", 3, "epochs per phase"),
+    Key("finetune", "learning_rate", "float", 0.0, "learning rate of every phase (0: the "
+        "strategy's default)"),
+    Key("finetune", "batch_size", "int", 32, "training batch size"),
+    Key("finetune", "warm_start", "bool", True, "start the classifier from a logistic regression "
+        "on cached features (no warm-up epochs); false: train the head first for `epochs`"),
+    Key("finetune", "augment", "bool|table", True, "training augmentation: true (defaults), false, "
+        "or a table of options (flip, rotation, zoom, brightness, contrast)"),
+    Key("finetune", "blocks", "list[str]", [], "strategy 'blocks': named blocks to train "
+        "([]: the top two)"),
+    Key("finetune", "n", "int", 20, "strategy 'last_n': the top n layers"),
+    Key("finetune", "schedule", "list", [], "strategy 'staged': [[layers, epochs(, lr)], ...], "
+        "layers an int (top N) or block name(s)"),
+    Key("finetune", "lr_decay", "float", 1.0, "discriminative learning rates: each lower block "
+        "gets lr_decay times the one above (1: off)"),
+    Key("finetune", "class_weight", "str", "balanced", "weight classes inversely to their "
+        "frequency", ("balanced", "none")),
+    Key("finetune", "dropout", "float", 0.2, "dropout before the classifier"),
+    Key("finetune", "validation_split", "float", 0.1, "held-out fraction for early stopping when "
+        "the data has no validation split"),
+    Key("finetune", "early_stopping", "bool", True, "stop a phase when validation loss stops "
+        "improving, keeping the best weights"),
+    Key("finetune", "patience", "int", 3, "early-stopping patience (epochs)"),
+    Key("finetune", "lr_schedule", "str", "constant", "learning-rate schedule within a phase",
+        ("constant", "exp_decay", "cosine")),
+    Key("report", "out", "str", "", "report folder ('': reports/<pipeline file name>)"),
+    Key("report", "title", "str", "", "report title ('': from the pipeline file name)"),
+    Key("report", "plots", "list[str]", ["comparison", "confusion", "learning_curves",
+                                         "few_shot", "augmentation"],
+        "PNG plots to draw ([]: none, no matplotlib needed)", _plots),
+    Key("report", "few_shot", "list[int]", [1, 2, 5, 10, 20, 0], "examples per class for the "
+        "few-shot curve (0: all)"),
+    Key("report", "few_shot_heads", "list[str]", [], "heads in the few-shot curve ([]: "
+        "heads.names)", _heads),
+    Key("report", "few_shot_repeats", "int", 2, "random subsamples averaged per few-shot point"),
+    Key("report", "augment_images", "int", 4, "images in the augmentation preview"),
+)
+SECTIONS: dict[str, dict[str, Key]] = {}
+for _k in SCHEMA:
+    SECTIONS.setdefault(_k.section, {})[_k.name] = _k
+
+
+# --------------------------------------------------------------------------- checking
+def _is(value, t: str) -> bool:
+    if t == "str":
+        return isinstance(value, str)
+    if t == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if t == "bool":
+        return isinstance(value, bool)
+    if t == "table":
+        return isinstance(value, Mapping)
+    if t == "list":
+        return isinstance(value, list)
+    if t.startswith("list[") and isinstance(value, list):
+        return all(_is(v, t[5:-1]) for v in value)
+    return False
+
+
+def close_matches(value, allowed: Sequence) -> str:
+    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def _check_value(key: Key, value, where: str) -> Any:
+    if not any(_is(value, t) for t in key.type.split("|")):
+        raise ConfigError(f"{where}{key.path} must be {key.type.replace('|', ' or ')}, got "
+                          f"{value!r} ({type(value).__name__})")
+    allowed = key.allowed_values()
+    if allowed is not None:
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if item not in allowed:
+                index = f"[{i}]" if isinstance(value, list) else ""
+                raise ConfigError(
+                    f"{where}{key.path}{index} = {item!r} is not allowed.{close_matches(item, allowed)} "
+                    f"Allowed: {', '.join(map(repr, allowed))}")
+    if key.type.startswith("float"):
+        value = float(value)
+    return value
+
+
+def _check_range(cfg: dict, where: str) -> None:
+    def fail(path, value, what):
+        raise ConfigError(f"{where}{path} must be {what}, got {value!r}")
+
+    d = cfg["data"]
+    for name in ("test_size", "val_size"):
+        if not 0 <= d[name] < 1:
+            fail(f"data.{name}", d[name], "a fraction in [0, 1)")
+    if d["test_size"] + d["val_size"] >= 1:
+        fail("data.test_size + data.val_size", d["test_size"] + d["val_size"], "< 1")
+    for path in ("data.limit", "extract.batch_size", "heads.cv", "finetune.epochs",
+                 "finetune.batch_size", "finetune.n", "report.few_shot_repeats",
+                 "report.augment_images"):
+        s, k = path.split(".")
+        v = cfg[s][k]
+        positive = k in ("batch_size", "epochs", "n", "few_shot_repeats")
+        if v < (1 if positive else 0):
+            fail(path, v, "a positive int" if positive else ">= 0")
+    if cfg["heads"]["cv"] == 1:
+        fail("heads.cv", 1, "0 (no search) or at least 2 folds")
+    for s in ("extract", "finetune"):
+        v = cfg[s]["input_size"]
+        if isinstance(v, list) and (len(v) != 2 or min(v) < 1) or isinstance(v, int) and v < 0:
+            fail(f"{s}.input_size", v, "0, a positive int or [h, w]")
+    for i, k in enumerate(cfg["report"]["few_shot"]):
+        if k < 0:
+            fail(f"report.few_shot[{i}]", k, ">= 0 (0: all)")
+    if cfg["finetune"]["augment"] not in (True, False):
+        allowed = _augment_options()
+        for name in cfg["finetune"]["augment"]:
+            if name not in allowed:
+                raise ConfigError(f"{where}finetune.augment.{name} is not an augmentation option."
+                                  f"{close_matches(name, allowed)} Allowed: {', '.join(allowed)}")
+    if not cfg["heads"]["names"] and not cfg["finetune"]["strategies"]:
+        raise ConfigError(f"{where}nothing to compare: heads.names and finetune.strategies are "
+                          "both empty; name at least one head or fine-tuning strategy")
+    if bool(d["name"]) == bool(d["path"]):
+        raise ConfigError(
+            f"{where}[data] needs exactly one of data.name (a built-in: "
+            f"{', '.join(BUILTIN_DATA)}) or data.path (a folder or CSV); got "
+            f"name={d['name']!r}, path={d['path']!r}")
+
+
+def source_label(source) -> str:
+    return f"{source}: " if source else ""
+
+
+def validate_config(raw: Mapping, source: str | None = None) -> dict:
+    """Check ``raw`` (a parsed TOML document) against :data:`SCHEMA`; fill in defaults.
+
+    Raises :class:`ConfigError` naming the first offending key.
+    """
+    where = source_label(source)
+    all_keys: dict[str, str] = {}
+    for k in SCHEMA:  # key name -> its first section's path, for "did you mean extract.backbone"
+        all_keys.setdefault(k.name, k.path)
+    cfg: dict[str, dict] = {}
+    for section in raw:
+        if section not in SECTIONS:
+            hint = (f" Did you mean {all_keys[section]!r}?" if section in all_keys
+                    else close_matches(section, list(SECTIONS)))
+            raise ConfigError(f"{where}unknown section or key {section!r}.{hint} Sections: "
+                              f"{', '.join(f'[{s}]' for s in SECTIONS)}")
+        if not isinstance(raw[section], Mapping):
+            raise ConfigError(f"{where}{section} must be a table ([{section}]), got "
+                              f"{raw[section]!r}")
+    for section, keys in SECTIONS.items():
+        given = dict(raw.get(section, {}))
+        for name in given:
+            if name not in keys:
+                hint = close_matches(name, list(keys))
+                if not hint and name in all_keys:
+                    hint = f" Did you mean {all_keys[name]!r}?"
+                raise ConfigError(f"{where}unknown key {section}.{name}.{hint} Keys of "
+                                  f"[{section}]: {', '.join(keys)}")
+        cfg[section] = {
+            name: _check_value(key, given[name], where) if name in given else _copy(key.default)
+            for name, key in keys.items()
+        }
+    b = cfg["extract"]["backbone"]
+    cfg["extract"]["backbone"] = [b] if isinstance(b, str) else list(b)
+    if not cfg["extract"]["backbone"]:
+        raise ConfigError(f"{where}extract.backbone must name at least one backbone, got []")
+    _check_range(cfg, where)
+    return cfg
+
+
+def _copy(v):
+    return list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v
+
+
+# --------------------------------------------------------------------------- schema as docs
+def _default_md(key: Key) -> str:
+    d = key.default
+    if isinstance(d, bool):
+        return "`true`" if d else "`false`"
+    if isinstance(d, str):
+        return f'`"{d}"`'
+    if isinstance(d, list):
+        return "`[" + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in d) + "]`"
+    return f"`{d}`"
+
+
+def schema_markdown() -> str:
+    """The schema as markdown tables, one per section (the source of ``docs/cli.md``'s part)."""
+    out = []
+    for section, keys in SECTIONS.items():
+        out += [f"### `[{section}]`", "", "| key | type | default | allowed | meaning |",
+                "|---|---|---|---|---|"]
+        for k in keys.values():
+            if k.allowed is None:
+                allowed = ""
+            elif callable(k.allowed):
+                allowed = {"_backbones": "`featx backbones`", "_heads": "heads: "
+                           + ", ".join(_heads()), "_strategies": ", ".join(_strategies()),
+                           "_plots": ", ".join(_plots())}.get(k.allowed.__name__,
+                                                              "`featx backbones` or empty")
+            else:
+                allowed = ", ".join(f"`{a}`" for a in k.allowed)
+            out.append(f"| `{k.name}` | {k.type.replace('|', ' or ')} | {_default_md(k)} | "
+                       f"{allowed} | {k.doc} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,23 @@
+"""Reports: the folder a comparison run leaves (``report.md``, ``report.json``, PNG plots).
+
+:mod:`~featx.report.writer` writes it; :mod:`~featx.report.few_shot` computes the few-shot curve
+(no matplotlib) and :mod:`~featx.report.plots` draws the pictures (matplotlib, ``featx[plots]``,
+imported when a plot is drawn).
+"""
+
+from featx.report.few_shot import few_shot_curve
+from featx.report.plots import (
+    augment_images,
+    plot_augmentation,
+    plot_comparison,
+    plot_confusion,
+    plot_few_shot,
+    plot_learning_curves,
+)
+from featx.report.writer import PLOTS, Report, rows_to_markdown, write_report
+
+__all__ = [
+    "PLOTS", "Report", "augment_images", "few_shot_curve", "plot_augmentation",
+    "plot_comparison", "plot_confusion", "plot_few_shot", "plot_learning_curves",
+    "rows_to_markdown", "write_report",
+]

@@ -1,0 +1,246 @@
+"""Reports: a folder with ``report.md``, ``report.json`` and PNG plots of a comparison run.
+
+This module writes the folder; the numbers and pictures come from its neighbours: the few-shot
+curve from :mod:`featx.report.few_shot` (no matplotlib), the plots from :mod:`featx.report.plots`
+(matplotlib, imported lazily).
+
+Plots (:data:`PLOTS`), each drawn by a function ``featx.report.plots.plot_*(..., path) -> Path``:
+
+==================  ===========================================================================
+``comparison``      bar chart of the test accuracy of every model (frozen heads and fine-tunes)
+``confusion``       confusion matrix of the best model on the test split
+``learning_curves`` loss and accuracy per epoch of each fine-tune (from its ``history_``)
+``few_shot``        test accuracy vs training examples per class, for the frozen heads
+``augmentation``    a few training images next to augmented variants of them
+==================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from featx.report.plots import (
+    metric_value,
+    plot_augmentation,
+    plot_comparison,
+    plot_confusion,
+    plot_few_shot,
+    plot_learning_curves,
+)
+from featx.utils.jsonable import jsonable
+
+__all__ = ["PLOTS", "Report", "rows_to_markdown", "write_report"]
+
+#: Plot name -> (file name, what it shows). ``[report] plots`` takes these names.
+PLOTS: dict[str, tuple[str, str]] = {
+    "comparison": ("comparison.png", "test accuracy of every model"),
+    "confusion": ("confusion.png", "confusion matrix of the best model on the test split"),
+    "learning_curves": ("learning_curves.png", "fine-tuning loss and accuracy per epoch"),
+    "few_shot": ("few_shot.png", "accuracy vs training examples per class (frozen heads)"),
+    "augmentation": ("augmentation.png", "training images and augmented variants"),
+}
+
+
+# --------------------------------------------------------------------------- markdown, folder
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    if isinstance(v, list | tuple):
+        return "x".join(map(str, v))
+    return str(v)
+
+
+def rows_to_markdown(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-markdown table of dict rows (columns: the union of keys in first-seen order).
+
+    Examples
+    --------
+    >>> print(rows_to_markdown([{"model": "a", "accuracy": 0.5}, {"model": "b", "size": [8, 8]}]))
+    | model | accuracy | size |
+    |---|---|---|
+    | a | 0.5000 |  |
+    | b |  | 8x8 |
+    <BLANKLINE>
+    """
+    if not rows:
+        return "_(no rows)_\n"
+    if columns is None:
+        columns = []
+        for r in rows:
+            columns += [k for k in r if k not in columns and not isinstance(r[k], dict)]
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    return head + "".join(
+        "| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |\n" for r in rows)
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` (and :func:`featx.pipeline.run_pipeline`) produced.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The report folder.
+    rows : list of dict
+        The comparison table, one row per model, best first.
+    best : dict or None
+        The best row.
+    files : dict
+        ``{"report.md": path, "report.json": path, <plot name>: path, ...}``.
+    data : dict
+        Everything written to ``report.json``.
+    """
+
+    out_dir: Path
+    rows: list[dict]
+    best: dict | None
+    files: dict[str, Path] = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+    def to_markdown(self) -> str:
+        """The comparison table as markdown."""
+        return rows_to_markdown(self.rows)
+
+    def __repr__(self) -> str:
+        best = f"{self.best.get('model')} {self.best.get('accuracy', float('nan')):.3f}" \
+            if self.best else "none"
+        return f"Report({str(self.out_dir)!r}, {len(self.rows)} models, best={best})"
+
+
+def _markdown(d: dict, plots: dict[str, Path]) -> str:
+    lines = [f"# {d.get('title') or 'featx report'}", ""]
+    lines.append(f"featx {d.get('featx_version', '?')} · {d.get('created', '')} · "
+                 f"total {d.get('timings', {}).get('total_s', float('nan')):.1f} s")
+    lines.append("")
+    data = d.get("data") or {}
+    if data:
+        lines += ["## Data", ""]
+        lines.append(f"Source: `{data.get('source')}` · " + " · ".join(
+            f"{s}: {n} images" for s, n in (data.get("splits") or {}).items())
+            + f" · {len(data.get('class_names') or [])} classes")
+        lines.append("")
+        if data.get("class_counts"):
+            lines.append(rows_to_markdown(
+                [{"class": c, **{s: data["class_counts"][s].get(c, 0)
+                                 for s in data["class_counts"]}}
+                 for c in data.get("class_names") or []]))
+    lines += ["## Comparison", "", rows_to_markdown(d.get("results") or [])]
+    best = d.get("best")
+    if best:
+        lines.append(f"**Best:** {best.get('model')} — test accuracy "
+                     f"{_fmt(best.get('accuracy'))}")
+        lines.append("")
+    captions = {name: desc for name, (_, desc) in PLOTS.items()}
+    for name, path in plots.items():
+        lines += [f"### {captions.get(name, name).capitalize()}", "",
+                  f"![{name}]({Path(path).name})", ""]
+    fs = d.get("few_shot")
+    if fs and fs.get("scores"):
+        lines += ["## Few-shot (frozen features)", ""]
+        rows = [{"examples/class": k, **{h: v[i] for h, v in fs["scores"].items()}}
+                for i, k in enumerate(fs["n_per_class"])]
+        lines.append(rows_to_markdown(rows))
+    for name, hist in (d.get("histories") or {}).items():
+        if hist:
+            lines += [f"## Fine-tune `{name}`: per epoch", ""]
+            keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in hist]
+            n = max(len(hist[k]) for k in keys) if keys else 0
+            lines.append(rows_to_markdown(
+                [{"epoch": i + 1, **{k: hist[k][i] for k in keys if i < len(hist[k])}}
+                 for i in range(n)]))
+    if d.get("advice"):
+        lines += ["## Advice", "", str(d["advice"].get("text", "")), ""]
+    timings = d.get("timings") or {}
+    if timings:
+        lines += ["## Timings (seconds)", "", rows_to_markdown([timings]), ""]
+    if d.get("config_toml"):
+        lines += ["## Configuration", "", "```toml", d["config_toml"].rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: str = "",
+                 data: Mapping | None = None, confusion: Mapping | None = None,
+                 histories: Mapping | None = None, few_shot: Mapping | None = None,
+                 augmentation: Mapping | None = None, plots: Sequence[str] = tuple(PLOTS),
+                 extra: Mapping | None = None) -> Report:
+    """Write ``report.md``, ``report.json`` and the requested PNGs into ``out_dir``.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One row per model with at least ``model`` and ``accuracy`` (``kind``: ``"frozen"`` or
+        ``"finetune"`` colours the bars).
+    confusion : dict, optional
+        ``{"model": str, "matrix": (k, k), "class_names": [...]}`` of the best model.
+    histories : dict, optional
+        ``{fine-tune name: history dict}`` (Keras ``History.history``).
+    few_shot : dict, optional
+        The output of :func:`featx.report.few_shot.few_shot_curve`.
+    augmentation : dict, optional
+        ``{"images": uint8 (n, h, w, 3), "augment": option dict or "default", "titles": [...]}``.
+    plots : sequence of str
+        Names from :data:`PLOTS`; a plot whose input is missing is left out.
+    extra : dict, optional
+        More keys for ``report.json`` (``config``, ``timings``, ``advice``, ...).
+    """
+    unknown = [p for p in plots if p not in PLOTS]
+    if unknown:
+        raise ValueError(f"plots has unknown name(s) {unknown}; allowed: {list(PLOTS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = sorted((dict(r) for r in rows),
+                  key=lambda r: -np.nan_to_num(metric_value(r, "accuracy"), nan=-1))
+    best = rows[0] if rows else None
+    made: dict[str, Path] = {}
+    inputs = {
+        "comparison": (bool(rows), lambda p: plot_comparison(rows, p)),
+        "confusion": (confusion is not None, lambda p: plot_confusion(
+            confusion["matrix"], confusion["class_names"], p,
+            title=f"Confusion matrix: {confusion.get('model', '')}")),
+        "learning_curves": (bool(histories) and any(histories.values()),
+                            lambda p: plot_learning_curves(
+                                {k: v for k, v in histories.items() if v}, p)),
+        "few_shot": (bool(few_shot and few_shot.get("scores")),
+                     lambda p: plot_few_shot(few_shot, p)),
+        "augmentation": (augmentation is not None and len(augmentation.get("images", [])) > 0,
+                         lambda p: plot_augmentation(
+                             augmentation["images"], p, augment=augmentation.get("augment",
+                                                                                  "default"),
+                             titles=augmentation.get("titles"))),
+    }
+    for name in plots:
+        ready, draw = inputs[name]
+        if ready:
+            made[name] = draw(out / PLOTS[name][0])
+    for name, (file, _) in PLOTS.items():  # a plot of an earlier report in this folder
+        if name not in made:
+            (out / file).unlink(missing_ok=True)
+    payload = {
+        "title": title, "featx_version": _version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": dict(data or {}), "results": rows, "best": best,
+        "confusion": dict(confusion) if confusion else None,
+        "histories": dict(histories or {}), "few_shot": dict(few_shot) if few_shot else None,
+        "plots": {k: v.name for k, v in made.items()}, **dict(extra or {}),
+    }
+    payload = jsonable(payload, nan_as_none=True)
+    (out / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / "report.md").write_text(_markdown(payload, made))
+    files = {"report.md": out / "report.md", "report.json": out / "report.json", **made}
+    return Report(out, rows, best, files, payload)
+
+
+def _version() -> str:
+    from featx.utils.version import __version__
+
+    return __version__
