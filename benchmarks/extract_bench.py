@@ -80,10 +80,10 @@ def main(argv=None) -> None:
 
     import keras
 
-    from featx import _forward
     from featx.backbones import load_backbone
     from featx.data import ImageDataset
     from featx.extract import extract_features, forward_pass_count
+    from featx.extract import forward as _forward
     from featx.images import DecodePool, default_workers
 
     weights = None if args.weights.lower() == "none" else args.weights
@@ -136,7 +136,7 @@ def main(argv=None) -> None:
 
     # (c) featx cold, (e) warm
     cache = Path(tempfile.mkdtemp(prefix="featx-bench-"))
-    _forward._MODELS.clear()
+    _forward.MODELS.clear()
     f0 = forward_pass_count()
     tc, fs = _time(lambda: extract_features(ds, args.backbone, weights=weights, input_size=size,
                                             cache=cache, batch_size=args.batch_size, verbose=0))

@@ -277,11 +277,11 @@ def fmt_err(e: dict) -> str:
 def featx_rate(ds, backbone, weights, size, batch_size, mixed, keep_model, workdir,
                decoder="pillow"):
     """(d): extract_features with a fresh cache. Returns (img/s, s, FeatureSet)."""
-    from featx import _forward
     from featx.extract import extract_features
+    from featx.extract import forward as _forward
 
     if not keep_model:
-        _forward._MODELS.clear()
+        _forward.MODELS.clear()
         gc.collect()
     cache = Path(tempfile.mkdtemp(prefix="cache-", dir=workdir))
     t = time.perf_counter()
@@ -375,10 +375,11 @@ def main(argv=None) -> None:
     import keras
     import PIL
 
-    from featx import _forward
     from featx.backbones import get_backbone_spec, weights_fingerprint
     from featx.cache import extractor_config
-    from featx.extract.forward import _seeded, get_model, has_gpu
+    from featx.extract import forward as _forward
+    from featx.extract.forward import get_model, has_gpu
+    from featx.utils.runtime import seeded
     from featx.images import DecodePool
 
     backend = keras.backend.backend()
@@ -479,7 +480,7 @@ def main(argv=None) -> None:
         comp: dict[str, dict] = {}
         for label, mixed in precisions:
             config = extractor_config(name, weights, size, mixed_precision=mixed)
-            _forward._MODELS.clear()
+            _forward.MODELS.clear()
             gc.collect()
             t = time.perf_counter()
             model = get_model(config)
@@ -549,7 +550,7 @@ def main(argv=None) -> None:
                 old = keras.config.dtype_policy()
                 keras.config.set_dtype_policy("mixed_bfloat16")
                 try:
-                    with _seeded(weights is None):
+                    with seeded(0 if weights is None else None):
                         m16 = load_backbone(name, weights=weights, input_size=size)
                 finally:
                     keras.config.set_dtype_policy(old)

@@ -50,7 +50,7 @@ def _one(args) -> None:
 
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
         init = time.perf_counter() - t0
-        from featx.distributed import extract_features
+        from featx.extract import extract_on_ray as extract_features
 
         fs = extract_features(ds, args.backbone, concurrency=args.actors, **kw)
     else:

@@ -3,19 +3,23 @@
 The frozen heads fit on features extracted once (and cached); each fine-tuning strategy trains the
 whole network on the same images, warm-started from those same cached features. Every row reports
 test accuracy, macro-F1, balanced accuracy, training seconds and the backbone forward passes it
-cost (images x epochs, counted).
+cost (images x epochs, counted), in the schema of :data:`featx.evaluate.ROW_KEYS`.
+
+:func:`run_comparison` is the one comparison loop: :func:`compare` returns its table, and
+:func:`featx.pipeline.run_pipeline` runs it once per backbone and keeps the rest (features,
+predictions for the confusion matrix, fine-tuning histories, timings) for its report.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-__all__ = ["compare"]
+__all__ = ["Comparison", "compare", "run_comparison"]
 
 DEFAULT_HEADS = ("logreg", "svm", "rf", "mlp", "knn")
 
@@ -34,6 +38,164 @@ def _as_dataset(fs):
     from featx.data import ImageDataset
 
     return ImageDataset(list(fs.paths), np.asarray(fs.labels), list(fs.class_names))
+
+
+@dataclass
+class Comparison:
+    """What :func:`run_comparison` measured on one backbone.
+
+    Attributes
+    ----------
+    table : HeadTable
+        The rows (:data:`featx.evaluate.ROW_KEYS`): heads, then fine-tunes.
+    train, test : FeatureSet
+        The frozen features the heads used; their images (unreadable ones left out) are the
+        ones every row was fitted and scored on.
+    timings : dict
+        Seconds: ``extract_s`` (both splits), ``heads_s`` (every head), ``finetune_s`` (every
+        fine-tune, test predictions included).
+    """
+
+    table: Any
+    train: Any
+    test: Any
+    timings: dict[str, float] = field(default_factory=dict)
+    _predicted: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def predictions(self, name: str) -> np.ndarray:
+        """Row ``name``'s test predictions as class indices, aligned with ``test.labels``.
+
+        A head predicts again from the cached features (cheap); a fine-tune's predictions were
+        kept when it was scored.
+        """
+        if name in self._predicted:
+            return self._predicted[name]
+        return np.asarray(self.table[name]["estimator"].predict(self.test.features))
+
+
+def _same_size(backbone: str, a, b) -> bool:
+    """Whether two ``input_size`` values mean the same pixels for ``backbone``."""
+    from featx.backbones import get_backbone_spec, resolve_input_size
+
+    spec = get_backbone_spec(backbone)
+    return resolve_input_size(spec, a) == resolve_input_size(spec, b)
+
+
+def _reusable(backbone, weights, input_size, params, extract_params) -> bool:
+    """Whether the heads' train features are the ones the fine-tuner's warm start would read from
+    the cache itself: pretrained weights (a random network is drawn anew by the fine-tuner), the
+    same input size, and the extraction defaults it uses (average pooling of the last map,
+    bilinear resize)."""
+    from featx.backbones import check_weights
+
+    ex = dict(extract_params or {})
+    return (check_weights(weights) is not None
+            and _same_size(backbone, params["input_size"], input_size)
+            and ex.get("pooling", "avg") == "avg" and not ex.get("layers")
+            and ex.get("resize", "bilinear") == "bilinear")
+
+
+def run_comparison(train, test, *, validation=None, backbone: str = "efficientnet_lite0",
+                   weights="imagenet", heads: Sequence[str] = DEFAULT_HEADS,
+                   finetune: Sequence[str] = ("staged",), finetune_params: Mapping | None = None,
+                   cache=None, input_size=None, decoder: str = "pillow",
+                   extract_params: Mapping | None = None, cv=None, verbose: int = 0,
+                   echo: Callable[[str], Any] | None = None) -> Comparison:
+    """Extract ``backbone`` features once, fit every head on them, fine-tune every strategy on the
+    same images, and score all of them on ``test``.
+
+    Parameters
+    ----------
+    train, test, validation, backbone, weights, heads, finetune, finetune_params, cache,
+    input_size, decoder
+        As in :func:`compare`.
+    extract_params : dict, optional
+        More :func:`featx.extract.extract_features` arguments for the heads' features
+        (``pooling``, ``layers``, ``resize``, ``batch_size``...). The fine-tunes warm-start from
+        those features only when they are what the fine-tuner would read itself (pretrained
+        weights, its input size, average pooling of the last map, bilinear resize).
+    cv : None, int or CV splitter, optional
+        Grid search of the heads, as in :func:`featx.evaluate.evaluate_heads`.
+    verbose : int, default=0
+        Progress of the extraction; 2 and up also shows each fine-tune's epochs.
+    echo : callable, optional
+        Called with a line before each fine-tune starts.
+
+    Returns
+    -------
+    Comparison
+        ``table`` (rows of :data:`featx.evaluate.ROW_KEYS`), the feature sets, each row's test
+        predictions (:meth:`Comparison.predictions`) and timings. A fine-tune fits and predicts
+        the images the extraction could read (``train.paths``, ``test.paths``).
+
+    Examples
+    --------
+    >>> import featx
+    >>> from featx.compare import run_comparison
+    >>> data = featx.load_clothing_mini()
+    >>> train, test = (data[s].subset(range(0, len(data[s]), 4)) for s in ("train", "test"))
+    >>> result = run_comparison(train, test, backbone="mobilenet_v2", weights=None,
+    ...                         input_size=32, heads=["logreg", "knn"], finetune=[], cache=False)
+    >>> result.table.names, result.table["knn"]["input_size"]
+    (['logreg', 'knn'], [32, 32])
+    >>> result.predictions("logreg").shape == result.test.labels.shape
+    True
+    """
+    from featx.backbones import get_backbone_spec, resolve_input_size
+    from featx.evaluate import evaluate_heads, score_predictions
+    from featx.extract import extract_features
+    from featx.finetune import FineTunedClassifier
+
+    timings = {}
+    start = time.perf_counter()
+    kw = dict(backbone=backbone, weights=weights, input_size=input_size, cache=cache,
+              decoder=decoder, verbose=verbose, **dict(extract_params or {}))
+    train_fs, test_fs = extract_features(train, **kw), extract_features(test, **kw)
+    timings["extract_s"] = time.perf_counter() - start
+    size = list(resolve_input_size(get_backbone_spec(backbone), input_size))
+
+    start = time.perf_counter()
+    table = evaluate_heads(train_fs, test_fs, heads=list(heads), cv=cv)
+    for i, row in enumerate(table.rows):  # the schema's leading keys first
+        table.rows[i] = {"name": row["name"], "kind": row["kind"], "backbone": backbone,
+                         "input_size": size, **row,
+                         "backbone_forward_passes": len(train_fs) + len(test_fs)}
+    timings["heads_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = Comparison(table, train_fs, test_fs, timings)
+    train_ds, test_ds = _as_dataset(train_fs), _as_dataset(test_fs)
+    index = {c: i for i, c in enumerate(test_fs.class_names)}
+    for name, params in _per_strategy(finetune, finetune_params).items():
+        params = {"input_size": input_size, "cache": cache, "decoder": decoder,
+                  "verbose": 1 if verbose >= 2 else 0, **params}
+        warm = train_fs.features if _reusable(backbone, weights, input_size, params,
+                                              extract_params) else None
+        est = FineTunedClassifier(backbone, weights=weights, strategy=name,
+                                  validation_data=validation, **params)
+        if echo is not None:
+            echo(f"fine-tuning {backbone} with strategy {name!r} ...")
+        t = time.perf_counter()
+        est.fit(train_ds, warm_start_features=warm)
+        train_seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        pred = est.predict(test_ds)
+        predict_seconds = time.perf_counter() - t
+        row = {"name": f"finetune:{name}", "kind": "finetune", "backbone": backbone,
+               "input_size": list(est.input_size_),
+               **score_predictions(test_ds.label_names, pred),
+               "train_seconds": train_seconds, "predict_seconds": predict_seconds,
+               "backbone_forward_passes": int(est.backbone_forward_passes_ + len(test_ds)),
+               "epochs": int(sum(r["epochs"] for r in est.history_)),
+               "phases": [r["phase"] for r in est.history_],
+               "n_train": len(train_ds), "n_test": len(test_ds), "estimator": est}
+        first = est.history_[0]
+        if first["phase"] == "warm_start" and first["val_accuracy"]:
+            row["warm_start_val_accuracy"] = first["val_accuracy"][0]
+        table.append(row)
+        result._predicted[row["name"]] = np.asarray([index.get(str(p), -1) for p in pred])
+    timings["finetune_s"] = time.perf_counter() - start
+    return result
 
 
 def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0",
@@ -66,64 +228,13 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
     Returns
     -------
     HeadTable
-        Frozen rows (``kind="head"``) then fine-tune rows (``kind="finetune"``, named
-        ``finetune:<strategy>``, with the fitted ``estimator``). ``backbone_forward_passes`` is the
-        backbone work a row needs: the feature extraction (``n_train + n_test``, shared by every
-        head and paid once, then cached) for heads; for fine-tuning the images of every epoch,
-        validation, warm-start features not found in the cache, and the test predictions.
+        Rows of :data:`featx.evaluate.ROW_KEYS`: frozen rows (``kind="head"``) then fine-tune
+        rows (``kind="finetune"``, named ``finetune:<strategy>``, with the fitted ``estimator``).
+        ``backbone_forward_passes`` is the backbone work a row needs: the feature extraction
+        (``n_train + n_test``, shared by every head and paid once, then cached) for heads; for
+        fine-tuning the images of every epoch, validation, warm-start features not found in the
+        cache, and the test predictions. The loop is :func:`run_comparison`.
     """
-    from featx.evaluate import evaluate_heads
-    from featx.extract import extract_features
-    from featx.finetune import FineTunedClassifier
-
-    kw = dict(backbone=backbone, weights=weights, input_size=input_size, cache=cache,
-              decoder=decoder, verbose=0)
-    train_fs, test_fs = extract_features(train, **kw), extract_features(test, **kw)
-    table = evaluate_heads(train_fs, test_fs, heads=list(heads))
-    for row in table:
-        row["backbone_forward_passes"] = len(train_fs) + len(test_fs)
-    train_ds, test_ds = _as_dataset(train_fs), _as_dataset(test_fs)
-    y_test = np.asarray(test_ds.label_names)
-    for name, params in _per_strategy(finetune, finetune_params).items():
-        params = {"input_size": input_size, "cache": cache, "decoder": decoder, **params}
-        same_size = _same_size(backbone, params["input_size"], input_size)
-        est = FineTunedClassifier(backbone, weights=weights, strategy=name,
-                                  validation_data=validation, **params)
-        start = time.perf_counter()
-        est.fit(train_ds, warm_start_features=train_fs.features if same_size else None)
-        train_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        pred = est.predict(test_ds)
-        table.append(_finetune_row(name, est, y_test, pred, train_seconds,
-                                   time.perf_counter() - start, len(train_ds)))
-    return table
-
-
-def _same_size(backbone: str, a, b) -> bool:
-    """Whether two ``input_size`` values mean the same pixels for ``backbone``."""
-    from featx.backbones import get_backbone_spec, resolve_input_size
-
-    spec = get_backbone_spec(backbone)
-    return resolve_input_size(spec, a) == resolve_input_size(spec, b)
-
-
-def _finetune_row(name, est, y_test, pred, train_seconds, predict_seconds, n_train) -> dict:
-    row: dict[str, Any] = {
-        "name": f"finetune:{name}",
-        "kind": "finetune",
-        "accuracy": float(accuracy_score(y_test, pred)),
-        "macro_f1": float(f1_score(y_test, pred, average="macro", zero_division=0)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_test, pred)),
-        "train_seconds": train_seconds,
-        "predict_seconds": predict_seconds,
-        "backbone_forward_passes": int(est.backbone_forward_passes_ + len(y_test)),
-        "epochs": int(sum(r["epochs"] for r in est.history_)),
-        "phases": [r["phase"] for r in est.history_],
-        "n_train": n_train,
-        "n_test": len(y_test),
-        "estimator": est,
-    }
-    warm = est.history_[0]
-    if warm["phase"] == "warm_start" and warm["val_accuracy"]:
-        row["warm_start_val_accuracy"] = warm["val_accuracy"][0]
-    return row
+    return run_comparison(train, test, validation=validation, backbone=backbone, weights=weights,
+                          heads=heads, finetune=finetune, finetune_params=finetune_params,
+                          cache=cache, input_size=input_size, decoder=decoder).table

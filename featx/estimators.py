@@ -11,150 +11,33 @@ was fitted on (``feature_config_``).
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from featx.cache import config_diff, describe_config, feature_config, same_config
-from featx.data import ImageDataset, array_digest
+from featx.data import (
+    ImageDataset,
+    as_image_dataset,
+    check_image_input,
+    image_input_error,
+    is_image_input,
+    looks_like_images,
+)
 from featx.images import check_decoder
-from featx.utils.config import cache_root
+from featx.utils.checks import check_choice, check_int
 
 __all__ = ["FeatureExtractor", "TransferClassifier"]
 
 
-_IMAGE_INPUTS = (
-    "a list, 1-D array or pandas Series of image paths, an ImageDataset, or a uint8 image "
-    "array (N, H, W) or (N, H, W, C)"
-)
 _FEATURE_INPUTS = ", a FeatureSet, or a 2-D feature matrix (n_samples, n_features)"
-_PATH_TYPES = (str, bytes, os.PathLike)
 #: Configuration fields the extractor parameters set (``featx.cache.extractor_config``).
 _PARAM_FIELDS = ("backbone", "weights", "input_size", "pooling", "layers", "resize", "decoder",
                  "dtype", "mixed_precision")
-
-
-def _paths_of(X: Any) -> list[str] | None:
-    """The paths in ``X`` when it is a non-empty 1-D sequence of paths, else None.
-
-    A list or tuple of str/bytes/path-likes, or anything ``np.asarray`` makes a 1-D array of
-    str, bytes or object dtype holding them (``np.array(paths)``, a pandas Series).
-    """
-    if isinstance(X, (*_PATH_TYPES, ImageDataset)) or issparse(X):
-        return None
-    if isinstance(X, list | tuple):
-        items = X
-    else:
-        try:
-            array = np.asarray(X)
-        except (TypeError, ValueError):
-            return None
-        if array.ndim != 1 or array.dtype.kind not in "USO":
-            return None
-        items = array.tolist()
-    if len(items) == 0 or not all(isinstance(p, _PATH_TYPES) for p in items):
-        return None
-    return [os.fsdecode(p) for p in items]
-
-
-def _is_uint8_images(X: Any) -> bool:
-    return isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4)
-
-
-def _is_image_input(X: Any) -> bool:
-    """True for the inputs a FeatureExtractor reads: paths, ImageDataset, uint8 image arrays."""
-    return isinstance(X, ImageDataset) or _is_uint8_images(X) or _paths_of(X) is not None
-
-
-def _looks_like_images(X: Any) -> bool:
-    """Inputs meant as images that :func:`_is_image_input` refuses (a single path, a list
-    mixing paths with other values or holding image arrays, a non-uint8 image array)."""
-    if isinstance(X, _PATH_TYPES):
-        return True
-    if isinstance(X, list | tuple) and any(
-        isinstance(x, _PATH_TYPES) or isinstance(x, np.ndarray) and x.ndim >= 2 for x in X
-    ):
-        return True
-    if issparse(X):
-        return False
-    try:
-        return np.ndim(X) >= 3
-    except (TypeError, ValueError):  # ragged nested lists: check_array reports them
-        return False
-
-
-def _input_error(X: Any, *, features: bool) -> TypeError:
-    """The TypeError for an input that is not accepted: what was received, what is allowed."""
-    accepted = _IMAGE_INPUTS + (_FEATURE_INPUTS if features else "")
-    if isinstance(X, _PATH_TYPES):
-        got = f"the single path {os.fsdecode(X)!r}; wrap it in a list"
-    elif isinstance(X, list | tuple) and len(X) == 0:
-        got = f"an empty {type(X).__name__}"
-    elif isinstance(X, list | tuple):
-        kinds = sorted({type(x).__name__ for x in X})
-        arrays = [x for x in X if isinstance(x, np.ndarray)]
-        if arrays and len(arrays) == len(X):
-            got = (f"a {type(X).__name__} of {len(X)} arrays (the first {arrays[0].dtype}, shape "
-                   f"{arrays[0].shape}); stack same-size uint8 images into one array with "
-                   "np.stack(X)")
-        elif any(isinstance(x, _PATH_TYPES) for x in X):
-            i, bad = next((i, x) for i, x in enumerate(X) if not isinstance(x, _PATH_TYPES))
-            got = (f"a {type(X).__name__} mixing paths with other values ({', '.join(kinds)}); "
-                   f"X[{i}] is {bad!r:.60}")
-        else:
-            got = f"a {type(X).__name__} of {', '.join(kinds)} values"
-    else:
-        dtype, shape = getattr(X, "dtype", None), getattr(X, "shape", None)
-        got = type(X).__name__ + (f" of dtype {dtype} and shape {shape}" if shape else "")
-        if dtype is not None and np.ndim(X) in (3, 4) and dtype != np.uint8:
-            got += ("; image arrays must be uint8 (0-255): for floats in [0, 1] pass "
-                    "(X * 255).round().astype(np.uint8)")
-    return TypeError(f"X must be {accepted}; got {got}")
-
-
-def _check_images(X: Any) -> None:
-    """Cheap validation of an image input, without reading any file."""
-    try:
-        empty = not isinstance(X, _PATH_TYPES) and len(X) == 0
-    except TypeError:  # no length: refused below
-        empty = False
-    if empty:
-        raise ValueError("X holds 0 images; at least one image is required")
-    if not _is_image_input(X):
-        raise _input_error(X, features=False)
-
-
-@contextmanager
-def _as_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
-    """Images in any accepted form as an ImageDataset, valid inside the ``with`` block.
-
-    Paths are made absolute. ``uint8`` arrays are written as PNG files, once, under
-    ``<cache>/arrays/<content hash>/`` (reused by later calls); with ``cache=False`` into a
-    temporary folder that is removed when the block ends, so nothing is left on disk.
-    """
-    if isinstance(X, ImageDataset):
-        yield X
-    elif _is_uint8_images(X):
-        labels, names = np.zeros(len(X), np.int64), ["?"]
-        if cache is False:
-            with tempfile.TemporaryDirectory(prefix="featx-arrays-") as tmp:
-                yield ImageDataset.from_arrays(X, labels, class_names=names, directory=tmp)
-        else:
-            folder = cache_root(cache) / "arrays" / array_digest(X)
-            yield ImageDataset.from_arrays(X, labels, class_names=names, directory=folder)
-    elif (paths := _paths_of(X)) is not None:
-        paths = [os.path.abspath(p) for p in paths]
-        yield ImageDataset(paths, np.zeros(len(paths), np.int64), ["?"], name=None)
-    else:
-        raise _input_error(X, features=False)
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -178,8 +61,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Image decoder (see :func:`featx.read_image`); ``"opencv"`` needs ``featx[opencv]``.
     cache : path or False, optional
         Feature-cache folder (default ``$FEATX_CACHE_DIR`` or ``./cache``); ``False`` disables it.
-    batch_size : int, default=32
-        Backbone batch size (does not change the features).
+    batch_size : int or None, default=32
+        Backbone batch size (does not change the features); ``None``: 32 on a CPU, 256 on a
+        GPU, as in :func:`featx.extract_features`.
     verbose : int, default=0
         Progress output.
 
@@ -230,11 +114,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         from featx.backbones import get_backbone_spec
 
         get_backbone_spec(self.backbone)  # raises with close matches
-        if self.pooling not in ("avg", "max"):
-            raise ValueError(f"pooling must be 'avg' or 'max', got {self.pooling!r}")
+        check_choice("pooling", self.pooling, ("avg", "max"))
         check_decoder(self.decoder)
-        if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        check_int("batch_size", self.batch_size, 1, allow_none=True)
 
     def fit(self, X: Any = None, y: Any = None) -> FeatureExtractor:
         """Validate the parameters (and the type of ``X``) and record the feature dimension.
@@ -242,7 +124,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         No image is read: features are computed, through the cache, by ``transform``.
         """
         if X is not None:
-            _check_images(X)
+            check_image_input(X)
         self._validate()
         self.n_features_out_ = self._feature_dim()
         return self
@@ -283,7 +165,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         already removed.
         """
         check_is_fitted(self, "n_features_out_")
-        with _as_dataset(X, self.cache) as dataset:
+        with as_image_dataset(X, self.cache) as dataset:
             return self._extract(dataset)
 
     def transform(self, X: Any) -> np.ndarray:
@@ -298,7 +180,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             If ``X`` is not an accepted image input; the message lists those.
         """
         check_is_fitted(self, "n_features_out_")
-        with _as_dataset(X, self.cache) as dataset:
+        with as_image_dataset(X, self.cache) as dataset:
             fs = self._extract(dataset)
         self.feature_set_ = fs
         if len(fs) != len(dataset):
@@ -451,14 +333,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             if labels is None:
                 labels = np.asarray(X.class_names, dtype=object)[X.labels]
             return np.asarray(X.features), labels, feature_config(X.attrs)
-        if _is_image_input(X):
+        if is_image_input(X):
             if labels is None and isinstance(X, ImageDataset):
                 labels = X.label_names
             extractor = self._extractor().fit()
             features = extractor.transform(X)
             return features, labels, feature_config(extractor.feature_set_.attrs)
-        if _looks_like_images(X):
-            raise _input_error(X, features=True)
+        if looks_like_images(X):
+            raise image_input_error(X, also=_FEATURE_INPUTS)
         return check_array(X, dtype=[np.float64, np.float32]), labels, None
 
     def _check_config(self, config: Any, what: str, fix: str, *, fields=None) -> None:
@@ -537,7 +419,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         from featx.extract import FeatureSet
 
         check_is_fitted(self, "head_")
-        if getattr(self, "feature_config_", None) is not None and _is_image_input(X):
+        if getattr(self, "feature_config_", None) is not None and is_image_input(X):
             # Parameters changed since fit? Checked before any image is read, on the fields the
             # parameters set (not the full key: the key of keras' "imagenet" weights also
             # names the Keras version, which a saved model may outlive).

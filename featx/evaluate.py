@@ -3,12 +3,14 @@
 :func:`evaluate_heads` returns a :class:`HeadTable`: a list-like of row dicts with
 ``name``, ``kind`` (``"head"`` here, ``"finetune"`` for rows appended later),
 test metrics, timings, ``backbone_forward_passes`` and the fitted ``estimator``.
+:data:`ROW_KEYS` is the one row schema of every comparison (``featx.compare``, ``featx compare``,
+``featx run`` and its report), :func:`score_predictions` the one place its metrics are computed
+and :func:`comparison_markdown` the one table they are printed as.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -21,27 +23,121 @@ from sklearn.model_selection import GridSearchCV
 from featx.cache import config_diff, describe_config, feature_config, same_config
 from featx.heads import fit_size, head_param_grid, limited_params, list_heads, make_head
 from featx.utils.jsonable import jsonable
+from featx.utils.tables import markdown_table, text_table
 
-__all__ = ["HeadTable", "evaluate_heads"]
+__all__ = [
+    "COLUMNS", "COMPARISON_COLUMNS", "METRICS", "ROW_KEYS", "HeadTable", "comparison_markdown",
+    "evaluate_heads", "score_predictions",
+]
 
-#: Columns shown by default, in order; rows may hold more (``estimator``, ``n_train``...).
+#: The row schema of a comparison: :func:`featx.compare.compare` (``featx compare``) and
+#: :func:`featx.pipeline.run_pipeline` (``featx run``, ``report.json``'s ``results``) write these
+#: keys; :func:`evaluate_heads` writes the head keys without ``backbone`` and ``input_size`` (it
+#: sees features, not images). Key -> meaning.
+ROW_KEYS: dict[str, str] = {
+    "name": "the head (`logreg`) or `finetune:<strategy>`; a pipeline comparing several "
+            "backbones prefixes `<backbone>/`",
+    "kind": "`head` (a scikit-learn head on frozen features) or `finetune`",
+    "backbone": "the backbone row name",
+    "input_size": "[height, width] of the network input (the extraction's for a head)",
+    "accuracy": "test accuracy (:func:`score_predictions`)",
+    "macro_f1": "test macro-F1",
+    "balanced_accuracy": "test balanced accuracy",
+    "train_seconds": "fitting time (a head: its fit, or the whole grid search; a fine-tune: "
+                     "`fit`, warm start included); the shared feature extraction is not in it",
+    "predict_seconds": "predicting the test split (a fine-tune: its forward passes included)",
+    "backbone_forward_passes": "images through the backbone to produce the row: the one "
+                               "extraction of train and test (shared by every head) for a head, "
+                               "0 in `evaluate_heads` (its features are given); for a fine-tune "
+                               "its `backbone_forward_passes_` plus the test images",
+    "n_train": "training images (features) the row was fitted on",
+    "n_test": "test images it was scored on",
+    "epochs": "a fine-tune's epochs over all phases",
+    "phases": "a fine-tune's phase names, in order",
+    "warm_start_val_accuracy": "a fine-tune's validation accuracy after its warm start",
+    "cv_score": "a head's best grid-search score (None without `cv`)",
+    "best_params": "a head's grid-search choice (`{}` without `cv`)",
+    "limited_params": "what a head's size rule changed for a small training set",
+    "n_features": "a head's feature dimension",
+    "estimator": "the fitted model (kept in memory, never serialised)",
+}
+#: Columns shown by default, in order (those some row has); rows hold more (see ``ROW_KEYS``).
 COLUMNS = (
-    "name", "kind", "accuracy", "macro_f1", "balanced_accuracy", "train_seconds",
-    "predict_seconds", "backbone_forward_passes", "cv_score", "best_params", "limited_params",
+    "name", "kind", "backbone", "input_size", "accuracy", "macro_f1", "balanced_accuracy",
+    "train_seconds", "predict_seconds", "backbone_forward_passes", "epochs", "cv_score",
+    "best_params", "limited_params",
+)
+#: The comparison table ``featx compare`` and ``featx run`` print and ``report.md`` shows
+#: (:func:`comparison_markdown`): these columns, those some row has.
+COMPARISON_COLUMNS = (
+    "name", "kind", "backbone", "input_size", "accuracy", "macro_f1", "balanced_accuracy",
+    "train_seconds", "backbone_forward_passes", "epochs",
 )
 #: Metric columns where higher is better (valid ``by=`` for :meth:`HeadTable.best`).
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "cv_score")
 _KINDS = ("head", "finetune")
+#: Decimals of the tables' floats below 10.
+_DIGITS = 3
 
 
-def _cell(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k.split('__')[-1]}={v!r}" for k, v in value.items())
-    return str(value)
+def score_predictions(y_true, y_pred) -> dict[str, float]:
+    """The test metrics of every comparison row, from true and predicted labels.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,)
+        Labels of any kind (indices or names), the same kind in both.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``macro_f1`` (unweighted mean of the per-class F1; 0 for a class never
+        predicted) and ``balanced_accuracy`` (mean per-class recall), as floats.
+
+    Examples
+    --------
+    >>> from featx.evaluate import score_predictions
+    >>> scores = score_predictions(["a", "a", "b", "c"], ["a", "b", "b", "c"])
+    >>> {k: round(v, 3) for k, v in scores.items()}
+    {'accuracy': 0.75, 'macro_f1': 0.778, 'balanced_accuracy': 0.833}
+    """
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred))}
+
+
+def comparison_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The comparison table: :data:`COMPARISON_COLUMNS` that some row has, as Markdown.
+
+    ``featx compare`` and ``featx run`` print it and ``report.md`` shows it, so the three read
+    the same.
+
+    Parameters
+    ----------
+    rows : iterable of dict
+        Rows of the :data:`ROW_KEYS` schema (a :class:`HeadTable`, ``Report.rows``...).
+
+    Returns
+    -------
+    str
+        The lines, without a final newline.
+
+    Examples
+    --------
+    >>> from featx.evaluate import comparison_markdown
+    >>> print(comparison_markdown([
+    ...     {"name": "logreg", "kind": "head", "backbone": "resnet50", "input_size": [224, 224],
+    ...      "accuracy": 0.81, "train_seconds": 1.5, "predict_seconds": 0.01},
+    ...     {"name": "finetune:blocks", "kind": "finetune", "backbone": "resnet50",
+    ...      "input_size": [160, 160], "accuracy": 0.9, "train_seconds": 61.04, "epochs": 3}]))
+    | name | kind | backbone | input_size | accuracy | train_seconds | epochs |
+    |---|---|---|---|---|---|---|
+    | logreg | head | resnet50 | 224x224 | 0.810 | 1.500 |  |
+    | finetune:blocks | finetune | resnet50 | 160x160 | 0.900 | 61.0 | 3 |
+    """
+    rows = list(rows)
+    columns = [c for c in COMPARISON_COLUMNS if any(c in r for r in rows)]
+    return markdown_table(rows, columns, digits=_DIGITS)
 
 
 class HeadTable(Sequence):
@@ -132,25 +228,13 @@ class HeadTable(Sequence):
                 fh.write(text + "\n")
         return text
 
-    def _grid(self, columns, digits):
-        columns = list(columns) if columns is not None else self.columns
-        body = [[_cell(r.get(c), digits) for c in columns] for r in self.rows]
-        return columns, body
-
-    def to_markdown(self, columns: Sequence[str] | None = None, *, digits: int = 3) -> str:
+    def to_markdown(self, columns: Sequence[str] | None = None, *, digits: int = _DIGITS) -> str:
         """A Markdown table; ``columns`` defaults to :attr:`columns`."""
-        columns, body = self._grid(columns, digits)
-        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return "\n".join(lines)
+        columns = list(columns) if columns is not None else self.columns
+        return markdown_table(self.rows, columns, digits=digits)
 
     def __str__(self) -> str:
-        columns, body = self._grid(None, 3)
-        widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c)
-                  for i, c in enumerate(columns)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-                 for cells in [columns, *body]]
-        return "\n".join(lines)
+        return text_table(self.rows, self.columns, digits=_DIGITS)
 
     def __repr__(self) -> str:
         try:
@@ -230,9 +314,7 @@ def _evaluate_one(name, estimator, grid, limited, X, y, X_test, y_test, cv, n_jo
     pred = fitted.predict(X_test)
     row["predict_seconds"] = time.perf_counter() - start
     row.update(
-        accuracy=float(accuracy_score(y_test, pred)),
-        macro_f1=float(f1_score(y_test, pred, average="macro", zero_division=0)),
-        balanced_accuracy=float(balanced_accuracy_score(y_test, pred)),
+        **score_predictions(y_test, pred),
         cv_score=cv_score,
         best_params=dict(best_params),
         backbone_forward_passes=0,

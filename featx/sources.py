@@ -13,7 +13,6 @@ that many images per class in every split, for quick runs.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import os
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.data import ImageDataset
+from featx.data import ImageDataset, read_csv
 from featx.datasets import load_clothing_mini, load_fashion_mnist
 
 __all__ = ["BUILTIN_DATA", "DataNotFoundError", "limit_per_class", "resolve_data"]
@@ -73,27 +72,18 @@ def limit_per_class(dataset, limit: int | None, seed: int = 0):
 
 def _from_csv(path: Path, name: str | None):
     """A CSV with ``path,label`` columns; a ``split`` column, when present, gives the splits."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        if "split" not in columns:
-            return ImageDataset.from_csv(path, name=name)
-        for col in ("path", "label"):
-            if col not in columns:
-                raise KeyError(f"the CSV {str(path)!r} has no {col!r} column; its columns are "
-                               f"{columns}")
-        rows = list(reader)
+    rows = read_csv(path)
+    if not rows or "split" not in rows[0]:
+        return ImageDataset.from_csv(path, name=name)
     class_names = sorted({r["label"] for r in rows})
     out = {}
     for split in ("train", "validation", "test"):
         picked = [r for r in rows if r["split"].strip().lower() in
                   ({split, "val"} if split == "validation" else {split})]
         if picked:
-            paths = [p if os.path.isabs(p) else str(path.parent / p)
-                     for p in (r["path"] for r in picked)]
             out[split] = ImageDataset.from_paths(
-                paths, [r["label"] for r in picked], class_names=class_names,
-                name=f"{name or path.stem}-{split}")
+                [r["path"] for r in picked], [r["label"] for r in picked],
+                class_names=class_names, name=f"{name or path.stem}-{split}")
     unknown = sorted({r["split"] for r in rows} - {"train", "validation", "val", "test"})
     if unknown or "train" not in out:
         raise ValueError(f"the CSV {str(path)!r} has split values {unknown or 'without train'}; "

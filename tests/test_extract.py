@@ -184,7 +184,7 @@ def test_opencv_decoder_is_its_own_cache_entry_close_to_pillow(tmp_path):
     """decoder="opencv": real photos, real Lite0 weights; close to Pillow's features but keyed
     apart (so neither reuses the other's rows), cached, and verifiable."""
     pytest.importorskip("cv2")
-    from featx.cache import cache_verify
+    from featx.extract import cache_verify
 
     photos = sorted(str(p) for p in (REPO / "featx/datasets/clothing_mini/test").rglob("*.jpg"))
     ds = dataset(photos[:12])

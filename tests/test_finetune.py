@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 from sklearn.base import clone
 
-from featx import finetune
 from featx.backbones import build_base, get_backbone_spec
 from featx.data import ImageDataset
 from featx.finetune import FineTunedClassifier
@@ -28,26 +27,16 @@ from featx.finetune.strategies import (
     set_trainable,
     unit_layers,
 )
-from featx.finetune.train import (
-    LR_SCHEDULES,
-    dtype_policy,
-    fold_scaler_into_linear,
-    resolve_precision,
-)
+from featx.finetune.train import LR_SCHEDULES, fold_scaler_into_linear
 from featx.heads import make_head
+from featx.utils.runtime import dtype_policy, resolve_precision
 
-TINY = {"weights": None, "input_size": (32, 32), "batch_size": 10, "random_state": 0}
+# Eager Keras: on 20 images, tracing the training graph costs more than training (graph mode is
+# covered by the DiscriminativeAdam test).
+TINY = {"weights": None, "input_size": (32, 32), "batch_size": 10, "random_state": 0,
+        "run_eagerly": True}
 BACKBONE = "mobilenet_v2"
 COLOURS = {"red": (210, 40, 40), "green": (40, 190, 50)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def eager():
-    """Eager Keras: on 20 images, tracing the training graph costs more than training (graph
-    mode is covered by the DiscriminativeAdam test)."""
-    saved, finetune.RUN_EAGERLY = finetune.RUN_EAGERLY, True
-    yield
-    finetune.RUN_EAGERLY = saved
 
 
 @pytest.fixture(scope="module")
@@ -398,7 +387,7 @@ def test_compare_fine_tunes_at_its_own_input_size(images, tmp_path, ft_size, sou
     table = compare(train, test, backbone="efficientnet_lite0", input_size=32,
                     heads=["logreg"], finetune=["frozen"], cache=tmp_path,
                     finetune_params={"epochs": 1, "batch_size": 10, "validation_split": 0.0,
-                                     "input_size": ft_size})
+                                     "input_size": ft_size, "run_eagerly": True})
     assert table.names == ["logreg", "finetune:frozen"]
     est = table["finetune:frozen"]["estimator"]
     assert est.input_size_ == ((32, 32) if source == "given" else (40, 40))

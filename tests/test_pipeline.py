@@ -181,10 +181,11 @@ def test_run_writes_the_report_folder(tiny_run):
 
 def test_run_compares_heads_and_finetune(tiny_run):
     report = tiny_run["report"]
-    models = {r["model"]: r for r in report.rows}
-    assert set(models) == {"mobilenet_v2 + logreg", "mobilenet_v2 + knn",
-                           "mobilenet_v2 fine-tuned (blocks)"}
-    assert models["mobilenet_v2 fine-tuned (blocks)"]["kind"] == "finetune"
+    models = {r["name"]: r for r in report.rows}
+    assert set(models) == {"logreg", "knn", "finetune:blocks"}
+    assert models["finetune:blocks"]["kind"] == "finetune"
+    assert {r["backbone"] for r in report.rows} == {"mobilenet_v2"}
+    assert all(r["input_size"] == [32, 32] for r in report.rows)
     assert all(0 <= r["accuracy"] <= 1 for r in report.rows)
     assert report.best == report.rows[0]
     data = json.loads((report.out_dir / "report.json").read_text())

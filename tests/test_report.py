@@ -28,9 +28,9 @@ def features(n_per_class=12, k=3, d=16, sep=3.0, seed=0):
 
 
 ROWS = [
-    {"model": "b + logreg", "kind": "frozen", "accuracy": 0.81, "macro_f1": 0.8},
-    {"model": "b + knn", "kind": "frozen", "accuracy": float("nan")},
-    {"model": "b fine-tuned (blocks)", "kind": "finetune", "accuracy": 0.9, "epochs": 3,
+    {"name": "b + logreg", "kind": "head", "accuracy": 0.81, "macro_f1": 0.8},
+    {"name": "b + knn", "kind": "head", "accuracy": float("nan")},
+    {"name": "b fine-tuned (blocks)", "kind": "finetune", "accuracy": 0.9, "epochs": 3,
      "input_size": [160, 160]},
 ]
 HISTORY = {"loss": [1.2, 0.8, 0.5], "accuracy": [0.4, 0.6, 0.8], "val_loss": [1.3, 0.9, 0.7],
@@ -47,7 +47,7 @@ def written(tmp_path_factory):
     report = rp.write_report(
         out, rows=ROWS, title="Synthetic", data={"source": "synthetic", "splits": {"train": 36},
                                                  "class_names": ["c0", "c1", "c2"]},
-        confusion={"model": "b fine-tuned (blocks)", "class_names": ["c0", "c1", "c2"],
+        confusion={"name": "b fine-tuned (blocks)", "class_names": ["c0", "c1", "c2"],
                    "matrix": np.array([[4, 1, 0], [0, 5, 0], [1, 0, 4]])},
         histories={"b fine-tuned (blocks)": HISTORY, "empty": {}}, few_shot=curve,
         augmentation={"images": images, "titles": ["c0", "c1"]},
@@ -67,13 +67,13 @@ def test_report_files_exist_and_plots_are_not_blank(written):
 def test_report_json_and_markdown(written):
     report, _ = written
     data = json.loads(report.files["report.json"].read_text())  # strict JSON: NaN -> null
-    assert data["best"]["model"] == "b fine-tuned (blocks)" == report.best["model"]
-    assert [r["model"] for r in data["results"]][0] == "b fine-tuned (blocks)"
+    assert data["best"]["name"] == "b fine-tuned (blocks)" == report.best["name"]
+    assert [r["name"] for r in data["results"]][0] == "b fine-tuned (blocks)"
     assert data["results"][-1]["accuracy"] is None
     assert data["plots"]["comparison"] == "comparison.png"
     md = report.files["report.md"].read_text()
     assert md.startswith("# Synthetic")
-    assert "| b fine-tuned (blocks) | finetune | 0.9000 |" in md
+    assert "| b fine-tuned (blocks) | finetune | 160x160 | 0.900 |" in md
     assert "![confusion](confusion.png)" in md and "```toml" in md
     assert "## Few-shot" in md and "| 1 |" in md
     assert "b fine-tuned (blocks) 0.900" in repr(report)

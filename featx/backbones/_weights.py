@@ -17,6 +17,8 @@ __all__ = [
 ]
 
 _WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
+#: Strings meaning ``weights=None`` (random initialisation), compared case-insensitively.
+RANDOM_SPELLINGS = ("none", "random")
 
 
 class WeightsDownloadError(RuntimeError):
@@ -28,12 +30,18 @@ class WeightsFileNotFoundError(FileNotFoundError, ValueError):
 
 
 def check_weights(weights) -> str | Path | None:
-    """Validate ``weights``: ``"imagenet"``, ``None`` (or ``"none"``, the spelling of the CLI,
-    pipelines and cache attributes) or the path of an existing file.
+    """Validate ``weights``: ``"imagenet"``, ``None`` (or ``"none"``/``"random"``, the spellings
+    of the CLI, pipelines and cache attributes) or the path of an existing file. The one place
+    that parses them: every stage passes what it was given through here.
 
     Returns ``"imagenet"``, ``None`` or the file's :class:`~pathlib.Path`.
+
+    Examples
+    --------
+    >>> check_weights("imagenet"), check_weights("none"), check_weights("Random")
+    ('imagenet', None, None)
     """
-    if weights is None or (isinstance(weights, str) and weights.lower() == "none"):
+    if weights is None or (isinstance(weights, str) and weights.lower() in RANDOM_SPELLINGS):
         return None
     if weights == "imagenet":
         return weights

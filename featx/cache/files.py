@@ -21,6 +21,7 @@ import numpy as np
 
 from featx.cache.keys import config_slug
 from featx.cache.rowstore import SEGMENT_GLOB, TMP_PREFIX, RowStore, chunk_rows, write_h5_atomic
+from featx.utils.jsonable import jsonable
 from featx.utils.version import __version__
 
 __all__ = ["DATASETS", "dataset_file", "location_digest", "read_attrs", "read_dataset_file",
@@ -131,16 +132,6 @@ def write_dataset_file(path: Path, config: dict, *, features: np.ndarray, labels
     write_h5_atomic(path, fill)
 
 
-def _attr(v):
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray):
-        return [_attr(x) for x in v.tolist()]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
 _FEATX_ATTRS = ("key", "featx_version")  # written into every dataset file, and only there
 
 
@@ -173,7 +164,7 @@ def open_h5(path: str | os.PathLike):
 
 
 def featx_attrs(f: h5py.File, path) -> dict:
-    attrs = {k: _attr(v) for k, v in f.attrs.items()}
+    attrs = {k: jsonable(v) for k, v in f.attrs.items()}
     if missing := [k for k in _FEATX_ATTRS if k not in attrs]:
         raise not_featx(path, f"an HDF5 file without featx's attribute(s) {', '.join(missing)}")
     return attrs

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from featx.images import check_decoder
+from featx.images import RESIZE_MODES, check_decoder
+from featx.utils.checks import check_choice
+from featx.utils.jsonable import jsonable
 
 __all__ = ["FEATURE_CODE_VERSION", "KEY_FIELDS", "LATER_FIELDS", "config_diff", "config_fields",
            "config_key", "config_slug", "describe_config", "extractor_config", "feature_config",
@@ -82,12 +84,10 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
     weights = check_weights(weights)  # "none"/"None" -> None: the seeded random weights
     input_size = resolve_input_size(spec, input_size)
     layers = _check_layers(layers)
-    if pooling not in POOLINGS:  # now, not after a store folder was made for it
-        raise ValueError(f"pooling must be one of {list(POOLINGS)}; got pooling={pooling!r}")
-    if resize not in ("bilinear", "crop"):
-        raise ValueError(f"resize must be one of ('bilinear', 'crop'), got {resize!r}")
-    if str(np.dtype(dtype)) not in ("float32", "float16"):
-        raise ValueError(f"dtype must be one of ('float32', 'float16'), got {dtype!r}")
+    check_choice("pooling", pooling, POOLINGS)  # now, not after a store folder was made for it
+    check_choice("resize", resize, RESIZE_MODES)
+    check_choice("dtype", str(np.dtype(dtype)) if _is_dtype(dtype) else dtype,
+                 ("float32", "float16"))
     check_decoder(decoder)
     config = {
         "backbone": spec.name,
@@ -105,6 +105,14 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
     }
     config["key"] = config_key(config)
     return config
+
+
+def _is_dtype(value) -> bool:
+    try:
+        np.dtype(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _check_layers(layers) -> list | None:
@@ -139,23 +147,12 @@ def config_fields() -> tuple[str, ...]:
     return ("weights", *KEY_FIELDS)
 
 
-def plain_value(value: Any) -> Any:
-    """Attribute values (numpy scalars/arrays, tuples from HDF5 or a config) as plain Python."""
-    if isinstance(value, np.ndarray | tuple | list):
-        return [plain_value(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
-
-
 def feature_config(attrs: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The extractor configuration in a FeatureSet's ``attrs`` (with its ``key``), or None when
     the attrs hold no key (an in-memory FeatureSet, a plain matrix)."""
     if not attrs or not attrs.get("key"):
         return None
-    return {k: plain_value(attrs[k]) for k in (*config_fields(), "key") if k in attrs}
+    return {k: jsonable(attrs[k]) for k in (*config_fields(), "key") if k in attrs}
 
 
 def describe_config(config: Mapping[str, Any]) -> str:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from featx.cli.common import (
     _EXIT_ERROR,
     CommandError,
-    _cell,
     _fit_kwargs,
     _keras,
     _names,
@@ -23,6 +22,7 @@ from featx.cli.common import (
     _verbose,
     _weights,
 )
+from featx.utils.tables import format_cell
 
 
 def cmd_backbones(args) -> int:
@@ -201,6 +201,7 @@ def cmd_finetune(args) -> int:
 def cmd_compare(args) -> int:
     splits = _resolve(args)
     from featx.compare import compare
+    from featx.evaluate import comparison_markdown
 
     strategies = _names(args.finetune) if args.finetune else []
     params = None
@@ -212,11 +213,10 @@ def cmd_compare(args) -> int:
                     backbone=args.backbone, weights=_weights(args.weights),
                     heads=_names(args.heads), finetune=strategies, finetune_params=params,
                     cache=args.cache, input_size=args.input_size, decoder=args.decoder)
-    print(table.to_markdown(["name", "kind", "accuracy", "macro_f1", "balanced_accuracy",
-                             "train_seconds", "backbone_forward_passes"]))
+    print(comparison_markdown(table))  # the table `featx run` prints
     try:
         best = table.best()
-        print(f"\nbest: {best['name']} (test accuracy {best['accuracy']:.4f})")
+        print(f"\nbest: {best['name']} (test accuracy {best['accuracy']:.3f})")
     except ValueError:
         pass
     if args.out:
@@ -242,11 +242,12 @@ def cmd_run(args) -> int:
 
 def cmd_cache(args) -> int:
     from featx import cache
+    from featx.utils.config import cache_root
 
     if args.action == "ls":
         rows = cache.cache_ls(args.cache_dir)
         if not rows:
-            print(f"(no cache files in {cache.resolve_root(args.cache_dir)})")
+            print(f"(no cache files in {cache_root(args.cache_dir)})")
             return 0
         for r in rows:
             r["rows"] = r.get("n_rows")
@@ -256,11 +257,13 @@ def cmd_cache(args) -> int:
         return 0
     if args.action == "info":
         for k, v in cache.cache_info(cache.resolve_entry(args.target, args.cache_dir)).items():
-            print(f"{k}: {_cell(v)}")
+            print(f"{k}: {format_cell(v)}")
         return 0
     if args.action == "verify":
         _keras(args)
-        report = cache.cache_verify(cache.resolve_entry(args.target, args.cache_dir), n=args.n)
+        from featx.extract import cache_verify
+
+        report = cache_verify(cache.resolve_entry(args.target, args.cache_dir), n=args.n)
         print(f"{'ok' if report else 'FAILED'}: {report.n_checked} rows checked, max abs diff "
               f"{report.max_abs_diff:.3g}")
         for path, why in report.failures + report.unverifiable:

@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from featx.utils.tables import text_table
+
 _EXIT_ERROR, _EXIT_USAGE, _EXIT_INTERRUPT = 1, 2, 130
 
 
@@ -44,25 +46,8 @@ def _say(args, text: str = "") -> None:
 
 def _print_table(rows: Sequence[dict], columns: Sequence[str], headers: Sequence[str] | None
                  = None) -> None:
-    headers = list(headers or columns)
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    if isinstance(v, tuple | list):
-        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in v)
-        return ("x" if ints and len(v) == 2 else ", ").join(map(str, v))
-    return str(v)
+    """A plain-text table on stdout (:func:`featx.utils.tables.text_table`, 4 decimals)."""
+    print(text_table(rows, columns, headers=headers, digits=4))
 
 
 def _fit_kwargs(args) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from featx.images import default_workers
+from featx.utils.checks import check_choice, check_int
 
 __all__ = ["ENGINES", "INSTALL_HINT", "check_engine", "ensure_ray", "require_ray"]
 
@@ -31,8 +32,7 @@ def require_ray():
 def check_engine(engine, address=None) -> str:
     """Validate ``engine`` (and that ``address`` is only given with Ray); return it normalised."""
     name = "local" if engine is None else engine
-    if name not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES} (or None for 'local'), got {engine!r}")
+    check_choice("engine", name, [*ENGINES, None])
     if name == "local" and address is not None:
         raise ValueError(f"address is only used with engine='ray'; got address={address!r} "
                          f"with engine={engine!r}")
@@ -60,8 +60,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, verbose:
         return ray
     if num_cpus is None:
         num_cpus = default_workers()
-    if int(num_cpus) < 1:
-        raise ValueError(f"num_cpus must be a positive int or None, got {num_cpus!r}")
+    check_int("num_cpus", num_cpus, 1)
     # An embedded single-machine instance reports nothing home unless the user opted in.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=int(num_cpus), include_dashboard=False, log_to_driver=verbose >= 2,

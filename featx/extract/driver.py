@@ -27,23 +27,11 @@ from featx.cache import (
 from featx.data import ImageDataset
 from featx.extract.featureset import FeatureSet
 from featx.images import hash_files
+from featx.utils.checks import check_int, type_name
 from featx.utils.config import cache_root
 from featx.utils.progress import Progress
 
-__all__ = ["check_count", "check_request", "run_extraction"]
-
-
-def type_name(value) -> str:
-    return type(value).__name__
-
-
-def check_count(name: str, value, minimum: int, meaning: str = "") -> None:
-    """``value`` must be None or an int (not a bool) >= ``minimum``; the error names ``name``."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name}{meaning} must be None or an int >= {minimum}, got {value!r} "
-                         f"of type {type_name(value)}")
+__all__ = ["check_request", "run_extraction"]
 
 
 def check_request(dataset, cache, batch_size) -> None:
@@ -62,7 +50,7 @@ def check_request(dataset, cache, batch_size) -> None:
     if not (cache is None or isinstance(cache, bool) or isinstance(cache, str | os.PathLike)):
         raise TypeError("cache must be None (the featx cache dir), False (no disk) or a folder "
                         f"path (str or os.PathLike), got {cache!r} of type {type_name(cache)}")
-    check_count("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1, allow_none=True)
 
 
 def request_digest(dataset, ids: Sequence[str | None]) -> str:

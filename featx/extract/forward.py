@@ -8,109 +8,94 @@ TensorFlow, ``jax.jit`` on JAX); ``docs/benchmarks.md`` has the measurements beh
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["BatchRunner", "add_count", "forward_pass_count", "get_model", "has_gpu"]
+from featx.utils.runtime import dtype_policy, has_gpu, resolve_precision, seeded
 
-_COUNT = 0
-_COUNT_LOCK = threading.Lock()
-_MODELS: OrderedDict = OrderedDict()
-_MODELS_MAX = 2
+__all__ = ["MODELS", "BatchRunner", "ModelCache", "add_count", "forward_pass_count", "get_model",
+           "has_gpu"]
+
+
+class _PassCounter:
+    """Images sent through a backbone in this process (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.count += int(n)
+
+
+# The one piece of process state extraction keeps besides MODELS: what tests and benchmarks read
+# through forward_pass_count() to prove a step ran no backbone.
+_PASSES = _PassCounter()
 
 
 def forward_pass_count() -> int:
     """Images sent through a backbone in this process so far (padding rows not counted)."""
-    return _COUNT
+    return _PASSES.count
 
 
 def add_count(n: int) -> None:
-    global _COUNT
-    with _COUNT_LOCK:
-        _COUNT += int(n)
+    """Count ``n`` images sent through a backbone (every engine reports its batches here)."""
+    _PASSES.add(n)
 
 
-def has_gpu() -> bool:
-    """Whether the active Keras backend sees a GPU."""
-    import keras
+class ModelCache:
+    """The backbones built in this process, most recently used last, at most ``max_models``.
 
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
+    Building a backbone costs seconds; every extraction of the same configuration in a process
+    reuses it. :data:`MODELS` is the process's cache: ``MODELS.clear()`` frees the models (a
+    benchmark timing cold starts does), ``MODELS.max_models`` bounds the memory they hold.
+    """
 
-            return bool(tf.config.list_physical_devices("GPU"))
-        if backend == "jax":
-            import jax
+    def __init__(self, max_models: int = 2) -> None:
+        self.max_models = max_models
+        self._models: OrderedDict = OrderedDict()
 
-            return any(d.platform == "gpu" for d in jax.devices())
-        if backend == "torch":
-            import torch
+    def __len__(self) -> int:
+        return len(self._models)
 
-            return bool(torch.cuda.is_available())
-    except Exception:  # pragma: no cover - a broken GPU runtime means no GPU
-        return False
-    return False
+    def clear(self) -> None:
+        self._models.clear()
+
+    def get(self, config: dict):
+        """Build (or reuse) the backbone described by an extractor ``config``."""
+        # featx.backbones imports Keras: only when a model is built, so a cache hit never does.
+        from featx.backbones import check_weights, load_backbone
+
+        key = config["key"]
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        weights = check_weights(config["weights"])
+        pooling = None if config["pooling"] == "none" else config["pooling"]
+        # Random weights (weights=None) are drawn under a fixed seed, so the same configuration
+        # gives the same features in every process (its cache key says "random").
+        precision = resolve_precision(bool(config.get("mixed_precision", False)))
+        with dtype_policy(precision), seeded(0 if weights is None else None):
+            model = load_backbone(config["backbone"], weights=weights,
+                                  input_size=tuple(config["input_size"]), pooling=pooling,
+                                  layers=json.loads(config["layers"]))
+        self._models[key] = model
+        while len(self._models) > self.max_models:
+            self._models.popitem(last=False)
+        return model
 
 
-@contextlib.contextmanager
-def _dtype_policy(mixed: bool):
-    import keras
-
-    if not mixed:
-        yield
-        return
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if has_gpu() else "mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(old)
-
-
-@contextlib.contextmanager
-def _seeded(active: bool, seed: int = 0):
-    """Random weights (``weights=None``) are drawn under a fixed seed, so the same configuration
-    gives the same features in every process (its cache key says ``"random"``). Python's and
-    NumPy's global random states are restored afterwards; Keras' global seed is left reset."""
-    if not active:
-        yield
-        return
-    import random
-
-    import keras
-
-    py_state, np_state = random.getstate(), np.random.get_state()
-    keras.utils.set_random_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+#: The process's backbone cache (see :class:`ModelCache`).
+MODELS = ModelCache()
 
 
 def get_model(config: dict):
     """Build (or reuse, per process) the backbone described by an extractor ``config``."""
-    from featx.backbones import load_backbone
-
-    key = config["key"]
-    if key in _MODELS:
-        _MODELS.move_to_end(key)
-        return _MODELS[key]
-    weights = None if config["weights"] == "none" else config["weights"]
-    pooling = None if config["pooling"] == "none" else config["pooling"]
-    with _dtype_policy(config.get("mixed_precision", False)), _seeded(weights is None):
-        model = load_backbone(config["backbone"], weights=weights,
-                              input_size=tuple(config["input_size"]), pooling=pooling,
-                              layers=json.loads(config["layers"]))
-    _MODELS[key] = model
-    while len(_MODELS) > _MODELS_MAX:
-        _MODELS.popitem(last=False)
-    return model
+    return MODELS.get(config)
 
 
 class BatchRunner:

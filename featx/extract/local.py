@@ -13,10 +13,11 @@ import time
 import numpy as np
 
 from featx.cache import extractor_config
-from featx.extract.driver import check_count, check_request, run_extraction
+from featx.extract.driver import check_request, run_extraction
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import BatchRunner, get_model, has_gpu
 from featx.images import DecodePool
+from featx.utils.checks import check_int
 from featx.utils.progress import Progress
 
 __all__ = ["extract_local", "stream"]
@@ -84,7 +85,7 @@ def extract_local(dataset, backbone: str = "efficientnet_lite0", *, weights="ima
     """The ``engine="local"`` row of :data:`featx.extract.ENGINES`; parameters as in
     :func:`featx.extract_features` (``n_workers``: decode threads, ``0`` for none)."""
     check_request(dataset, cache, batch_size)
-    check_count("n_workers", n_workers, 0)
+    check_int("n_workers", n_workers, 0, allow_none=True)
     config = extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
                               mixed_precision, decoder)
     if batch_size is None:

@@ -30,9 +30,10 @@ import numpy as np
 
 from featx.cache import extractor_config
 from featx.distributed import ensure_ray, require_ray
-from featx.extract.driver import check_count, check_request, run_extraction
+from featx.extract.driver import check_request, run_extraction
 from featx.extract.forward import BatchRunner, add_count, get_model
 from featx.images import load_chunk
+from featx.utils.checks import check_int
 from featx.utils.progress import Progress
 
 __all__ = ["extract_on_ray"]
@@ -145,8 +146,7 @@ def _run(ray, todo, config, batch_size, concurrency, num_gpus, shard_size, sink,
 
 
 def _check_options(shard_size, concurrency, n_workers) -> None:
-    if not isinstance(shard_size, int | np.integer) or shard_size < 1:
-        raise ValueError(f"shard_size must be a positive int, got {shard_size!r}")
+    check_int("shard_size", shard_size, 1)
     ok = (concurrency is None
           or isinstance(concurrency, int | np.integer) and concurrency >= 1
           or isinstance(concurrency, tuple) and len(concurrency) == 2
@@ -154,7 +154,8 @@ def _check_options(shard_size, concurrency, n_workers) -> None:
     if not ok:
         raise ValueError("concurrency must be None, a positive int or a (min, max) tuple with "
                          f"1 <= min <= max, got {concurrency!r}")
-    check_count("n_workers", n_workers, 1, " (the embedded Ray instance's CPUs with engine='ray')")
+    check_int("n_workers", n_workers, 1, allow_none=True,
+              meaning=" (the embedded Ray instance's CPUs with engine='ray')")
 
 
 def extract_on_ray(

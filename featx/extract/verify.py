@@ -33,7 +33,7 @@ def cache_verify(path: str | os.PathLike, n: int = 8, *, seed: int = 0, rtol: fl
     rows = np.sort(rng.choice(len(data["ids"]), size=min(n, len(data["ids"])), replace=False))
     if a["dtype"] == "float16":
         rtol, atol = max(rtol, 1e-2), max(atol, 1e-2)
-    config = extractor_config(a["backbone"], None if a["weights"] == "none" else a["weights"],
+    config = extractor_config(a["backbone"], a["weights"],
                               a["input_size"], None if a["pooling"] == "none" else a["pooling"],
                               json.loads(a["layers"]), a["resize"], a["dtype"],
                               a["mixed_precision"], a.get("decoder", "pillow"))

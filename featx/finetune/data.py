@@ -1,6 +1,7 @@
 """Feeding images to Keras during fine-tuning, backend-neutral (a ``keras.utils.PyDataset``).
 
-Inputs arrive as paths, an ``ImageDataset`` or a uint8 array. Paths are decoded with
+Inputs follow the estimators' one image-input contract (:func:`featx.data.check_image_input`):
+paths, an ``ImageDataset`` or a ``uint8`` array. Paths are decoded with
 :func:`featx.images.read_image` (and its ``decoder``) at the model's input size; when the decoded
 set fits the memory budget it is decoded once and kept, since small datasets are the use case and
 every epoch re-reads them. Batches stay ``uint8``: the model casts on the device.
@@ -16,11 +17,18 @@ import keras
 import numpy as np
 from PIL import Image
 
-from featx.images import read_image
+from featx.data import ImageDataset, check_image_input, image_paths, is_uint8_images
+from featx.images import read_image, to_rgb
 
-__all__ = ["ImageSource", "Batches", "as_images"]
+__all__ = ["Batches", "ImageSource", "as_images", "memory_budget", "rgb_array"]
 
-MEMORY_BUDGET = int(os.environ.get("FEATX_FINETUNE_MEMORY", 2 << 30))  # bytes of decoded images
+DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of decoded images kept in memory for a fine-tune
+
+
+def memory_budget() -> int:
+    """Bytes of decoded images a fine-tune keeps in memory: ``$FEATX_FINETUNE_MEMORY`` when set
+    (read at every call, so it can change within a process), else 2 GiB."""
+    return int(os.environ.get("FEATX_FINETUNE_MEMORY") or DEFAULT_MEMORY_BUDGET)
 
 
 class ImageSource:
@@ -36,17 +44,13 @@ class ImageSource:
         else:
             self.paths = [os.fspath(p) for p in items]
             h, w = self.size
-            if len(self.paths) * h * w * 3 <= MEMORY_BUDGET:
+            if len(self.paths) * h * w * 3 <= memory_budget():
                 self.array = self._read(range(len(self.paths)))
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self.paths)
 
     def _resize_array(self, arr: np.ndarray) -> np.ndarray:
-        if arr.ndim != 4 or arr.shape[-1] != 3:
-            raise ValueError(f"X as an array must be (N, H, W, 3) RGB, got shape {arr.shape}")
-        if arr.dtype != np.uint8:
-            arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
         h, w = self.size
         if arr.shape[1:3] == (h, w):
             return arr
@@ -109,22 +113,28 @@ class Batches(keras.utils.PyDataset):
             self._rng.shuffle(self._order)
 
 
+def rgb_array(images: np.ndarray) -> np.ndarray:
+    """A ``uint8`` image array ``(N, H, W)`` or ``(N, H, W, C)`` as RGB ``(N, H, W, 3)``, converted
+    the way a file of it would be read (grey repeated, alpha composited onto white)."""
+    if images.ndim == 4 and images.shape[-1] == 3:
+        return images
+    if images.ndim == 4 and images.shape[-1] not in (1, 4):
+        raise ValueError(f"X must have 1, 3 or 4 channels, got shape {images.shape}")
+    squeeze = images.ndim == 4 and images.shape[-1] == 1
+    return np.stack([np.asarray(to_rgb(Image.fromarray(a[..., 0] if squeeze else a)))
+                     for a in images])
+
+
 def as_images(X, y=None):
-    """``(items, labels)`` from paths, an ``ImageDataset`` (labels from it when ``y`` is None) or an
-    array. ``items`` is a list of paths or a uint8 array; ``labels`` may be None."""
-    if hasattr(X, "paths") and hasattr(X, "labels") and hasattr(X, "class_names"):
+    """``(items, labels)`` from any accepted image input (:func:`featx.data.check_image_input`:
+    ``TypeError`` naming ``X`` for anything else). ``items`` is a list of absolute paths or an RGB
+    ``uint8`` array; an ``ImageDataset`` gives its labels when ``y`` is None."""
+    check_image_input(X)
+    if isinstance(X, ImageDataset):
         if y is None:
             names = np.asarray(X.class_names, dtype=object)
             y = names[np.asarray(X.labels, dtype=np.int64)]
         return list(X.paths), y
-    if isinstance(X, np.ndarray) and X.ndim == 4:
-        return X, y
-    if isinstance(X, (str, os.PathLike)):
-        raise ValueError(f"X must be a list of image paths, an ImageDataset or an (N, H, W, 3) "
-                         f"array, got a single path {X!r}")
-    try:
-        items = [os.fspath(p) for p in X]
-    except TypeError:
-        raise ValueError(f"X must be a list of image paths, an ImageDataset or an (N, H, W, 3) "
-                         f"array, got {type(X).__name__}") from None
-    return items, y
+    if is_uint8_images(X):
+        return rgb_array(X), y
+    return [os.path.abspath(p) for p in image_paths(X)], y

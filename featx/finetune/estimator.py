@@ -31,23 +31,20 @@ from featx.finetune.strategies import (
     variable_multipliers,
 )
 from featx.finetune.train import (
-    Progress,
+    CheckpointState,
     build_model,
-    dtype_policy,
     fingerprint,
     linear_probe_dense,
     lr_callback,
     parse_lr_schedule,
-    resolve_precision,
 )
 from featx.images import check_decoder
+from featx.utils.checks import check_choice, check_int
+from featx.utils.runtime import dtype_policy, resolve_precision, seeded
 
 __all__ = ["FineTunedClassifier"]
 
 WARMUP_LR = 1e-3  # head-only warm-up when warm_start=False
-#: Run Keras eagerly (no graph tracing). Tracing a backbone's training step costs seconds per
-#: phase, more than a few steps on a handful of images take; real datasets want it False.
-RUN_EAGERLY = False
 
 
 class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator):
@@ -100,11 +97,18 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
     decoder : "pillow" or "opencv"
         Image decoder for training, validation and prediction images given as paths (see
         :func:`featx.read_image`); ``"opencv"`` needs ``featx[opencv]``.
-    mixed_precision : "auto", "mixed_float16", "mixed_bfloat16", "float32" or None
-        ``"auto"`` uses ``mixed_float16`` only when a GPU is visible. Scoped to model building.
+    mixed_precision : "auto", True, "mixed_float16", "mixed_bfloat16", "float32" or None
+        ``"auto"`` uses ``mixed_float16`` only when a GPU is visible; ``True`` is mixed on any
+        device (float16 on a GPU, bfloat16 on a CPU), as in :func:`featx.extract_features`.
+        Scoped to model building (:func:`featx.utils.runtime.resolve_precision`).
     random_state : int or None
-        Seeds Keras (``keras.utils.set_random_seed``), the split and the shuffling.
+        Seeds Keras (``keras.utils.set_random_seed``), the split and the shuffling during
+        ``fit``; Python's and NumPy's global random states are restored when ``fit`` returns.
     verbose : int
+    run_eagerly : bool, default=False
+        Run Keras eagerly (no graph tracing). Tracing a backbone's training step costs seconds
+        per phase, more than a few steps on a handful of images take (tests, smoke runs); real
+        datasets want it False. Not part of the checkpoint fingerprint: it changes no result.
 
     Attributes
     ----------
@@ -135,7 +139,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                  validation_data=None, early_stopping: bool = True, patience: int = 3,
                  lr_schedule="constant", checkpoint_dir=None, cache=None, decoder="pillow",
                  mixed_precision="auto",
-                 random_state=None, verbose: int = 0):
+                 random_state=None, verbose: int = 0, run_eagerly: bool = False):
         self.backbone = backbone
         self.weights = weights
         self.input_size = input_size
@@ -161,16 +165,13 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
+        self.run_eagerly = run_eagerly
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"strategy must be one of {sorted(STRATEGIES)}, got {self.strategy!r}")
+        check_choice("strategy", self.strategy, sorted(STRATEGIES))
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name), 1)
         if not 0.0 <= self.validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {self.validation_split!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -195,8 +196,6 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
             Pooled backbone features aligned with ``X`` (e.g. ``FeatureSet.features`` from the
             cache), used for the warm start instead of a forward pass.
         """
-        from featx.backbones import build_base, get_backbone_spec, preprocessing_layer
-
         self._check_params()
         items, labels = as_images(X, y)
         if labels is None:
@@ -210,7 +209,12 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         seed = None
         if self.random_state is not None:
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-            keras.utils.set_random_seed(seed)
+        with seeded(seed):  # the caller's Python and NumPy random states come back afterwards
+            self._fit_seeded(X, items, y_idx, seed, warm_start_features)
+        return self
+
+    def _fit_seeded(self, X, items, y_idx, seed, warm_start_features) -> None:
+        from featx.backbones import build_base, get_backbone_spec, preprocessing_layer
 
         spec = get_backbone_spec(self.backbone)
         size = self.input_size or spec.input_size
@@ -236,7 +240,6 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                       *phases]
         self._run_phases(base, phases, source, X, train, val, y_idx, train_idx,
                          warm_start_features)
-        return self
 
     def _validation_batches(self, source, y_idx, seed):
         n = len(source)
@@ -280,8 +283,8 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
     # ------------------------------------------------------------------ phases
     def _run_phases(self, base, phases, source, X, train, val, y_idx, train_idx, features):
         params = {k: v for k, v in self.get_params().items()
-                  if k not in ("verbose", "checkpoint_dir", "validation_data")}
-        progress = Progress(self.checkpoint_dir, fingerprint(params, self.classes_, len(source)))
+                  if k not in ("verbose", "checkpoint_dir", "validation_data", "run_eagerly")}
+        progress = CheckpointState(self.checkpoint_dir, fingerprint(params, self.classes_, len(source)))
         self.history_, self.compile_count_, self.backbone_forward_passes_ = [], 0, 0
         self._best = None
         start, initial_epoch, partial = 0, 0, []
@@ -319,7 +322,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         mult = variable_multipliers(base, phase.lr_multipliers)
         self.model_.compile(optimizer=DiscriminativeAdam(phase.learning_rate, lr_multipliers=mult),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                            run_eagerly=RUN_EAGERLY)
+                            run_eagerly=bool(self.run_eagerly))
         self.compile_count_ += 1
 
     def _trainable_summary(self, base) -> dict:

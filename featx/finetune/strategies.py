@@ -19,6 +19,8 @@ from typing import Any
 
 import keras
 
+from featx.utils.checks import check_choice, check_int
+
 __all__ = [
     "ALL",
     "STRATEGIES",
@@ -137,8 +139,7 @@ def _units_of_blocks(blocks: dict[str, list[str]], wanted: Sequence[str], param:
 
 def _top_units(base: keras.Model, n: int, param: str) -> tuple[str, ...]:
     units = unit_layers(base)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{param} must be a positive int, got {n!r}")
+    check_int(param, n, 1)
     return tuple(u.name for u in units[-n:])
 
 
@@ -237,8 +238,7 @@ STRATEGIES: dict[str, Strategy] = {
 def resolve_phases(strategy: str, base, spec, *, epochs: int, learning_rate: float | None,
                    schedule, strategy_params: Mapping[str, Any] | None) -> list[Phase]:
     """Look up the strategy row and build its phases; errors list what is allowed."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
+    check_choice("strategy", strategy, sorted(STRATEGIES))
     row = STRATEGIES[strategy]
     extra = dict(strategy_params or {})
     unknown = sorted(set(extra) - set(row.defaults))

@@ -5,7 +5,6 @@ Kept apart from :mod:`featx.finetune` so the estimator reads as the sequence of 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -17,18 +16,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from featx.extract import has_gpu
 from featx.finetune.augment import build_augmentation
 
 __all__ = [
     "LR_SCHEDULES",
-    "Progress",
+    "CheckpointState",
     "build_model",
-    "dtype_policy",
     "fold_scaler_into_linear",
     "linear_probe_dense",
     "lr_callback",
-    "resolve_precision",
 ]
 
 
@@ -119,32 +115,6 @@ def lr_callback(lr_schedule, base_lr: float, epochs: int) -> keras.callbacks.Cal
         lambda epoch, _lr: float(fn(epoch, epochs, base_lr, **params)))
 
 
-# --------------------------------------------------------------------------- mixed precision
-PRECISIONS = ("auto", "mixed_float16", "mixed_bfloat16", "float32", None, False)
-
-
-def resolve_precision(mixed_precision) -> str:
-    """The dtype policy name to build the model under: mixed only on a GPU when ``"auto"``."""
-    if mixed_precision not in PRECISIONS:
-        raise ValueError(f"mixed_precision must be one of {list(PRECISIONS)}, "
-                         f"got {mixed_precision!r}")
-    if mixed_precision == "auto":
-        return "mixed_float16" if has_gpu() else "float32"
-    return mixed_precision or "float32"
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Set the global Keras dtype policy for the block only (layers keep the one they were built
-    with), restoring the previous policy even on error."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 # --------------------------------------------------------------------------- checkpoints
 def fingerprint(params: Mapping[str, Any], classes, n_items: int) -> str:
     payload = json.dumps([sorted(params.items()), [str(c) for c in classes], n_items],
@@ -152,7 +122,7 @@ def fingerprint(params: Mapping[str, Any], classes, n_items: int) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class Progress:
+class CheckpointState:
     """``checkpoint_dir`` state: ``progress.json`` plus one weights file per phase.
 
     The JSON says the last phase with saved weights (``-1`` is the warm start), how many of its

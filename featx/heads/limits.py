@@ -9,7 +9,6 @@ with room for its validation split) are named by the rows in :mod:`featx.heads`,
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 from sklearn.model_selection import check_cv
 
 from featx.heads.spec import HeadSpec
+from featx.utils.checks import check_int
 
 
 # --------------------------------------------------------------------------- rules (table rows)
@@ -47,10 +47,7 @@ def early_stopping_if_room(params: Mapping[str, Any], n_samples: int,
 
 # --------------------------------------------------------------------------- applying a rule
 def _check_size(param: str, value) -> None:
-    if value is None or isinstance(value, numbers.Integral) and not isinstance(value, bool) \
-            and value >= 1:
-        return
-    raise ValueError(f"{param} must be None or an int >= 1; got {param}={value!r}.")
+    check_int(param, value, 1, allow_none=True)
 
 
 def _effective(spec: HeadSpec, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from featx.heads.limits import (
     limited,
 )
 from featx.heads.spec import HeadSpec
+from featx.utils.tables import format_cell
 
 __all__ = [
     "STEP_NAMES",
@@ -354,10 +355,6 @@ def head_param_grid(name: str, *, proba: bool = False, n_samples: int | None = N
     return grid
 
 
-def _fmt(mapping: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in mapping.items())
-
-
 def describe() -> str:
     """The head table as Markdown (the source of ``docs/heads.md``).
 
@@ -377,8 +374,8 @@ def describe() -> str:
         proba = "yes" if spec.predict_proba else "with `proba=True`"
         cw = "balanced" if spec.class_weight else "n/a"
         lines.append(
-            f"| `{spec.name}` | {' + '.join(pipe)} | `{_fmt(spec.defaults)}` | "
-            f"`{_fmt(spec.grid)}` ({spec.n_candidates}) | {proba} | {cw} |"
+            f"| `{spec.name}` | {' + '.join(pipe)} | `{format_cell(spec.defaults)}` | "
+            f"`{format_cell(spec.grid)}` ({spec.n_candidates}) | {proba} | {cw} |"
         )
     lines.append("")
     for spec in _HEADS:

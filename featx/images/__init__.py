@@ -11,9 +11,9 @@ from featx.images.decode import (
     decode_bytes,
     read_image,
 )
-from featx.images.pillow import RESIZE_MODES, ImageError
+from featx.images.pillow import RESIZE_MODES, ImageError, to_rgb
 from featx.images.pool import DecodePool, default_workers, hash_file, hash_files, load_chunk
 
 __all__ = ["DECODERS", "RESIZE_MODES", "DecodePool", "ImageError", "check_decoder",
            "check_image_bytes", "decode_bytes", "default_workers", "hash_file", "hash_files",
-           "load_chunk", "read_image"]
+           "load_chunk", "read_image", "to_rgb"]

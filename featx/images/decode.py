@@ -24,6 +24,7 @@ from featx.images.pillow import (
     ends_with_marker,
     to_size,
 )
+from featx.utils.checks import check_choice
 
 __all__ = ["DECODERS", "check_decoder", "check_image_bytes", "decode_bytes", "read_image"]
 
@@ -34,8 +35,7 @@ Decoder = Literal["pillow", "opencv"]
 def check_decoder(decoder: str) -> str:
     """Validate ``decoder`` (a name of :data:`DECODERS`) and, for ``"opencv"``, that OpenCV
     imports: callers check before the first image, not as one decode failure per image."""
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    check_choice("decoder", decoder, DECODERS)
     if decoder == "opencv":
         require_cv2()
     return decoder
@@ -90,8 +90,7 @@ def decode_bytes(
     >>> decode_bytes(buf.getvalue(), size=(8, 8)).shape
     (8, 8, 3)
     """
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    check_choice("resize", resize, RESIZE_MODES)
     check_decoder(decoder)
     hw = to_size(size)
     if decoder == "opencv":

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageError", "RESIZE_MODES", "crop_box", "decode_pillow", "ends_with_marker",
-           "exif_orientation", "open_image", "to_size"]
+           "exif_orientation", "open_image", "to_rgb", "to_size"]
 
 RESIZE_MODES = ("bilinear", "crop")
 ResizeMode = Literal["bilinear", "crop"]
@@ -53,7 +53,7 @@ def _sixteen_bit_to_rgb(img: Image.Image) -> Image.Image:
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to RGB; transparency is composited onto white."""
     mode = img.mode
     if mode == "RGB":
@@ -128,7 +128,7 @@ def decode_pillow(data: bytes, hw: tuple[int, int] | None, source: str,
         raise _bomb(source, exc) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{source}: cannot decode image ({exc})") from None
-    return _to_rgb(img)
+    return to_rgb(img)
 
 
 # Structural end markers: a file that lacks them near its end was cut short, or carries data after

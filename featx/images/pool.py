@@ -21,6 +21,7 @@ import numpy as np
 from featx.images.decode import decode_bytes
 from featx.images.opencv import require_cv2
 from featx.images.pillow import ImageError
+from featx.utils.checks import check_choice
 
 __all__ = ["DecodePool", "default_workers", "hash_file", "hash_files", "load_chunk"]
 
@@ -124,8 +125,7 @@ class DecodePool:
         self.size = tuple(int(s) for s in size)
         self.resize, self.decoder = resize, decoder
         self.n_workers = default_workers() if n_workers is None else int(n_workers)
-        if kind not in ("thread", "process"):
-            raise ValueError(f"kind must be one of ('thread', 'process'), got {kind!r}")
+        check_choice("kind", kind, ("thread", "process"))
         self.kind, self.chunk, self.window = kind, max(1, int(chunk)), max(1, int(window))
         self._executor: Executor | None = None
 

@@ -1,5 +1,6 @@
 """The steps behind :func:`featx.pipeline.run_pipeline`: config values -> library arguments,
-data loading, fine-tuning metrics and histories, and writing the report."""
+data loading, the comparison (:func:`featx.compare.run_comparison`, once per backbone), fine-tuning
+histories, and writing the report."""
 
 from __future__ import annotations
 
@@ -57,15 +58,8 @@ def _merge_histories(history: Sequence[Mapping]) -> dict[str, list[float]]:
     return {k: v for k, v in out.items() if v}
 
 
-def _metrics(y_true, y_pred) -> dict:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-
-    return {"accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred))}
-
-
 def _finetune_kwargs(cfg: dict, strategy: str) -> dict:
+    """The FineTunedClassifier parameters of ``strategy`` (the strategy itself left out)."""
     f = cfg["finetune"]
     params: dict[str, Any] = {}
     if strategy != "frozen" and f["lr_decay"] != 1.0:
@@ -76,7 +70,7 @@ def _finetune_kwargs(cfg: dict, strategy: str) -> dict:
         params["n"] = f["n"]
     augment = f["augment"]
     return dict(
-        strategy=strategy, strategy_params=params or None,
+        strategy_params=params or None,
         schedule=[list(s) for s in f["schedule"]] if strategy == "staged" and f["schedule"]
         else None,
         epochs=f["epochs"], learning_rate=f["learning_rate"] or None, batch_size=f["batch_size"],
@@ -93,31 +87,33 @@ def _say(echo, text: str) -> None:
         echo(text)
 
 
-def _write(cfg, out_dir, title, splits, rows, predictions, histories, features, timings,
+def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
            t_start):
+    """``sources``: row name -> (its Comparison, its name there)."""
     from sklearn.metrics import confusion_matrix
 
     from featx.report import write_report
     from featx.report.few_shot import few_shot_curve
+    from featx.report.plots import metric_value
 
     r = cfg["report"]
     train = splits["train"]
     class_names = train.class_names
-    ranked = sorted(rows, key=lambda x: -(x.get("accuracy") or 0))
+    ranked = sorted(rows, key=lambda x: -np.nan_to_num(metric_value(x, "accuracy"), nan=-1))
     confusion = None
-    if ranked and ranked[0]["model"] in predictions:
-        y_true, y_pred = predictions[ranked[0]["model"]]
-        confusion = {"model": ranked[0]["model"], "class_names": class_names,
-                     "matrix": confusion_matrix(y_true, y_pred,
+    if ranked:
+        comparison, name = sources[ranked[0]["name"]]
+        confusion = {"name": ranked[0]["name"], "class_names": class_names,
+                     "matrix": confusion_matrix(comparison.test.labels,
+                                                comparison.predictions(name),
                                                 labels=range(len(class_names)))}
     t = time.perf_counter()
     few = None
     if r["few_shot"]:
         backbone = cfg["extract"]["backbone"][0]
-        fs = features[backbone]
-        known = {row["method"]: row["accuracy"] for row in rows
-                 if row["kind"] == "frozen" and row["backbone"] == backbone}
-        few = few_shot_curve(fs["train"], fs["test"],
+        first = comparisons[backbone]
+        known = {row["name"]: row["accuracy"] for row in first.table if row["kind"] == "head"}
+        few = few_shot_curve(first.train, first.test,
                              r["few_shot_heads"] or cfg["heads"]["names"],
                              shots=[k or None for k in r["few_shot"]],
                              repeats=r["few_shot_repeats"], seed=cfg["data"]["seed"],
@@ -183,6 +179,10 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
     Returns
     -------
     featx.report.Report
+        Its ``rows`` are the comparison's (:data:`featx.evaluate.ROW_KEYS`, best first, no
+        estimators): the heads of every backbone and the fine-tunes, one
+        :func:`featx.compare.run_comparison` per backbone; row names get a ``<backbone>/``
+        prefix when several backbones are compared.
     """
     t_start = time.perf_counter()
     if isinstance(config_or_path, Mapping):
@@ -209,82 +209,51 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
                                                        splits.items())
          + f", {len(class_names)} classes)")
 
-    from featx.evaluate import evaluate_heads
-    from featx.extract import extract_features
+    from featx.compare import run_comparison
 
-    e = cfg["extract"]
+    e, f = cfg["extract"], cfg["finetune"]
+    strategies = list(f["strategies"])
+    ft_backbone = (f["backbone"] or e["backbone"][0]) if strategies else None
+    plan = [(b, cfg["heads"]["names"], strategies if b == ft_backbone else [])
+            for b in e["backbone"]]
+    if ft_backbone is not None and ft_backbone not in e["backbone"]:
+        plan.append((ft_backbone, [], strategies))
+    ft_size = _size(f["input_size"]) or _size(e["input_size"])
+    ft_params = {s: {"input_size": ft_size, **_finetune_kwargs(cfg, s)} for s in strategies}
+    extract_params = dict(pooling=e["pooling"], layers=e["layers"] or None, resize=e["resize"],
+                          batch_size=e["batch_size"])
     rows: list[dict] = []
-    predictions: dict[str, tuple] = {}  # model -> (y_true idx, y_pred idx)
-    features: dict[str, dict] = {}
-    t = time.perf_counter()
-    t_heads = 0.0
-    for backbone in e["backbone"]:
-        fs = {s: extract_features(splits[s], backbone, weights=_weights(e["weights"]),
-                                  input_size=_size(e["input_size"]), pooling=e["pooling"],
-                                  layers=e["layers"] or None, resize=e["resize"],
-                                  decoder=e["decoder"],
-                                  cache=e["cache"] or None, batch_size=e["batch_size"],
-                                  verbose=verbose)
-              for s in ("train", "test")}
-        features[backbone] = fs
-        th = time.perf_counter()
-        table = evaluate_heads(fs["train"], fs["test"], heads=cfg["heads"]["names"],
-                               cv=cfg["heads"]["cv"] or None)
-        t_heads += time.perf_counter() - th
-        for r in table:
-            model = f"{backbone} + {r['name']}"
-            est = r.get("estimator")
-            if est is not None:
-                predictions[model] = (fs["test"].labels, est.predict(fs["test"].features))
-            rows.append({"model": model, "kind": "frozen", "backbone": backbone,
-                         "method": r["name"], "accuracy": r.get("accuracy"),
-                         "macro_f1": r.get("macro_f1"),
-                         "balanced_accuracy": r.get("balanced_accuracy"),
-                         "train_s": r.get("train_seconds"), "n_train": r.get("n_train")})
-    timings["extract_s"] = time.perf_counter() - t - t_heads
-    timings["heads_s"] = t_heads
-
-    f = cfg["finetune"]
+    sources: dict[str, tuple] = {}  # row name -> (Comparison, its name there)
+    comparisons: dict = {}  # backbone -> Comparison
     histories: dict[str, dict] = {}
-    t = time.perf_counter()
-    if f["strategies"]:
-        from featx.finetune import FineTunedClassifier
-
-        ft_backbone = f["backbone"] or e["backbone"][0]
-        ft_size = _size(f["input_size"]) or _size(e["input_size"])
-        for strategy in f["strategies"]:
-            name = f"{ft_backbone} fine-tuned ({strategy})"
-            _say(echo, f"fine-tuning {ft_backbone} with strategy {strategy!r} ...")
-            ts = time.perf_counter()
-            clf = FineTunedClassifier(ft_backbone, weights=_weights(e["weights"]),
-                                      input_size=ft_size, cache=e["cache"] or None,
-                                      decoder=e["decoder"],
-                                      validation_data=splits.get("validation"),
-                                      verbose=0 if verbose < 2 else 1,
-                                      **_finetune_kwargs(cfg, strategy))
-            clf.fit(train)
-            train_s = time.perf_counter() - ts
-            pred = clf.predict(test.paths)
-            index = {c: i for i, c in enumerate(class_names)}
-            y_pred = np.asarray([index[str(p)] for p in pred])
-            predictions[name] = (test.labels, y_pred)
-            histories[name] = _merge_histories(getattr(clf, "history_", None))
-            size = getattr(clf, "input_size_", ft_size)
-            rows.append({"model": name, "kind": "finetune", "backbone": ft_backbone,
-                         "method": strategy, **_metrics(test.labels, y_pred),
-                         "train_s": train_s, "n_train": len(train),
-                         "epochs": sum(int(r.get("epochs") or 0) for r in clf.history_),
-                         "input_size": list(size) if size else None})
-    timings["finetune_s"] = time.perf_counter() - t
+    for key in ("extract_s", "heads_s", "finetune_s"):
+        timings[key] = 0.0
+    for backbone, heads, backbone_strategies in plan:
+        comparison = run_comparison(
+            train, test, validation=splits.get("validation"), backbone=backbone,
+            weights=_weights(e["weights"]), heads=heads, finetune=backbone_strategies,
+            finetune_params={s: ft_params[s] for s in backbone_strategies},
+            cache=e["cache"] or None, input_size=_size(e["input_size"]), decoder=e["decoder"],
+            extract_params=extract_params, cv=cfg["heads"]["cv"] or None, verbose=verbose,
+            echo=echo)
+        comparisons[backbone] = comparison
+        for key, seconds in comparison.timings.items():
+            timings[key] += seconds
+        for row in comparison.table:
+            name = f"{backbone}/{row['name']}" if len(plan) > 1 else row["name"]
+            sources[name] = (comparison, row["name"])
+            rows.append({**{k: v for k, v in row.items() if k != "estimator"}, "name": name})
+            if row["kind"] == "finetune":
+                histories[name] = _merge_histories(row["estimator"].history_)
 
     t = time.perf_counter()
-    report = _write(cfg, out_dir, title, splits, rows, predictions, histories, features, timings,
+    report = _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
                     t_start)
     _say(echo, "")
     _say(echo, report.to_markdown().rstrip())
     _say(echo, "")
     if report.best:
-        _say(echo, f"best: {report.best['model']} (test accuracy "
+        _say(echo, f"best: {report.best['name']} (test accuracy "
                    f"{report.best['accuracy']:.3f})")
     _say(echo, f"report: {report.out_dir}/report.md "
                f"({time.perf_counter() - t_start:.1f} s)")

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "augment_images", "metric_value", "plot_augmentation", "plot_comparison", "plot_confusion", "plot_few_shot",
-    "plot_learning_curves",
+    "augment_images", "metric_value", "plot_augmentation", "plot_comparison", "plot_confusion",
+    "plot_few_shot", "plot_learning_curves",
 ]
 
 _DPI = 100
@@ -55,8 +55,9 @@ def metric_value(row: Mapping, metric: str) -> float:
 
 # --------------------------------------------------------------------------- plots
 def plot_comparison(rows: Sequence[Mapping], path, *, metric: str = "accuracy",
-                    label: str = "model", title: str | None = None) -> Path:
-    """Horizontal bars of ``row[metric]`` per ``row[label]``, best on top; fine-tunes hatched."""
+                    label: str = "name", title: str | None = None) -> Path:
+    """Horizontal bars of ``row[metric]`` per ``row[label]``, best on top; fine-tunes
+    (``kind="finetune"``) red, frozen heads blue. Rows: :data:`featx.evaluate.ROW_KEYS`."""
     rows = sorted(rows, key=lambda r: -np.nan_to_num(metric_value(r, metric), nan=-1))
     fig = _figure(7, 0.9 + 0.38 * max(1, len(rows)))
     ax = fig.add_subplot()
@@ -154,8 +155,8 @@ def augment_images(images: np.ndarray, n_variants: int = 5, *, augment: Any = "d
                    seed: int = 0) -> np.ndarray:
     """``(n, h, w, 3)`` uint8 -> ``(n, n_variants, h, w, 3)`` uint8 augmented copies.
 
-    Uses the fine-tuning augmentation table (:mod:`featx.finetune.augment`) when present, else Keras'
-    RandomFlip / RandomRotation / RandomZoom / RandomContrast.
+    Uses the fine-tuning augmentation table (:mod:`featx.finetune.augment`) when present, else
+    Keras' RandomFlip / RandomRotation / RandomZoom / RandomContrast.
     """
     import keras
 

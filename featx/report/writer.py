@@ -18,7 +18,6 @@ Plots (:data:`PLOTS`), each drawn by a function ``featx.report.plots.plot_*(...,
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featx.evaluate import comparison_markdown
 from featx.report.plots import (
     metric_value,
     plot_augmentation,
@@ -36,6 +36,7 @@ from featx.report.plots import (
     plot_learning_curves,
 )
 from featx.utils.jsonable import jsonable
+from featx.utils.tables import format_cell, markdown_table
 
 __all__ = ["PLOTS", "Report", "rows_to_markdown", "write_report"]
 
@@ -50,23 +51,16 @@ PLOTS: dict[str, tuple[str, str]] = {
 
 
 # --------------------------------------------------------------------------- markdown, folder
-def _fmt(v) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
-    if isinstance(v, list | tuple):
-        return "x".join(map(str, v))
-    return str(v)
-
-
 def rows_to_markdown(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
     """A GitHub-markdown table of dict rows (columns: the union of keys in first-seen order).
 
+    Cells by :func:`featx.utils.tables.format_cell`: 4 decimals, ``n/a`` for ``None`` and NaN,
+    empty for a key the row lacks.
+
     Examples
     --------
-    >>> print(rows_to_markdown([{"model": "a", "accuracy": 0.5}, {"model": "b", "size": [8, 8]}]))
-    | model | accuracy | size |
+    >>> print(rows_to_markdown([{"name": "a", "accuracy": 0.5}, {"name": "b", "size": [8, 8]}]))
+    | name | accuracy | size |
     |---|---|---|
     | a | 0.5000 |  |
     | b |  | 8x8 |
@@ -78,9 +72,11 @@ def rows_to_markdown(rows: Sequence[Mapping], columns: Sequence[str] | None = No
         columns = []
         for r in rows:
             columns += [k for k in r if k not in columns and not isinstance(r[k], dict)]
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return head + "".join(
-        "| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |\n" for r in rows)
+    return markdown_table(rows, columns, digits=4, missing="n/a") + "\n"
+
+
+def _comparison(rows: Sequence[Mapping]) -> str:
+    return comparison_markdown(rows) + "\n" if rows else "_(no rows)_\n"
 
 
 @dataclass
@@ -92,7 +88,7 @@ class Report:
     out_dir : Path
         The report folder.
     rows : list of dict
-        The comparison table, one row per model, best first.
+        The comparison table (:data:`featx.evaluate.ROW_KEYS`), one row per model, best first.
     best : dict or None
         The best row.
     files : dict
@@ -108,11 +104,12 @@ class Report:
     data: dict = field(default_factory=dict)
 
     def to_markdown(self) -> str:
-        """The comparison table as markdown."""
-        return rows_to_markdown(self.rows)
+        """The comparison table as markdown (:func:`featx.evaluate.comparison_markdown`, as
+        ``featx compare`` prints it)."""
+        return _comparison(self.rows)
 
     def __repr__(self) -> str:
-        best = f"{self.best.get('model')} {self.best.get('accuracy', float('nan')):.3f}" \
+        best = f"{self.best.get('name')} {self.best.get('accuracy', float('nan')):.3f}" \
             if self.best else "none"
         return f"Report({str(self.out_dir)!r}, {len(self.rows)} models, best={best})"
 
@@ -134,11 +131,11 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
                 [{"class": c, **{s: data["class_counts"][s].get(c, 0)
                                  for s in data["class_counts"]}}
                  for c in data.get("class_names") or []]))
-    lines += ["## Comparison", "", rows_to_markdown(d.get("results") or [])]
+    lines += ["## Comparison", "", _comparison(d.get("results") or [])]
     best = d.get("best")
     if best:
-        lines.append(f"**Best:** {best.get('model')} — test accuracy "
-                     f"{_fmt(best.get('accuracy'))}")
+        lines.append(f"**Best:** {best.get('name')} — test accuracy "
+                     f"{format_cell(best.get('accuracy'), 3, missing='n/a')}")
         lines.append("")
     captions = {name: desc for name, (_, desc) in PLOTS.items()}
     for name, path in plots.items():
@@ -178,10 +175,11 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
     Parameters
     ----------
     rows : list of dict
-        One row per model with at least ``model`` and ``accuracy`` (``kind``: ``"frozen"`` or
-        ``"finetune"`` colours the bars).
+        One row per model in the comparison schema (:data:`featx.evaluate.ROW_KEYS`), with at
+        least ``name``, ``kind`` (``"head"`` or ``"finetune"``, which colours the bars) and
+        ``accuracy``; an ``estimator`` is left out.
     confusion : dict, optional
-        ``{"model": str, "matrix": (k, k), "class_names": [...]}`` of the best model.
+        ``{"name": str, "matrix": (k, k), "class_names": [...]}`` of the best model.
     histories : dict, optional
         ``{fine-tune name: history dict}`` (Keras ``History.history``).
     few_shot : dict, optional
@@ -198,7 +196,7 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         raise ValueError(f"plots has unknown name(s) {unknown}; allowed: {list(PLOTS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = sorted((dict(r) for r in rows),
+    rows = sorted(({k: v for k, v in r.items() if k != "estimator"} for r in rows),
                   key=lambda r: -np.nan_to_num(metric_value(r, "accuracy"), nan=-1))
     best = rows[0] if rows else None
     made: dict[str, Path] = {}
@@ -206,7 +204,7 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         "comparison": (bool(rows), lambda p: plot_comparison(rows, p)),
         "confusion": (confusion is not None, lambda p: plot_confusion(
             confusion["matrix"], confusion["class_names"], p,
-            title=f"Confusion matrix: {confusion.get('model', '')}")),
+            title=f"Confusion matrix: {confusion.get('name', '')}")),
         "learning_curves": (bool(histories) and any(histories.values()),
                             lambda p: plot_learning_curves(
                                 {k: v for k, v in histories.items() if v}, p)),

@@ -1,4 +1,5 @@
-"""One conversion of featx's result dicts (NumPy scalars, arrays, paths, tuples) to JSON values."""
+"""One conversion of featx's values (NumPy scalars and arrays, HDF5 bytes, paths, tuples) to JSON
+values: result dicts for reports and manifests, and cache attributes read back from HDF5."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def jsonable(value: Any, *, nan_as_none: bool = False) -> Any:
         value = value.item()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(value, bytes):  # HDF5 attributes store some strings as bytes
+        return value.decode("utf-8", "replace")
     if isinstance(value, float) and nan_as_none and not math.isfinite(value):
         return None
     if value is None or isinstance(value, str | int | float | bool):

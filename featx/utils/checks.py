@@ -1,0 +1,82 @@
+"""One vocabulary for parameter mistakes: the same mistake gets the same message everywhere.
+
+Every message names the parameter, echoes what was received (value and type) and says what is
+allowed, in one of two shapes::
+
+    batch_size must be an int >= 1, got 0 of type int
+    batch_size must be None or an int >= 1, got '8' of type str
+    pooling must be one of ['avg', 'max', None], got 'median' (did you mean 'max'?)
+
+Checks raise ``ValueError`` (a ``TypeError`` only where a caller asks for it), before any file is
+read or model built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["check_choice", "check_int", "type_name"]
+
+
+def type_name(value: Any) -> str:
+    """The name of ``value``'s type, for messages (``int``, ``str``, ``ndarray``)."""
+    return type(value).__name__
+
+
+def check_int(name: str, value: Any, minimum: int = 1, *, allow_none: bool = False,
+              meaning: str = "") -> int | None:
+    """``value`` as an ``int`` >= ``minimum`` (or None when ``allow_none``); else ``ValueError``.
+
+    Bools and strings are refused (``True`` is not a count, ``"8"`` is not an int); NumPy
+    integers are accepted. ``meaning`` follows the name in the message (``" (decode threads)"``).
+
+    Examples
+    --------
+    >>> check_int("batch_size", 32)
+    32
+    >>> check_int("batch_size", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be an int >= 1, got 0 of type int
+    >>> check_int("n_workers", "2", 0, allow_none=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_workers must be None or an int >= 0, got '2' of type str
+    """
+    if value is None and allow_none:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or value < minimum):
+        what = f"None or an int >= {minimum}" if allow_none else f"an int >= {minimum}"
+        raise ValueError(f"{name}{meaning} must be {what}, got {value!r} of type "
+                         f"{type_name(value)}")
+    return int(value)
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """``value`` if it is one of ``allowed``; else ``ValueError`` listing them (and close matches).
+
+    Examples
+    --------
+    >>> check_choice("pooling", "avg", ("avg", "max", None))
+    'avg'
+    >>> check_choice("pooling", "mox", ("avg", "max", None))
+    Traceback (most recent call last):
+    ...
+    ValueError: pooling must be one of ['avg', 'max', None], got 'mox' (did you mean 'max'?)
+    """
+    allowed = list(allowed)
+    try:
+        if value in allowed:
+            return value
+    except TypeError:  # an unhashable or oddly comparing value is simply not allowed
+        pass
+    message = f"{name} must be one of {allowed}, got {value!r}"
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, [a for a in allowed if isinstance(a, str)], n=2)
+        if close:
+            message += f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+    raise ValueError(message)
