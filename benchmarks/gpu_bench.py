@@ -379,8 +379,8 @@ def main(argv=None) -> None:
     from featx.cache import extractor_config
     from featx.extract import forward as _forward
     from featx.extract.forward import get_model, has_gpu
-    from featx.utils.runtime import seeded
     from featx.images import DecodePool
+    from featx.utils.runtime import seeded
 
     backend = keras.backend.backend()
     env = {"backend": backend, "keras": keras.__version__, "pillow": PIL.__version__,

@@ -33,6 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from featx.extract import extract_features
+from featx.report.few_shot import few_shot_curve
+from featx.sources import limit_per_class, resolve_data
+
 __all__ = ["RULES", "THRESHOLDS", "Advice", "advise"]
 
 #: The numbers the decision turns on; change them here (or pass ``thresholds=``).
@@ -166,8 +170,6 @@ class Advice:
 
 def _as_splits(dataset, seed: int) -> dict:
     if isinstance(dataset, str | os.PathLike):
-        from featx.sources import resolve_data
-
         return resolve_data(dataset, seed=seed)
     if isinstance(dataset, Mapping):
         if "train" not in dataset:
@@ -214,10 +216,6 @@ def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None
     Advice
         ``str(advice)`` is a readable report with the numbers behind the recommendation.
     """
-    from featx.extract import extract_features
-    from featx.report.few_shot import few_shot_curve
-    from featx.sources import limit_per_class
-
     t = {**THRESHOLDS, **dict(thresholds or {})}
     unknown = sorted(set(t) - set(THRESHOLDS))
     if unknown:

@@ -104,7 +104,7 @@ def _missing_path_error(param: str, path: Path) -> FileNotFoundError:
 
 def read_csv(file: str | os.PathLike, *, path_column: str = "path", label_column: str = "label",
              root: str | os.PathLike | None = None) -> list[dict[str, str]]:
-    """The rows of an image CSV, each a dict of its columns with ``"path"`` made absolute
+    r"""The rows of an image CSV, each a dict of its columns with ``"path"`` made absolute
     (relative entries resolve against ``root``, default the CSV's folder) and ``"label"``.
 
     The one CSV reader: :meth:`ImageDataset.from_csv` and the DATA argument's CSV with a
@@ -583,7 +583,7 @@ def check_image_input(X: Any) -> None:
     >>> check_image_input("a.jpg")
     Traceback (most recent call last):
     ...
-    TypeError: X must be a list, 1-D array or pandas Series of image paths, an ImageDataset, or a uint8 image array (N, H, W) or (N, H, W, C); got the single path 'a.jpg'; wrap it in a list
+    TypeError: X must be ...; got the single path 'a.jpg'; wrap it in a list
     """
     try:
         empty = not isinstance(X, PATH_TYPES) and len(X) == 0

@@ -19,7 +19,14 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from featx.cache import config_diff, describe_config, feature_config, same_config
+from featx.cache import (
+    LATER_FIELDS,
+    config_diff,
+    describe_config,
+    extractor_config,
+    feature_config,
+    same_config,
+)
 from featx.data import (
     ImageDataset,
     as_image_dataset,
@@ -28,6 +35,8 @@ from featx.data import (
     is_image_input,
     looks_like_images,
 )
+from featx.extract import FeatureSet, extract_features
+from featx.heads import fit_size, head_param_grid, make_head
 from featx.images import check_decoder
 from featx.utils.checks import check_choice, check_int
 
@@ -143,15 +152,11 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _config(self) -> dict:
         """The extractor configuration (with its cache ``key``) these parameters give."""
-        from featx.cache import extractor_config
-
         return extractor_config(self.backbone, weights=self.weights, input_size=self.input_size,
                                 pooling=self.pooling, layers=self.layers, resize=self.resize,
                                 decoder=self.decoder)
 
     def _extract(self, dataset: ImageDataset) -> Any:
-        from featx.extract import extract_features
-
         return extract_features(
             dataset, backbone=self.backbone, weights=self.weights, input_size=self.input_size,
             pooling=self.pooling, layers=self.layers, resize=self.resize, decoder=self.decoder,
@@ -209,8 +214,6 @@ def _head_has(method: str):
     def check(self: TransferClassifier) -> bool:
         if hasattr(self, "head_"):
             return hasattr(self.head_, method)
-        from featx.heads import make_head
-
         return hasattr(make_head(self.head, **(self.head_params or {})), method)
 
     return check
@@ -326,8 +329,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         from sklearn.utils.validation import check_array
 
-        from featx.extract import FeatureSet
-
         labels = None if y is None else np.asarray(y)
         if isinstance(X, FeatureSet):
             if labels is None:
@@ -350,8 +351,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if fields is None:
             same = same_config(fitted, config)
         else:  # a field older feature files lack has its default (featx.cache.LATER_FIELDS)
-            from featx.cache import LATER_FIELDS
-
             same = fitted is None or all(
                 config.get(k, LATER_FIELDS.get(k)) == fitted.get(k, LATER_FIELDS.get(k))
                 for k in fields)
@@ -374,8 +373,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         from sklearn.model_selection import GridSearchCV
         from sklearn.utils.multiclass import check_classification_targets
-
-        from featx.heads import fit_size, head_param_grid, make_head
 
         for attr in ("best_params_", "cv_results_"):
             self.__dict__.pop(attr, None)
@@ -416,8 +413,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _head_features(self, X: Any) -> np.ndarray:
-        from featx.extract import FeatureSet
-
         check_is_fitted(self, "head_")
         if getattr(self, "feature_config_", None) is not None and is_image_input(X):
             # Parameters changed since fit? Checked before any image is read, on the fields the

@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BACKBONE = ["--backbone", "mobilenet_v2", "--weights", "none", "--input-size", "32"]
 COMMANDS = ["backbones", "extract", "fit", "predict", "finetune", "compare", "run", "cache",
             "advise", "show-augment"]
+# heads only: `featx compare` and `featx run` print the same columns
+COMPARISON_HEADER = ("| name | kind | backbone | input_size | accuracy | macro_f1 | "
+                     "balanced_accuracy | train_seconds | backbone_forward_passes |\n")
 
 
 def make_class_folders(root: Path, classes=("red", "green", "blue"), n: int = 8,
@@ -191,7 +194,8 @@ def test_compare_heads_only(capsys, tiny, cache, tmp_path):
     code, out, _ = run(capsys, "compare", tiny, *BACKBONE, "--cache", cache,
                        "--heads", "logreg,knn", "--out", out_json, "-q")
     assert code == 0
-    assert "| logreg | head |" in out and "best:" in out
+    assert "| logreg | head | mobilenet_v2 | 32x32 |" in out and "best:" in out
+    assert COMPARISON_HEADER in out  # the table `featx run` prints
     assert [r["name"] for r in json.loads(out_json.read_text())["rows"]] == ["logreg", "knn"]
 
 
@@ -214,7 +218,8 @@ few_shot = []
     code, out, err = run(capsys, "run", toml, "--out", tmp_path / "report", "-q",
                          "--set", 'heads.names=["knn"]')
     assert code == 0, err
-    assert "| mobilenet_v2 + knn | frozen |" in out and "logreg" not in out
+    assert "| knn | head | mobilenet_v2 | 32x32 |" in out and "logreg" not in out
+    assert COMPARISON_HEADER in out  # the table `featx compare` prints
     assert f"report: {tmp_path / 'report'}" in out
     assert (tmp_path / "report" / "comparison.png").exists()
 

@@ -13,8 +13,8 @@ from test_cache import MODEL, dataset, make_images
 
 import featx
 from featx.distributed import check_engine, joblib_backend
-from featx.extract import extract_on_ray as extract_features
 from featx.evaluate import evaluate_heads
+from featx.extract import extract_on_ray as extract_features
 
 HINT = r"pip install 'featx\[ray\]'"
 

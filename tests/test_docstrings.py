@@ -17,9 +17,11 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(featx.__path__, "featx.")
 
 def test_the_package_has_examples_to_run():
     finder = doctest.DocTestFinder()
-    examples = sum(len(t.examples) for name in ("featx.heads", "featx.extract", "featx.images")
-                   for t in finder.find(importlib.import_module(name)))
-    assert examples > 20
+    examples = {name: sum(len(t.examples) for t in finder.find(importlib.import_module(name)))
+                for name in MODULES}
+    stages = {name.split(".")[1] for name, n in examples.items() if n and "." in name}
+    assert sum(examples.values()) > 100, examples
+    assert {"images", "data", "backbones", "cache", "extract", "heads", "utils"} <= stages
 
 
 @pytest.mark.parametrize("name", MODULES)

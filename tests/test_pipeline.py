@@ -190,9 +190,9 @@ def test_run_compares_heads_and_finetune(tiny_run):
     assert report.best == report.rows[0]
     data = json.loads((report.out_dir / "report.json").read_text())
     assert data["data"]["splits"] == {"train": 18, "test": 6}
-    assert data["confusion"]["model"] == report.best["model"]
+    assert data["confusion"]["name"] == report.best["name"]
     assert np.asarray(data["confusion"]["matrix"]).sum() == 6
-    assert data["histories"]["mobilenet_v2 fine-tuned (blocks)"]["loss"]
+    assert data["histories"]["finetune:blocks"]["loss"]
     assert data["few_shot"]["n_per_class"] == [1, 2, 6]
     assert data["config"]["heads"]["names"] == ["logreg", "knn"]
     md = (report.out_dir / "report.md").read_text()
@@ -201,7 +201,7 @@ def test_run_compares_heads_and_finetune(tiny_run):
 
 def test_run_prints_table_and_folder(tiny_run):
     text = "\n".join(tiny_run["lines"])
-    assert "| mobilenet_v2 + logreg | frozen |" in text
+    assert "| logreg | head | mobilenet_v2 | 32x32 |" in text
     assert f"report: {tiny_run['report'].out_dir}/report.md" in text
 
 
@@ -213,7 +213,7 @@ def test_second_run_reuses_the_cache(tiny_run):
                           overrides={"finetune.strategies": [], "report.plots": [],
                                      "report.few_shot": []})
     assert forward_pass_count() == before  # features came from the HDF5 cache
-    assert [r["kind"] for r in report.rows] == ["frozen", "frozen"]
+    assert [r["kind"] for r in report.rows] == ["head", "head"]
     assert not list(report.out_dir.glob("*.png"))
 
 

@@ -23,9 +23,9 @@ from test_cache import MODEL, assert_same, dataset, make_images  # noqa: E402
 
 import featx  # noqa: E402
 from featx.distributed import joblib_backend  # noqa: E402
-from featx.extract import ray as ray_engine  # noqa: E402
 from featx.evaluate import evaluate_heads  # noqa: E402
 from featx.extract import extract_features, extract_on_ray, forward_pass_count  # noqa: E402
+from featx.extract import ray as ray_engine  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

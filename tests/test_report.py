@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featx.report import few_shot, plots
 from featx import report as rp
+from featx.report import few_shot, plots
 
 
 def not_blank(path) -> bool:

@@ -2,9 +2,9 @@
 
 :class:`FineTunedClassifier` builds ``raw RGB 0-255 -> augmentation -> preprocessing -> base
 (inference mode) -> GlobalAveragePooling -> Dropout -> Dense softmax`` and trains it in phases given
-by an unfreeze strategy (a row of :data:`featx.finetune.strategies.STRATEGIES`). The head starts from the
-linear probe: a logistic regression fitted on the cached pooled features and folded into the Dense
-layer, so warm-up costs no backbone epochs. See ``docs/finetune.md``.
+by an unfreeze strategy (a row of :data:`featx.finetune.strategies.STRATEGIES`). The head starts
+from the linear probe: a logistic regression fitted on the cached pooled features and folded into
+the Dense layer, so warm-up costs no backbone epochs. See ``docs/finetune.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
-from featx.backbones import check_weights
+from featx.backbones import build_base, check_weights, get_backbone_spec, preprocessing_layer
+from featx.extract import extract_features, forward_pass_count
 from featx.finetune.augment import resolve_augment
 from featx.finetune.data import Batches, ImageSource, as_images
 from featx.finetune.persist import KerasModelPersistence
@@ -71,7 +72,8 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         Overrides every phase's default learning rate.
     batch_size : int
     augment : "default", None or dict
-        Training-time augmentation (see ``featx.finetune.augment.AUGMENTATIONS``); inactive at inference.
+        Training-time augmentation (see ``featx.finetune.augment.AUGMENTATIONS``); inactive at
+        inference.
     dropout, l2 : float
         Dropout rate before the Dense layer; L2 factor on its kernel.
     warm_start : bool
@@ -214,8 +216,6 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         return self
 
     def _fit_seeded(self, X, items, y_idx, seed, warm_start_features) -> None:
-        from featx.backbones import build_base, get_backbone_spec, preprocessing_layer
-
         spec = get_backbone_spec(self.backbone)
         size = self.input_size or spec.input_size
         size = (size, size) if isinstance(size, int | np.integer) else size
@@ -284,7 +284,8 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
     def _run_phases(self, base, phases, source, X, train, val, y_idx, train_idx, features):
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("verbose", "checkpoint_dir", "validation_data", "run_eagerly")}
-        progress = CheckpointState(self.checkpoint_dir, fingerprint(params, self.classes_, len(source)))
+        progress = CheckpointState(self.checkpoint_dir,
+                                   fingerprint(params, self.classes_, len(source)))
         self.history_, self.compile_count_, self.backbone_forward_passes_ = [], 0, 0
         self._best = None
         start, initial_epoch, partial = 0, 0, []
@@ -386,8 +387,6 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
             return feats[train_idx], 0
         pretrained = check_weights(self.weights) is not None  # "none" is random weights too
         if pretrained and self.cache is not False and hasattr(X, "class_names"):
-            from featx.extract import extract_features, forward_pass_count
-
             before = forward_pass_count()
             fs = extract_features(X, backbone=self.backbone, weights=self.weights,
                                   input_size=self.input_size_, cache=self.cache,

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+import featx.backbones  # noqa: F401  (registers the featx layers a .keras file names)
 from featx.utils.jsonable import jsonable
 
 __all__ = ["KerasModelPersistence"]
@@ -63,8 +64,6 @@ class KerasModelPersistence:
 
         ``manifest`` is persist's manifest, holding this class's dict under ``"hook"``.
         """
-        import featx.backbones  # noqa: F401  (registers the featx layers the .keras file names)
-
         manifest = manifest.get("hook", manifest)
         est = cls(**manifest["params"])
         est.classes_ = np.asarray(manifest["classes"])
@@ -78,8 +77,6 @@ class KerasModelPersistence:
 
 
 def _load_keras_bytes(data: bytes) -> keras.Model:
-    import featx.backbones  # noqa: F401  (registers featx's serialisable layers)
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         path.write_bytes(data)

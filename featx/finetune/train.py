@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from featx.finetune.augment import build_augmentation
+from featx.heads import make_head
 
 __all__ = [
     "LR_SCHEDULES",
@@ -65,8 +66,6 @@ _MISSING_CLASS_BIAS = -30.0  # a class absent from the warm-start fit starts wit
 def linear_probe_dense(feats: np.ndarray, y: np.ndarray, n_classes: int):
     """Fit ``make_head("logreg")`` on pooled features; return the equivalent Dense ``kernel``
     ``(D, K)`` and ``bias`` ``(K,)`` (float32) and the fitted head."""
-    from featx.heads import make_head
-
     head = make_head("logreg").fit(feats, y)
     scaler, clf = head.named_steps["scale"], head.named_steps["clf"]
     d = feats.shape[1]

@@ -1,4 +1,4 @@
-"""``python -m featx.pipeline --schema``: print the pipeline schema as markdown (``docs/cli.md``)."""
+"""``python -m featx.pipeline --schema``: print the pipeline schema as markdown (docs/cli.md)."""
 
 import sys
 

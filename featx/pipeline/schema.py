@@ -20,6 +20,8 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------- allowed values, lazily
+# Imported when a value is checked, not with this module: the backbone and strategy tables import
+# Keras, and a pipeline file's syntax errors should be reported without waiting for it.
 def _backbones() -> list[str]:
     from featx.backbones import list_backbones
 
@@ -192,7 +194,8 @@ def _check_value(key: Key, value, where: str) -> Any:
             if item not in allowed:
                 index = f"[{i}]" if isinstance(value, list) else ""
                 raise ConfigError(
-                    f"{where}{key.path}{index} = {item!r} is not allowed.{close_matches(item, allowed)} "
+                    f"{where}{key.path}{index} = {item!r} is not allowed."
+                    f"{close_matches(item, allowed)} "
                     f"Allowed: {', '.join(map(repr, allowed))}")
     if key.type.startswith("float"):
         value = float(value)

@@ -1,8 +1,8 @@
 """The few-shot curve: test accuracy of frozen-feature heads vs training examples per class.
 
 The features are cached, so each point is only a head fit on a per-class subsample of the
-training features (no backbone runs and no matplotlib); :func:`featx.report.plots.plot_few_shot` draws
-the result and :func:`featx.advise.advise` reads it.
+training features (no backbone runs and no matplotlib); :func:`featx.report.plots.plot_few_shot`
+draws the result and :func:`featx.advise.advise` reads it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from featx.heads import make_head
 
 __all__ = ["few_shot_curve"]
 
@@ -58,7 +60,7 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
     from sklearn.base import clone
 
     if make is None:
-        from featx.heads import make_head as build
+        build = make_head
     else:
         def build(name, **sizes):
             return make(name)

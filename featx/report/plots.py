@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "augment_images", "metric_value", "plot_augmentation", "plot_comparison", "plot_confusion",
-    "plot_few_shot", "plot_learning_curves",
+    "augment_images", "plot_augmentation", "plot_comparison", "plot_confusion", "plot_few_shot",
+    "plot_learning_curves",
 ]
 
 _DPI = 100
@@ -49,6 +49,7 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 
 def metric_value(row: Mapping, metric: str) -> float:
+    """``row[metric]`` as a float, NaN when missing (the key rows are ranked by, best first)."""
     v = row.get(metric)
     return float("nan") if v is None else float(v)
 
@@ -155,20 +156,15 @@ def augment_images(images: np.ndarray, n_variants: int = 5, *, augment: Any = "d
                    seed: int = 0) -> np.ndarray:
     """``(n, h, w, 3)`` uint8 -> ``(n, n_variants, h, w, 3)`` uint8 augmented copies.
 
-    Uses the fine-tuning augmentation table (:mod:`featx.finetune.augment`) when present, else
-    Keras' RandomFlip / RandomRotation / RandomZoom / RandomContrast.
+    The layers are the fine-tuning augmentation table's (:mod:`featx.finetune.augment`), so the
+    picture shows what training sees.
     """
+    # Keras and the augmentation table are imported when a picture is drawn, not with featx.report.
     import keras
 
-    try:
-        from featx.finetune.augment import build_augmentation, resolve_augment
+    from featx.finetune.augment import build_augmentation, resolve_augment
 
-        layers = build_augmentation(resolve_augment(augment), seed=seed)
-    except ImportError:  # pragma: no cover - _augment ships with featx
-        layers = [keras.layers.RandomFlip("horizontal", seed=seed),
-                  keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
-                  keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
-                  keras.layers.RandomContrast(0.1, value_range=(0, 255), seed=seed + 3)]
+    layers = build_augmentation(resolve_augment(augment), seed=seed)
     x = np.asarray(images, dtype="float32")
     out = []
     for _ in range(n_variants):

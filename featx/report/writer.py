@@ -37,6 +37,7 @@ from featx.report.plots import (
 )
 from featx.utils.jsonable import jsonable
 from featx.utils.tables import format_cell, markdown_table
+from featx.utils.version import __version__
 
 __all__ = ["PLOTS", "Report", "rows_to_markdown", "write_report"]
 
@@ -239,6 +240,4 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
 
 
 def _version() -> str:
-    from featx.utils.version import __version__
-
     return __version__
