@@ -82,14 +82,14 @@ def stages_markdown() -> str:
     from pathlib import Path
 
     here = Path(__file__).parent
-    lines = ["| # | stage | where | what |", "| ---: | --- | --- | --- |"]
-    for i, (name, _) in enumerate(STAGES, 1):
+    lines = ["| # | stage | where | role | what |", "| ---: | --- | --- | --- | --- |"]
+    for i, (name, role) in enumerate(STAGES, 1):
         package = (here / name).is_dir()
         source = here / name / "__init__.py" if package else here / f"{name}.py"
-        doc = ast.get_docstring(ast.parse(source.read_text())) or ""
-        first = " ".join(doc.split("\n\n")[0].split())
+        doc = " ".join((ast.get_docstring(ast.parse(source.read_text())) or "").split())
+        first = doc.split(". ")[0].rstrip(".") + "."  # the docstring's first sentence
         where = f"`featx/{name}/`" if package else f"`featx/{name}.py`"
-        lines.append(f"| {i} | {name} | {where} | {first} |")
+        lines.append(f"| {i} | {name} | {where} | {role} | {first} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,5 @@
-"""The ``featx`` command: the parser and :func:`main` (:mod:`~featx.cli.main`), the ``cmd_*``
-commands (:mod:`~featx.cli.commands`) and their shared helpers (:mod:`~featx.cli.common`)."""
+"""The ``featx`` command. :mod:`~featx.cli.main` holds the parser and :func:`main`,
+:mod:`~featx.cli.commands` the ``cmd_*`` commands, :mod:`~featx.cli.common` their helpers."""
 
 from featx.cli.main import build_parser, main
 

@@ -1,6 +1,8 @@
-"""Heads: classifier heads for cached CNN features, as a table of rows (one :class:`HeadSpec` per
-head), the one function that turns a row into an unfitted pipeline (:func:`make_head`), and the
-small-data limits each row may name (:mod:`featx.heads.limits`). Adding a head is adding a row.
+"""Heads: scikit-learn classifiers for cached CNN features, one table row per head.
+
+A row is a :class:`HeadSpec` (:mod:`~featx.heads.table`); :func:`make_head` turns it into an
+unfitted pipeline, and :mod:`~featx.heads.limits` holds the small-data limits a row may name.
+Adding a head is adding a row.
 """
 
 from featx.heads.limits import fit_size

@@ -1,2 +1,3 @@
-"""Plumbing every stage shares: the cache folder, parameter checks, JSON conversion, table
-cells, progress lines, the version. Imports nothing else of featx."""
+"""Plumbing every stage shares: the cache folder, parameter checks, JSON, table cells, progress
+lines, the Keras runtime (device, dtype policy, seeds) and the version. Imports nothing else of
+featx."""
