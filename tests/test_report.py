@@ -140,8 +140,8 @@ def test_augment_images_vary():
 # --------------------------------------------------------------------------- advice
 @pytest.fixture
 def fake_extract(monkeypatch):
-    """extract_features -> synthetic features chosen per test (no backbone runs)."""
-    import featx.extract
+    """advise's extract_features -> synthetic features chosen per test (no backbone runs)."""
+    import featx.advise
 
     state = {"sep": 4.0}
 
@@ -152,7 +152,7 @@ def fake_extract(monkeypatch):
         X[np.arange(len(y)), y] += state["sep"]
         return SimpleNamespace(features=X, labels=y, class_names=dataset.class_names)
 
-    monkeypatch.setattr(featx.extract, "extract_features", fake)
+    monkeypatch.setattr(featx.advise, "extract_features", fake)
     return state
 
 
