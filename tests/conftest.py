@@ -1,11 +1,18 @@
-"""Session-wide test settings: offline guard, temporary cache, the slow marker, image factories."""
+"""Session-wide test settings (offline guard, temporary cache, the slow marker) and the shared
+factory fixtures: ``make_images`` (image files), ``image_bytes`` (one encoded image) and
+``make_dataset`` (an ImageDataset over paths). Constants and plain helpers are in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -58,3 +65,138 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- factories
+#: Colours of labelled images whose classes are given by name only, in this order.
+PALETTE = ((220, 30, 30), (30, 200, 40), (30, 40, 220), (220, 200, 40), (200, 40, 220),
+           (40, 200, 220))
+_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}
+
+
+class ImageFiles(list):
+    """The paths ``make_images`` wrote (``str``), in order; ``labels``: the class name of each
+    (``None`` for unlabelled images)."""
+
+    def __init__(self, paths, labels=None):
+        super().__init__(paths)
+        self.labels = labels
+
+
+def _format(fmt: str) -> str:
+    try:
+        return _FORMATS[fmt.lower()]
+    except KeyError:
+        raise ValueError(f"fmt must be one of {sorted(_FORMATS)}, got {fmt!r}") from None
+
+
+def _encode(pixels=None, *, size=(64, 48), colour=(200, 30, 30), fmt="jpeg", mode=None,
+            quality=90, **save) -> bytes:
+    """One encoded image: ``pixels`` (a uint8 array, any mode Pillow reads from an array) or a
+    solid ``colour`` (RGB, or a grey level) of ``size`` (an int for a square, or Pillow's
+    ``(width, height)``); converted to ``mode`` (e.g. ``"CMYK"``) when given; ``save`` goes to
+    ``Image.save`` (e.g. ``exif=``)."""
+    from PIL import Image
+
+    if pixels is None:
+        width, height = (size, size) if isinstance(size, int) else size
+        rgb = (colour,) * 3 if isinstance(colour, int) else tuple(colour)
+        image = Image.new("RGB", (width, height), rgb)
+    else:
+        image = Image.fromarray(np.asarray(pixels))
+    if mode is not None and image.mode != mode:
+        image = image.convert(mode)
+    fmt = _format(fmt)
+    if fmt == "JPEG":
+        save.setdefault("quality", quality)
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def _distinct_pixels(k: int, size: int) -> np.ndarray:
+    """Random noise with a drawn square, seeded by ``k``: one image per ``k``, all different."""
+    rng = np.random.default_rng(k)
+    arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    a, b = sorted(rng.integers(0, size, 2))
+    arr[a:b, a:b] = rng.integers(0, 256, 3, dtype=np.uint8)
+    return arr
+
+
+def _make_images(folder, n: int = 1, *, classes: Sequence[str] | Mapping | None = None,
+                 size: int = 48, noise: int = 25, folders: bool = False, fmt: str = "jpg",
+                 quality: int = 90, start: int = 0, seed: int = 0) -> ImageFiles:
+    """Write real image files under ``folder`` (created) and return their paths.
+
+    Without ``classes``: ``n`` distinct images ``img<k>.<fmt>``, ``k`` from ``start``: random
+    noise with a drawn square, seeded by ``k``, so the same ``k`` always gives the same bytes and
+    another ``start`` gives new content (a content-keyed cache sees new images).
+
+    With ``classes`` (names, coloured from :data:`PALETTE` in order, or a mapping of name to an
+    RGB colour or grey level): ``n`` images of each class, the class colour plus integer noise
+    drawn uniformly from ``[-noise, noise)`` (``noise=0``: solid) by one generator seeded by
+    ``seed``, so the colour is the class, learnable even from random-weight features. Named
+    ``<class>_<i>.<fmt>``, or ``<class>/<i>.<fmt>`` (a class-folder tree) with ``folders=True``,
+    ``i`` from ``start``; written and returned class after class, with their class names in
+    ``.labels``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = "jpg" if _format(fmt) == "JPEG" else fmt.lower()
+    if classes is None:
+        paths = []
+        for k in range(start, start + n):
+            path = folder / f"img{k:05d}.{ext}"
+            path.write_bytes(_encode(_distinct_pixels(k, size), fmt=fmt, quality=quality))
+            paths.append(str(path))
+        return ImageFiles(paths)
+    if isinstance(classes, Mapping):
+        colours = dict(classes)
+    else:
+        if len(classes) > len(PALETTE):
+            raise ValueError(f"at most {len(PALETTE)} classes without colours, got {classes!r}")
+        colours = dict(zip(classes, PALETTE, strict=False))
+    rng = np.random.default_rng(seed)
+    paths, labels = [], []
+    for name, colour in colours.items():
+        for i in range(start, start + n):
+            pixels = np.broadcast_to(np.asarray(colour, np.int64), (size, size, 3))
+            if noise:
+                pixels = pixels + rng.integers(-noise, noise, (size, size, 3))
+            path = folder / name / f"{i}.{ext}" if folders else folder / f"{name}_{i}.{ext}"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(_encode(np.clip(pixels, 0, 255).astype(np.uint8), fmt=fmt,
+                                     quality=quality))
+            paths.append(str(path))
+            labels.append(name)
+    return ImageFiles(paths, labels)
+
+
+def _make_dataset(paths, name: str = "ds"):
+    """``paths`` as an ImageDataset named ``name``, labelled a, b, c in turn, files unchecked."""
+    from featx.data import ImageDataset
+
+    return ImageDataset.from_paths(paths, [i % 3 for i in range(len(paths))],
+                                   class_names=["a", "b", "c"], name=name, verify="none")
+
+
+@pytest.fixture(scope="session")
+def make_images():
+    """Factory: ``make_images(folder, n, *, classes=None, size=48, noise=25, folders=False,
+    fmt="jpg", quality=90, start=0, seed=0)`` writes real image files and returns their paths
+    (see ``_make_images``)."""
+    return _make_images
+
+
+@pytest.fixture(scope="session")
+def image_bytes():
+    """Factory: ``image_bytes(pixels=None, *, size=(64, 48), colour=(200, 30, 30), fmt="jpeg",
+    mode=None, quality=90, **save)``: one encoded image, as bytes (see ``_encode``)."""
+    return _encode
+
+
+@pytest.fixture(scope="session")
+def make_dataset():
+    """Factory: ``make_dataset(paths, name="ds")``: an ImageDataset over ``paths`` labelled a, b, c
+    in turn, the files not checked."""
+    return _make_dataset

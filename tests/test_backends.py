@@ -3,6 +3,16 @@
 The suite runs under TensorFlow; this file re-runs extraction, and the tests marked ``smoke``, in
 subprocesses under ``KERAS_BACKEND=jax`` (and torch when it is installed), because the GPU machines
 have JAX and PyTorch but no TensorFlow.
+
+``smoke`` marks one test per backend code path, not every test that touches Keras: the forward
+pass (``test_batch_runner_sends_uint8_pads_and_matches_float_input``), extraction through the cache
+against an in-memory pass (``test_rename_and_move_hit``), an estimator fit
+(``test_second_fit_with_another_head_runs_no_backbone``), a fine-tune
+(``test_short_run_lowers_training_loss``), a Keras model file with featx's layers
+(``test_model_round_trips_through_keras_file``), ``featx.save``/``load`` of an extractor
+(``test_extractor_after_transform_saves_without_its_features``), and a variable input shape
+(``test_include_top_and_flexible_input``). Mark another test only for a path none of these takes:
+each costs the JAX run its own time, and the run sits inside this 2-CPU suite's time budget.
 """
 
 from __future__ import annotations

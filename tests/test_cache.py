@@ -15,58 +15,21 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import MODEL, ROOT, assert_same, counted
 
 from featx import cache as fc
 from featx.data import ImageDataset
-from featx.extract import FeatureSet, cache_verify, extract_features, forward_pass_count
-
-REPO = Path(__file__).resolve().parents[1]
-MODEL = dict(backbone="mobilenet_v2", weights=None, input_size=32, verbose=0)
-
-
-def make_images(folder: Path, n: int, start: int = 0, size: int = 48) -> list[str]:
-    """``n`` distinct random-noise JPEGs (with a drawn square) named ``img<k>.jpg``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k in range(start, start + n):
-        rng = np.random.default_rng(k)
-        arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        a, b = sorted(rng.integers(0, size, 2))
-        arr[a:b, a:b] = rng.integers(0, 256, 3, dtype=np.uint8)
-        p = folder / f"img{k:05d}.jpg"
-        Image.fromarray(arr).save(p, quality=90)
-        paths.append(str(p))
-    return paths
-
-
-def dataset(paths, name="ds") -> ImageDataset:
-    return ImageDataset.from_paths(paths, [i % 3 for i in range(len(paths))],
-                                   class_names=["a", "b", "c"], name=name, verify="none")
-
-
-def assert_same(a, b):
-    """allclose relative to the features' scale (random-weight nets give tiny activations)."""
-    b = np.asarray(b, np.float64)
-    scale = float(np.abs(b).max())
-    assert scale > 0
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
-
-
-def counted(ds, cache, **kw):
-    before = forward_pass_count()
-    fs = extract_features(ds, cache=cache, **{**MODEL, **kw})
-    return fs, forward_pass_count() - before
+from featx.extract import FeatureSet, cache_verify, extract_features
 
 
 @pytest.fixture(scope="module")
-def imgs(tmp_path_factory) -> list[str]:
+def imgs(tmp_path_factory, make_images) -> list[str]:
     return make_images(tmp_path_factory.mktemp("imgs"), 24)
 
 
 @pytest.fixture(scope="module")
-def reference(imgs) -> FeatureSet:
-    return extract_features(dataset(imgs), cache=False, **MODEL)
+def reference(imgs, make_dataset) -> FeatureSet:
+    return extract_features(make_dataset(imgs), cache=False, **MODEL)
 
 
 def test_key_hashes_what_changes_output_only():
@@ -87,8 +50,8 @@ def test_key_hashes_what_changes_output_only():
         fc.extractor_config("mobilenet_v2", None, 32, dtype="int8")
 
 
-def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference):
-    fs, n = counted(dataset(imgs, "clothing-small-train"), tmp_path)
+def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference, make_dataset):
+    fs, n = counted(make_dataset(imgs, "clothing-small-train"), tmp_path)
     assert n == len(imgs)
     assert re.fullmatch(r"clothing-small-train-[0-9a-f]{6}__mobilenet_v2-32-avg__[0-9a-f]{8}\.h5",
                         fs.path.name), fs.path.name
@@ -108,40 +71,39 @@ def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference):
 
 
 @pytest.mark.smoke
-def test_rename_and_move_hit(tmp_path, imgs, reference):
-    counted(dataset(imgs), tmp_path / "c")
+def test_rename_and_move_hit(tmp_path, imgs, reference, make_dataset):
+    counted(make_dataset(imgs), tmp_path / "c")
     moved = tmp_path / "moved"
     moved.mkdir()
     new = [str(moved / f"renamed_{i}.jpg") for i in range(len(imgs))]
     for a, b in zip(imgs, new, strict=True):
         shutil.copy(a, b)
-    fs, n = counted(dataset(new, "other-name"), tmp_path / "c")
+    fs, n = counted(make_dataset(new, "other-name"), tmp_path / "c")
     assert n == 0 and fs.paths == new
     assert_same(fs.features, reference.features)
 
 
-@pytest.mark.smoke
-def test_incremental_add_extracts_only_new(tmp_path, imgs):
-    counted(dataset(imgs), tmp_path)
+def test_incremental_add_extracts_only_new(tmp_path, imgs, make_dataset, make_images):
+    counted(make_dataset(imgs), tmp_path)
     extra = make_images(tmp_path / "extra", 10, start=1000)
-    fs, n = counted(dataset(imgs + extra), tmp_path)
+    fs, n = counted(make_dataset(imgs + extra), tmp_path)
     assert n == 10 and len(fs) == 34
-    fs2, n2 = counted(dataset(imgs + extra), tmp_path)
+    fs2, n2 = counted(make_dataset(imgs + extra), tmp_path)
     assert n2 == 0 and np.array_equal(fs.features, fs2.features)
 
 
-def test_settings_change_misses(tmp_path, imgs, reference):
-    a, _ = counted(dataset(imgs), tmp_path)
-    b, n = counted(dataset(imgs), tmp_path, pooling="max")
+def test_settings_change_misses(tmp_path, imgs, reference, make_dataset):
+    a, _ = counted(make_dataset(imgs), tmp_path)
+    b, n = counted(make_dataset(imgs), tmp_path, pooling="max")
     assert n == len(imgs) and a.path != b.path and a.attrs["key"] != b.attrs["key"]
-    assert_same(b.features, extract_features(dataset(imgs), cache=False, pooling="max",
+    assert_same(b.features, extract_features(make_dataset(imgs), cache=False, pooling="max",
                                              **MODEL).features)
-    c, n = counted(dataset(imgs), tmp_path, batch_size=5)  # not part of the key: a hit
+    c, n = counted(make_dataset(imgs), tmp_path, batch_size=5)  # not part of the key: a hit
     assert n == 0 and c.path == a.path
 
 
-def test_cache_verify_good_and_tampered(tmp_path, imgs):
-    fs, _ = counted(dataset(imgs), tmp_path)
+def test_cache_verify_good_and_tampered(tmp_path, imgs, make_dataset):
+    fs, _ = counted(make_dataset(imgs), tmp_path)
     report = cache_verify(fs.path, n=4)
     assert report and report.n_checked == 4
     with h5py.File(fs.path, "r+") as f:
@@ -150,8 +112,8 @@ def test_cache_verify_good_and_tampered(tmp_path, imgs):
     assert not bad and bad.failures
 
 
-def test_ls_info_rm(tmp_path, imgs):
-    fs, _ = counted(dataset(imgs), tmp_path)
+def test_ls_info_rm(tmp_path, imgs, make_dataset):
+    fs, _ = counted(make_dataset(imgs), tmp_path)
     listed = fc.cache_ls(tmp_path)
     kinds = sorted(e["kind"] for e in listed)
     assert kinds == ["dataset", "store"]
@@ -164,12 +126,12 @@ def test_ls_info_rm(tmp_path, imgs):
     assert fc.cache_ls(tmp_path) == []
 
 
-def test_half_written_files_are_never_trusted(tmp_path, imgs, reference):
-    fs, _ = counted(dataset(imgs), tmp_path)
+def test_half_written_files_are_never_trusted(tmp_path, imgs, reference, make_dataset):
+    fs, _ = counted(make_dataset(imgs), tmp_path)
     store = next((tmp_path / "rows").iterdir())
     (store / ".tmp-deadbeef-seg-0.h5").write_bytes(b"\x89HDF half written")
     fs.path.write_bytes(fs.path.read_bytes()[:2000])  # a truncated dataset file
-    again, n = counted(dataset(imgs), tmp_path)
+    again, n = counted(make_dataset(imgs), tmp_path)
     assert n == 0 and len(again) == 24
     assert_same(again.features, reference.features)
     assert not list(store.glob(".tmp-*"))
@@ -178,10 +140,11 @@ def test_half_written_files_are_never_trusted(tmp_path, imgs, reference):
 _CHILD = textwrap.dedent("""
     import os, sys, time, json
     import featx.extract.forward as fwd
+    import featx.extract.local as local
     import featx.extract as ex
     from featx.data import ImageDataset
     paths = json.loads(os.environ["FEATX_TEST_PATHS"])
-    ex._COMMIT_SECONDS = 0.0
+    local._COMMIT_SECONDS = 0.0  # commit the rows of every batch at once
     delay = float(os.environ.get("FEATX_TEST_DELAY", "0"))
     if delay:
         call = fwd.BatchRunner.__call__
@@ -196,12 +159,12 @@ _CHILD = textwrap.dedent("""
 
 def _child(cache, paths, **env) -> subprocess.Popen:
     full = {**os.environ, "FEATX_TEST_PATHS": __import__("json").dumps(paths),
-            "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", **env}
+            "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **env}
     return subprocess.Popen([sys.executable, "-c", _CHILD, str(cache)], env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_mid_run_then_resume(tmp_path, imgs, reference):
+def test_sigkill_mid_run_then_resume(tmp_path, imgs, reference, make_dataset):
     proc = _child(tmp_path, imgs, FEATX_TEST_DELAY="0.3")
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("rows/*/seg-*.h5")):
@@ -214,7 +177,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, imgs, reference):
     with store.lock():
         done = len(store.index())
     assert 0 < done < len(imgs)
-    fs, n = counted(dataset(imgs), tmp_path)
+    fs, n = counted(make_dataset(imgs), tmp_path)
     assert n == len(imgs) - done and len(fs) == len(imgs)
     assert_same(fs.features, reference.features)
     assert fs.labels.tolist() == reference.labels.tolist()
@@ -244,10 +207,10 @@ def snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture
-def scene(tmp_path, imgs) -> dict:
+def scene(tmp_path, imgs, make_dataset, make_images) -> dict:
     """A real cache (one dataset file, one row store) with foreign things in and next to it."""
     cache = tmp_path / "cache"
-    fs, _ = counted(dataset(imgs[:6], "ds"), cache)
+    fs, _ = counted(make_dataset(imgs[:6], "ds"), cache)
     photos = tmp_path / "photos"  # a user's folder of JPEGs, and a CSV next to the cache
     make_images(photos / "cats", 2, start=500)
     (photos / "labels.csv").write_text("path,label\ncats/img00500.jpg,cat\n")
@@ -293,7 +256,7 @@ def test_rm_refuses_anything_featx_did_not_write(scene, monkeypatch, target, why
     assert snapshot(scene["root"]) == before  # nothing removed, nothing created (no .lock)
 
 
-def test_rm_removes_featx_entries_by_path_name_and_pattern(scene, monkeypatch):
+def test_rm_removes_featx_entries_by_path_name_and_pattern(scene, monkeypatch, make_dataset):
     monkeypatch.chdir(scene["root"])
     foreign = {k: v for k, v in snapshot(scene["root"]).items()
                if not k.startswith(("cache/ds-", f"cache/rows/{scene['store'].name}"))}
@@ -306,7 +269,7 @@ def test_rm_removes_featx_entries_by_path_name_and_pattern(scene, monkeypatch):
     assert fc.cache_rm(str(scene["dataset"])) == [str(scene["dataset"])]
     assert fc.cache_ls(scene["cache"]) == [] and snapshot(scene["root"]) == foreign
     # by pattern, and a row store by its path
-    fs, _ = counted(dataset(scene_imgs(scene), "ds"), scene["cache"])
+    fs, _ = counted(make_dataset(scene_imgs(scene), "ds"), scene["cache"])
     assert fc.cache_rm("ds-*", cache_dir=scene["cache"]) == [str(fs.path)]
     store = next(p for p in (scene["cache"] / "rows").iterdir() if p.name.startswith("mobile"))
     assert fc.cache_rm(store) == [str(store)] and not store.exists()
@@ -351,8 +314,8 @@ def test_non_featx_files_get_a_clear_error(tmp_path, make, error, why, call):
         call(path)
 
 
-def test_a_row_store_is_not_a_dataset_file(tmp_path, imgs):
-    counted(dataset(imgs[:3]), tmp_path)
+def test_a_row_store_is_not_a_dataset_file(tmp_path, imgs, make_dataset):
+    counted(make_dataset(imgs[:3]), tmp_path)
     store = next((tmp_path / "rows").iterdir())
     before = snapshot(tmp_path)
     for call in (FeatureSet.load, cache_verify):
@@ -363,15 +326,15 @@ def test_a_row_store_is_not_a_dataset_file(tmp_path, imgs):
 
 
 # -- one dataset file per (dataset name, folder, configuration) ------------------------------------
-def class_tree(root: Path, start: int) -> Path:
+def class_tree(make_images, root: Path, start: int) -> Path:
     for k, cls in enumerate(("a", "b")):
         make_images(root / cls, 3, start=start + 10 * k)
     return root
 
 
-def test_same_name_in_two_folders_gets_two_files(tmp_path):
-    x = ImageDataset.from_directory(class_tree(tmp_path / "x" / "data", 0))
-    y = ImageDataset.from_directory(class_tree(tmp_path / "y" / "data", 100))
+def test_same_name_in_two_folders_gets_two_files(tmp_path, make_images):
+    x = ImageDataset.from_directory(class_tree(make_images, tmp_path / "x" / "data", 0))
+    y = ImageDataset.from_directory(class_tree(make_images, tmp_path / "y" / "data", 100))
     assert x.name == y.name == "data"
     fx, nx = counted(x, tmp_path / "c")
     fy, ny = counted(y, tmp_path / "c")
@@ -389,21 +352,22 @@ def test_same_name_in_two_folders_gets_two_files(tmp_path):
     assert n == 1 and grown.path == fx.path and len(grown) == 7
 
 
-def test_a_cache_written_under_the_old_file_names_is_reused(tmp_path, imgs, reference):
-    fs, n = counted(dataset(imgs), tmp_path)
+def test_a_cache_written_under_the_old_file_names_is_reused(tmp_path, imgs, reference,
+                                                            make_dataset):
+    fs, n = counted(make_dataset(imgs), tmp_path)
     slug = fc.config_slug(fs.attrs)
     old = tmp_path / f"ds__{slug}.h5"  # the name before the folder digest was added
     fs.path.rename(old)
-    again, n = counted(dataset(imgs), tmp_path)
+    again, n = counted(make_dataset(imgs), tmp_path)
     assert n == 0 and again.path == fs.path and again.path != old
     assert_same(again.features, reference.features)
 
 
-def test_none_spelled_as_a_string_is_the_same_seeded_random_backbone(tmp_path, imgs):
+def test_none_spelled_as_a_string_is_the_same_seeded_random_backbone(tmp_path, imgs, make_dataset):
     """weights="None"/"none" means weights=None everywhere: same config, same (seeded) features."""
     cfg = fc.extractor_config("mobilenet_v2", None, 32)
     for spelling in ("none", "None"):
         assert fc.extractor_config("mobilenet_v2", spelling, 32) == cfg
-    a = extract_features(dataset(imgs[:4]), cache=False, **{**MODEL, "weights": "None"})
-    b = extract_features(dataset(imgs[:4]), cache=False, **MODEL)
+    a = extract_features(make_dataset(imgs[:4]), cache=False, **{**MODEL, "weights": "None"})
+    b = extract_features(make_dataset(imgs[:4]), cache=False, **MODEL)
     assert_same(a.features, b.features)

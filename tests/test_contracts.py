@@ -7,7 +7,6 @@ import random
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from featx import FeatureExtractor, FineTunedClassifier, TransferClassifier, extract_features
 from featx.data import IMAGE_INPUTS, ImageDataset
@@ -26,15 +25,11 @@ ESTIMATORS = {
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory):
+def photos(tmp_path_factory, make_images):
     """Four real JPEG files of two colours."""
-    root = tmp_path_factory.mktemp("contract-photos")
-    paths = []
-    for i, colour in enumerate([(200, 30, 30), (30, 200, 30)] * 2):
-        path = root / f"{i}.jpg"
-        Image.new("RGB", (40, 40), colour).save(path)
-        paths.append(str(path))
-    return paths, np.array(["red", "green"] * 2)
+    files = make_images(tmp_path_factory.mktemp("contract-photos"), 2, size=40, noise=0,
+                        classes={"red": (200, 30, 30), "green": (30, 200, 30)})
+    return list(files), np.array(files.labels)
 
 
 def _fit(name, X, y):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
 
@@ -18,35 +17,26 @@ from featx.images import decode_bytes
 RNG = np.random.default_rng(0)
 
 
-def _jpeg_bytes(w=64, h=48, color=(200, 30, 30), mode="RGB", exif=None) -> bytes:
-    img = Image.new("RGB", (w, h), color)
-    if mode != "RGB":
-        img = img.convert(mode)
-    buf = io.BytesIO()
-    kwargs = {"exif": exif} if exif is not None else {}
-    img.save(buf, format="JPEG", quality=95, **kwargs)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
-def messy_folder(tmp_path_factory):
+def messy_folder(tmp_path_factory, image_bytes):
     """A class-folder tree holding every kind of awkward file, and what should come of it."""
     root = tmp_path_factory.mktemp("messy")
     for c in ("alpha", "beta", "empty", "gamma"):
         (root / c).mkdir()
-    good = _jpeg_bytes()
+    good = image_bytes()
     (root / "alpha" / "a1.jpg").write_bytes(good)
     (root / "alpha" / "a2_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     (root / "alpha" / "a3_truncated.jpg").write_bytes(good[: len(good) // 2])
-    (root / "alpha" / "a4_cmyk.jpg").write_bytes(_jpeg_bytes(mode="CMYK"))
-    rgba = Image.new("RGBA", (32, 32), (0, 0, 255, 0))
-    rgba.save(root / "beta" / "b1_alpha.png")
-    sixteen = Image.fromarray(np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60)
-    sixteen.save(root / "beta" / "b2_16bit.png")
+    (root / "alpha" / "a4_cmyk.jpg").write_bytes(image_bytes(mode="CMYK"))
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 2] = 255  # fully transparent blue
+    (root / "beta" / "b1_alpha.png").write_bytes(image_bytes(rgba, fmt="png"))
+    sixteen = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60
+    (root / "beta" / "b2_16bit.png").write_bytes(image_bytes(sixteen, fmt="png"))
     (root / "beta" / "b3_notes.txt").write_text("not an image")
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
-    (root / "gamma" / "g1_rotated.jpg").write_bytes(_jpeg_bytes(w=80, h=40, exif=exif))
+    (root / "gamma" / "g1_rotated.jpg").write_bytes(image_bytes(size=(80, 40), exif=exif))
     expected = {
         "kept": {
             "a1.jpg": "alpha", "a4_cmyk.jpg": "alpha", "b1_alpha.png": "beta",
@@ -95,26 +85,25 @@ def test_reader_modes(messy_folder):
     assert cmyk[..., 0].mean() > 150 and cmyk[..., 1].mean() < 90
 
 
-def test_resize_modes_and_draft():
-    data = _jpeg_bytes(w=800, h=400)
+def test_resize_modes_and_draft(image_bytes):
+    data = image_bytes(size=(800, 400))
     out = decode_bytes(data, size=(100, 100))
     assert out.shape == (100, 100, 3)
     img = np.zeros((40, 80, 3), np.uint8)
     img[:, 20:60] = 255  # a white centre band on black sides
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    cropped = decode_bytes(buf.getvalue(), size=(20, 20), resize="crop")
+    png = image_bytes(img, fmt="png")
+    cropped = decode_bytes(png, size=(20, 20), resize="crop")
     assert cropped.min() > 200  # the centre square is all white: the sides were cropped away
-    stretched = decode_bytes(buf.getvalue(), size=(20, 20), resize="bilinear")
+    stretched = decode_bytes(png, size=(20, 20), resize="bilinear")
     assert stretched[:, 0].max() < 60
     with pytest.raises(ValueError, match="resize must be one of"):
         decode_bytes(data, size=8, resize="nearest")
 
 
-def test_decompression_bomb_is_a_clear_error(monkeypatch):
+def test_decompression_bomb_is_a_clear_error(monkeypatch, image_bytes):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageError, match="decompression bomb"):
-        decode_bytes(_jpeg_bytes(w=200, h=200))
+        decode_bytes(image_bytes(size=200))
 
 
 def test_missing_file_is_an_image_error(tmp_path):
@@ -122,13 +111,13 @@ def test_missing_file_is_an_image_error(tmp_path):
         read_image(tmp_path / "nope.jpg")
 
 
-def test_from_directory_with_splits(tmp_path):
+def test_from_directory_with_splits(tmp_path, image_bytes):
     for split in ("train", "val", "test"):
         for c in ("cat", "dog"):
             (tmp_path / split / c).mkdir(parents=True)
-            (tmp_path / split / c / f"{c}.jpg").write_bytes(_jpeg_bytes())
+            (tmp_path / split / c / f"{c}.jpg").write_bytes(image_bytes())
     (tmp_path / "train" / "bird").mkdir()
-    (tmp_path / "train" / "bird" / "b.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "train" / "bird" / "b.jpg").write_bytes(image_bytes())
     with pytest.warns(SkippedImagesWarning):
         splits = ImageDataset.from_directory(tmp_path, name="pets")
     assert list(splits) == ["train", "validation", "test"]
@@ -143,10 +132,10 @@ def test_missing_root_names_parameter(tmp_path):
         ImageDataset.from_directory(tmp_path / "imagse")
 
 
-def test_from_csv(tmp_path):
+def test_from_csv(tmp_path, image_bytes):
     (tmp_path / "img").mkdir()
     for i in range(4):
-        (tmp_path / "img" / f"{i}.jpg").write_bytes(_jpeg_bytes())
+        (tmp_path / "img" / f"{i}.jpg").write_bytes(image_bytes())
     csv_file = tmp_path / "labels.csv"
     rows = ["file,kind"] + [f"img/{i}.jpg,{'odd' if i % 2 else 'even'}" for i in range(4)]
     rows.append("img/missing.jpg,odd")
@@ -162,11 +151,11 @@ def test_from_csv(tmp_path):
         ImageDataset.from_csv(tmp_path / "nope.csv")
 
 
-def test_from_paths_keeps_pairs_aligned(tmp_path):
+def test_from_paths_keeps_pairs_aligned(tmp_path, image_bytes):
     paths, labels = [], []
     for i, label in enumerate(["x", "y", "x", "y", "x"]):
         p = tmp_path / f"{i}.jpg"
-        p.write_bytes(_jpeg_bytes() if i != 2 else b"garbage")
+        p.write_bytes(image_bytes() if i != 2 else b"garbage")
         paths.append(p)
         labels.append(label)
     with pytest.warns(SkippedImagesWarning):
@@ -179,15 +168,15 @@ def test_from_paths_keeps_pairs_aligned(tmp_path):
         ImageDataset.from_paths(paths[:1], ["z"], class_names=["x", "y"], verify="none")
 
 
-def test_paths_are_stored_absolute(tmp_path, monkeypatch):
+def test_paths_are_stored_absolute(tmp_path, monkeypatch, image_bytes):
     for cls in ("cap", "hat"):
         (tmp_path / "small" / cls).mkdir(parents=True)
         for i in range(2):
-            (tmp_path / "small" / cls / f"{i}.jpg").write_bytes(_jpeg_bytes())
+            (tmp_path / "small" / cls / f"{i}.jpg").write_bytes(image_bytes())
     (tmp_path / "small" / "hat" / "notes.txt").write_text("not an image")
     (tmp_path / "link").symlink_to(tmp_path / "small")
     (tmp_path / "data" / "img").mkdir(parents=True)
-    (tmp_path / "data" / "img" / "0.jpg").write_bytes(_jpeg_bytes())
+    (tmp_path / "data" / "img" / "0.jpg").write_bytes(image_bytes())
     (tmp_path / "data" / "labels.csv").write_text(
         f"path,label\nimg/0.jpg,a\n{tmp_path / 'small' / 'cap' / '0.jpg'},b\n")
     (tmp_path / "elsewhere").mkdir()
@@ -264,7 +253,6 @@ def test_subset_gets_its_own_name():
     assert ds.subset([0, 1], name="mine").name == "mine"
 
 
-@pytest.mark.smoke
 def test_bundled_demo_data():
     data = load_clothing_mini()
     assert set(data) == {"train", "test"}

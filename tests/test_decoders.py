@@ -6,7 +6,6 @@ installed (it is in the ``dev`` extra).
 
 from __future__ import annotations
 
-import io
 import sys
 
 import numpy as np
@@ -25,12 +24,6 @@ def decoder(request):
     return request.param
 
 
-def _encode(arr: np.ndarray, fmt: str = "JPEG", **kw) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
 def _photo(h: int = 60, w: int = 90) -> np.ndarray:
     """A smooth, asymmetric image: JPEG keeps it close, and every flip or turn changes it."""
     y, x = np.mgrid[0:h, 0:w]
@@ -43,11 +36,11 @@ def _mad(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_is_applied(decoder, orientation):
+def test_exif_orientation_is_applied(decoder, orientation, image_bytes):
     arr = _photo()
     exif = Image.Exif()
     exif[0x0112] = orientation
-    data = _encode(arr, exif=exif, quality=95)
+    data = image_bytes(arr, exif=exif, quality=95)
     want = decode_bytes(data)  # Pillow's ImageOps.exif_transpose, the reference
     got = decode_bytes(data, decoder=decoder)
     assert got.shape == want.shape == ((60, 90, 3) if orientation < 5 else (90, 60, 3))
@@ -67,19 +60,18 @@ def test_resized_photo_is_close_to_pillow(decoder, size, resize):
     assert _mad(got, want) < 6.0, _mad(got, want)
 
 
-def test_formats_and_modes_follow_featx_conventions(decoder):
-    grey = _encode(_photo()[..., 0])
+def test_formats_and_modes_follow_featx_conventions(decoder, image_bytes):
+    grey = image_bytes(_photo()[..., 0])
     rgba = np.zeros((10, 12, 4), np.uint8)
     rgba[..., 0] = 255
     rgba[:, :6, 3] = 255  # left half opaque red, right half fully transparent
-    cmyk = io.BytesIO()
-    Image.new("CMYK", (12, 10), (0, 255, 255, 0)).save(cmyk, format="JPEG")
+    cmyk = image_bytes(size=(12, 10), colour=(255, 0, 0), mode="CMYK")  # (0, 255, 255, 0)
     out = decode_bytes(grey, decoder=decoder)
     assert out.shape == (60, 90, 3) and (out[..., 0] == out[..., 2]).all()
-    alpha = decode_bytes(_encode(rgba, "PNG"), decoder=decoder)
+    alpha = decode_bytes(image_bytes(rgba, fmt="png"), decoder=decoder)
     assert alpha[:, :6].tolist() == [[[255, 0, 0]] * 6] * 10
     assert alpha[:, 6:].tolist() == [[[255, 255, 255]] * 6] * 10  # composited onto white
-    red = decode_bytes(cmyk.getvalue(), (8, 8), decoder=decoder)
+    red = decode_bytes(cmyk, (8, 8), decoder=decoder)
     assert red[..., 0].min() > 200 and red[..., 1:].max() < 60
 
 
@@ -118,7 +110,7 @@ def test_reduction_keeps_at_least_the_target():
     assert _scale(451, 300, None, swapped=False) == 1
 
 
-def test_decode_pool_runs_opencv_single_threaded_in_threads_and_processes(tmp_path):
+def test_decode_pool_runs_opencv_single_threaded_in_threads_and_processes(tmp_path, image_bytes):
     """Workers already run one decode per core: OpenCV's own threads are off inside the pool
     (and restored after), and process workers decode the same pixels as threads."""
     cv2 = pytest.importorskip("cv2")
@@ -127,7 +119,7 @@ def test_decode_pool_runs_opencv_single_threaded_in_threads_and_processes(tmp_pa
     paths = []
     for i in range(6):
         paths.append(str(tmp_path / f"{i}.jpg"))
-        Image.fromarray(np.roll(_photo(), 7 * i, axis=1)).save(paths[-1], quality=90)
+        (tmp_path / f"{i}.jpg").write_bytes(image_bytes(np.roll(_photo(), 7 * i, axis=1)))
     before = cv2.getNumThreads()
     cv2.setNumThreads(2)
     try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 import pytest
+from helpers import MODEL
 from sklearn.datasets import make_classification
-from test_cache import MODEL, dataset, make_images
 
 import featx
 from featx.distributed import check_engine, joblib_backend
@@ -25,8 +25,8 @@ def no_ray(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
 
 
-def test_missing_ray_names_the_pip_command(tmp_path, no_ray):
-    ds = dataset(make_images(tmp_path / "i", 2))
+def test_missing_ray_names_the_pip_command(tmp_path, no_ray, make_dataset, make_images):
+    ds = make_dataset(make_images(tmp_path / "i", 2))
     with pytest.raises(ImportError, match=HINT):
         featx.extract_features(ds, engine="ray", cache=tmp_path, **MODEL)
     with pytest.raises(ImportError, match=HINT):
@@ -36,9 +36,9 @@ def test_missing_ray_names_the_pip_command(tmp_path, no_ray):
     assert not list(tmp_path.glob("*.h5"))  # failed before doing any work
 
 
-def test_engine_and_address_are_validated(tmp_path):
-    ds = dataset(make_images(tmp_path / "i", 2))
-    with pytest.raises(ValueError, match=r"engine must be one of \('local', 'ray'\).*'spark'"):
+def test_engine_and_address_are_validated(tmp_path, make_dataset, make_images):
+    ds = make_dataset(make_images(tmp_path / "i", 2))
+    with pytest.raises(ValueError, match=r"engine must be one of \['local', 'ray', None\], got 'spark'"):
         featx.extract_features(ds, engine="spark", cache=False, **MODEL)
     with pytest.raises(ValueError, match="address is only used with engine='ray'"):
         featx.extract_features(ds, engine="local", address="head:6379", cache=False, **MODEL)

@@ -166,7 +166,6 @@ def test_bad_input_shape():
 # ---------------------------------------------------------------- preprocessing and classes
 
 
-@pytest.mark.smoke
 def test_preprocess_input():
     x = np.array([[[0, 127, 255]]], dtype="uint8")
     np.testing.assert_allclose(np.asarray(preprocess_input(x)), [[[-127 / 128, 0.0, 1.0]]])

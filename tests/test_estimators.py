@@ -80,20 +80,10 @@ def test_sklearn_conventions(estimator, check):
 
 
 @pytest.fixture(scope="module")
-def colour_images(tmp_path_factory):
+def colour_images(tmp_path_factory, make_images):
     """Real JPEGs whose class is their colour: learnable even from random-weight features."""
-    root = tmp_path_factory.mktemp("colours")
-    rng = np.random.default_rng(0)
-    paths, labels = [], []
-    for name, rgb in COLOURS.items():
-        for i in range(8):
-            noise = rng.integers(-25, 25, size=(40, 40, 3))
-            img = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
-            path = root / f"{name}_{i}.jpg"
-            Image.fromarray(img).save(path, quality=90)
-            paths.append(str(path))
-            labels.append(name)
-    return paths, np.array(labels)
+    files = make_images(tmp_path_factory.mktemp("colours"), 8, classes=COLOURS, size=40)
+    return list(files), np.array(files.labels)
 
 
 @pytest.mark.smoke

@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from featx.data import ImageDataset
 from featx.evaluate import COLUMNS, HeadTable, evaluate_heads
@@ -147,19 +146,12 @@ def test_input_errors_name_the_parameter():
 
 
 @pytest.fixture(scope="module")
-def extracted(tmp_path_factory):
+def extracted(tmp_path_factory, make_images):
     """Real JPEGs through a real (random-weight) backbone under three configurations, all of
     1,280 columns: (input_size, pooling) -> (train FeatureSet, test FeatureSet)."""
     root = tmp_path_factory.mktemp("evaluate-images")
-    rng = np.random.default_rng(0)
-    paths, labels = [], []
-    for name, rgb in {"red": (220, 30, 30), "blue": (30, 40, 220)}.items():
-        for i in range(6):
-            pixels = np.clip(np.array(rgb) + rng.integers(-25, 25, (40, 40, 3)), 0, 255)
-            paths.append(root / f"{name}_{i}.jpg")
-            Image.fromarray(pixels.astype(np.uint8)).save(paths[-1], quality=90)
-            labels.append(name)
-    train, test = ImageDataset.from_paths(paths, labels, name="colours").split(test_size=0.5)
+    files = make_images(root, 6, classes={"red": (220, 30, 30), "blue": (30, 40, 220)}, size=40)
+    train, test = ImageDataset.from_paths(files, files.labels, name="colours").split(test_size=0.5)
     tiny = {"backbone": "mobilenet_v2", "weights": None, "cache": root / "cache", "verbose": 0}
     return {(size, pooling): tuple(extract_features(ds, input_size=size, pooling=pooling, **tiny)
                                    for ds in (train, test))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cache import MODEL, REPO, assert_same, counted, dataset, make_images
+from helpers import MODEL, ROOT, assert_same, counted
 
 from featx.data import ImageDataset, SkippedImagesWarning
 from featx.extract import FeatureSet, extract_features, forward_pass_count
@@ -20,24 +20,23 @@ from featx.images import DecodePool
 
 
 @pytest.fixture(scope="module")
-def imgs(tmp_path_factory) -> list[str]:
+def imgs(tmp_path_factory, make_images) -> list[str]:
     return make_images(tmp_path_factory.mktemp("ximgs"), 13)
 
 
-@pytest.mark.smoke
-def test_corrupt_file_in_the_middle_is_skipped_labels_aligned(tmp_path, imgs):
+def test_corrupt_file_in_the_middle_is_skipped_labels_aligned(tmp_path, imgs, make_dataset):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
     missing = str(tmp_path / "gone.jpg")
     paths = imgs[:5] + [str(bad)] + imgs[5:9] + [missing] + imgs[9:]
-    ds = dataset(paths)
+    ds = make_dataset(paths)
     fs, n = counted(ds, tmp_path / "c")
     assert n == len(imgs) and len(fs) == len(imgs)
     assert [p for p, _ in fs.skipped] == [str(bad), missing]
     assert "gone.jpg" not in fs.paths[0] and all(r for _, r in fs.skipped)
     expect = {p: y for p, y in zip(ds.paths, ds.labels.tolist(), strict=True)}
     assert fs.labels.tolist() == [expect[p] for p in fs.paths]
-    clean = extract_features(dataset(imgs), cache=False, **MODEL)
+    clean = extract_features(make_dataset(imgs), cache=False, **MODEL)
     assert_same(fs.features, clean.features)
     again, n = counted(ds, tmp_path / "c")  # the skip list is cached with the file
     assert n == 0 and again.skipped == fs.skipped and again.labels.tolist() == fs.labels.tolist()
@@ -77,25 +76,24 @@ def test_skipped_starts_with_what_the_dataset_left_out(tmp_path, imgs, capfd):
     assert FeatureSet.load(fixed.path).skipped == []
 
 
-def test_cache_false_touches_no_disk(tmp_path, imgs, monkeypatch):
+def test_cache_false_touches_no_disk(tmp_path, imgs, monkeypatch, make_dataset):
     monkeypatch.setenv("FEATX_CACHE_DIR", str(tmp_path / "never"))
     monkeypatch.chdir(tmp_path)
-    fs, n = counted(dataset(imgs), False)
+    fs, n = counted(make_dataset(imgs), False)
     assert n == len(imgs) and fs.path is None and os.listdir(tmp_path) == []
 
 
-@pytest.mark.smoke
-def test_duplicates_run_once_and_batching_is_not_in_the_key(tmp_path, imgs):
+def test_duplicates_run_once_and_batching_is_not_in_the_key(tmp_path, imgs, make_dataset):
     paths = imgs + imgs[:3]
-    fs, n = counted(dataset(paths), tmp_path, batch_size=4)
+    fs, n = counted(make_dataset(paths), tmp_path, batch_size=4)
     assert n == len(imgs) and len(fs) == len(paths)
     assert_same(fs.features[-3:], fs.features[:3])
-    other = extract_features(dataset(paths), cache=False, batch_size=7, n_workers=0, **MODEL)
+    other = extract_features(make_dataset(paths), cache=False, batch_size=7, n_workers=0, **MODEL)
     assert_same(other.features, fs.features)  # partial, padded batches give the same rows
 
 
-def test_featureset_load_subset_and_default_cache(imgs):
-    fs, _ = counted(dataset(imgs, name="dflt"), None)
+def test_featureset_load_subset_and_default_cache(imgs, make_dataset):
+    fs, _ = counted(make_dataset(imgs, name="dflt"), None)
     assert fs.path.parent == Path(os.environ["FEATX_CACHE_DIR"])
     loaded = FeatureSet.load(fs.path)
     assert len(loaded) == len(fs) and loaded.attrs["backbone"] == "mobilenet_v2"
@@ -104,13 +102,14 @@ def test_featureset_load_subset_and_default_cache(imgs):
     assert "FeatureSet(n=13" in repr(loaded)
 
 
-def test_verbose_zero_is_silent_and_errors_name_the_parameter(tmp_path, imgs, capfd):
-    extract_features(dataset(imgs[:2]), cache=tmp_path, **MODEL)
+def test_verbose_zero_is_silent_and_errors_name_the_parameter(tmp_path, imgs, capfd, make_dataset):
+    extract_features(make_dataset(imgs[:2]), cache=tmp_path, **MODEL)
     assert capfd.readouterr().err == ""
     with pytest.raises(ValueError, match="batch_size"):
-        extract_features(dataset(imgs[:2]), cache=False, **{**MODEL, "verbose": 0}, batch_size=0)
+        extract_features(make_dataset(imgs[:2]), cache=False, **{**MODEL, "verbose": 0},
+                         batch_size=0)
     with pytest.raises(ValueError, match="pooling"):
-        extract_features(dataset(imgs[:2]), cache=False, **{**MODEL, "pooling": "median"})
+        extract_features(make_dataset(imgs[:2]), cache=False, **{**MODEL, "pooling": "median"})
 
 
 def test_decode_pool_processes_and_threads_agree(imgs):
@@ -138,10 +137,10 @@ _RSS_CHILD = textwrap.dedent("""
 """)
 
 
-def test_peak_memory_is_flat_in_n(tmp_path):
+def test_peak_memory_is_flat_in_n(tmp_path, make_images):
     paths = make_images(tmp_path / "many", 2000, size=40)
     (tmp_path / "paths.json").write_text(json.dumps(paths))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     rss = {}
     for n in (200, 2000):
         out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(tmp_path / f"c{n}"),
@@ -180,14 +179,14 @@ def test_batch_runner_sends_uint8_pads_and_matches_float_input():
     assert_same(runner(x[5:6]), got[5:6])  # a lone row after a full batch: stale padding ignored
 
 
-def test_opencv_decoder_is_its_own_cache_entry_close_to_pillow(tmp_path):
+def test_opencv_decoder_is_its_own_cache_entry_close_to_pillow(tmp_path, make_dataset):
     """decoder="opencv": real photos, real Lite0 weights; close to Pillow's features but keyed
     apart (so neither reuses the other's rows), cached, and verifiable."""
     pytest.importorskip("cv2")
     from featx.extract import cache_verify
 
-    photos = sorted(str(p) for p in (REPO / "featx/datasets/clothing_mini/test").rglob("*.jpg"))
-    ds = dataset(photos[:12])
+    photos = sorted(str(p) for p in (ROOT / "featx/datasets/clothing_mini/test").rglob("*.jpg"))
+    ds = make_dataset(photos[:12])
     kw = dict(backbone="efficientnet_lite0", weights="imagenet", input_size=128)
     pil, n_pil = counted(ds, tmp_path, **kw)
     cv, n_cv = counted(ds, tmp_path, decoder="opencv", **kw)
@@ -231,13 +230,14 @@ NOT_A_COUNT = r" must be None or an int >= {}, got {} of type {}"
     ({"cache": 3}, TypeError, r"cache must be None \(the featx cache dir\), False \(no disk\) or "
                               r"a folder path \(str or os.PathLike\), got 3 of type int"),
     ({"cache": b"dir"}, TypeError, r"cache must be None .* got b'dir' of type bytes"),
-    ({"pooling": "median"}, ValueError, r"pooling must be one of \['avg', 'max', None\]; got "
-                                        r"pooling='median'"),
+    ({"pooling": "median"}, ValueError, r"pooling must be one of \['avg', 'max', None\], got "
+                                        r"'median'"),
 ])
-def test_bad_arguments_are_refused_before_any_work(tmp_path, imgs, kwargs, error, match):
+def test_bad_arguments_are_refused_before_any_work(tmp_path, imgs, make_dataset, kwargs, error,
+                                                   match):
     before = forward_pass_count()
     with pytest.raises(error, match=match):
-        extract_features(dataset(imgs[:2]), **{**MODEL, "cache": tmp_path, **kwargs})
+        extract_features(make_dataset(imgs[:2]), **{**MODEL, "cache": tmp_path, **kwargs})
     assert forward_pass_count() == before and os.listdir(tmp_path) == []
 
 
@@ -258,10 +258,10 @@ def test_dataset_must_be_an_image_dataset(tmp_path, engine, value, hint):
     assert os.listdir(tmp_path) == []
 
 
-def test_the_ray_engine_shares_the_checks(tmp_path, imgs):
-    from featx.distributed import extract_features as on_ray
+def test_the_ray_engine_shares_the_checks(tmp_path, imgs, make_dataset):
+    from featx.extract import extract_on_ray as on_ray
 
-    ds = dataset(imgs[:2])
+    ds = make_dataset(imgs[:2])
     for kwargs, error, match in (
         ({"n_workers": 0}, ValueError, r"n_workers \(the embedded Ray instance's CPUs with "
                                        r"engine='ray'\) must be None or an int >= 1, got 0"),

@@ -18,7 +18,6 @@ import joblib
 import numpy as np
 import pytest
 import sklearn
-from PIL import Image
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import FunctionTransformer
 
@@ -327,11 +326,10 @@ def test_path_methods_stay_refused(tmp_path):
     assert victim.read_text() == "keep me"
 
 
-def test_extractor_after_transform_saves_without_its_features(tmp_path):
-    paths = []
-    for i, value in enumerate((30, 220)):
-        paths.append(tmp_path / f"{i}.jpg")
-        Image.fromarray(np.full((40, 40, 3), value, np.uint8)).save(paths[-1])
+@pytest.mark.smoke
+def test_extractor_after_transform_saves_without_its_features(tmp_path, make_images):
+    solid = make_images(tmp_path, 1, classes={"dark": 30, "light": 220}, size=40, noise=0)
+    paths = [Path(p) for p in solid]
     fx = FeatureExtractor("mobilenet_v2", weights=None, input_size=32, cache=tmp_path / "cache")
     features = fx.fit().transform(paths)
     assert len(fx.feature_set_) == 2  # the last transform's FeatureSet, kept in memory only

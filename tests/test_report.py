@@ -8,15 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import not_blank
 
 from featx import report as rp
 from featx.report import few_shot, plots
-
-
-def not_blank(path) -> bool:
-    pixels = np.asarray(Image.open(path).convert("RGB"))
-    return pixels.std() > 0 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1
 
 
 def features(n_per_class=12, k=3, d=16, sep=3.0, seed=0):
