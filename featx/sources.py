@@ -71,23 +71,25 @@ def limit_per_class(dataset, limit: int | None, seed: int = 0):
 
 
 def _from_csv(path: Path, name: str | None):
-    """A CSV with ``path,label`` columns; a ``split`` column, when present, gives the splits."""
-    rows = read_csv(path)
+    """A CSV with ``path,label`` columns; a ``split`` column, when present, gives the splits.
+
+    Read by :func:`featx.data.read_csv`, as :meth:`ImageDataset.from_csv` reads: a row without
+    a usable label or split value is refused with its line number, never made a class of its
+    own."""
+    rows = read_csv(path, split_column="split")
     if not rows or "split" not in rows[0]:
         return ImageDataset.from_csv(path, name=name)
     class_names = sorted({r["label"] for r in rows})
     out = {}
     for split in ("train", "validation", "test"):
-        picked = [r for r in rows if r["split"].strip().lower() in
-                  ({split, "val"} if split == "validation" else {split})]
+        picked = [r for r in rows if r["split"] == split]
         if picked:
             out[split] = ImageDataset.from_paths(
                 [r["path"] for r in picked], [r["label"] for r in picked],
                 class_names=class_names, name=f"{name or path.stem}-{split}")
-    unknown = sorted({r["split"] for r in rows} - {"train", "validation", "val", "test"})
-    if unknown or "train" not in out:
-        raise ValueError(f"the CSV {str(path)!r} has split values {unknown or 'without train'}; "
-                         "allowed: train, validation (or val), test")
+    if "train" not in out:
+        raise ValueError(f"the CSV {str(path)!r} has no train rows (split values: "
+                         f"{sorted(out)}); allowed: train, validation (or val), test")
     return out
 
 

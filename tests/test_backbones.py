@@ -237,7 +237,8 @@ def test_input_size_validation(size, match):
 
 
 def test_pooling_and_layers_validation():
-    with pytest.raises(ValueError, match=r"pooling must be one of \['avg', 'max', None\], got 'sum'"):
+    pooling = r"pooling must be one of \['avg', 'max', None\], got 'sum'"
+    with pytest.raises(ValueError, match=pooling):
         bb.load_backbone("mobilenet", weights=None, input_size=32, pooling="sum")
     with pytest.raises(ValueError, match=r"layers=\[-1\].*pooling=None"):
         bb.load_backbone("mobilenet", weights=None, input_size=32, pooling=None, layers=[-1])

@@ -165,6 +165,22 @@ def test_fit_then_predict_csv(capsys, tiny, cache, tmp_path):
     assert code == 1 and "does not exist" in err and "no/such" in err
 
 
+def test_predict_uses_the_cache_you_choose_not_the_files(capsys, tiny, cache, tmp_path):
+    """A saved model's cache folder is the file author's choice: without --trust, predict says
+    it was not used and how to choose one; --cache DIR is used, silently."""
+    model = tmp_path / "model.featx"
+    assert run(capsys, "fit", tiny, *BACKBONE, "--cache", cache, "--head", "logreg",
+               "--out", model, "-q")[0] == 0
+    image = tiny / "green" / "1.jpg"
+    code, out, err = run(capsys, "predict", model, image)
+    assert code == 0 and "--cache DIR, or --trust" in err and str(cache) in err
+    mine = tmp_path / "my-cache"
+    code, out, err = run(capsys, "predict", model, image, "--cache", mine)
+    assert code == 0 and "reset" not in err, err
+    assert len(out.strip().splitlines()) == 2
+    assert any(mine.glob("*.h5")), "the features of the predicted image go to --cache"
+
+
 def test_finetune_saves_a_model_that_predicts(capsys, tiny, cache, tmp_path):
     model = tmp_path / "ft.featx"
     # strategy "frozen" (head only) keeps this test short; test_pipeline fine-tunes blocks

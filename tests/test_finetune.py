@@ -277,8 +277,10 @@ def test_featx_persist_hooks(staged, images, tmp_path):
 
     clf, _ = staged
     paths, _ = images
-    again = load(save(clf, tmp_path / "ft.featx"))
+    with pytest.warns(UserWarning, match=r"checkpoint_dir"):  # the file's folder is not used
+        again = load(save(clf, tmp_path / "ft.featx"))
     assert isinstance(again, FineTunedClassifier)
+    assert again.checkpoint_dir is None and clf.checkpoint_dir is not None
     np.testing.assert_array_equal(again.predict(paths), clf.predict(paths))
     assert again.classes_.tolist() == clf.classes_.tolist()
 

@@ -307,11 +307,18 @@ def _save_quietly(model, path):
 
 @pytest.mark.parametrize("cache", [Path("features"), PurePosixPath("/srv/featx-cache")])
 def test_path_parameters_load_without_trust(tmp_path, cache):
+    """Path types load without trust; the path itself is reset to the default (a file must not
+    choose where a loaded model writes) unless the file is trusted."""
     X, y = cnn_like()
     clf = TransferClassifier(head="logreg", cache=cache).fit(X, y)
-    model = load(_save_quietly(clf, tmp_path / "clf.featx"))
-    assert type(model.cache) is type(cache) and model.cache == cache
-    np.testing.assert_array_equal(model.predict_proba(X), clf.predict_proba(X))
+    path = _save_quietly(clf, tmp_path / "clf.featx")
+    with pytest.warns(UserWarning, match=r"reset TransferClassifier\.cache="):
+        model = load(path)
+    assert model.cache is None
+    trusted = load(path, trust=True)
+    assert type(trusted.cache) is type(cache) and trusted.cache == cache
+    for restored in (model, trusted):
+        np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
 
 
 def test_path_methods_stay_refused(tmp_path):
@@ -333,7 +340,7 @@ def test_extractor_after_transform_saves_without_its_features(tmp_path, make_ima
     fx = FeatureExtractor("mobilenet_v2", weights=None, input_size=32, cache=tmp_path / "cache")
     features = fx.fit().transform(paths)
     assert len(fx.feature_set_) == 2  # the last transform's FeatureSet, kept in memory only
-    for restored in (load(_save_quietly(fx, tmp_path / "fx.featx")),
+    for restored in (load(_save_quietly(fx, tmp_path / "fx.featx"), trust=True),
                      pickle.loads(pickle.dumps(fx))):
         assert not hasattr(restored, "feature_set_")
         assert restored.get_params() == fx.get_params()

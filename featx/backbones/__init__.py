@@ -8,6 +8,7 @@ the table by :func:`describe`). :func:`load_backbone` returns a Keras model mapp
 from featx.backbones._describe import describe
 from featx.backbones._load import block_outputs, build_base, load_backbone, preprocessing_layer
 from featx.backbones._preprocess import PREPROCESSING, Preprocess
+from featx.backbones._pth import CheckpointError
 from featx.backbones._registry import (
     POOLINGS,
     BackboneSpec,
@@ -16,6 +17,8 @@ from featx.backbones._registry import (
     resolve_input_size,
 )
 from featx.backbones._weights import (
+    DamagedWeightsError,
+    WeightsCacheWarning,
     WeightsDownloadError,
     WeightsFileNotFoundError,
     check_weights,
@@ -26,7 +29,10 @@ __all__ = [
     "POOLINGS",
     "PREPROCESSING",
     "BackboneSpec",
+    "CheckpointError",
+    "DamagedWeightsError",
     "Preprocess",
+    "WeightsCacheWarning",
     "WeightsDownloadError",
     "WeightsFileNotFoundError",
     "block_outputs",

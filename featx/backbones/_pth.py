@@ -14,24 +14,43 @@ Both on-disk layouts are read:
   and the storage's raw bytes;
 * **zip** (1.6 and later): ``<root>/data.pkl`` holds the object and
   ``<root>/data/<key>`` each storage's raw bytes.
+
+A hostile file gets no further than a clear error. Before a pickle is unpickled, its opcodes are
+checked without building anything (:class:`_PickleCheck`): only the opcodes of plain values,
+containers, allowed globals and persistent ids; memo indices within the stream; nesting at most
+:data:`MAX_DEPTH` levels (deeper values crash CPython when hashed); ``BUILD`` only on an
+``OrderedDict`` (torch's ``_metadata``; the state is dropped), never on a function or a tensor;
+no container changed after it went into another one (no cycles). Sizes are bounded by the file:
+a storage never holds more bytes than the file has, a tensor never more elements than its
+storage, and all tensors together never more than twice the file's size. Every failure is one
+:class:`CheckpointError` naming the file.
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import math
+import operator
 import os
 import pickle
+import pickletools
+import struct
 import sys
 import zipfile
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["load_pth"]
+__all__ = ["MAX_DEPTH", "CheckpointError", "load_pth"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+#: Deepest nesting a checkpoint may use (as counted here, a torch state dict needs 6 levels).
+MAX_DEPTH = 32
+#: All tensors together may hold at most this many times the file's size.
+_TENSOR_BUDGET = 2
 
 # torch.<Name>Storage -> numpy dtype ("bfloat16" is widened to float32 on read).
 _STORAGE_DTYPES: dict[str, str] = {
@@ -48,8 +67,27 @@ _STORAGE_DTYPES: dict[str, str] = {
 }
 
 
+class CheckpointError(pickle.UnpicklingError, ValueError):
+    """A ``.pth`` file that is malformed, hostile or holds no state dict; the message names it.
+
+    Both a :class:`pickle.UnpicklingError` and a :class:`ValueError`.
+    """
+
+
+class _NoBuild:
+    """Stand-ins for torch objects refuse ``BUILD`` (which would set their attributes)."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(
+            f"refusing BUILD on {type(self).__name__.lstrip('_')}: a .pth checkpoint may only "
+            "BUILD an OrderedDict"
+        )
+
+
 @dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_NoBuild):
     """Stands in for ``torch.<Name>Storage`` inside the pickle."""
 
     name: str
@@ -60,48 +98,68 @@ class _StorageType:
         return np.dtype("uint16" if code == "bfloat16" else code)
 
 
-@dataclass
-class _Storage:
+@dataclass(eq=False)
+class _Storage(_NoBuild):
     """A flat typed buffer; ``data`` is filled once the bytes are read."""
 
     stype: _StorageType
     numel: int
     data: np.ndarray | None = None
-    views: list = field(default_factory=list)
 
 
-@dataclass
-class _TensorRef:
+@dataclass(eq=False)
+class _StorageView(_NoBuild):
+    """A legacy storage view: a window onto a root storage."""
+
+    root: _Storage
+    offset: int
+
+
+@dataclass(eq=False)
+class _TensorRef(_NoBuild):
     """A tensor whose storage bytes may not have been read yet."""
 
     storage: _Storage
     offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
+    shape: tuple
+    stride: tuple
 
-    def to_numpy(self) -> np.ndarray:
+    def to_numpy(self, name: str, budget: list[int]) -> np.ndarray:
+        """Copy the view out of its storage, within the storage and within ``budget`` bytes."""
         flat = self.storage.data
         if flat is None:
-            raise pickle.UnpicklingError("checkpoint references a storage that holds no data")
-        shape, stride = tuple(int(s) for s in self.shape), tuple(int(s) for s in self.stride)
-        if len(shape) != len(stride) or any(s < 0 for s in shape + stride) or self.offset < 0:
+            raise pickle.UnpicklingError(f"tensor {name!r} references a storage that holds no data")
+        shape = tuple(map(operator.index, self.shape))
+        stride = tuple(map(operator.index, self.stride))
+        offset = operator.index(self.offset)
+        if len(shape) != len(stride) or any(s < 0 for s in shape + stride) or offset < 0:
             raise pickle.UnpicklingError(
-                f"invalid tensor geometry: shape={shape}, stride={stride}, offset={self.offset}"
+                f"tensor {name!r} has an invalid geometry: shape={shape}, stride={stride}, "
+                f"offset={offset}"
             )
-        if 0 in shape:
+        count = math.prod(shape)
+        if count > flat.size:
+            raise pickle.UnpicklingError(
+                f"tensor {name!r} with shape={shape} has {count} elements but its storage only "
+                f"{flat.size}: a view larger than its storage is refused"
+            )
+        out_itemsize = 4 if self.storage.stype.name == "BFloat16Storage" else flat.itemsize
+        if count * out_itemsize > budget[0]:
+            raise pickle.UnpicklingError(
+                f"tensor {name!r} would take the tensors past {_TENSOR_BUDGET}x the file's size"
+            )
+        budget[0] -= count * out_itemsize
+        if count == 0:
             out = np.zeros(shape, flat.dtype)
         else:
-            last = self.offset + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
+            last = offset + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
             if last >= flat.size:
                 raise pickle.UnpicklingError(
-                    f"tensor with shape={shape}, stride={stride}, offset={self.offset} reads past "
-                    f"the end of its storage of {flat.size} elements"
+                    f"tensor {name!r} with shape={shape}, stride={stride}, offset={offset} reads "
+                    f"past the end of its storage of {flat.size} elements"
                 )
-            item = flat.itemsize
             out = np.lib.stride_tricks.as_strided(
-                flat[self.offset :],
-                shape=shape,
-                strides=tuple(s * item for s in stride),
+                flat[offset:], shape=shape, strides=tuple(s * flat.itemsize for s in stride),
                 writeable=False,
             ).copy()
         if self.storage.stype.name == "BFloat16Storage":
@@ -115,27 +173,227 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
         storage, storage_offset = storage.root, storage.offset + storage_offset
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError(f"expected a storage, got {type(storage).__name__}")
-    return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
+    return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *state):
     return data
 
 
-@dataclass
-class _StorageView:
-    """A legacy storage view: a window onto a root storage."""
+class _StateDict(collections.OrderedDict):
+    """``collections.OrderedDict`` as unpickled here: BUILD's state (torch's ``_metadata``,
+    module versions) is checked to be a dict and dropped, never set as attributes."""
 
-    root: _Storage
-    offset: int
+    def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError(
+                f"BUILD on an OrderedDict needs a dict state, got {type(state).__name__}"
+            )
 
 
-_SAFE_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+class _Callable(_NoBuild):
+    """An allowed global as the unpickler sees it: callable, closed to BUILD."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
+_CALLABLES = {
+    ("collections", "OrderedDict"): _Callable(_StateDict),
+    ("torch._utils", "_rebuild_tensor_v2"): _Callable(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): _Callable(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _Callable(_rebuild_parameter),
 }
+# what a REDUCE on each allowed callable returns, for the static check
+_RESULT_KIND = {("collections", "OrderedDict"): "odict"} | dict.fromkeys(
+    [k for k in _CALLABLES if k[0] == "torch._utils"], "tensor")
+
+
+def _allowed_global(module: str, name: str):
+    if module == "torch" and name in _STORAGE_DTYPES:
+        return _StorageType(name)
+    try:
+        return _CALLABLES[(module, name)]
+    except (KeyError, TypeError):
+        raise pickle.UnpicklingError(
+            f"refusing to load global {module!s:.80}.{name!s:.80} from a .pth checkpoint: only "
+            "tensors, storages and OrderedDict are allowed"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- static check
+
+
+@dataclass(eq=False)
+class _Node:
+    """What the static check knows of one value on the unpickler's stack."""
+
+    kind: str  # atom, tuple, list, dict, set, frozenset, global, odict, tensor, storage
+    depth: int = 0
+    value: object = None  # a string atom's text; a global's (module, name)
+    sealed: bool = False  # inside another value: may no longer change
+
+    def __str__(self) -> str:
+        if self.kind == "global":
+            return "global {}.{}".format(*self.value)
+        return self.kind
+
+
+_ATOMS = frozenset({
+    "NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1",
+    "LONG4", "FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES",
+    "SHORT_BINBYTES", "BINBYTES8", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
+})
+_EMPTY = {"EMPTY_TUPLE": "tuple", "EMPTY_LIST": "list", "EMPTY_DICT": "dict", "EMPTY_SET": "set"}
+_FROM_MARK = {"TUPLE": "tuple", "LIST": "list", "DICT": "dict", "FROZENSET": "frozenset"}
+_TUPLE_N = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+# op -> (kinds it may change, items taken: a count, or None for "back to the mark")
+_MUTATE = {
+    "APPEND": (("list",), 1), "APPENDS": (("list",), None),
+    "SETITEM": (("dict", "odict"), 2), "SETITEMS": (("dict", "odict"), None),
+    "ADDITEMS": (("set",), None),
+}
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+class _PickleCheck:
+    """Walk one pickle's opcodes (:func:`pickletools.genops`, nothing is built) and refuse what
+    a state dict never needs; see the module docstring for the rules."""
+
+    def __init__(self):
+        self.stack: list[_Node] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, _Node] = {}
+        self.ops = 0
+
+    def run(self, f: io.BytesIO) -> None:
+        for op, arg, pos in pickletools.genops(f):
+            self.ops += 1
+            self.pos = pos
+            self.step(op.name, arg)
+            if op.name == "STOP":
+                return
+
+    def fail(self, why: str):
+        raise pickle.UnpicklingError(f"{why} (pickle byte {self.pos})")
+
+    def pop(self, n: int | None = 1) -> list[_Node]:
+        """The top ``n`` nodes, or (``n=None``) those above the last mark, which is dropped."""
+        floor = self.marks[-1] if self.marks else 0
+        if n is None:
+            if not self.marks:
+                self.fail("malformed pickle: no MARK to pop back to")
+            n = len(self.stack) - self.marks.pop()
+        elif len(self.stack) - n < floor:
+            self.fail("malformed pickle: stack underflow")
+        items = self.stack[len(self.stack) - n:]
+        del self.stack[len(self.stack) - n:]
+        return items
+
+    def push(self, kind: str, items=(), value=None) -> None:
+        for item in items:
+            item.sealed = True
+        depth = 1 + max((i.depth for i in items), default=0) if kind != "atom" else 0
+        self.stack.append(self.deep_enough(_Node(kind, depth, value)))
+
+    def deep_enough(self, node: _Node) -> _Node:
+        if node.depth > MAX_DEPTH:
+            self.fail(f"checkpoint nests deeper than {MAX_DEPTH} levels")
+        return node
+
+    def top(self) -> _Node:
+        if len(self.stack) <= (self.marks[-1] if self.marks else 0):
+            self.fail("malformed pickle: stack underflow")
+        return self.stack[-1]
+
+    def step(self, op: str, arg) -> None:
+        if op in ("PROTO", "FRAME"):
+            return
+        if op == "STOP":
+            if len(self.stack) != 1 or self.marks:
+                self.fail("malformed pickle: STOP with a stack that does not hold one value")
+        elif op in _ATOMS:
+            self.push("atom", value=arg if isinstance(arg, str) else None)
+        elif op in _EMPTY:
+            self.push(_EMPTY[op])
+        elif op in _FROM_MARK:
+            self.push(_FROM_MARK[op], self.pop(None))
+        elif op in _TUPLE_N:
+            self.push("tuple", self.pop(_TUPLE_N[op]))
+        elif op in _MUTATE:
+            kinds, n = _MUTATE[op]
+            items = self.pop(n)
+            target = self.top()
+            self.change(target, kinds, items, op)
+        elif op == "MARK":
+            self.marks.append(len(self.stack))
+        elif op == "POP":
+            if self.marks and self.marks[-1] == len(self.stack):
+                self.marks.pop()
+            else:
+                self.pop(1)
+        elif op == "POP_MARK":
+            self.pop(None)
+        elif op == "DUP":
+            self.stack.append(self.top())
+        elif op in _GETS:
+            if arg not in self.memo:
+                self.fail(f"malformed pickle: memo entry {arg} read before it was written")
+            self.stack.append(self.memo[arg])
+        elif op in _PUTS or op == "MEMOIZE":
+            index = len(self.memo) if op == "MEMOIZE" else arg
+            if not 0 <= index <= self.ops:
+                self.fail(f"memo index {index} is out of range")
+            self.memo[index] = self.top()
+        elif op == "GLOBAL":
+            module, _, name = str(arg).partition(" ")
+            self.add_global(module, name)
+        elif op == "STACK_GLOBAL":
+            module, name = self.pop(2)
+            if not (isinstance(module.value, str) and isinstance(name.value, str)):
+                self.fail("STACK_GLOBAL needs two strings")
+            self.add_global(module.value, name.value)
+        elif op == "REDUCE":
+            fn, args = self.pop(2)
+            if fn.kind != "global" or fn.value not in _RESULT_KIND or args.kind != "tuple":
+                self.fail(f"refusing REDUCE on a {fn} with a {args} of arguments")
+            self.push(_RESULT_KIND[fn.value], [args])
+        elif op == "BINPERSID":
+            (pid,) = self.pop(1)
+            if pid.kind != "tuple":
+                self.fail("a persistent id must be a tuple")
+            self.push("storage", [pid])
+        elif op == "BUILD":
+            (state,) = self.pop(1)
+            target = self.top()
+            if target.kind != "odict" or state.kind != "dict":
+                self.fail(f"refusing BUILD on a {target} with a {state} state: only an "
+                          "OrderedDict with a dict state may be built")
+            self.change(target, (target.kind,), [state], op)
+        else:
+            self.fail(f"opcode {op} is not allowed in a .pth checkpoint")
+
+    def add_global(self, module: str, name: str) -> None:
+        _allowed_global(module, name)  # raises for anything else
+        self.push("global", value=(module, name))
+
+    def change(self, target: _Node, kinds, items: list[_Node], op: str) -> None:
+        if target.kind not in kinds:
+            self.fail(f"malformed pickle: {op} on a {target.kind}")
+        if target.sealed:
+            self.fail(f"refusing {op} on a {target.kind} already inside another value")
+        if any(item is target for item in items):
+            self.fail(f"refusing {op} that puts a {target.kind} inside itself")
+        for item in items:
+            item.sealed = True
+        target.depth = max(target.depth, 1 + max((i.depth for i in items), default=0))
+        self.deep_enough(target)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -146,122 +404,144 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._persistent_load = persistent_load
 
     def find_class(self, module: str, name: str):
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        try:
-            return _SAFE_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refusing to load global {module}.{name!s} from a .pth checkpoint: only "
-                "tensors, storages and OrderedDict are allowed"
-            ) from None
+        return _allowed_global(module, name)
 
     def persistent_load(self, pid):
         return self._persistent_load(pid)
 
 
-def _check_storage_pid(pid) -> tuple:
+def _unpickle(data, start: int, persistent_load) -> tuple[object, int]:
+    """Check, then unpickle, the pickle at ``data[start:]``; return it and where it ends."""
+    f = io.BytesIO(data)
+    f.seek(start)
+    _PickleCheck().run(f)
+    end = f.tell()
+    return _RestrictedUnpickler(io.BytesIO(data[start:end]), persistent_load).load(), end
+
+
+def _refuse_persistent(pid):
+    raise pickle.UnpicklingError("unexpected persistent id outside the main pickle")
+
+
+def _storage_pid(pid) -> tuple[_StorageType, str, int, tuple]:
     if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-        raise pickle.UnpicklingError(f"unsupported persistent id in checkpoint: {pid!r}")
-    if not isinstance(pid[1], _StorageType):
-        raise pickle.UnpicklingError(f"unsupported storage type in checkpoint: {pid[1]!r}")
-    return pid
+        raise pickle.UnpicklingError(f"unsupported persistent id in checkpoint: {pid!r:.200}")
+    _, stype, key, _location, numel, *rest = pid
+    if not isinstance(stype, _StorageType):
+        raise pickle.UnpicklingError(f"unsupported storage type in checkpoint: {stype!r:.200}")
+    if not isinstance(key, str):
+        raise pickle.UnpicklingError(f"storage key must be a string, got {type(key).__name__}")
+    return stype, key, operator.index(numel), tuple(rest)
 
 
-def _resolve(obj):
+def _resolve(obj, name: str, budget: list[int]):
     """Replace every ``_TensorRef`` in ``obj`` (nested dicts/lists/tuples) by an array."""
     if isinstance(obj, _TensorRef):
-        return obj.to_numpy()
+        return obj.to_numpy(name, budget)
     if isinstance(obj, dict):
-        return {k: _resolve(v) for k, v in obj.items()}
+        return {k: _resolve(v, f"{name}.{k}" if name else str(k), budget) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_resolve(v) for v in obj)
+        return type(obj)(_resolve(v, f"{name}[{i}]", budget) for i, v in enumerate(obj))
     return obj
 
 
-def _state_dict(obj, path) -> dict[str, np.ndarray]:
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+def _state_dict(obj, size: int) -> dict[str, np.ndarray]:
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise ValueError(
-            f"{os.fspath(path)!r} does not hold a state dict (got {type(obj).__name__})"
-        )
+        raise pickle.UnpicklingError(f"it does not hold a state dict (got {type(obj).__name__})")
+    budget = [_TENSOR_BUDGET * size]
     out = {}
-    for key, value in _resolve(obj).items():
+    for key, value in _resolve(obj, "", budget).items():
         if isinstance(value, np.ndarray):
             out[str(key)] = value
     return out
 
 
-def _load_legacy(f) -> object:
+def _load_legacy(data: bytes) -> object:
     storages: dict[str, _Storage] = {}
 
     def persistent_load(pid):
-        _, stype, key, _location, numel, *rest = _check_storage_pid(pid)
+        stype, key, numel, rest = _storage_pid(pid)
         if key not in storages:
-            storages[key] = _Storage(stype, int(numel))
+            storages[key] = _Storage(stype, numel)
         view = rest[0] if rest else None
         if view is not None:
             _view_key, offset, _view_size = view
-            return _StorageView(storages[key], int(offset))
+            return _StorageView(storages[key], operator.index(offset))
         return storages[key]
 
-    def load(persistent=None):
-        return _RestrictedUnpickler(f, persistent or _refuse_persistent).load()
-
-    if load() != _LEGACY_MAGIC:
+    magic, pos = _unpickle(data, 0, _refuse_persistent)
+    if magic != _LEGACY_MAGIC:
         raise pickle.UnpicklingError("not a PyTorch checkpoint: wrong magic number")
-    if load() != _LEGACY_PROTOCOL:
+    protocol, pos = _unpickle(data, pos, _refuse_persistent)
+    if protocol != _LEGACY_PROTOCOL:
         raise pickle.UnpicklingError("unsupported legacy PyTorch protocol version")
-    sys_info = load()
+    sys_info, pos = _unpickle(data, pos, _refuse_persistent)
     little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
-    obj = load(persistent_load)
-    keys = load()
+    obj, pos = _unpickle(data, pos, persistent_load)
+    keys, pos = _unpickle(data, pos, _refuse_persistent)
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+        raise pickle.UnpicklingError("the storage key list is not a list of strings")
+    order = "<" if little else ">"
     for key in keys:
         st = storages.get(key)
         if st is None:
-            raise pickle.UnpicklingError(f"storage {key!r} listed but never referenced")
-        count = int(np.frombuffer(f.read(8), "<i8" if little else ">i8")[0])
-        dtype = st.stype.dtype.newbyteorder("<" if little else ">")
-        raw = f.read(count * dtype.itemsize)
-        if len(raw) != count * dtype.itemsize:
-            raise pickle.UnpicklingError(f"checkpoint truncated inside storage {key!r}")
-        st.data = np.frombuffer(raw, dtype).astype(st.stype.dtype, copy=False)
+            raise pickle.UnpicklingError(f"storage {key!r:.80} listed but never referenced")
+        if pos + 8 > len(data):
+            raise pickle.UnpicklingError(f"checkpoint truncated before storage {key!r:.80}")
+        (count,) = struct.unpack_from(order + "q", data, pos)
+        dtype = st.stype.dtype.newbyteorder(order)
+        pos += 8
+        if not 0 <= count * dtype.itemsize <= len(data) - pos:
+            raise pickle.UnpicklingError(
+                f"checkpoint truncated inside storage {key!r:.80}: {count} elements announced, "
+                f"{len(data) - pos} bytes left"
+            )
+        st.data = np.frombuffer(data, dtype, count, pos).astype(st.stype.dtype, copy=False)
+        pos += count * dtype.itemsize
     return obj
 
 
-def _refuse_persistent(pid):
-    raise pickle.UnpicklingError(f"unexpected persistent id {pid!r} outside the main pickle")
+def _load_zip(zf: zipfile.ZipFile, size: int) -> object:
+    def member(name: str) -> bytes:
+        try:
+            info = zf.getinfo(name)
+        except KeyError:
+            raise pickle.UnpicklingError(f"zip checkpoint lacks {name}") from None
+        if info.file_size > size:
+            raise pickle.UnpicklingError(
+                f"zip member {name} claims {info.file_size} bytes, more than the file's {size}"
+            )
+        return zf.read(info)
 
-
-def _load_zip(zf: zipfile.ZipFile) -> object:
-    names = zf.namelist()
-    pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+    pkl = [n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
     if len(pkl) != 1:
         raise pickle.UnpicklingError("zip checkpoint without exactly one <root>/data.pkl")
     root = pkl[0][: -len("data.pkl")]
     little = True
-    if root + "byteorder" in names:
-        little = zf.read(root + "byteorder").decode().strip() != "big"
+    if root + "byteorder" in zf.namelist():
+        little = member(root + "byteorder")[:16].decode("latin1").strip() != "big"
     storages: dict[str, _Storage] = {}
 
     def persistent_load(pid):
-        _, stype, key, _location, numel, *_ = _check_storage_pid(pid)
-        key = str(key)
+        stype, key, numel, _ = _storage_pid(pid)
         if key not in storages:
             dtype = stype.dtype.newbyteorder("<" if little else ">")
-            try:
-                raw = zf.read(f"{root}data/{key}")
-            except KeyError:
-                raise pickle.UnpicklingError(f"zip checkpoint lacks storage data/{key}") from None
-            if len(raw) < int(numel) * dtype.itemsize:
+            raw = member(f"{root}data/{key}")
+            if not 0 <= numel * dtype.itemsize <= len(raw):
                 raise pickle.UnpicklingError(f"storage data/{key} is shorter than {numel} elements")
-            data = np.frombuffer(raw, dtype, count=int(numel)).astype(stype.dtype, copy=False)
-            storages[key] = _Storage(stype, int(numel), data)
+            data = np.frombuffer(raw, dtype, count=numel).astype(stype.dtype, copy=False)
+            storages[key] = _Storage(stype, numel, data)
         return storages[key]
 
-    with zf.open(pkl[0]) as f:
-        return _RestrictedUnpickler(io.BytesIO(f.read()), persistent_load).load()
+    obj, _ = _unpickle(member(pkl[0]), 0, persistent_load)
+    return obj
+
+
+# what reading a damaged or hostile file may raise, besides UnpicklingError
+_MALFORMED = (ValueError, TypeError, LookupError, AttributeError, EOFError, ArithmeticError,
+              RuntimeError, OSError, zipfile.BadZipFile, zlib.error, struct.error)
 
 
 def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -281,9 +561,12 @@ def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Raises
     ------
-    pickle.UnpicklingError
-        If the file names a global other than tensors, storages and
-        ``collections.OrderedDict`` (such as ``os.system``), or is malformed.
+    CheckpointError
+        (a :class:`pickle.UnpicklingError` and a :class:`ValueError`) naming the file, if it
+        names a global other than tensors, storages and ``collections.OrderedDict`` (such as
+        ``os.system``), breaks one of the rules of the module docstring, or is malformed.
+    OSError
+        If the file cannot be opened.
 
     Examples
     --------
@@ -293,13 +576,24 @@ def load_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
     >>> sd["_conv_stem.weight"].shape
     (32, 3, 3, 3)
     """
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            obj = _load_zip(zf)
-    else:
-        with open(path, "rb") as f:
-            obj = _load_legacy(f)
-    return _state_dict(obj, path)
+    with open(path, "rb") as f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if zipfile.is_zipfile(f):
+                with zipfile.ZipFile(f) as zf:
+                    obj = _load_zip(zf, size)
+            else:
+                f.seek(0)
+                obj = _load_legacy(f.read())
+            return _state_dict(obj, size)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(f"cannot read the .pth checkpoint {os.fspath(path)!r}: "
+                                  f"{exc}") from exc
+        except _MALFORMED as exc:
+            raise CheckpointError(
+                f"cannot read the .pth checkpoint {os.fspath(path)!r}: malformed "
+                f"({type(exc).__name__}: {str(exc)[:300]})"
+            ) from exc
 
 
 if __name__ == "__main__":  # pragma: no cover - inspection helper

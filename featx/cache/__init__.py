@@ -4,16 +4,26 @@ Two kinds of file live under the cache folder (``featx.utils.config.cache_dir()`
 
     <cache>/<dataset>-<where6>__<backbone>-<size>-<pooling>__<key8>.h5   one per dataset and config
     <cache>/rows/<backbone>-<size>-<pooling>__<key8>/seg-*.h5          the config's row store
+    <cache>/damaged/...                                                damaged files, moved aside
 
 ``<where6>`` hashes the folder the dataset's images live in, so two datasets of the same name in
 different folders get different files. Rows are keyed by the SHA-256 of the image bytes, so renamed
-or moved files hit and only new content is extracted. ``docs/cache.md`` describes the layout and
-why a crash or a second writer cannot corrupt it. Re-extracting rows to verify them is the
-extraction stage's job: :func:`featx.extract.cache_verify`.
+or moved files hit and only new content is extracted. Every stored row carries a digest, checked
+when it is read; a damaged file is moved to ``damaged/`` and rebuilt. ``docs/cache.md`` describes
+the layout and why a crash, a second writer or a damaged file cannot corrupt it. Checking every
+row's digest is :func:`cache_check`; re-extracting rows to compare them is the extraction stage's
+job: :func:`featx.extract.cache_verify`.
 """
 
+from featx.cache.atomic import (
+    CacheWriteError,
+    DamagedCacheError,
+    DamagedCacheWarning,
+    move_aside,
+)
 from featx.cache.files import (
     dataset_file,
+    inspect_dataset_file,
     location_digest,
     read_attrs,
     read_dataset_file,
@@ -30,14 +40,26 @@ from featx.cache.keys import (
     describe_config,
     extractor_config,
     feature_config,
+    path_bytes,
+    row_digests,
     same_config,
 )
-from featx.cache.maintenance import cache_info, cache_ls, cache_rm, resolve_entry
+from featx.cache.maintenance import (
+    VerifyReport,
+    cache_check,
+    cache_info,
+    cache_ls,
+    cache_rm,
+    check_entries,
+    resolve_entry,
+)
 from featx.cache.rowstore import RowStore
 
 __all__ = [
-    "FEATURE_CODE_VERSION", "KEY_FIELDS", "LATER_FIELDS", "RowStore", "cache_info", "cache_ls",
-    "cache_rm", "config_diff", "config_key", "config_slug", "dataset_file", "describe_config",
-    "extractor_config", "feature_config", "location_digest", "read_attrs", "read_dataset_file",
-    "resolve_entry", "row_store", "same_config", "write_dataset_file",
+    "FEATURE_CODE_VERSION", "KEY_FIELDS", "LATER_FIELDS", "CacheWriteError", "DamagedCacheError",
+    "DamagedCacheWarning", "RowStore", "VerifyReport", "cache_check", "cache_info", "cache_ls",
+    "cache_rm", "check_entries", "config_diff", "config_key", "config_slug", "dataset_file",
+    "describe_config", "extractor_config", "feature_config", "inspect_dataset_file",
+    "location_digest", "move_aside", "path_bytes", "read_attrs", "read_dataset_file",
+    "resolve_entry", "row_digests", "row_store", "same_config", "write_dataset_file",
 ]

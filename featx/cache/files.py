@@ -1,8 +1,10 @@
 """The cache's files: where a dataset's file and a configuration's row store live, and the
-dataset file itself (written atomically, read back with its featx attributes checked).
+dataset file itself (written atomically, sealed with the digest of its bytes, read back with its
+digest, featx attributes and shapes checked).
 
     <cache>/<dataset>-<where6>__<backbone>-<size>-<pooling>__<key8>.h5   one per dataset and config
     <cache>/rows/<backbone>-<size>-<pooling>__<key8>/seg-*.h5          the config's row store
+    <cache>/damaged/...                                                damaged files, moved aside
 """
 
 from __future__ import annotations
@@ -19,18 +21,27 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.cache.keys import config_slug
-from featx.cache.rowstore import SEGMENT_GLOB, TMP_PREFIX, RowStore, chunk_rows, write_h5_atomic
+from featx.cache.atomic import (
+    STORE_NAME,
+    TMP_PREFIX,
+    DamagedCacheError,
+    check_seal,
+    chunk_rows,
+    h5_error,
+    h5_size,
+    write_h5_atomic,
+)
+from featx.cache.keys import config_slug, path_bytes
+from featx.cache.rowstore import SEGMENT_GLOB, RowStore
 from featx.utils.jsonable import jsonable
 from featx.utils.version import __version__
 
-__all__ = ["DATASETS", "dataset_file", "location_digest", "read_attrs", "read_dataset_file",
-           "row_store", "safe_name", "store_problem", "write_dataset_file"]
+__all__ = ["DATASETS", "dataset_file", "inspect_dataset_file", "location_digest", "read_attrs",
+           "read_dataset_file", "row_store", "safe_name", "store_problem", "write_dataset_file"]
 
 DATASETS = ("features", "labels", "paths", "ids")
 
 
-_STORE_NAME = re.compile(r".+__[0-9a-f]{8}")  # <backbone>-<size>-<pooling>__<key8>
 _STORE_FILES = (".lock", "config.json")
 
 
@@ -45,7 +56,7 @@ def store_problem(path: Path) -> str | None:
         return "not a folder" if not path.is_symlink() else "a symbolic link"
     if path.parent.name != "rows":
         return "a folder outside a cache's rows/ folder"
-    if not _STORE_NAME.fullmatch(path.name):
+    if not STORE_NAME.fullmatch(path.name):
         return "a folder not named <backbone>-<size>-<pooling>__<key8>"
     children = list(path.iterdir())
     foreign = sorted(c.name for c in children if c.is_symlink() or not c.is_file() or not (
@@ -109,27 +120,46 @@ def row_store(root: str | os.PathLike, config: dict) -> RowStore:
 
 def write_dataset_file(path: Path, config: dict, *, features: np.ndarray, labels, paths, ids,
                        class_names, extra: dict) -> None:
-    """Write a complete dataset file atomically (temporary name, fsync, ``os.replace``)."""
+    """Write a complete dataset file atomically (temporary name, fsync, ``os.replace``), sealed
+    with the SHA-256 of its bytes in its HDF5 user block (checked by every read:
+    :func:`~featx.cache.atomic.check_seal`).
+
+    Raises :class:`~featx.cache.atomic.CacheWriteError` naming the cache folder when the disk
+    refuses the file (full, file-size limit, read-only); the old file, if any, is kept then.
+    """
     import keras
 
+    features = np.asarray(features)
+    labels = np.asarray(labels, dtype=np.int64)
+    paths, ids = list(paths), list(ids)
+    n = len(ids)
+    if not len(features) == len(labels) == len(paths) == n:
+        raise ValueError(f"write_dataset_file({os.fspath(path)!r}) got {len(features)} feature "
+                         f"rows, {len(labels)} labels, {len(paths)} paths and {n} ids")
+    attrs = dict(config)
+    attrs.update(extra)
+    attrs.update(class_names=list(class_names) if len(class_names) else np.array([], "S1"),
+                 featx_version=__version__, keras_backend=keras.backend.backend(),
+                 created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), n_rows=n, complete=True)
+    shape = features.shape[1:]
+    rows = chunk_rows(n, shape, features.dtype.itemsize)
+    chunks = -(-n // rows)  # the last rows of each chunk may be padding
+    text = sum(len(path_bytes(p)) + 32 for p in paths) + len(json.dumps(jsonable(attrs)))
+    size = h5_size(features.nbytes + chunks * features[:1].nbytes + n * (64 + 8) + text,
+                   chunks + 1)
+
     def fill(f: h5py.File) -> None:
-        n = len(ids)
-        shape = features.shape[1:]
-        rows = chunk_rows(n, shape, features.dtype.itemsize)
         f.create_dataset("features", data=features, chunks=(rows, *shape) if n else None)
-        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
-        f.create_dataset("paths", data=list(paths), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("labels", data=labels)
+        # bytes, so a file name that is not valid UTF-8 is stored as it is on disk
+        f.create_dataset("paths", data=[path_bytes(p) for p in paths],
+                         dtype=h5py.string_dtype("utf-8"))
         f.create_dataset("ids", data=np.asarray(ids, dtype="S64"))
-        attrs = dict(config)
-        attrs.update(extra)
-        attrs.update(class_names=list(class_names) if len(class_names) else np.array([], "S1"),
-                     featx_version=__version__, keras_backend=keras.backend.backend(),
-                     created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), n_rows=n, complete=True)
         for k, v in attrs.items():
             f.attrs[k] = v
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_h5_atomic(path, fill)
+    write_h5_atomic(path, fill, size)
 
 
 _FEATX_ATTRS = ("key", "featx_version")  # written into every dataset file, and only there
@@ -170,24 +200,120 @@ def featx_attrs(f: h5py.File, path) -> dict:
     return attrs
 
 
+@contextlib.contextmanager
+def reading(path):
+    """Anything h5py raises while reading a featx file (``RuntimeError``, ``OSError``, ...) ->
+    :class:`~featx.cache.atomic.DamagedCacheError` naming it; ``ValueError`` passes as is."""
+    try:
+        yield
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py raises many kinds for a damaged file
+        raise DamagedCacheError(path, h5_error(exc)) from None
+
+
 def read_attrs(path: str | os.PathLike) -> dict:
-    """The attributes of a featx dataset file (``ValueError`` for any other file)."""
-    with open_h5(path) as f:
+    """The attributes of a featx dataset file (``ValueError`` for any other file, and
+    :class:`~featx.cache.atomic.DamagedCacheError`, a ``ValueError``, for one h5py cannot
+    read)."""
+    with open_h5(path) as f, reading(path):
         return featx_attrs(f, path)
 
 
-def read_dataset_file(path: str | os.PathLike) -> dict:
-    """All arrays and attributes of a dataset file; raises ``ValueError`` if it is not complete."""
+_HEX64 = re.compile(rb"[0-9a-f]{64}")
+
+
+def inspect_dataset_file(path: str | os.PathLike) -> dict:
+    """Read a dataset file and check it; never raises for a damaged featx file.
+
+    First its bytes against the digest sealed into it (before HDF5 parses anything: a damaged
+    HDF5 file can crash or hang the library), then that ``features``, ``labels``, ``paths`` and
+    ``ids`` agree with each other and with ``n_rows`` on the number of rows, that labels index
+    ``class_names`` and that ids are SHA-256 hex. Files written before featx sealed them
+    (``legacy``) get the shape checks only.
+
+    Returns ``{"path", "data", "problems", "bad_rows", "legacy", "n_rows"}``: ``data`` as
+    :func:`read_dataset_file` returns it (``None`` unless sound enough to align), ``problems`` a
+    list of sentences (empty: the file is sound), ``bad_rows`` rows found bad.
+    Raises ``FileNotFoundError`` / ``ValueError`` for a missing path or a file that is not a
+    featx dataset file (see :func:`open_h5`).
+    """
+    path = Path(path)
+    out = {"path": path, "data": None, "problems": [], "bad_rows": [], "legacy": True,
+           "n_rows": None}
+    if path.is_file():
+        try:
+            out["legacy"] = not check_seal(path)
+        except DamagedCacheError as exc:
+            out["problems"].append(exc.why)
+            out["legacy"] = False
+            return out
     with open_h5(path) as f:
-        attrs = featx_attrs(f, path)
-        if not attrs.get("complete") or any(k not in f for k in DATASETS):
-            raise ValueError(f"{os.fspath(path)} is not a complete featx dataset file")
-        out = {
-            "features": f["features"][:],
-            "labels": f["labels"][:],
-            "paths": [p.decode() if isinstance(p, bytes) else p for p in f["paths"][:]],
-            "ids": [i.decode("ascii") for i in f["ids"][:]],
-        }
-    attrs["class_names"] = [str(c) for c in attrs.get("class_names") or []]
-    out["attrs"] = attrs
+        with reading(path):
+            attrs = featx_attrs(f, path)
+            if not attrs.get("complete") or any(k not in f for k in DATASETS):
+                raise ValueError(f"{os.fspath(path)} is not a complete featx dataset file")
+        try:
+            _check_file(f, path, attrs, out)
+        except Exception as exc:  # noqa: BLE001 - h5py raises many kinds for a damaged file
+            out["problems"].append(h5_error(exc))
+            out["data"] = None
     return out
+
+
+def _check_file(f: h5py.File, path: Path, attrs: dict, out: dict) -> None:
+    problems = out["problems"]
+    shapes = {k: f[k].shape for k in DATASETS}
+    wrong = [f"{k} has shape {shapes[k]}, not {'(n, d, ...)' if k == 'features' else '(n,)'}"
+             for k in DATASETS if (len(shapes[k]) < 2 if k == "features"
+                                   else len(shapes[k]) != 1)]
+    if wrong:
+        problems.append("; ".join(wrong))
+        return
+    lengths = {k: shapes[k][0] for k in DATASETS}
+    n_attr = attrs.get("n_rows")
+    if len(set(lengths.values()) | ({n_attr} if isinstance(n_attr, int) else set())) > 1:
+        listed = ", ".join(f"{k} {v}" for k, v in lengths.items())
+        problems.append(f"its datasets disagree on the number of rows: {listed}"
+                        + (f" (n_rows {n_attr})" if n_attr is not None else ""))
+        return
+    size = path.stat().st_size
+    if any(f[k].size * f[k].dtype.itemsize > size for k in DATASETS):
+        problems.append(f"its datasets claim more bytes than its {size} bytes")
+        return
+    n = lengths["features"]
+    out["n_rows"] = n
+    features, labels = f["features"][:], f["labels"][:]
+    raw_paths, raw_ids = f["paths"][:], f["ids"][:]
+    if labels.dtype.kind not in "iu":
+        problems.append(f"labels are {labels.dtype}, not integers")
+        return
+    labels = labels.astype(np.int64)
+    classes = [str(c) for c in attrs.get("class_names") or []]
+    if n and (labels.min() < 0 or labels.max() >= len(classes)):
+        problems.append(f"labels range over {labels.min()}..{labels.max()} but there are "
+                        f"{len(classes)} class names")
+    bad = [i for i, raw in enumerate(raw_ids) if not _HEX64.fullmatch(bytes(raw))]
+    if bad:
+        out["bad_rows"] = bad
+        problems.append(f"{len(bad)} of its {n} ids are not SHA-256 hex digests")
+    attrs["class_names"] = classes
+    out["data"] = {
+        "features": features, "labels": labels, "ids": [i.decode("ascii", "replace")
+                                                         for i in raw_ids],
+        "paths": [p.decode("utf-8", "surrogateescape") if isinstance(p, bytes) else str(p)
+                  for p in raw_paths],
+        "attrs": attrs}
+
+
+def read_dataset_file(path: str | os.PathLike) -> dict:
+    """All arrays and attributes of a dataset file, checked (:func:`inspect_dataset_file`).
+
+    Raises :class:`~featx.cache.atomic.DamagedCacheError` (a ``ValueError``) naming the file
+    and what is wrong when its bytes differ from its digest or its shapes disagree, and
+    ``ValueError`` if it is not a complete featx dataset file.
+    """
+    info = inspect_dataset_file(path)
+    if info["problems"]:
+        raise DamagedCacheError(path, "; ".join(info["problems"]))
+    return info["data"]

@@ -1,9 +1,12 @@
 """Cache keys: an extractor's settings -> the configuration stored with its features, the key that
-hashes what changes a feature, and how two configurations are compared and described.
+hashes what changes a feature, how two configurations are compared and described, and the row
+digests stored next to every row-store row.
 
 The *key* hashes everything that changes a feature (backbone, weights fingerprint, input size,
 resize mode, decoder, pooling, layers, dtype, mixed precision, :data:`FEATURE_CODE_VERSION`) and
-nothing that does not (batch size, workers, verbosity), as ``joblib.Memory`` does.
+nothing that does not (batch size, workers, verbosity), as ``joblib.Memory`` does. A *row digest*
+(:func:`row_digests`) is the SHA-256 of one stored row's content id and feature bytes, so a
+changed row, or one moved to another id, is caught when it is read.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from featx.images import RESIZE_MODES, check_decoder
 from featx.utils.checks import check_choice
 from featx.utils.jsonable import jsonable
 
-__all__ = ["FEATURE_CODE_VERSION", "KEY_FIELDS", "LATER_FIELDS", "config_diff", "config_fields",
-           "config_key", "config_slug", "describe_config", "extractor_config", "feature_config",
-           "same_config"]
+__all__ = ["DIGEST_SIZE", "FEATURE_CODE_VERSION", "KEY_FIELDS", "LATER_FIELDS", "ROW_DIGEST",
+           "config_diff", "config_fields", "config_key", "config_slug", "describe_config",
+           "extractor_config", "feature_config", "path_bytes", "row_digests", "same_config"]
 
 #: Bump when a change in featx's decode/forward code changes feature values: every key changes.
 FEATURE_CODE_VERSION = 1
@@ -178,3 +181,48 @@ def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     other = [f"{k} {short(a.get(k))!r} vs {short(b.get(k))!r}" for k in config_fields()
              if k not in ("backbone", "input_size") and a.get(k) != b.get(k)]
     return f"; they also differ in {', '.join(other)}" if other else ""
+
+
+# -- row digests ----------------------------------------------------------------------------------
+#: The algorithm of the ``digests`` stored with every row (the ``row_digest`` attribute names it).
+ROW_DIGEST = "sha256"
+DIGEST_SIZE = 32  # bytes per row digest
+
+
+def path_bytes(path) -> bytes:
+    """``path`` as the bytes it names on disk (UTF-8; undecodable bytes kept by surrogateescape).
+
+    Examples
+    --------
+    >>> path_bytes("caf\\u00e9.jpg"), path_bytes(b"x\\xff.jpg".decode("utf-8", "surrogateescape"))
+    (b'caf\\xc3\\xa9.jpg', b'x\\xff.jpg')
+    """
+    return os.fsdecode(path).encode("utf-8", "surrogateescape")
+
+
+def row_digests(features, ids) -> np.ndarray:
+    """The SHA-256 of each row's content id and feature bytes (as stored), ``(n, 32)`` ``uint8``.
+
+    Stored with every row-store row, so a changed row, or a row moved to another id, is caught
+    when it is read.
+
+    Examples
+    --------
+    >>> x = np.arange(6, dtype="float32").reshape(2, 3)
+    >>> d = row_digests(x, ["a" * 64, "b" * 64])
+    >>> d.shape, bool((d == row_digests(x, [b"a" * 64, b"b" * 64])).all())
+    ((2, 32), True)
+    >>> bool((row_digests(x[::-1], ["a" * 64, "b" * 64]) == d).all())
+    False
+    """
+    feats = np.ascontiguousarray(features)
+    if feats.ndim < 2 or len(feats) != len(ids):
+        raise ValueError(f"row_digests() needs one feature row per id, got features of shape "
+                         f"{feats.shape} for {len(ids)} ids")
+    out = bytearray(len(feats) * DIGEST_SIZE)
+    for i, content_id in enumerate(ids):
+        raw = content_id if isinstance(content_id, bytes) else str(content_id).encode()
+        h = hashlib.sha256(raw)
+        h.update(feats[i])  # the row's bytes, without a copy
+        out[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE] = h.digest()
+    return np.frombuffer(bytes(out), np.uint8).reshape(len(feats), DIGEST_SIZE)

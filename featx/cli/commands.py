@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from featx.cli.common import (
@@ -69,24 +70,58 @@ def cmd_fit(args) -> int:
 _PROBA_COLUMN = "probability"
 
 
-def _collect_images(items: Sequence[str]) -> list[str]:
+def _collect_images(items: Sequence[str]):
+    """``(paths, skipped, passed_over)`` for IMAGES_OR_FOLDER: the image files named or found in
+    folders (searched recursively, symlinked folders followed, each folder read once), the
+    entries that cannot be read with why (a folder that cannot be listed, a folder met again
+    through a symlink loop), and per extension the number of files in folders passed over for
+    not having an image extension. Names starting with "." inside folders are passed over; a
+    path given on the command line is always checked (a dangling symlink, a FIFO: skipped with
+    the reason); a file found twice is predicted once. A path that does not exist at all is an
+    error: a mistyped argument."""
+    from collections import Counter
+
     from featx.data import IMAGE_EXTENSIONS
 
     paths: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    passed_over: Counter = Counter()
+    walked: set[tuple[int, int]] = set()  # (device, inode) of each folder read
+
+    def cannot_list(exc: OSError) -> None:
+        skipped.append((exc.filename, f"cannot list folder ({exc.strerror or exc})"))
+
     for item in items:
-        if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                paths += [os.path.join(root, f) for f in sorted(files)
-                          if f.lower().endswith(IMAGE_EXTENSIONS)]
-        elif os.path.isfile(item):
+        if not os.path.isdir(item):
+            if not os.path.lexists(item):
+                raise FileNotFoundError(f"IMAGES_OR_FOLDER {item!r} does not exist")
             paths.append(item)
-        else:
-            raise FileNotFoundError(f"IMAGES_OR_FOLDER {item!r} does not exist")
-    if not paths:
+            continue
+        for root, dirs, files in os.walk(item, onerror=cannot_list, followlinks=True):
+            try:
+                st = os.stat(root)
+            except OSError as exc:
+                cannot_list(exc)
+                dirs[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in walked:
+                skipped.append((root, "folder already read (a symlink loop or a second link "
+                                      "to it): not read again"))
+                dirs[:] = []
+                continue
+            walked.add((st.st_dev, st.st_ino))
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for f in sorted(files):
+                if f.startswith("."):
+                    continue
+                if f.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(os.path.join(root, f))
+                else:
+                    passed_over[os.path.splitext(f)[1].lower() or "(no extension)"] += 1
+    if not paths and not skipped:
         raise CommandError(f"no image files found in {list(items)} (extensions: "
                            f"{', '.join(IMAGE_EXTENSIONS)})")
-    return paths
+    return list(dict.fromkeys(paths)), skipped, passed_over  # a file named twice: once
 
 
 def _predict(model, paths: list[str]):
@@ -124,16 +159,33 @@ def cmd_predict(args) -> int:
                                 f"{os.path.dirname(os.path.abspath(args.out))!r} does not exist")
     _keras(args)
     import featx.backbones  # noqa: F401  (registers featx's Keras layers for fine-tuned models)
+    from featx.data import display_path
     from featx.images import ImageError
     from featx.persist import UntrustedModelError, load
 
     try:
-        model = load(args.model, trust=args.trust)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = load(args.model, trust=args.trust)
     except UntrustedModelError as exc:
         raise CommandError(f"{exc} From the command line: add --trust.") from None
+    if args.cache is not None and "cache" in model.get_params(deep=False):
+        model.set_params(cache=args.cache)
+    for w in caught:  # load's warnings, reworded for the command line
+        if "reset" in str(w.message) and args.cache is not None:
+            continue  # the folder the user chose replaces the file's
+        hint = " From the command line: --cache DIR, or --trust." if "reset" in str(w.message) \
+            else ""
+        warnings.warn(f"{w.message}{hint}", w.category, stacklevel=2)
     # Unreadable files are reported and left out, not allowed to sink the batch: a cheap header
     # check first; should a file that passed it still fail to decode, a full decode finds it.
-    paths, skipped = _split_readable(_collect_images(args.images), "header")
+    found, skipped, passed_over = _collect_images(args.images)
+    paths, unreadable = _split_readable(found, "header")
+    skipped += unreadable
+    if passed_over:
+        counts = ", ".join(f"{ext} {n}" for ext, n in sorted(passed_over.items()))
+        _say(args, f"featx: passed over {sum(passed_over.values())} file(s) without an image "
+                   f"extension ({counts})")
     try:
         labels, proba = _predict(model, paths) if paths else ([], None)
     except (ImageError, ValueError):
@@ -142,8 +194,8 @@ def cmd_predict(args) -> int:
             raise
         skipped += more
         labels, proba = _predict(model, paths) if paths else ([], None)
-    if skipped:
-        lines = "".join(f"\n  {p}: {r}" for p, r in skipped)
+    if skipped:  # names that are not UTF-8 shown as \xNN (display_path), here and in the CSV
+        lines = "".join(f"\n  {display_path(p)}: {display_path(r)}" for p, r in skipped)
         print(f"featx: skipped {len(skipped)} file(s) that could not be read:{lines}",
               file=sys.stderr)
     if not paths:
@@ -153,7 +205,8 @@ def cmd_predict(args) -> int:
         w = csv.writer(out)
         w.writerow(["path", "label"] + ([_PROBA_COLUMN] if proba is not None else []))
         for i, (p, y) in enumerate(zip(paths, labels, strict=True)):
-            w.writerow([p, y] + ([f"{proba[i]:.6f}"] if proba is not None else []))
+            w.writerow([display_path(p), y]
+                       + ([f"{proba[i]:.6f}"] if proba is not None else []))
     finally:
         if args.out:
             out.close()
@@ -260,12 +313,24 @@ def cmd_cache(args) -> int:
             print(f"{k}: {format_cell(v)}")
         return 0
     if args.action == "verify":
-        _keras(args)
-        from featx.extract import cache_verify
+        target = None if args.target is None else cache.resolve_entry(args.target,
+                                                                      args.cache_dir)
+        n = "all" if args.all else args.sample
+        if n == 0 or target is not None and target.is_dir():  # checksums: no Keras needed
+            report = cache.cache_check(target, args.cache_dir)  # (a row store: its checksums)
+        else:
+            _keras(args)
+            from featx.extract import cache_verify
 
-        report = cache_verify(cache.resolve_entry(args.target, args.cache_dir), n=args.n)
-        print(f"{'ok' if report else 'FAILED'}: {report.n_checked} rows checked, max abs diff "
-              f"{report.max_abs_diff:.3g}")
+            report = cache_verify(target, n=n, cache_dir=args.cache_dir)
+        line = f"{'ok' if report else 'FAILED'}: "
+        if n != 0 and report.n_checked + len(report.unverifiable):
+            line += (f"{report.n_checked} rows checked, max abs diff "
+                     f"{report.max_abs_diff:.3g}; ")
+        line += f"checksums of {report.n_checksums} rows in {len(report.files)} file(s) checked"
+        if report.n_legacy:
+            line += f"; {report.n_legacy} rows written before checksums (shapes checked only)"
+        print(line + ("" if n else " (--sample N or --all also re-extract and compare)"))
         for path, why in report.failures + report.unverifiable:
             print(f"  {path}: {why}")
         return 0 if report else _EXIT_ERROR

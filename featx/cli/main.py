@@ -32,6 +32,7 @@ from featx.cli.commands import (
     cmd_show_augment,
 )
 from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE, CommandError
+from featx.utils.errors import FeatxError
 from featx.utils.version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -199,8 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="CSV", default=None, help="write the CSV here (default: "
                                                               "stdout)")
     p.add_argument("--trust", action="store_true",
-                   help="load a model holding types featx does not trust by default (only for "
-                        "files from a trusted source)")
+                   help="load a model holding types featx does not trust by default, and keep "
+                        "the folders it names (only for files from a trusted source)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="feature-cache folder for the images' features (default: "
+                        "$FEATX_CACHE_DIR or ./cache; a model file's own folder is used only "
+                        "with --trust)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("finetune", parents=[common, data, backbone],
@@ -242,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cache", parents=[common], help="list, inspect, verify or remove cache "
                                                        "files",
                        description="Maintain the feature cache: ls (list), info PATH, verify "
-                                   "PATH (re-extract a few rows and compare), rm PATTERN.")
+                                   "[PATH] (check every row's checksum; --sample N or --all "
+                                   "also re-extract rows and compare), rm PATTERN.")
     # One sub-parser per action, so options may come before or after the PATH (a single
     # optional positional after the action would not take a PATH given after --cache-dir).
     where = argparse.ArgumentParser(add_help=False)
@@ -253,15 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
     for action, target, text in (
         ("ls", None, "list dataset files and row stores"),
         ("info", "PATH", "print a cache file's configuration and size"),
-        ("verify", "PATH", "re-extract a few rows and compare them with the stored ones"),
+        ("verify", "PATH", "check every row's checksum and the files' shapes (all of the "
+                           "cache without PATH); --sample N / --all also re-extract rows and "
+                           "compare them with the stored ones"),
         ("rm", "PATTERN", "remove cache files: a path, or a glob over `featx cache ls` names"),
     ):
         a = actions.add_parser(action, parents=[common, where], help=text, description=text)
         if target:
-            a.add_argument("target", metavar=target)
+            a.add_argument("target", metavar=target, **({"nargs": "?"} if action == "verify"
+                                                        else {}))
         if action == "verify":
-            a.add_argument("-n", type=_count, default=8,
-                           help="rows to re-extract (default: 8)")
+            how = a.add_mutually_exclusive_group()
+            how.add_argument("--sample", "-n", type=_int_at_least(0), default=0, metavar="N",
+                             help="also re-extract N random rows of each dataset file and "
+                                  "compare them (default: 0, checksums only)")
+            how.add_argument("--all", action="store_true",
+                             help="also re-extract every row and compare")
         a.set_defaults(func=cmd_cache, **({} if target else {"target": None}))
 
     p = sub.add_parser("advise", parents=[common, data, backbone],
@@ -297,7 +310,7 @@ _PLAIN = (ValueError, KeyError, LookupError, FileNotFoundError, ImportError, Com
 def _one_line(exc: BaseException) -> str:
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     msg = " ".join(str(msg).split()) or type(exc).__name__
-    if not isinstance(exc, _PLAIN):
+    if not isinstance(exc, (*_PLAIN, FeatxError)):
         msg = f"{type(exc).__name__}: {msg} (run with --debug for the traceback)"
     return msg
 

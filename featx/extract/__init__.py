@@ -3,8 +3,8 @@
 One engine-neutral driver (:mod:`~featx.extract.driver`: hashing, locking, assembly) serves two
 engines (:data:`ENGINES`): ``local`` (:mod:`~featx.extract.local`: decode threads and the backbone
 in this process) and ``ray`` (:mod:`~featx.extract.ray`). :mod:`~featx.extract.forward` runs the
-backbone at a fixed batch shape and counts every image it sends; :func:`cache_verify` re-extracts
-a sample of a cached file's rows to check them.
+backbone at a fixed batch shape and counts every image it sends; :func:`cache_verify` checks a
+cached file's digests and re-extracts a sample of its rows (or all) to compare them.
 """
 
 from featx.extract.engines import ENGINES, extract_features

@@ -1,10 +1,11 @@
 """The engine-neutral extraction driver: everything around the forward pass.
 
 Hash every file (SHA-256 of the bytes, the row key), return the dataset file at once when it
-already matches, else take the configuration's row-store lock, let the engine's ``compute`` step
-extract only the rows the store lacks, and assemble the dataset's rows in order. The local engine
-(:mod:`featx.extract.local`) and the Ray engine (:mod:`featx.extract.ray`) differ only in
-``compute``.
+already matches and passes its checks, else take the configuration's row-store lock, let the
+engine's ``compute`` step extract only the rows the store lacks, and assemble the dataset's rows in
+order. A damaged dataset file is moved aside and rebuilt; rows the store loses to damage are
+extracted again. The local engine (:mod:`featx.extract.local`) and the Ray engine
+(:mod:`featx.extract.ray`) differ only in ``compute``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import hashlib
 import json
 import os
 import reprlib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from featx.cache import (
+    DamagedCacheError,
+    DamagedCacheWarning,
     dataset_file,
-    read_attrs,
+    move_aside,
+    path_bytes,
     row_store,
     write_dataset_file,
 )
@@ -56,7 +61,8 @@ def check_request(dataset, cache, batch_size) -> None:
 def request_digest(dataset, ids: Sequence[str | None]) -> str:
     h = hashlib.sha256(json.dumps(list(dataset.class_names)).encode())
     for p, cid, y in zip(dataset.paths, ids, dataset.labels.tolist(), strict=True):
-        h.update(f"{p}\0{cid}\0{y}\n".encode())
+        # a file name's own bytes (UTF-8, or as on disk when it is not valid UTF-8)
+        h.update(path_bytes(p) + f"\0{cid}\0{y}\n".encode())
     if skipped := dataset_skipped(dataset):  # the file stores them; only when there are any,
         h.update(b"skipped\0" + json.dumps(skipped).encode())  # so other digests stay as they were
     return h.hexdigest()
@@ -78,12 +84,25 @@ def merge_skipped(*lists) -> list[tuple[str, str]]:
     return merged
 
 
-def load_if_current(path: Path, digest: str) -> FeatureSet | None:
+def load_if_current(path: Path, digest: str, repair: bool = False) -> FeatureSet | None:
+    """The dataset file at ``path`` when it was built for this request and passes its checks.
+
+    With ``repair`` (under the store's exclusive lock), a file there that cannot be read or fails
+    its checks is moved to ``<cache>/damaged/`` with a :class:`~featx.cache.DamagedCacheWarning`;
+    the caller rebuilds it. A file built for another request is simply replaced later.
+    """
     try:
-        if read_attrs(path).get("request_digest") != digest:
-            return None
-        return FeatureSet.load(path)
-    except (OSError, KeyError, ValueError):
+        fs = FeatureSet.load(path)  # one read: digest, shapes, then the arrays
+        return fs if fs.attrs.get("request_digest") == digest else None
+    except FileNotFoundError:
+        return None
+    except (OSError, KeyError, ValueError) as exc:
+        if repair and path.exists():
+            why = (exc.why if isinstance(exc, DamagedCacheError)
+                   else str(exc).replace(os.fspath(path), "it"))
+            dest = move_aside(path, why)
+            warnings.warn(f"featx: cache file {path} is damaged ({why}); moved to {dest} and "
+                          "rebuilt from the row store", DamagedCacheWarning, stacklevel=2)
         return None
 
 
@@ -127,16 +146,37 @@ def run_extraction(dataset, config: dict, cache, progress: Progress, compute) ->
         return hit
     store = row_store(root, config)
     with store.lock(exclusive=True, on_wait=progress.waiting):
-        if (hit := load_if_current(dfile, digest)) is not None:  # another process built it
+        # another process may have built it; a damaged file is moved aside now
+        if (hit := load_if_current(dfile, digest, repair=True)) is not None:
             return hit
         todo = missing_rows(paths, ids, store.index())
         progress.start(len(todo))
-        failed = compute(todo, store.commit) if todo else {}
-        store.compact()
-        fs = assemble(dataset, ids, unreadable, failed, store.index(), store.gather, config,
-                       dfile, name, digest)
+        failed: dict[str, str] = {}
+        for _ in range(_ROUNDS):
+            if todo:
+                failed.update(compute(todo, store.commit))
+            repairs = store.repairs
+            store.compact()
+            if store.repairs == repairs:
+                try:
+                    fs = assemble(dataset, ids, unreadable, failed, store.index(), store.gather,
+                                  config, dfile, name, digest)
+                    break
+                except DamagedCacheError:  # the store moved the segment aside: rows to redo
+                    pass
+            # rows the store lost to a damaged segment: extract just those again
+            cid_of = dict(zip(paths, ids, strict=True))
+            todo = [p for p in missing_rows(paths, ids, store.index())
+                    if p not in failed and cid_of[p] not in failed]
+        else:
+            raise DamagedCacheError(store.directory, "its rows still fail their checksums after "
+                                    f"being extracted again {_ROUNDS} times",
+                                    "is the disk failing?")
     progress.close(fs.skipped)
     return fs
+
+
+_ROUNDS = 3  # extract, then at most twice more the rows lost to damage found on the way
 
 
 def assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, name, digest=None):

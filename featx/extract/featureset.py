@@ -56,9 +56,11 @@ class FeatureSet:
     def load(cls, path: str | os.PathLike) -> FeatureSet:
         """Read a dataset file written by :func:`extract_features`.
 
-        Raises ``FileNotFoundError`` for a missing path and ``ValueError`` ("<path> is not a
+        Raises ``FileNotFoundError`` for a missing path, ``ValueError`` ("<path> is not a
         featx cache file (...)") for anything else than a complete featx dataset file: another
-        HDF5 or text file, a row-store folder.
+        HDF5 or text file, a row-store folder; and :class:`featx.cache.DamagedCacheError` (a
+        ``ValueError``: "<path> is damaged (...)") for a file whose bytes differ from its digest
+        or whose datasets disagree on the number of rows. A FeatureSet is never misaligned.
         """
         d = read_dataset_file(path)
         skipped = json.loads(d["attrs"].get("skipped", "[]"))

@@ -1,5 +1,5 @@
-"""``featx cache verify``: re-extract a sample of a dataset file's rows and compare them with what
-the file stores."""
+"""``featx cache verify``: check every row's digest of a dataset file (or of the whole cache) and
+re-extract a sample of rows, or all of them, to compare them with what the file stores."""
 
 from __future__ import annotations
 
@@ -8,72 +8,128 @@ import os
 
 import numpy as np
 
-from featx.cache import extractor_config, read_dataset_file, resolve_entry
+from featx.cache import (
+    VerifyReport,
+    check_entries,
+    extractor_config,
+    inspect_dataset_file,
+    resolve_entry,
+)
 from featx.extract.local import stream
 from featx.images import hash_files
+from featx.utils.checks import check_int
 from featx.utils.progress import Progress
 
 __all__ = ["VerifyReport", "cache_verify"]
 
 
-def cache_verify(path: str | os.PathLike, n: int = 8, *, seed: int = 0, rtol: float = 1e-3,
-                 atol: float = 1e-4, cache_dir=None) -> VerifyReport:
-    """Re-extract ``n`` random rows of a dataset file and compare them with the stored features.
+def cache_verify(path: str | os.PathLike | None = None, n: int | str = 8, *, seed: int = 0,
+                 rtol: float = 1e-3, atol: float = 1e-4, cache_dir=None) -> VerifyReport:
+    """Check a dataset file's digests and shapes, then re-extract ``n`` random rows (or all) and
+    compare them with the stored features.
 
-    Returns a :class:`VerifyReport`, true when every checked row matches: ``allclose`` with
-    ``rtol`` and ``atol`` times the row's largest magnitude (so the test means the same for features
-    of any scale). Rows whose image changed or vanished since extraction are reported as
-    unverifiable, not as failures; a file none of whose sampled rows can be checked fails.
-    ``path`` is resolved by :func:`resolve_entry` (a path, or a file name under ``cache_dir``);
-    anything but a featx dataset file raises ``ValueError``.
+    Parameters
+    ----------
+    path : path, optional
+        A dataset file (a path, or a file name under ``cache_dir``: :func:`resolve_entry`).
+        ``None``: every dataset file and row store of the cache (``cache_dir``, default the featx
+        cache dir); files named like dataset files that cannot be read are failures.
+    n : int >= 0 or "all"
+        Rows of each dataset file to re-extract and compare; ``0`` checks the digests only,
+        ``"all"`` re-extracts every row.
+    seed : int
+        Which rows are sampled.
+    rtol, atol : float
+        A re-extracted row matches when ``allclose`` with ``rtol`` and ``atol`` times the row's
+        largest magnitude (so the test means the same for features of any scale); looser for
+        float16 files.
+    cache_dir : path, optional
+        Where names and ``path=None`` are looked up.
+
+    Returns
+    -------
+    VerifyReport
+        Truthy when every digest matched, every shape agreed and every re-extracted row matched.
+        A malformed file is a failure in it, never an exception. Rows whose image changed or
+        vanished since extraction are unverifiable, not failures; but a file none of whose
+        sampled rows can be re-extracted fails.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a featx dataset file, or ``n`` is neither an int >= 0 nor ``"all"``.
     """
-    data = read_dataset_file(resolve_entry(path, cache_dir))
+    if n != "all":
+        check_int("n", n, 0, meaning=" (rows to re-extract per file; or 'all')")
+    report = VerifyReport(True, 0, [], [], 0.0)
+    if path is not None:
+        target = resolve_entry(path, cache_dir)
+        info = inspect_dataset_file(target)  # ValueError for anything but a dataset file
+        n_rows = info["n_rows"] or 0
+        entries = [{"path": target, "kind": "dataset", "info": info, "n_checksums":
+                    0 if info["legacy"] else n_rows, "n_legacy": n_rows if info["legacy"] else 0,
+                    "problems": [(target, p) for p in info["problems"]]}]
+    else:
+        entries = check_entries(None, cache_dir)
+    sampled = 0
+    for entry in entries:
+        report.add_entry(entry)
+        data = (entry.get("info") or {}).get("data")
+        if data is not None and n != 0 and len(data["ids"]):
+            sampled += 1
+            _reextract(entry["path"], data, n, seed, rtol, atol, report)
+    if sampled and report.n_checked == 0:
+        report.ok = False
+    return report
+
+
+def _reextract(path, data: dict, n, seed, rtol, atol, report: VerifyReport) -> None:
+    """Re-extract ``n`` rows of one dataset file and compare them, adding to ``report``."""
     a = data["attrs"]
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(data["ids"]), size=min(n, len(data["ids"])), replace=False))
-    if a["dtype"] == "float16":
+    total = len(data["ids"])
+    if n == "all" or n >= total:
+        rows = np.arange(total)
+    else:
+        rows = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    if a.get("dtype") == "float16":
         rtol, atol = max(rtol, 1e-2), max(atol, 1e-2)
-    config = extractor_config(a["backbone"], a["weights"],
-                              a["input_size"], None if a["pooling"] == "none" else a["pooling"],
-                              json.loads(a["layers"]), a["resize"], a["dtype"],
-                              a["mixed_precision"], a.get("decoder", "pillow"))
-    failures, unverifiable, max_diff = [], [], 0.0
-    if config["weights_sha256"] != a["weights_sha256"]:
-        failures.append(("<weights>", "weights fingerprint differs from the file's"))
+    try:
+        config = extractor_config(
+            a["backbone"], a["weights"], a["input_size"],
+            None if a["pooling"] == "none" else a["pooling"], json.loads(a["layers"]),
+            a["resize"], a["dtype"], a["mixed_precision"], a.get("decoder", "pillow"))
+    except Exception as exc:  # noqa: BLE001 - the file's settings no longer build an extractor
+        report.unverifiable.append((str(path), f"its extractor cannot be rebuilt here ({exc})"))
+        return
+    if config["weights_sha256"] != a.get("weights_sha256"):
+        report.failures.append((f"{path}: <weights>",
+                                "weights fingerprint differs from the file's"))
+        report.ok = False
     paths = [data["paths"][i] for i in rows]
     # The same decode-and-forward loop as extraction; a row is checked only when the image read
     # now still has the content id the file stores.
     fresh: dict[str, np.ndarray] = {}
-    stream(paths, config, max(1, len(rows)), 0,
+    stream(paths, config, max(1, min(len(rows), 32)), 0,
            lambda ids, feats: fresh.update(zip(ids, feats, strict=True)), Progress("verify", 0))
     for r, p, (content_id, _) in zip(rows, paths, hash_files(paths), strict=True):
         feats = fresh.get(content_id) if content_id == data["ids"][r] else None
         if feats is None:
-            unverifiable.append((p, "image missing, unreadable or changed since extraction"))
+            report.unverifiable.append((p, "image missing, unreadable or changed since "
+                                           "extraction"))
             continue
-        stored = data["features"][r].astype(np.float32)
-        diff = float(np.max(np.abs(feats.astype(np.float32) - stored)))
-        max_diff = max(max_diff, diff)
-        scale = max(float(np.max(np.abs(data["features"][r]))), np.finfo(np.float32).tiny)
-        if not np.allclose(feats, data["features"][r], rtol=rtol, atol=atol * scale):
-            failures.append((p, f"features differ (max abs diff {diff:.3g})"))
-    n_checked = len(rows) - len(unverifiable)
-    return VerifyReport(ok=not failures and (n_checked > 0 or len(rows) == 0),
-                        n_checked=n_checked, failures=failures,
-                        unverifiable=unverifiable, max_abs_diff=max_diff)
-
-
-class VerifyReport:
-    """Result of :func:`cache_verify`; truthy when the file verified."""
-
-    def __init__(self, ok, n_checked, failures, unverifiable, max_abs_diff):
-        self.ok, self.n_checked, self.failures = bool(ok), n_checked, failures
-        self.unverifiable, self.max_abs_diff = unverifiable, max_abs_diff
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __repr__(self) -> str:
-        return (f"VerifyReport(ok={self.ok}, n_checked={self.n_checked}, "
-                f"failures={len(self.failures)}, unverifiable={len(self.unverifiable)}, "
-                f"max_abs_diff={self.max_abs_diff:.3g})")
+        report.n_checked += 1
+        stored = data["features"][r]
+        if feats.shape != stored.shape:
+            report.failures.append((p, f"the stored row has shape {stored.shape}, the backbone "
+                                       f"gives {feats.shape}"))
+            report.ok = False
+            continue
+        diff = float(np.max(np.abs(feats.astype(np.float32) - stored.astype(np.float32))))
+        if np.isnan(diff):
+            diff = float("inf")
+        report.max_abs_diff = max(report.max_abs_diff, diff)
+        scale = max(float(np.nanmax(np.abs(feats.astype(np.float32)))),
+                    np.finfo(np.float32).tiny)
+        if not np.allclose(stored, feats, rtol=rtol, atol=atol * scale):  # stored vs trusted
+            report.failures.append((p, f"features differ (max abs diff {diff:.3g})"))
+            report.ok = False

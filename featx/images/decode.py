@@ -7,13 +7,13 @@ the same way at extraction, fine-tuning and prediction time. ``decoder`` picks w
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from featx.images.files import read_bytes, unreadable_reason
 from featx.images.opencv import decode_opencv, require_cv2
 from featx.images.pillow import (
     RESIZE_MODES,
@@ -22,6 +22,7 @@ from featx.images.pillow import (
     crop_box,
     decode_pillow,
     ends_with_marker,
+    open_image,
     to_size,
 )
 from featx.utils.checks import check_choice
@@ -122,10 +123,9 @@ def read_image(
     (224, 224, 3)
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(path)
     except OSError as exc:
-        raise ImageError(f"{os.fspath(path)}: cannot read file ({exc.strerror or exc})") from None
+        raise ImageError(f"{os.fspath(path)}: {unreadable_reason(path, exc)}") from None
     return decode_bytes(data, size, resize, decoder=decoder, source=os.fspath(path))
 
 
@@ -133,7 +133,8 @@ def check_image_bytes(data: bytes, *, source: str = "<bytes>", full: bool = Fals
     """Cheaply check that bytes hold a complete image; raise :class:`ImageError` if not.
 
     The default check parses the header and looks for the format's end marker (JPEG's EOI, PNG's
-    IEND) near the end of the file, which catches truncated downloads without decoding pixels.
+    IEND) near the end of the file, which catches truncated downloads without decoding pixels;
+    an image over the decompression-bomb limit is refused from its header alone.
     A file without it there is decoded in full before it is called truncated, so an image with
     data appended after it (a Motion Photo's video) is kept. ``full=True`` always decodes.
     """
@@ -142,13 +143,8 @@ def check_image_bytes(data: bytes, *, source: str = "<bytes>", full: bool = Fals
         return
     if not data:
         raise ImageError(f"{source}: empty file")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
-    except UnidentifiedImageError:
-        raise ImageError(f"{source}: not an image file Pillow can identify") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{source}: cannot read image header ({exc})") from None
+    with open_image(data, source, failure="cannot read image header") as img:
+        fmt = img.format
     if ends_with_marker(data, fmt):
         return
     try:

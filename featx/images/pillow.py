@@ -79,9 +79,12 @@ def crop_box(src_w: int, src_h: int, h: int, w: int) -> tuple[float, float, floa
     return 0.0, top, float(src_w), top + new_h
 
 
-def open_image(data: bytes, source: str = "<bytes>") -> Image.Image:
+def open_image(data: bytes, source: str = "<bytes>", *,
+               failure: str = "cannot decode image") -> Image.Image:
     """Pillow's lazy open (header only), with featx's errors: :class:`ImageError` for a file
-    Pillow cannot identify and for a decompression bomb (``PIL.Image.MAX_IMAGE_PIXELS``)."""
+    Pillow cannot identify, for a decompression bomb (``PIL.Image.MAX_IMAGE_PIXELS``; above it,
+    not only above twice it as Pillow's own check) and, starting with ``failure``, for any other
+    error Pillow raises while reading the header."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -91,7 +94,7 @@ def open_image(data: bytes, source: str = "<bytes>") -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(f"{source}: not an image file Pillow can identify") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{source}: cannot decode image ({exc})") from None
+        raise ImageError(f"{source}: {failure} ({exc})") from None
 
 
 def _bomb(source: str, exc: Exception) -> ImageError:

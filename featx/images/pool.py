@@ -19,6 +19,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 import numpy as np
 
 from featx.images.decode import decode_bytes
+from featx.images.files import open_regular, read_bytes, unreadable_reason
 from featx.images.opencv import require_cv2
 from featx.images.pillow import ImageError
 from featx.utils.checks import check_choice
@@ -32,12 +33,12 @@ def hash_file(path: str) -> tuple[str | None, str | None]:
     """``(sha256 hex, None)`` of a file's bytes, or ``(None, reason)`` if it cannot be read."""
     try:
         h = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             while block := f.read(_HASH_BLOCK):
                 h.update(block)
         return h.hexdigest(), None
     except OSError as exc:
-        return None, f"cannot read file ({exc.strerror or exc})"
+        return None, unreadable_reason(path, exc)
 
 
 def hash_files(paths: Sequence[str]) -> list[tuple[str | None, str | None]]:
@@ -51,11 +52,10 @@ def load_chunk(paths: Sequence[str], size: tuple[int, int], resize: str,
     ids, images, reasons = [], [], []
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = read_bytes(path)
         except OSError as exc:
             ids.append(None), images.append(None)
-            reasons.append(f"cannot read file ({exc.strerror or exc})")
+            reasons.append(unreadable_reason(path, exc))
             continue
         ids.append(hashlib.sha256(data).hexdigest())
         try:

@@ -1,144 +1,32 @@
-"""Images in: :class:`ImageDataset` and its constructors.
-
-An :class:`ImageDataset` is a list of image files with integer labels into ``class_names``. Files
-that cannot be used are listed in ``skipped`` with the reason, never silently dropped and never
-allowed to shift a label onto another image.
-"""
+"""ImageDataset: a labelled list of image files, with everything it could not use in ``skipped``."""
 
 from __future__ import annotations
 
-import csv
-import difflib
 import hashlib
 import os
-import tempfile
-import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
-from scipy.sparse import issparse
 
-from featx.images import ImageError, check_image_bytes
-from featx.utils.config import cache_dir, cache_root
-
-__all__ = ["IMAGE_EXTENSIONS", "IMAGE_INPUTS", "ImageDataset", "SkippedImagesWarning",
-           "as_image_dataset", "read_csv", "check_image_input", "image_input_error", "image_paths",
-           "is_image_input", "is_uint8_images", "looks_like_images"]
-
-IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+from featx.data.csvfile import is_missing_label, read_csv
+from featx.data.files import (
+    NESTED_FOLDER,
+    SPLIT_NAMES,
+    Verify,
+    array_digest,
+    check_files,
+    display_path,
+    loose_images,
+    missing_path_error,
+    scan_folder,
+    warn_skipped,
 )
-SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
-Verify = Literal["header", "decode", "none"]
+from featx.utils.config import cache_dir
 
-
-class SkippedImagesWarning(UserWarning):
-    """Some files were left out of a dataset; ``dataset.skipped`` says which and why."""
-
-
-def _check_file(path: str, verify: Verify) -> str | None:
-    """Return ``None`` when ``path`` holds a usable image, else the reason it does not."""
-    if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
-        return f"not an image file extension {Path(path).suffix!r}"
-    if verify == "none":
-        return None
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        check_image_bytes(data, source=path, full=verify == "decode")
-    except FileNotFoundError:
-        return "file not found"
-    except OSError as exc:
-        return f"cannot read file ({exc.strerror or exc})"
-    except ImageError as exc:
-        return str(exc).removeprefix(f"{path}: ")
-    return None
-
-
-def check_files(paths: Sequence[str], verify: Verify) -> list[str | None]:
-    if verify == "none" or len(paths) < 64:
-        return [_check_file(p, verify) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(pool.map(_check_file, paths, [verify] * len(paths), chunksize=64))
-
-
-def _warn_skipped(skipped: list[tuple[str, str]], where: str) -> None:
-    if not skipped:
-        return
-    shown = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
-    more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
-    warnings.warn(
-        f"{len(skipped)} file(s) skipped in {where}: {shown}{more}. See dataset.skipped.",
-        SkippedImagesWarning,
-        stacklevel=3,
-    )
-
-
-def array_digest(images: np.ndarray) -> str:
-    """16 hex digits identifying an image array by its bytes and shape (the folder name
-    :meth:`ImageDataset.from_arrays` writes it to).
-
-    Examples
-    --------
-    >>> x = np.zeros((2, 4, 4), dtype=np.uint8)
-    >>> array_digest(x) == array_digest(x.copy()), array_digest(x) == array_digest(x[:1])
-    (True, False)
-    """
-    return hashlib.sha256(images.tobytes() + str(images.shape).encode()).hexdigest()[:16]
-
-
-def _missing_path_error(param: str, path: Path) -> FileNotFoundError:
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.is_dir():
-        names = sorted(os.listdir(parent))
-        close = difflib.get_close_matches(path.name, names, n=3)
-        hint = f" Did you mean {close}?" if close else f" {parent} holds: {names[:10]}"
-    else:
-        hint = f" (its folder {parent} does not exist either)"
-    return FileNotFoundError(f"{param}={str(path)!r} does not exist.{hint}")
-
-
-def read_csv(file: str | os.PathLike, *, path_column: str = "path", label_column: str = "label",
-             root: str | os.PathLike | None = None) -> list[dict[str, str]]:
-    r"""The rows of an image CSV, each a dict of its columns with ``"path"`` made absolute
-    (relative entries resolve against ``root``, default the CSV's folder) and ``"label"``.
-
-    The one CSV reader: :meth:`ImageDataset.from_csv` and the DATA argument's CSV with a
-    ``split`` column (:func:`featx.sources.resolve_data`) both read through it.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> d = tempfile.mkdtemp()
-    >>> with open(os.path.join(d, "x.csv"), "w") as f:
-    ...     _ = f.write("file,y,split\na.jpg,cat,train\n")
-    >>> row = read_csv(os.path.join(d, "x.csv"), path_column="file", label_column="y")[0]
-    >>> row["path"] == os.path.join(d, "a.jpg"), row["label"], row["split"]
-    (True, 'cat', 'train')
-    """
-    file = Path(file)
-    if not file.is_file():
-        raise _missing_path_error("file", file)
-    with open(file, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        for param, col in (("path_column", path_column), ("label_column", label_column)):
-            if col not in columns:
-                raise KeyError(
-                    f"{param}={col!r} is not a column of {str(file)!r}; its columns are "
-                    f"{columns}"
-                )
-        rows = list(reader)
-    base = Path(root) if root is not None else file.parent
-    for r in rows:
-        p = r[path_column]
-        r["path"] = os.path.abspath(p if os.path.isabs(p) else base / p)
-        r["label"] = r[label_column]
-    return rows
+__all__ = [
+    "ImageDataset",
+]
 
 
 class ImageDataset:
@@ -167,6 +55,9 @@ class ImageDataset:
     2
     """
 
+    # Pickles and saved models name the class by its public path (stable as modules move).
+    __module__ = "featx.data"
+
     def __init__(
         self,
         paths: Sequence[str],
@@ -175,10 +66,10 @@ class ImageDataset:
         skipped: Sequence[tuple[str, str]] = (),
         name: str | None = None,
     ) -> None:
-        self.paths = [os.fspath(p) for p in paths]
+        self.paths = [os.fsdecode(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         self.class_names = [str(c) for c in class_names]
-        self.skipped = [(str(p), str(r)) for p, r in skipped]
+        self.skipped = [(os.fsdecode(p), str(r)) for p, r in skipped]
         self.name = name
         if len(self.paths) != len(self.labels):
             raise ValueError(
@@ -202,55 +93,87 @@ class ImageDataset:
         dict of datasets keyed ``"train"``, ``"validation"``, ``"test"`` is returned, sharing one
         list of class names so labels mean the same in every split.
 
+        Every entry of a class folder is either read or listed in ``skipped`` with why: a file
+        that is not a usable image (any reason: not an image, cut short, over Pillow's
+        decompression-bomb limit, unreadable), a dangling symlink, a symlink loop, a FIFO or
+        device, a folder nested inside it (not read: images must be directly in their class
+        folder); so is an empty class folder. Outside the class folders, image files (by
+        extension), dangling symlinks, symlink loops and folders that are not splits are
+        listed too; other files there (``README``, ``LICENSE``, a CSV) are passed over, as are
+        names starting with ``"."`` anywhere (hidden files such as ``.DS_Store``). What lies
+        outside the split folders is listed in the first split's ``skipped``.
+        File names that are not UTF-8 are kept as :func:`os.fsdecode` gives them (they open as
+        they are; :func:`display_path` prints them).
+
         Parameters
         ----------
         root : path
             The folder.
         verify : {"header", "decode", "none"}
             How hard to check each file: parse the header and look for the end marker (default,
-            catches truncated files cheaply), decode it fully, or trust the listing (only the
-            extension is checked; later stages still report files they cannot decode).
+            catches truncated files and decompression bombs cheaply), decode it fully, or trust
+            the listing (only the extension is checked; later stages still report files they
+            cannot decode).
         name : str, optional
             Dataset name (default: the folder's name; splits get ``-train`` etc. appended).
         """
         root = Path(root)
         if not root.is_dir():
-            raise _missing_path_error("root", root)
+            raise missing_path_error("root", root)
         root = Path(os.path.abspath(root))  # absolute paths, symlinks kept as given
-        subdirs = sorted(
-            d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-        )
-        found = {SPLIT_NAMES[d]: root / d for d in subdirs if d in SPLIT_NAMES}
+        subdirs, files, other = scan_folder(root)
+        loose = loose_images(files) + other
+        found: dict[str, Path] = {}
+        for d in sorted(subdirs, key=lambda d: SPLIT_NAMES.get(d) != d):  # "validation" first
+            split = SPLIT_NAMES.get(d)
+            if split in found:
+                loose.append((str(root / d), f"a second {split} folder: not read "
+                                             f"({display_path(found[split])} is used)"))
+            elif split is not None:
+                found[split] = root / d
         splits = {s: found[s] for s in ("train", "validation", "test") if s in found}
         base = name or root.resolve().name
         if not splits:
-            return cls._from_class_folders(root, subdirs, verify, base)
-        class_names = sorted(
-            {c.name for d in splits.values() for c in d.iterdir() if c.is_dir()
-             and not c.name.startswith(".")}
-        )
-        return {
-            split: cls._from_class_folders(folder, class_names, verify, f"{base}-{split}")
-            for split, folder in splits.items()
-        }
+            return cls._from_class_folders(root, subdirs, verify, base, loose)
+        loose += [(str(root / d), "not a split folder (train, validation, val, test): not read")
+                  for d in subdirs if d not in SPLIT_NAMES]
+        scans = {s: scan_folder(folder) for s, folder in splits.items()}
+        class_names = sorted({c for dirs, _, _ in scans.values() for c in dirs})
+        out = {}
+        for split, folder in splits.items():
+            _, files, other = scans[split]
+            extra = loose_images(files) + other
+            if not out:
+                extra = loose + extra
+            out[split] = cls._from_class_folders(folder, class_names, verify, f"{base}-{split}",
+                                                 extra)
+        return out
 
     @classmethod
     def _from_class_folders(
-        cls, root: Path, class_names: list[str], verify: Verify, name: str
+        cls, root: Path, class_names: list[str], verify: Verify, name: str,
+        loose: list[tuple[str, str]],
     ) -> ImageDataset:
         if not class_names:
             raise ValueError(
-                f"root={str(root)!r} has no class sub-folders; expected root/<class>/<image files>"
+                f"root={display_path(root)!r} has no class sub-folders; expected "
+                "root/<class>/<image files>"
             )
         candidates: list[tuple[str, int]] = []
-        skipped: list[tuple[str, str]] = []
+        skipped = list(loose)
+        reported: set[str] = set()
         for label, cls_name in enumerate(class_names):
             folder = root / cls_name
-            files = sorted(
-                str(p) for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-            ) if folder.is_dir() else []
-            if not files:
+            try:
+                nested, files, other = scan_folder(folder) if folder.is_dir() else ([], [], [])
+            except OSError as exc:
+                skipped.append((str(folder), f"cannot list class folder ({exc.strerror or exc})"))
+                reported.add(str(folder))
+                continue
+            skipped += [(str(folder / d), NESTED_FOLDER) for d in nested] + other
+            if not (nested or files or other):
                 skipped.append((str(folder), "empty class folder: no files"))
+                reported.add(str(folder))
             candidates.extend((f, label) for f in files)
         reasons = check_files([p for p, _ in candidates], verify)
         keep = [(p, y) for (p, y), r in zip(candidates, reasons, strict=True) if r is None]
@@ -259,9 +182,9 @@ class ImageDataset:
         skipped += [
             (str(root / c), "class folder has no readable images")
             for c, n in zip(class_names, counts, strict=True)
-            if n == 0 and (str(root / c), "empty class folder: no files") not in skipped
+            if n == 0 and str(root / c) not in reported
         ]
-        _warn_skipped(skipped, str(root))
+        warn_skipped(skipped, display_path(root))
         return cls([p for p, _ in keep], [y for _, y in keep], class_names, skipped, name)
 
     @classmethod
@@ -278,14 +201,22 @@ class ImageDataset:
 
         Unusable files are moved to ``skipped`` together with their label, so the remaining
         pairs stay aligned. Relative paths are made absolute against the current directory
-        (``os.path.abspath``: symlinks are kept, not resolved).
+        (``os.path.abspath``: symlinks are kept, not resolved); ``bytes`` paths are decoded with
+        :func:`os.fsdecode`. A missing label (``None``, NaN, ``pd.NA``, a blank string) is
+        refused with its positions: it would otherwise become a class of its own.
         """
-        paths = [os.path.abspath(os.fspath(p)) for p in paths]
+        paths = [os.path.abspath(os.fsdecode(p)) for p in paths]
         labels = list(labels)
         if len(paths) != len(labels):
             raise ValueError(
                 f"paths and labels must have the same length, got {len(paths)} and {len(labels)}"
             )
+        missing = [i for i, y in enumerate(labels) if is_missing_label(y)]
+        if missing:
+            shown = ", ".join(f"labels[{i}]={labels[i]!r}" for i in missing[:10])
+            more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
+            raise ValueError(f"{len(missing)} label(s) are missing: {shown}{more}; every image "
+                             "needs a class name (or drop those images)")
         if class_names is None:
             class_names = sorted({str(y) for y in labels})
             index = {c: i for i, c in enumerate(class_names)}
@@ -304,7 +235,7 @@ class ImageDataset:
         reasons = check_files(paths, verify)
         keep = [i for i, r in enumerate(reasons) if r is None]
         skipped = [(paths[i], r) for i, r in enumerate(reasons) if r is not None]
-        _warn_skipped(skipped, name or "the given paths")
+        warn_skipped(skipped, name or "the given paths")
         return cls([paths[i] for i in keep], [codes[i] for i in keep], class_names, skipped, name)
 
     @classmethod
@@ -476,145 +407,3 @@ class ImageDataset:
     def _with_skipped(self, part: ImageDataset) -> ImageDataset:
         part.skipped = list(self.skipped)
         return part
-
-
-# --------------------------------------------------------------------------- estimator inputs
-# The one image-input contract of featx's estimators (FeatureExtractor, TransferClassifier,
-# FineTunedClassifier): what X may be, the error for anything else, and X as an ImageDataset.
-#: What an estimator's ``X`` may be when it holds images (the text of their ``TypeError``).
-IMAGE_INPUTS = (
-    "a list, 1-D array or pandas Series of image paths, an ImageDataset, or a uint8 image "
-    "array (N, H, W) or (N, H, W, C)"
-)
-#: Types a single path may have.
-PATH_TYPES = (str, bytes, os.PathLike)
-
-
-def image_paths(X: Any) -> list[str] | None:
-    """The paths in ``X`` when it is a non-empty 1-D sequence of paths, else None.
-
-    A list or tuple of str/bytes/path-likes, or anything ``np.asarray`` makes a 1-D array of
-    str, bytes or object dtype holding them (``np.array(paths)``, a pandas Series).
-    """
-    if isinstance(X, (*PATH_TYPES, ImageDataset)) or issparse(X):
-        return None
-    if isinstance(X, list | tuple):
-        items = X
-    else:
-        try:
-            array = np.asarray(X)
-        except (TypeError, ValueError):
-            return None
-        if array.ndim != 1 or array.dtype.kind not in "USO":
-            return None
-        items = array.tolist()
-    if len(items) == 0 or not all(isinstance(p, PATH_TYPES) for p in items):
-        return None
-    return [os.fsdecode(p) for p in items]
-
-
-def is_uint8_images(X: Any) -> bool:
-    return isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4)
-
-
-def is_image_input(X: Any) -> bool:
-    """True for the inputs a FeatureExtractor reads: paths, ImageDataset, uint8 image arrays."""
-    return isinstance(X, ImageDataset) or is_uint8_images(X) or image_paths(X) is not None
-
-
-def looks_like_images(X: Any) -> bool:
-    """Inputs meant as images that :func:`is_image_input` refuses (a single path, a list
-    mixing paths with other values or holding image arrays, a non-uint8 image array)."""
-    if isinstance(X, PATH_TYPES):
-        return True
-    if isinstance(X, list | tuple) and any(
-        isinstance(x, PATH_TYPES) or isinstance(x, np.ndarray) and x.ndim >= 2 for x in X
-    ):
-        return True
-    if issparse(X):
-        return False
-    try:
-        return np.ndim(X) >= 3
-    except (TypeError, ValueError):  # ragged nested lists: check_array reports them
-        return False
-
-
-def image_input_error(X: Any, *, also: str = "") -> TypeError:
-    """The TypeError for an input that is not accepted: what was received, what is allowed
-    (:data:`IMAGE_INPUTS`, then ``also``: the other inputs the caller takes)."""
-    accepted = IMAGE_INPUTS + also
-    if isinstance(X, PATH_TYPES):
-        got = f"the single path {os.fsdecode(X)!r}; wrap it in a list"
-    elif isinstance(X, list | tuple) and len(X) == 0:
-        got = f"an empty {type(X).__name__}"
-    elif isinstance(X, list | tuple):
-        kinds = sorted({type(x).__name__ for x in X})
-        arrays = [x for x in X if isinstance(x, np.ndarray)]
-        if arrays and len(arrays) == len(X):
-            got = (f"a {type(X).__name__} of {len(X)} arrays (the first {arrays[0].dtype}, shape "
-                   f"{arrays[0].shape}); stack same-size uint8 images into one array with "
-                   "np.stack(X)")
-        elif any(isinstance(x, PATH_TYPES) for x in X):
-            i, bad = next((i, x) for i, x in enumerate(X) if not isinstance(x, PATH_TYPES))
-            got = (f"a {type(X).__name__} mixing paths with other values ({', '.join(kinds)}); "
-                   f"X[{i}] is {bad!r:.60}")
-        else:
-            got = f"a {type(X).__name__} of {', '.join(kinds)} values"
-    else:
-        dtype, shape = getattr(X, "dtype", None), getattr(X, "shape", None)
-        got = type(X).__name__ + (f" of dtype {dtype} and shape {shape}" if shape else "")
-        if dtype is not None and np.ndim(X) in (3, 4) and dtype != np.uint8:
-            got += ("; image arrays must be uint8 (0-255): for floats in [0, 1] pass "
-                    "(X * 255).round().astype(np.uint8)")
-    return TypeError(f"X must be {accepted}; got {got}")
-
-
-def check_image_input(X: Any) -> None:
-    """Check that ``X`` is an image input featx's estimators accept, without reading any file.
-
-    Accepted (:data:`IMAGE_INPUTS`): a non-empty list, tuple, 1-D array (str, bytes or object
-    dtype) or pandas Series of paths, an :class:`ImageDataset`, or a ``uint8`` array
-    ``(N, H, W)`` or ``(N, H, W, C)``. Anything else is a ``TypeError`` naming ``X``, saying
-    what was received and listing these; no image at all is a ``ValueError``.
-
-    Examples
-    --------
-    >>> check_image_input(["a.jpg", "b.jpg"])
-    >>> check_image_input("a.jpg")
-    Traceback (most recent call last):
-    ...
-    TypeError: X must be ...; got the single path 'a.jpg'; wrap it in a list
-    """
-    try:
-        empty = not isinstance(X, PATH_TYPES) and len(X) == 0
-    except TypeError:  # no length: refused below
-        empty = False
-    if empty:
-        raise ValueError("X holds 0 images; at least one image is required")
-    if not is_image_input(X):
-        raise image_input_error(X)
-
-
-@contextmanager
-def as_image_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
-    """Images in any accepted form as an ImageDataset, valid inside the ``with`` block.
-
-    Paths are made absolute. ``uint8`` arrays are written as PNG files, once, under
-    ``<cache>/arrays/<content hash>/`` (reused by later calls); with ``cache=False`` into a
-    temporary folder that is removed when the block ends, so nothing is left on disk.
-    """
-    if isinstance(X, ImageDataset):
-        yield X
-    elif is_uint8_images(X):
-        labels, names = np.zeros(len(X), np.int64), ["?"]
-        if cache is False:
-            with tempfile.TemporaryDirectory(prefix="featx-arrays-") as tmp:
-                yield ImageDataset.from_arrays(X, labels, class_names=names, directory=tmp)
-        else:
-            folder = cache_root(cache) / "arrays" / array_digest(X)
-            yield ImageDataset.from_arrays(X, labels, class_names=names, directory=folder)
-    elif (paths := image_paths(X)) is not None:
-        paths = [os.path.abspath(p) for p in paths]
-        yield ImageDataset(paths, np.zeros(len(paths), np.int64), ["?"], name=None)
-    else:
-        raise image_input_error(X)

@@ -1,0 +1,163 @@
+"""The one image-input contract of featx's estimators (FeatureExtractor, TransferClassifier,
+FineTunedClassifier): what ``X`` may be, the error for anything else, ``X`` as an ImageDataset."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from scipy.sparse import issparse
+
+from featx.data.dataset import ImageDataset
+from featx.data.files import array_digest
+from featx.utils.config import cache_root
+
+__all__ = [
+    "IMAGE_INPUTS", "PATH_TYPES", "as_image_dataset", "check_image_input", "image_input_error",
+    "image_paths", "is_image_input", "is_uint8_images", "looks_like_images",
+]
+
+# --------------------------------------------------------------------------- estimator inputs
+# The one image-input contract of featx's estimators (FeatureExtractor, TransferClassifier,
+# FineTunedClassifier): what X may be, the error for anything else, and X as an ImageDataset.
+#: What an estimator's ``X`` may be when it holds images (the text of their ``TypeError``).
+IMAGE_INPUTS = (
+    "a list, 1-D array or pandas Series of image paths, an ImageDataset, or a uint8 image "
+    "array (N, H, W) or (N, H, W, C)"
+)
+#: Types a single path may have.
+PATH_TYPES = (str, bytes, os.PathLike)
+
+
+def image_paths(X: Any) -> list[str] | None:
+    """The paths in ``X`` when it is a non-empty 1-D sequence of paths, else None.
+
+    A list or tuple of str/bytes/path-likes, or anything ``np.asarray`` makes a 1-D array of
+    str, bytes or object dtype holding them (``np.array(paths)``, a pandas Series).
+    """
+    if isinstance(X, (*PATH_TYPES, ImageDataset)) or issparse(X):
+        return None
+    if isinstance(X, list | tuple):
+        items = X
+    else:
+        try:
+            array = np.asarray(X)
+        except (TypeError, ValueError):
+            return None
+        if array.ndim != 1 or array.dtype.kind not in "USO":
+            return None
+        items = array.tolist()
+    if len(items) == 0 or not all(isinstance(p, PATH_TYPES) for p in items):
+        return None
+    return [os.fsdecode(p) for p in items]
+
+
+def is_uint8_images(X: Any) -> bool:
+    return isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4)
+
+
+def is_image_input(X: Any) -> bool:
+    """True for the inputs a FeatureExtractor reads: paths, ImageDataset, uint8 image arrays."""
+    return isinstance(X, ImageDataset) or is_uint8_images(X) or image_paths(X) is not None
+
+
+def looks_like_images(X: Any) -> bool:
+    """Inputs meant as images that :func:`is_image_input` refuses (a single path, a list
+    mixing paths with other values or holding image arrays, a non-uint8 image array)."""
+    if isinstance(X, PATH_TYPES):
+        return True
+    if isinstance(X, list | tuple) and any(
+        isinstance(x, PATH_TYPES) or isinstance(x, np.ndarray) and x.ndim >= 2 for x in X
+    ):
+        return True
+    if issparse(X):
+        return False
+    try:
+        return np.ndim(X) >= 3
+    except (TypeError, ValueError):  # ragged nested lists: check_array reports them
+        return False
+
+
+def image_input_error(X: Any, *, also: str = "") -> TypeError:
+    """The TypeError for an input that is not accepted: what was received, what is allowed
+    (:data:`IMAGE_INPUTS`, then ``also``: the other inputs the caller takes)."""
+    accepted = IMAGE_INPUTS + also
+    if isinstance(X, PATH_TYPES):
+        got = f"the single path {os.fsdecode(X)!r}; wrap it in a list"
+    elif isinstance(X, list | tuple) and len(X) == 0:
+        got = f"an empty {type(X).__name__}"
+    elif isinstance(X, list | tuple):
+        kinds = sorted({type(x).__name__ for x in X})
+        arrays = [x for x in X if isinstance(x, np.ndarray)]
+        if arrays and len(arrays) == len(X):
+            got = (f"a {type(X).__name__} of {len(X)} arrays (the first {arrays[0].dtype}, shape "
+                   f"{arrays[0].shape}); stack same-size uint8 images into one array with "
+                   "np.stack(X)")
+        elif any(isinstance(x, PATH_TYPES) for x in X):
+            i, bad = next((i, x) for i, x in enumerate(X) if not isinstance(x, PATH_TYPES))
+            got = (f"a {type(X).__name__} mixing paths with other values ({', '.join(kinds)}); "
+                   f"X[{i}] is {bad!r:.60}")
+        else:
+            got = f"a {type(X).__name__} of {', '.join(kinds)} values"
+    else:
+        dtype, shape = getattr(X, "dtype", None), getattr(X, "shape", None)
+        got = type(X).__name__ + (f" of dtype {dtype} and shape {shape}" if shape else "")
+        if dtype is not None and np.ndim(X) in (3, 4) and dtype != np.uint8:
+            got += ("; image arrays must be uint8 (0-255): for floats in [0, 1] pass "
+                    "(X * 255).round().astype(np.uint8)")
+    return TypeError(f"X must be {accepted}; got {got}")
+
+
+def check_image_input(X: Any) -> None:
+    """Check that ``X`` is an image input featx's estimators accept, without reading any file.
+
+    Accepted (:data:`IMAGE_INPUTS`): a non-empty list, tuple, 1-D array (str, bytes or object
+    dtype) or pandas Series of paths, an :class:`ImageDataset`, or a ``uint8`` array
+    ``(N, H, W)`` or ``(N, H, W, C)``. Anything else is a ``TypeError`` naming ``X``, saying
+    what was received and listing these; no image at all is a ``ValueError``.
+
+    Examples
+    --------
+    >>> check_image_input(["a.jpg", "b.jpg"])
+    >>> check_image_input("a.jpg")
+    Traceback (most recent call last):
+    ...
+    TypeError: X must be ...; got the single path 'a.jpg'; wrap it in a list
+    """
+    try:
+        empty = not isinstance(X, PATH_TYPES) and len(X) == 0
+    except TypeError:  # no length: refused below
+        empty = False
+    if empty:
+        raise ValueError("X holds 0 images; at least one image is required")
+    if not is_image_input(X):
+        raise image_input_error(X)
+
+
+@contextmanager
+def as_image_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
+    """Images in any accepted form as an ImageDataset, valid inside the ``with`` block.
+
+    Paths are made absolute. ``uint8`` arrays are written as PNG files, once, under
+    ``<cache>/arrays/<content hash>/`` (reused by later calls); with ``cache=False`` into a
+    temporary folder that is removed when the block ends, so nothing is left on disk.
+    """
+    if isinstance(X, ImageDataset):
+        yield X
+    elif is_uint8_images(X):
+        labels, names = np.zeros(len(X), np.int64), ["?"]
+        if cache is False:
+            with tempfile.TemporaryDirectory(prefix="featx-arrays-") as tmp:
+                yield ImageDataset.from_arrays(X, labels, class_names=names, directory=tmp)
+        else:
+            folder = cache_root(cache) / "arrays" / array_digest(X)
+            yield ImageDataset.from_arrays(X, labels, class_names=names, directory=folder)
+    elif (paths := image_paths(X)) is not None:
+        paths = [os.path.abspath(p) for p in paths]
+        yield ImageDataset(paths, np.zeros(len(paths), np.int64), ["?"], name=None)
+    else:
+        raise image_input_error(X)
