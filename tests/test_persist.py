@@ -222,10 +222,10 @@ def test_streaming_copy_stops_at_the_budget(tmp_path):
     # _extract is the guard should it ever do (another zip reader, a future change).
     with open(tmp_path / "out", "wb") as dst:
         with pytest.raises(OverflowError):
-            featx.persist._copy(io.BytesIO(bytes(3 * MiB)), dst, MiB)
+            featx.persist.archive.copy_bounded(io.BytesIO(bytes(3 * MiB)), dst, MiB)
     assert (tmp_path / "out").stat().st_size <= MiB
     with open(tmp_path / "out", "wb") as dst:
-        assert featx.persist._copy(io.BytesIO(bytes(3 * MiB)), dst, None) == 3 * MiB
+        assert featx.persist.archive.copy_bounded(io.BytesIO(bytes(3 * MiB)), dst, None) == 3 * MiB
 
 
 def test_archive_inside_the_archive_counts_by_what_it_unpacks_to(tmp_path, scratch):
