@@ -29,7 +29,7 @@ _EXPORTS = {
     "FeatureExtractor": "featx.estimators",
     "TransferClassifier": "featx.estimators",
     "FineTunedClassifier": "featx.finetune",
-    "compare": "featx.compare",
+    "compare": "featx.comparison",
     "save": "featx.persist",
     "load": "featx.persist",
 }
@@ -54,7 +54,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("estimators", "sklearn estimators on images"),
     ("finetune", "the whole network trained"),
     ("persist", "save / load"),
-    ("compare", "frozen heads vs fine-tuning"),
+    ("comparison", "frozen heads vs fine-tuning"),
     ("report", "report folder, plots"),
     ("advise", "which strategy fits"),
     ("pipeline", "TOML-declared runs"),
@@ -66,6 +66,11 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'featx' has no attribute {name!r}")
+    # The API imports Keras: keep TensorFlow's start-up lines (oneDNN, CUDA, cuInit) off stderr
+    # unless the user asked for them (FEATX_TF_LOGS=1, or TF_CPP_MIN_LOG_LEVEL set already).
+    from featx.utils.progress import quiet_tensorflow
+
+    quiet_tensorflow()
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
@@ -95,7 +100,7 @@ def stages_markdown() -> str:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from featx.backbones import get_backbone_spec, list_backbones, load_backbone
-    from featx.compare import compare
+    from featx.comparison import compare
     from featx.data import ImageDataset
     from featx.datasets import load_clothing_mini
     from featx.estimators import FeatureExtractor, TransferClassifier

@@ -30,7 +30,7 @@ __all__ = [
     "evaluate_heads", "score_predictions",
 ]
 
-#: The row schema of a comparison: :func:`featx.compare.compare` (``featx compare``) and
+#: The row schema of a comparison: :func:`featx.comparison.compare` (``featx compare``) and
 #: :func:`featx.pipeline.run_pipeline` (``featx run``, ``report.json``'s ``results``) write these
 #: keys; :func:`evaluate_heads` writes the head keys without ``backbone`` and ``input_size`` (it
 #: sees features, not images). Key -> meaning.
@@ -46,10 +46,11 @@ ROW_KEYS: dict[str, str] = {
     "train_seconds": "fitting time (a head: its fit, or the whole grid search; a fine-tune: "
                      "`fit`, warm start included); the shared feature extraction is not in it",
     "predict_seconds": "predicting the test split (a fine-tune: its forward passes included)",
-    "backbone_forward_passes": "images through the backbone to produce the row: the one "
-                               "extraction of train and test (shared by every head) for a head, "
-                               "0 in `evaluate_heads` (its features are given); for a fine-tune "
-                               "its `backbone_forward_passes_` plus the test images",
+    "backbone_forward_passes": "images the backbone ran for the row in this call: for a head "
+                               "the extraction of train and test that `compare` ran (shared by "
+                               "every head; 0 when the features came from the cache), 0 in "
+                               "`evaluate_heads` (its features are given); for a fine-tune its "
+                               "`backbone_forward_passes_` plus the test images",
     "n_train": "training images (features) the row was fitted on",
     "n_test": "test images it was scored on",
     "epochs": "a fine-tune's epochs over all phases",

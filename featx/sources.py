@@ -70,15 +70,23 @@ def limit_per_class(dataset, limit: int | None, seed: int = 0):
     return dataset.subset(np.sort(np.asarray(keep, dtype=np.int64)), name=name)
 
 
-def _from_csv(path: Path, name: str | None):
-    """A CSV with ``path,label`` columns; a ``split`` column, when present, gives the splits.
+def _from_csv(path: Path, name: str | None, path_column: str = "path",
+              label_column: str = "label"):
+    """A CSV with ``path,label`` columns (or the ones named); a ``split`` column, when present,
+    gives the splits.
 
     Read by :func:`featx.data.read_csv`, as :meth:`ImageDataset.from_csv` reads: a row without
     a usable label or split value is refused with its line number, never made a class of its
     own."""
-    rows = read_csv(path, split_column="split")
+    columns = dict(path_column=path_column, label_column=label_column)
+    try:
+        rows = read_csv(path, split_column="split", **columns)
+    except KeyError as exc:  # a column not there: say how to name the right ones
+        raise KeyError(f"{exc.args[0]}; name the CSV's columns with path_column and "
+                       "label_column (command line: --path-column, --label-column; pipeline: "
+                       "data.path_column, data.label_column)") from None
     if not rows or "split" not in rows[0]:
-        return ImageDataset.from_csv(path, name=name)
+        return ImageDataset.from_csv(path, name=name, **columns)
     class_names = sorted({r["label"] for r in rows})
     out = {}
     for split in ("train", "validation", "test"):
@@ -111,7 +119,8 @@ def _missing(spec: str, fetch: str | None) -> DataNotFoundError:
 
 def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: float | None = None,
                  limit: int | None = None, seed: int = 0, name: str | None = None,
-                 fetch: str | None = None) -> dict:
+                 fetch: str | None = None, path_column: str = "path",
+                 label_column: str = "label") -> dict:
     """Resolve ``spec`` into ``{"train": ImageDataset, ["validation": ...,] "test": ...}``.
 
     Parameters
@@ -129,6 +138,9 @@ def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: f
         Dataset name for cache files and reports (default: the folder's, CSV's or built-in name).
     fetch : str, optional
         What to tell the user when the data is missing (where to download it, where to put it).
+    path_column, label_column : str, default="path", "label"
+        A CSV's columns holding each image's path and class name (as in
+        :func:`featx.data.read_csv`); not used by folders and built-in names.
 
     Examples
     --------
@@ -147,7 +159,7 @@ def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: f
     elif path.is_dir():
         data = ImageDataset.from_directory(path, name=name)
     elif path.is_file():
-        data = _from_csv(path, name)
+        data = _from_csv(path, name, path_column, label_column)
     else:
         raise _missing(spec_s, fetch)
     if not isinstance(data, dict):

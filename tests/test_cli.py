@@ -17,8 +17,8 @@ from featx.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONE = ["--backbone", "mobilenet_v2", "--weights", "none", "--input-size", "32"]
-COMMANDS = ["backbones", "extract", "fit", "predict", "finetune", "compare", "run", "cache",
-            "advise", "show-augment"]
+COMMANDS = ["backbones", "extract", "fit", "predict", "finetune", "compare", "run", "pipelines",
+            "init", "cache", "advise", "show-augment"]
 # heads only: `featx compare` and `featx run` print the same columns
 COMPARISON_HEADER = ("| name | kind | backbone | input_size | accuracy | macro_f1 | "
                      "balanced_accuracy | train_seconds | backbone_forward_passes |\n")
@@ -134,12 +134,14 @@ def test_fit_then_predict_csv(capsys, tiny, cache, tmp_path):
     assert code == 0, err
     rows = list(csv.DictReader(csv_path.open()))
     assert len(rows) == 9
-    assert list(rows[0]) == ["path", "label", "probability"]
+    assert list(rows[0]) == ["path", "label", "probability", "proba_blue", "proba_green",
+                             "proba_red"]
     assert {r["label"] for r in rows} <= {"red", "green", "blue"}
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
 
     code, out, _ = run(capsys, "predict", model, tiny / "green" / "1.jpg", "--trust")  # stdout
-    assert code == 0 and out.splitlines()[0] == "path,label,probability"
+    assert code == 0
+    assert out.splitlines()[0] == "path,label,probability,proba_blue,proba_green,proba_red"
     assert len(out.strip().splitlines()) == 2
 
     # Unreadable files are reported and left out; the rest is predicted.

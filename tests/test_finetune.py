@@ -372,7 +372,7 @@ def test_fit_accepts_dataset_and_arrays(images):
 def test_compare_fine_tunes_at_its_own_input_size(images, tmp_path, ft_size, source):
     """compare(): heads at ``input_size``, fine-tuning at ``finetune_params["input_size"]``; the
     warm start reuses the heads' features only when the sizes agree (32 == (32, 32) here)."""
-    from featx.compare import compare
+    from featx.comparison import compare
 
     paths, y = images
     ds = ImageDataset.from_paths(paths, list(y))

@@ -143,6 +143,14 @@ def test_public_exports_resolve():
         assert getattr(featx, name) is not None, name
 
 
+def test_no_module_shadows_a_public_name():
+    """Importing a submodule binds its name on the package: a module named like an export (the
+    function ``featx.compare`` once lived in ``featx/compare.py``) would replace the export as
+    soon as anything imported the module."""
+    shadowing = sorted(set(featx.__all__) & {m.split(".")[1] for m in MODULES if "." in m})
+    assert not shadowing, f"modules named like public names of featx: {shadowing}"
+
+
 def test_stages_table_names_existing_packages():
     for name, _ in STAGES:
         assert (ROOT / name).is_dir() or (ROOT / f"{name}.py").is_file(), name

@@ -39,6 +39,11 @@ def written(tmp_path_factory):
     curve = few_shot.few_shot_curve(train, test, ["logreg", "knn", "mlp"], shots=[1, 2, 5, 0],
                                     repeats=2)
     images = np.random.default_rng(0).integers(0, 255, (2, 40, 40, 3)).astype(np.uint8)
+    from PIL import Image
+
+    paths = [str(out / f"test-{i}.png") for i in range(2)]  # the misclassified gallery's
+    for path, image in zip(paths, images, strict=True):
+        Image.fromarray(image).save(path)
     report = rp.write_report(
         out, rows=ROWS, title="Synthetic", data={"source": "synthetic", "splits": {"train": 36},
                                                  "class_names": ["c0", "c1", "c2"]},
@@ -46,6 +51,8 @@ def written(tmp_path_factory):
                    "matrix": np.array([[4, 1, 0], [0, 5, 0], [1, 0, 4]])},
         histories={"b fine-tuned (blocks)": HISTORY, "empty": {}}, few_shot=curve,
         augmentation={"images": images, "titles": ["c0", "c1"]},
+        misclassified={"name": "b fine-tuned (blocks)", "paths": paths, "true": [0, 1],
+                       "pred": [1, 1], "class_names": ["c0", "c1", "c2"]},
         extra={"timings": {"total_s": 1.5}, "config_toml": "[data]\nname = 'x'\n"})
     return report, curve
 

@@ -3,11 +3,21 @@
 Each registered backbone is a :class:`BackboneSpec` row (see ``docs/backbones.md``, generated from
 the table by :func:`describe`). :func:`load_backbone` returns a Keras model mapping RGB images in
 [0, 255] to feature vectors; :func:`build_base` and :func:`preprocessing_layer` are its two halves.
+
+The table half (the registry, :func:`describe`, the weights checks, the ``.pth`` reader's errors)
+imports no Keras, so the command line checks a backbone name in well under a second. The Keras half
+(:func:`load_backbone`, :func:`build_base`, :func:`preprocessing_layer`, :func:`block_outputs`,
+:class:`Preprocess`, :data:`PREPROCESSING`) is imported on first use, through
+:func:`featx.utils.progress.quiet_tensorflow` so TensorFlow's start-up lines stay off stderr; when
+Keras is already imported, it is imported at once (its layers are registered for
+``keras.saving``).
 """
 
+import importlib
+import sys
+from typing import TYPE_CHECKING
+
 from featx.backbones._describe import describe
-from featx.backbones._load import block_outputs, build_base, load_backbone, preprocessing_layer
-from featx.backbones._preprocess import PREPROCESSING, Preprocess
 from featx.backbones._pth import CheckpointError
 from featx.backbones._registry import (
     POOLINGS,
@@ -24,6 +34,16 @@ from featx.backbones._weights import (
     check_weights,
     weights_fingerprint,
 )
+
+# name -> the private module that defines it; importing any of them imports Keras
+_KERAS_PARTS = {
+    "block_outputs": "_load",
+    "build_base": "_load",
+    "load_backbone": "_load",
+    "preprocessing_layer": "_load",
+    "PREPROCESSING": "_preprocess",
+    "Preprocess": "_preprocess",
+}
 
 __all__ = [
     "POOLINGS",
@@ -46,3 +66,33 @@ __all__ = [
     "resolve_input_size",
     "weights_fingerprint",
 ]
+
+
+def __getattr__(name: str):
+    module = _KERAS_PARTS.get(name)
+    if module is None:  # AttributeError lets `from featx.backbones import _pth` import a module
+        raise AttributeError(f"module 'featx.backbones' has no attribute {name!r}")
+    from featx.utils.progress import quiet_tensorflow
+
+    quiet_tensorflow()
+    value = getattr(importlib.import_module(f"featx.backbones.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if "keras" in sys.modules:  # Keras is here already: register featx's layers with it now
+    __getattr__("Preprocess")
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from featx.backbones._describe import describe
+    from featx.backbones._load import (
+        block_outputs,
+        build_base,
+        load_backbone,
+        preprocessing_layer,
+    )
+    from featx.backbones._preprocess import PREPROCESSING, Preprocess

@@ -5,7 +5,6 @@ Regenerate the page with ``python -m featx.backbones._describe > docs/backbones.
 
 from __future__ import annotations
 
-from featx.backbones._preprocess import PREPROCESSING
 from featx.backbones._registry import FAMILIES, REGISTRY
 from featx.utils.tables import markdown_table
 
@@ -45,6 +44,8 @@ def _pipe(text: str) -> str:
 
 def describe_markdown() -> str:
     """The full ``docs/backbones.md`` page."""
+    from featx.backbones._preprocess import PREPROCESSING  # Keras: only the page needs it
+
     table = markdown_table(describe(), _COLUMNS, code=True)  # names and keys as `code`
     pre = "".join(f"| `{k}` | {p.formula} |\n" for k, p in PREPROCESSING.items())
     inside = "".join(f"| `{f.name}` | {f.rescales_inside} |\n"

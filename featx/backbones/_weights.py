@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -159,12 +160,12 @@ def weights_fingerprint(name: str, weights="imagenet") -> str:
         return "random"
     if isinstance(weights, Path):
         return _sha256_file(weights)
-    if spec.weights_source != "keras":
-        module, _ = spec.builder.rsplit(".", 1)
-        return importlib.import_module(module).weights_fingerprint(*spec.builder_args)
-    import keras
-
-    return hashlib.sha256(f"keras-{keras.__version__}:{spec.name}:imagenet".encode()).hexdigest()
+    if spec.fingerprint is not None:  # a Keras-free function: a cache hit starts no TensorFlow
+        module, func = spec.fingerprint.rsplit(".", 1)
+        return getattr(importlib.import_module(module), func)(*spec.builder_args)
+    # the installed distribution's version (keras.__version__ without importing Keras)
+    version = importlib.metadata.version("keras")
+    return hashlib.sha256(f"keras-{version}:{spec.name}:imagenet".encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- converted files

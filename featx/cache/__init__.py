@@ -49,17 +49,20 @@ from featx.cache.maintenance import (
     cache_check,
     cache_info,
     cache_ls,
+    cache_prune,
     cache_rm,
     check_entries,
+    parse_size,
     resolve_entry,
 )
 from featx.cache.rowstore import RowStore
 
 __all__ = [
-    "FEATURE_CODE_VERSION", "KEY_FIELDS", "LATER_FIELDS", "CacheWriteError", "DamagedCacheError",
-    "DamagedCacheWarning", "RowStore", "VerifyReport", "cache_check", "cache_info", "cache_ls",
-    "cache_rm", "check_entries", "config_diff", "config_key", "config_slug", "dataset_file",
-    "describe_config", "extractor_config", "feature_config", "inspect_dataset_file",
-    "location_digest", "move_aside", "path_bytes", "read_attrs", "read_dataset_file",
-    "resolve_entry", "row_digests", "row_store", "same_config", "write_dataset_file",
+    "CacheWriteError", "DamagedCacheError", "DamagedCacheWarning", "FEATURE_CODE_VERSION",
+    "KEY_FIELDS", "LATER_FIELDS", "RowStore", "VerifyReport", "cache_check", "cache_info",
+    "cache_ls", "cache_prune", "cache_rm", "check_entries", "config_diff", "config_key",
+    "config_slug", "dataset_file", "describe_config", "extractor_config", "feature_config",
+    "inspect_dataset_file", "location_digest", "move_aside", "parse_size", "path_bytes",
+    "read_attrs", "read_dataset_file", "resolve_entry", "row_digests", "row_store", "same_config",
+    "write_dataset_file",
 ]

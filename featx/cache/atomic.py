@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-import resource
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +25,11 @@ import h5py
 import numpy as np
 
 from featx.utils.errors import FeatxError
+
+try:  # POSIX only: the process's file-size limit (`ulimit -f`)
+    import resource
+except ImportError:  # Windows
+    resource = None
 
 __all__ = ["DAMAGED", "STORE_NAME", "TMP_PREFIX", "USERBLOCK", "CacheWriteError",
            "DamagedCacheError", "DamagedCacheWarning", "cache_root_of", "check_seal", "chunk_rows",
@@ -115,16 +120,15 @@ def write_error(target: Path, exc: OSError, size: int = 0) -> CacheWriteError:
     where = os.fspath(target.relative_to(root)) if target.is_relative_to(root) else target.name
     code = exc.errno or 0
     hint = ""
-    if code == errno.EFBIG:
+    if code == errno.EFBIG and resource is not None:
         soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         limit = "unlimited" if soft == resource.RLIM_INFINITY else _mb(soft)
         hint = (f": the process's file-size limit (`ulimit -f`) is {limit} and this file needs "
                 f"about {_mb(size)}")
-    elif code in (errno.ENOSPC, errno.EDQUOT):
+    elif code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         with contextlib.suppress(OSError):
-            st = os.statvfs(root if root.exists() else target.parent)
-            hint = (f": {_mb(st.f_bavail * st.f_frsize)} free, this file needs about "
-                    f"{_mb(size)}")
+            free = shutil.disk_usage(root if root.exists() else target.parent).free
+            hint = f": {_mb(free)} free, this file needs about {_mb(size)}"
     elif code in (errno.EROFS, errno.EACCES, errno.EPERM):
         hint = ": the folder is read-only or not writable by this user (choose another with "\
                "cache=... or $FEATX_CACHE_DIR)"
@@ -151,11 +155,10 @@ def _reserve(tmp: Path, size: int) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 raise
-        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        if soft != resource.RLIM_INFINITY and size > soft:
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else None
+        if soft is not None and soft != resource.RLIM_INFINITY and size > soft:
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-        st = os.fstatvfs(fd)
-        if st.f_bavail * st.f_frsize < size:
+        if shutil.disk_usage(tmp.parent).free < size:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     finally:
         os.close(fd)

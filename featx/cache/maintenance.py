@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +23,12 @@ from featx.cache.files import (
     reading,
     store_problem,
 )
-from featx.cache.rowstore import RowStore
+from featx.cache.rowstore import SEGMENT_GLOB, RowStore
+from featx.utils.checks import type_name
 from featx.utils.config import cache_root
 
-__all__ = ["VerifyReport", "cache_check", "cache_info", "cache_ls", "cache_rm", "check_entries",
-           "resolve_entry"]
+__all__ = ["VerifyReport", "cache_check", "cache_info", "cache_ls", "cache_prune", "cache_rm",
+           "check_entries", "parse_size", "resolve_entry"]
 
 
 def _entry_problem(path: Path) -> str | None:
@@ -82,6 +84,11 @@ def cache_info(path: str | os.PathLike, cache_dir=None) -> dict:
     []
     """
     path = resolve_entry(path, cache_dir)
+    with _times_kept(_files_of([path])):
+        return _info(path)
+
+
+def _info(path: Path) -> dict:
     if path.is_dir() and not path.is_symlink() and store_problem(path) is None:
         store = RowStore(path)
         with store.lock(exclusive=False):
@@ -109,19 +116,51 @@ def _candidates(root: Path) -> list[Path]:
     return files + stores
 
 
+def _files_of(entries) -> list[Path]:
+    """The files of cache entries: a dataset file itself, a row store's segments."""
+    out = []
+    for p in entries:
+        if p.is_dir() and not p.is_symlink():
+            out.extend(sorted(p.glob(SEGMENT_GLOB)))
+        elif p.is_file() and not p.is_symlink():
+            out.append(p)
+    return out
+
+
+@contextlib.contextmanager
+def _times_kept(files):
+    """Maintenance reads are not uses: the files' access (and modification) times are put back
+    afterwards, so :func:`cache_prune` sees when featx last *used* them."""
+    times = {}
+    for f in files:
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            times[f] = (st.st_atime_ns, st.st_mtime_ns)
+    try:
+        yield
+    finally:
+        for f, ns in times.items():
+            with contextlib.suppress(OSError):
+                if (st := f.stat()).st_mtime_ns == ns[1] and st.st_atime_ns != ns[0]:
+                    os.utime(f, ns=ns)
+
+
 def cache_ls(cache_dir: str | os.PathLike | None = None) -> list[dict]:
     """List the featx dataset files and row stores under ``cache_dir`` (default: the featx cache
     dir); other files there are not listed."""
     root = cache_root(cache_dir)
     out = []
-    for p in _candidates(root):
-        if _entry_problem(p) is None:
-            with contextlib.suppress(OSError, KeyError, ValueError):
-                out.append(cache_info(p))
+    candidates = _candidates(root)
+    with _times_kept(_files_of(candidates)):
+        for p in candidates:
+            if _entry_problem(p) is None:
+                with contextlib.suppress(OSError, KeyError, ValueError):
+                    out.append(cache_info(p))
     return out
 
 
-def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None) -> list[str]:
+def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None, *,
+             dry_run: bool = False) -> list[str]:
     """Remove featx dataset files and row stores, given by path, name or glob pattern.
 
     Only featx's own entries are ever removed: a dataset file (an HDF5 file with featx's ``key``
@@ -137,11 +176,14 @@ def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None) -> list[str]:
         files under the cache folder and the folders under its ``rows/``.
     cache_dir : path, optional
         The cache folder (default: the featx cache dir).
+    dry_run : bool
+        Check and return what would be removed, and remove nothing.
 
     Returns
     -------
     list of str
-        The removed paths (empty when the pattern matches nothing).
+        The removed paths (with ``dry_run``, those that would be; empty when the pattern
+        matches nothing).
 
     Raises
     ------
@@ -163,18 +205,160 @@ def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None) -> list[str]:
             f"cache_rm({target!r}) removed nothing: {'; '.join(refused)}. It only removes featx "
             "dataset files and row stores (see cache_ls())"
         )
+    if dry_run:
+        return [str(p) for p in targets]
     removed = []
     for p in targets:
         if p.is_dir() and not p.is_symlink():
-            with RowStore(p).lock(exclusive=True):
-                for child in p.iterdir():
-                    if child.name != ".lock":
-                        child.unlink()
-            shutil.rmtree(p, ignore_errors=True)
+            _remove_store(p)
         else:
             p.unlink(missing_ok=True)
         removed.append(str(p))
     return removed
+
+
+def _remove_store(store: Path) -> None:
+    """Remove a row store (checked to be featx's), under its exclusive lock."""
+    with RowStore(store).lock(exclusive=True):
+        for child in store.iterdir():
+            if child.name != ".lock":
+                child.unlink()
+    shutil.rmtree(store, ignore_errors=True)
+
+
+# -- pruning by age and size ----------------------------------------------------------------------
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?)b?\s*", re.IGNORECASE)
+
+
+def parse_size(size: int | float | str) -> int:
+    """A size in bytes: an int, or a string ``"500M"``, ``"2G"``, ``"1.5GB"``, ``"800k"``
+    (decimal units, as ``featx cache ls`` shows MB).
+
+    Examples
+    --------
+    >>> parse_size("1.5G"), parse_size("500MB"), parse_size(2048)
+    (1500000000, 500000000, 2048)
+    """
+    if isinstance(size, (int, float)) and not isinstance(size, bool) and size >= 0:
+        return int(size)
+    match = _SIZE.fullmatch(size) if isinstance(size, str) else None
+    if match is None:
+        raise ValueError(f"max_size must be a size >= 0 in bytes or with a unit (500M, 2G, "
+                         f"1.5GB), got {size!r} of type {type_name(size)}")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+def _last_used(path: Path) -> float:
+    """When a file was last read or written (its access time where the filesystem keeps one)."""
+    st = path.stat()
+    return max(st.st_atime, st.st_mtime)
+
+
+def _prune_units(root: Path) -> list[dict]:
+    """Every dataset file and row-store segment of the cache, each checked to be featx's."""
+    units = []
+    candidates = _candidates(root)
+    with _times_kept(_files_of(candidates)):
+        for p in candidates:
+            if _entry_problem(p) is not None:
+                continue  # not featx's: never touched
+            if p.is_dir():
+                files = [(f, "segment") for f in RowStore(p).segments()]
+            else:
+                files = [(p, "dataset")]
+            for f, kind in files:
+                with contextlib.suppress(OSError):
+                    units.append({"path": str(f), "kind": kind, "bytes": f.stat().st_size,
+                                  "store": str(p) if kind == "segment" else None})
+    for u in units:  # the times from before the checks above read the files
+        with contextlib.suppress(OSError):
+            u["last_used"] = _last_used(Path(u["path"]))
+    return [u for u in units if "last_used" in u]
+
+
+def cache_prune(cache_dir: str | os.PathLike | None = None, *, older_than: float | None = None,
+                max_size: int | str | None = None, dry_run: bool = False) -> list[dict]:
+    """Remove featx dataset files and row-store segments by last use, oldest first.
+
+    First everything not used for ``older_than`` days, then, least recently used first, until
+    the dataset files and segments together take at most ``max_size``. Only featx's own entries
+    are touched (the checks of :func:`cache_rm`); segments are removed under their store's
+    exclusive lock, and a store left without segments is removed whole. What is removed is
+    only cache: it is extracted again when needed.
+
+    Parameters
+    ----------
+    cache_dir : path, optional
+        The cache folder (default: the featx cache dir).
+    older_than : float, optional
+        Days since a file was last read or written (its access time, where the filesystem
+        keeps one, else its modification time). The reads of ``cache_ls``, ``cache_info`` and
+        ``cache_check`` (``featx cache ls|info|verify``) put the times back: they are not uses.
+    max_size : int or str, optional
+        Bytes, or a size with a unit (:func:`parse_size`: ``"500M"``, ``"2G"``).
+    dry_run : bool
+        Return what would be removed, and remove nothing.
+
+    Returns
+    -------
+    list of dict
+        One per removed (with ``dry_run``: to be removed) file, oldest first: ``path``,
+        ``kind`` (``"dataset"`` or ``"segment"``), ``bytes``, ``last_used`` (a POSIX time),
+        ``store`` (a segment's row store, else None).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cache_prune(tempfile.mkdtemp(), older_than=30)
+    []
+    """
+    if older_than is None and max_size is None:
+        raise ValueError("cache_prune needs older_than (days) and/or max_size (bytes or 500M, "
+                         "2G), got neither")
+    if older_than is not None and (isinstance(older_than, bool) or not isinstance(
+            older_than, (int, float)) or not older_than >= 0):
+        raise ValueError(f"older_than must be a number of days >= 0, got {older_than!r} of type "
+                         f"{type_name(older_than)}")
+    limit = None if max_size is None else parse_size(max_size)
+    units = sorted(_prune_units(cache_root(cache_dir)), key=lambda u: u["last_used"])
+    chosen = []
+    if older_than is not None:
+        cutoff = time.time() - older_than * 86400
+        chosen = [u for u in units if u["last_used"] < cutoff]
+    if limit is not None:
+        kept = [u for u in units if u not in chosen]
+        total = sum(u["bytes"] for u in kept)
+        for u in kept:  # least recently used first
+            if total <= limit:
+                break
+            chosen.append(u)
+            total -= u["bytes"]
+    chosen.sort(key=lambda u: u["last_used"])
+    if not dry_run:
+        _remove_units(chosen)
+    return chosen
+
+
+def _remove_units(units: list[dict]) -> None:
+    stores: dict[str, list[Path]] = {}
+    for u in units:
+        if u["kind"] == "dataset":
+            Path(u["path"]).unlink(missing_ok=True)
+        else:
+            stores.setdefault(u["store"], []).append(Path(u["path"]))
+    for store, segs in stores.items():
+        store_path = Path(store)
+        with RowStore(store_path).lock(exclusive=True) as rs:
+            for seg in segs:
+                seg.unlink(missing_ok=True)
+            empty = not rs.segments()
+            if empty:  # nothing left: the whole store goes, as with cache_rm
+                for child in store_path.iterdir():
+                    if child.name != ".lock":
+                        child.unlink()
+        if empty:
+            shutil.rmtree(store_path, ignore_errors=True)
 
 
 # -- checking every row's digest ----------------------------------------------------------------
@@ -197,6 +381,11 @@ def check_entries(target: str | os.PathLike | None = None, cache_dir=None) -> It
         entries = [resolve_entry(target, cache_dir)]
     else:
         entries = _candidates(cache_root(cache_dir))
+    with _times_kept(_files_of(entries)):
+        yield from _check(entries, target)
+
+
+def _check(entries: list[Path], target) -> Iterator[dict]:
     for path in entries:
         if path.is_dir() and not path.is_symlink():
             if (why := store_problem(path)) is not None:

@@ -12,7 +12,9 @@ Segments written before the digests existed have neither and are shape-checked o
 A segment is written under a temporary name, flushed, ``fsync``-ed and then ``os.replace``-d to its
 final ``seg-*.h5`` name, so a segment with a final name is always complete; temporary files left by
 a killed writer are ignored by readers and deleted by the next writer. Writers hold an exclusive
-``fcntl.flock`` on ``<store>/.lock`` for a whole run; readers hold a shared one.
+lock on ``<store>/.lock`` for a whole run; readers hold a shared one (``fcntl.flock`` where there
+is one; elsewhere, Windows, :func:`filelock.lock_descriptor`, which has no shared mode: readers
+then take the exclusive lock too and wait for each other as well as for writers).
 
 A segment that cannot be opened, whose shapes disagree or whose rows fail their digests is moved
 to ``<cache>/damaged/`` (never deleted) by the writer that finds it; its intact rows are kept in a
@@ -24,7 +26,6 @@ limit, read-only) raises :class:`CacheWriteError` before HDF5 writes a byte. See
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -48,6 +49,11 @@ from featx.cache.atomic import (
     write_h5_atomic,
 )
 from featx.cache.keys import DIGEST_SIZE, ROW_DIGEST, row_digests
+
+try:  # POSIX: flock, with shared locks for readers
+    import fcntl
+except ImportError:  # Windows: filelock's native lock (exclusive only)
+    fcntl = None
 
 __all__ = ["SEGMENT_GLOB", "RowStore", "segment_problem"]
 
@@ -98,6 +104,29 @@ def _read_ids(seg: Path) -> np.ndarray:
         raise DamagedCacheError(seg, h5_error(exc)) from None
 
 
+def _try_lock(fd: int, exclusive: bool) -> bool:
+    """Take the lock on ``fd`` without waiting; ``False`` when another holder has it."""
+    if fcntl is None:
+        import filelock
+
+        return filelock.lock_descriptor(fd, blocking=False)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _wait_lock(fd: int, exclusive: bool) -> None:
+    """Take the lock on ``fd``, waiting as long as it takes (released by closing ``fd``)."""
+    if fcntl is None:
+        import filelock
+
+        filelock.lock_descriptor(fd, blocking=True)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+
 class _BadSegment(Exception):
     def __init__(self, seg: Path, why: str) -> None:
         super().__init__(why)
@@ -135,20 +164,18 @@ class RowStore:
     # -- locking ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, exclusive: bool = True, on_wait=None) -> Iterator[RowStore]:
-        """Hold ``flock`` on ``<store>/.lock`` (exclusive for writers, shared for readers).
+        """Hold the lock on ``<store>/.lock`` (exclusive for writers, shared for readers; shared
+        is exclusive where ``fcntl`` is missing, see the module's docstring).
 
         A shared lock on a read-only cache opens the lock file read-only; an exclusive one there
         raises :class:`CacheWriteError`.
         """
         fd = self._open_lock(exclusive)
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _try_lock(fd, exclusive):
                 if on_wait is not None:
                     on_wait(self.directory)
-                fcntl.flock(fd, mode)
+                _wait_lock(fd, exclusive)
             self._lock_fd, self._index, self._new_segments = fd, None, []
             self._exclusive = exclusive
             if exclusive:
@@ -157,6 +184,11 @@ class RowStore:
             yield self
         finally:
             self._lock_fd, self._index, self._exclusive = None, None, False
+            if fcntl is None:  # Windows may release a closed handle's lock late: unlock first
+                import filelock
+
+                with contextlib.suppress(OSError):
+                    filelock.unlock_descriptor(fd)
             os.close(fd)  # closing the descriptor releases the lock
 
     def _open_lock(self, exclusive: bool) -> int:

@@ -26,13 +26,28 @@ from featx.cli.common import (
 from featx.utils.tables import format_cell
 
 
-def cmd_backbones(args) -> int:
-    _keras(args)
-    from featx.backbones import describe
+def _no_backbone_matches(pattern: str) -> str:
+    """Why PATTERN found nothing, with the close names and how patterns match."""
+    import difflib
 
-    rows = describe(args.pattern)
+    from featx.backbones import list_backbones
+
+    word = pattern.lower().strip("*?[]")
+    close = difflib.get_close_matches(word, list_backbones(), n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return (f"no backbone matches PATTERN {pattern!r}.{hint} A word matches anywhere in a name "
+            "(`featx backbones resnet`), a glob matches whole names ('resnet*'); "
+            "`featx backbones` lists them all")
+
+
+def cmd_backbones(args) -> int:
+    from dataclasses import asdict
+
+    from featx.backbones import get_backbone_spec, list_backbones  # the table half: no Keras
+
+    rows = [asdict(get_backbone_spec(name)) for name in list_backbones(args.pattern)]
     if not rows:
-        raise CommandError(f"no backbone matches pattern={args.pattern!r}; try `featx backbones`")
+        raise CommandError(_no_backbone_matches(args.pattern))
     _print_table(rows, ["name", "input_size", "feature_dim", "weights_source", "offline"],
                  ["name", "input size", "feature dim", "weights source", "offline"])
     return 0
@@ -67,7 +82,11 @@ def cmd_fit(args) -> int:
     return 0
 
 
-_PROBA_COLUMN = "probability"
+_PROBA_COLUMN = "probability"  # the top class's probability; then one proba_<class> per class
+
+
+def _proba_columns(model) -> list[str]:
+    return [_PROBA_COLUMN] + [f"proba_{c}" for c in model.classes_]
 
 
 def _collect_images(items: Sequence[str]):
@@ -124,19 +143,36 @@ def _collect_images(items: Sequence[str]):
     return list(dict.fromkeys(paths)), skipped, passed_over  # a file named twice: once
 
 
-def _predict(model, paths: list[str]):
-    """``(labels, confidence or None)``: one pass through the model (``predict_proba`` when it
-    has one, so a fine-tuned network is not run twice)."""
+def _has_proba(model) -> bool:
+    """Whether the model gives class probabilities (``predict_proba`` and ``classes_``)."""
+    try:
+        return hasattr(model, "predict_proba") and hasattr(model, "classes_")
+    except Exception:  # noqa: BLE001 - an available_if check that cannot decide: no
+        return False
+
+
+def _predict(model, paths: list[str], proba: bool):
+    """``(labels, probabilities (n, k) or None)``: one pass through the model
+    (``predict_proba`` when ``proba``, so a fine-tuned network is not run twice)."""
     import numpy as np
 
-    if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
-        try:
-            proba = np.asarray(model.predict_proba(paths))
-        except (AttributeError, NotImplementedError):
-            pass
-        else:
-            return np.asarray(model.classes_)[proba.argmax(axis=1)], proba.max(axis=1)
+    if proba:
+        p = np.asarray(model.predict_proba(paths))
+        return np.asarray(model.classes_)[p.argmax(axis=1)], p
     return model.predict(paths), None
+
+
+def _proba_wanted(args, model) -> bool:
+    """``--proba`` / ``--no-proba`` / neither (on when the model has ``predict_proba``)."""
+    has = _has_proba(model)
+    if args.proba and not has:
+        head = getattr(model, "head", None)
+        what = f"head {head!r}" if isinstance(head, str) else type(model).__name__
+        raise CommandError(
+            f"--proba: the model ({what}) has no predict_proba, so it gives labels only; "
+            "drop --proba, or refit with a head that has probabilities (e.g. `featx fit DATA "
+            "--head logreg --out model.featx`; in Python, make_head('svm', proba=True))")
+    return has if args.proba is None else bool(args.proba)
 
 
 def _split_readable(paths: list[str], verify: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -158,7 +194,7 @@ def cmd_predict(args) -> int:
         raise FileNotFoundError(f"--out {args.out!r}: folder "
                                 f"{os.path.dirname(os.path.abspath(args.out))!r} does not exist")
     _keras(args)
-    import featx.backbones  # noqa: F401  (registers featx's Keras layers for fine-tuned models)
+    from featx.backbones import Preprocess  # noqa: F401  (registers featx's Keras layers)
     from featx.data import display_path
     from featx.images import ImageError
     from featx.persist import UntrustedModelError, load
@@ -186,14 +222,15 @@ def cmd_predict(args) -> int:
         counts = ", ".join(f"{ext} {n}" for ext, n in sorted(passed_over.items()))
         _say(args, f"featx: passed over {sum(passed_over.values())} file(s) without an image "
                    f"extension ({counts})")
+    want = _proba_wanted(args, model)
     try:
-        labels, proba = _predict(model, paths) if paths else ([], None)
+        labels, proba = _predict(model, paths, want) if paths else ([], None)
     except (ImageError, ValueError):
         paths, more = _split_readable(paths, "decode")
         if not more:
             raise
         skipped += more
-        labels, proba = _predict(model, paths) if paths else ([], None)
+        labels, proba = _predict(model, paths, want) if paths else ([], None)
     if skipped:  # names that are not UTF-8 shown as \xNN (display_path), here and in the CSV
         lines = "".join(f"\n  {display_path(p)}: {display_path(r)}" for p, r in skipped)
         print(f"featx: skipped {len(skipped)} file(s) that could not be read:{lines}",
@@ -202,11 +239,12 @@ def cmd_predict(args) -> int:
         raise CommandError("no readable image to predict")
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     try:
-        w = csv.writer(out)
-        w.writerow(["path", "label"] + ([_PROBA_COLUMN] if proba is not None else []))
+        w = csv.writer(out, lineterminator="\n")  # LF on every platform
+        w.writerow(["path", "label"] + (_proba_columns(model) if proba is not None else []))
         for i, (p, y) in enumerate(zip(paths, labels, strict=True)):
             w.writerow([display_path(p), y]
-                       + ([f"{proba[i]:.6f}"] if proba is not None else []))
+                       + ([f"{v:.6f}" for v in (proba[i].max(), *proba[i])]
+                          if proba is not None else []))
     finally:
         if args.out:
             out.close()
@@ -231,7 +269,7 @@ def cmd_finetune(args) -> int:
                               input_size=args.ft_input_size or args.input_size,
                               cache=args.cache, decoder=args.decoder,
                               validation_data=splits.get("validation"),
-                              verbose=0, **_ft_params(args, args.strategy))
+                              verbose=_verbose(args), **_ft_params(args, args.strategy))
     _say(args, f"fine-tuning {args.backbone} ({args.strategy}) on {len(splits['train'])} images")
     clf.fit(splits["train"])
     # last epoch's numbers; "best" is what the phase kept (early stopping restores the best
@@ -253,7 +291,7 @@ def cmd_finetune(args) -> int:
 
 def cmd_compare(args) -> int:
     splits = _resolve(args)
-    from featx.compare import compare
+    from featx.comparison import compare
     from featx.evaluate import comparison_markdown
 
     strategies = _names(args.finetune) if args.finetune else []
@@ -283,13 +321,45 @@ def cmd_compare(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from featx.pipeline import load_config, run_pipeline
+    from featx.pipeline import load_config, pipeline_path, run_pipeline
 
-    if not os.path.isfile(args.pipeline):
-        load_config(args.pipeline)  # raises the error naming the file and close matches
+    _, builtin = pipeline_path(args.pipeline)  # raises the error naming close matches
+    if builtin is not None:
+        mine = f"{builtin}.toml"
+        _say(args, f"featx: running the built-in pipeline {builtin!r}"
+                   + (f" (not ./{mine}: `featx run {mine}` runs that)" if os.path.isfile(mine)
+                      else f" (`featx init {builtin}` writes a copy to edit)"))
+    cfg = load_config(args.pipeline, args.set or ())  # TOML, schema and names: before Keras
+    import importlib.util
+
+    if cfg["report"]["plots"] and importlib.util.find_spec("matplotlib") is None:
+        raise CommandError(  # before minutes of extraction and fine-tuning, not after
+            f"the pipeline's [report] plots ({', '.join(cfg['report']['plots'])}) need "
+            "matplotlib, which is not installed: `pip install 'featx[plots]'`, or run without "
+            "plots: --set 'report.plots=[]'")
     _keras(args)
     run_pipeline(args.pipeline, overrides=args.set or (), out=args.out,
                  verbose=_verbose(args), echo=print)
+    return 0
+
+
+def cmd_pipelines(args) -> int:
+    from featx.pipeline import list_pipelines
+
+    _print_table(list_pipelines(), ["name", "data", "description"])
+    if not getattr(args, "quiet", False):
+        print("\nrun one: featx run NAME; a copy to edit: featx init NAME [--out FILE]")
+    return 0
+
+
+def cmd_init(args) -> int:
+    from featx.pipeline import copy_pipeline
+
+    try:
+        path = copy_pipeline(args.name, args.out)
+    except FileExistsError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {path}: edit it, then `featx run {path}`")
     return 0
 
 
@@ -334,11 +404,44 @@ def cmd_cache(args) -> int:
         for path, why in report.failures + report.unverifiable:
             print(f"  {path}: {why}")
         return 0 if report else _EXIT_ERROR
-    removed = cache.cache_rm(args.target, args.cache_dir)
+    if args.action == "prune":
+        return _cache_prune(args)
+    removed = cache.cache_rm(args.target, args.cache_dir, dry_run=args.dry_run)
     if not removed:
         raise CommandError(f"nothing in the cache matches {args.target!r} (see `featx cache ls`)")
     for p in removed:
-        print(f"removed {p}")
+        print(f"{'would remove' if args.dry_run else 'removed'} {p}")
+    if args.dry_run:
+        print(f"--dry-run: nothing removed; {len(removed)} cache entry(ies) would go")
+    return 0
+
+
+def _cache_prune(args) -> int:
+    import time
+
+    from featx.cache.maintenance import cache_prune, parse_size
+    from featx.utils.config import cache_root
+
+    if args.older_than is None and args.max_size is None:
+        raise CommandError("featx cache prune needs --older-than DAYS and/or --max-size SIZE "
+                           "(e.g. --older-than 30, --max-size 2G)")
+    if args.max_size is not None:
+        try:
+            parse_size(args.max_size)
+        except ValueError:
+            raise CommandError(f"--max-size must be bytes or a size like 500M, 2G, 1.5GB, got "
+                               f"{args.max_size!r}") from None
+    units = cache_prune(args.cache_dir, older_than=args.older_than, max_size=args.max_size,
+                        dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    now = time.time()
+    for u in units:
+        print(f"{verb} {u['path']} ({u['bytes'] / 1e6:.2f} MB, last used "
+              f"{(now - u['last_used']) / 86400:.1f} days ago)")
+    freed = sum(u["bytes"] for u in units) / 1e6
+    print(f"{'--dry-run: nothing removed; ' if args.dry_run else ''}{len(units)} file(s), "
+          f"{freed:.2f} MB {'would be ' if args.dry_run else ''}freed in "
+          f"{cache_root(args.cache_dir)}")
     return 0
 
 

@@ -4,7 +4,6 @@ time (``featx --version`` must stay instant)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
@@ -29,19 +28,44 @@ def _verbose(args) -> int:
     return 0 if getattr(args, "quiet", False) else 1
 
 
+def _check_names(args) -> None:
+    """``--backbone``, ``--weights``, ``--head`` and ``--heads`` checked against their tables (no
+    Keras: well under a second), so a typo fails before TensorFlow starts or any image is read."""
+    if getattr(args, "backbone", None) is not None:
+        from featx.backbones import check_weights, get_backbone_spec
+
+        get_backbone_spec(args.backbone)
+        check_weights(_weights(args.weights))
+    heads = [args.head] if isinstance(getattr(args, "head", None), str) else []
+    heads += _names(args.heads) if isinstance(getattr(args, "heads", None), str) else []
+    if heads:
+        from featx.heads import get_head_spec
+
+        for head in heads:
+            get_head_spec(head)
+
+
 def _resolve(args) -> dict:
-    """DATA -> splits (cheap: no Keras), then Keras imported quietly for the work to come."""
+    """Names checked (:func:`_check_names`), then DATA -> splits; no Keras: it comes (quietly,
+    see :func:`featx.cli.main.main`) only when a command needs a model, so a cache hit of
+    ``featx extract`` never imports it."""
     from featx.sources import resolve_data
 
+    _check_names(args)
     splits = resolve_data(args.data, test_size=args.test_size, val_size=args.val_size,
-                          limit=args.limit, seed=args.seed)
-    _keras(args)
+                          limit=args.limit, seed=args.seed,
+                          path_column=getattr(args, "path_column", "path"),
+                          label_column=getattr(args, "label_column", "label"))
     return splits
 
 
 def _say(args, text: str = "") -> None:
+    """A message on stderr through the ``"featx"`` logger (:func:`featx.cli.main.main` gives it
+    its handler); nothing with ``--quiet``."""
     if not getattr(args, "quiet", False):
-        print(text, file=sys.stderr)
+        from featx.utils.progress import say
+
+        say(text)
 
 
 def _print_table(rows: Sequence[dict], columns: Sequence[str], headers: Sequence[str] | None
@@ -57,24 +81,18 @@ def _fit_kwargs(args) -> dict:
 
 
 def _keras(args) -> None:
-    """Import Keras (and its backend) with the C++ start-up chatter of TensorFlow sent to
-    /dev/null: those lines are not featx's and would bury its one-line messages. Commands call
-    this after their cheap checks, so a bad argument fails fast. Python-level errors surface
-    later, when the command imports Keras itself. ``--debug`` leaves stderr alone."""
-    if "keras" in sys.modules or getattr(args, "debug", False):
+    """Import Keras (and its backend) now, with TensorFlow's C++ start-up chatter kept off stderr
+    (:func:`featx.utils.progress.quiet_tensorflow`, which :func:`featx.cli.main.main` sets up
+    unless ``--debug``): those lines are not featx's and would bury its one-line messages.
+    Commands call this after their cheap checks, so a bad argument fails fast. Python-level
+    errors surface later, when the command imports Keras itself."""
+    if "keras" in sys.modules:
         return
+    if not getattr(args, "debug", False):
+        from featx.utils.progress import quiet_tensorflow
+
+        quiet_tensorflow()
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
         import keras  # noqa: F401
     except Exception:  # noqa: BLE001 - the command itself reports a broken install
         pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

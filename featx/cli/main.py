@@ -15,7 +15,8 @@ This module holds the parser and :func:`main`; the ``cmd_*`` commands live in
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,8 @@ from featx.cli.commands import (
     cmd_extract,
     cmd_finetune,
     cmd_fit,
+    cmd_init,
+    cmd_pipelines,
     cmd_predict,
     cmd_run,
     cmd_show_augment,
@@ -64,6 +67,17 @@ def _int_at_least(low: int, note: str = ""):
 _count = _int_at_least(1)
 
 
+def _days(text: str) -> float:
+    """``--older-than``: a number of days >= 0 (``1.5`` is a day and a half)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of days >= 0, got {text!r}")
+    return value
+
+
 def _folds(text: str) -> int:
     """``--cv``: 0 (no search) or 2 or more folds."""
     value = _int_at_least(0)(text)
@@ -86,7 +100,7 @@ def _size(text: str):
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show the full traceback on errors")
+                   help="show the full traceback on errors, and TensorFlow's own log lines")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="print only results (no progress)")
     return p
@@ -105,6 +119,10 @@ def _data_args() -> argparse.ArgumentParser:
     g.add_argument("--val-size", type=float, default=None, metavar="F",
                    help="validation fraction when DATA has none (default: none)")
     g.add_argument("--seed", type=int, default=0, help="seed of splits and training (default: 0)")
+    g.add_argument("--path-column", default="path", metavar="NAME",
+                   help="a CSV's column of image paths (default: path)")
+    g.add_argument("--label-column", default="label", metavar="NAME",
+                   help="a CSV's column of class names (default: label)")
     return p
 
 
@@ -132,10 +150,12 @@ def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.Arg
 def _finetune_args(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     g = p.add_argument_group("fine-tuning")
     if not compare:
-        g.add_argument("--strategy", default="blocks",
+        g.add_argument("--strategy", default="staged",
                        help="unfreeze strategy: frozen, full, last_n, blocks, staged "
-                            "(default: blocks)")
-    g.add_argument("--epochs", type=_count, default=3, help="epochs per phase (default: 3)")
+                            "(default: staged, as FineTunedClassifier)")
+    g.add_argument("--epochs", type=_count, default=3,
+                   help="epochs per phase (default: 3, CPU-sized on purpose; "
+                        "FineTunedClassifier and pipelines default to 10)")
     g.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                    help="learning rate of every phase (default: the strategy's)")
     g.add_argument("--ft-batch-size", type=_count, default=32, metavar="N",
@@ -168,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backbones", parents=[common], help="list the registered backbones",
                        description="The backbone registry: name, native input size, pooled "
                                    "feature size, where the weights come from, offline or not.")
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'efficient*'")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="a word found anywhere in the name (resnet) or a shell-style glob "
+                        "('efficient*'); case is ignored (default: all)")
     p.set_defaults(func=cmd_backbones)
 
     p = sub.add_parser("extract", parents=[common, data, backbone],
@@ -192,13 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", parents=[common], help="predict images with a saved model",
                        description="Predict the label of each image (files or folders, "
                                    "searched recursively) with a model saved by `featx fit` or "
-                                   "`featx finetune`; CSV columns: path, label, probability "
-                                   "(when the model has predict_proba).")
+                                   "`featx finetune`; CSV columns (LF line endings): path, "
+                                   "label, then, with probabilities, probability (the top "
+                                   "class's) and one proba_<class> column per class.")
     p.add_argument("model", metavar="MODEL", help="a model file written by featx")
     p.add_argument("images", metavar="IMAGES_OR_FOLDER", nargs="+",
                    help="image files and/or folders")
     p.add_argument("--out", metavar="CSV", default=None, help="write the CSV here (default: "
                                                               "stdout)")
+    p.add_argument("--proba", action=argparse.BooleanOptionalAction, default=None,
+                   help="write class probabilities: probability (top class) and proba_<class> "
+                        "per class (default: on when the model has predict_proba; an error "
+                        "with --proba when it has not, e.g. a `--head svm` model)")
     p.add_argument("--trust", action="store_true",
                    help="load a model holding types featx does not trust by default, and keep "
                         "the folders it names (only for files from a trusted source)")
@@ -225,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated heads (default: logreg,svm,rf,mlp,knn)")
     p.add_argument("--finetune", default="", metavar="STRATEGIES",
                    help="comma-separated fine-tuning strategies, e.g. blocks,staged "
-                        "(default: none)")
+                        "(default: none, heads only, as featx.compare)")
     _finetune_args(p, compare=True)
     p.add_argument("--out", default=None, metavar="FILE",
                    help="also write the table: .md (markdown) or .json")
@@ -235,27 +262,49 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a declarative pipeline (data -> extract -> heads -> "
                                    "fine-tune -> report); prints the comparison table and the "
                                    "report folder. Schema: docs/cli.md.")
-    p.add_argument("pipeline", metavar="PIPELINE.toml", help="pipeline file, e.g. "
-                                                             "pipelines/quickstart.toml")
+    p.add_argument("pipeline", metavar="PIPELINE",
+                   help="a pipeline file (e.g. my.toml, pipelines/quickstart.toml) or a "
+                        "built-in pipeline's name (e.g. quickstart; `featx pipelines` lists "
+                        "them)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a value, e.g. --set data.limit=5 --set "
                         "'heads.names=[\"logreg\"]' (repeatable)")
-    p.add_argument("--out", default=None, metavar="DIR", help="report folder (default: "
-                                                              "report.out)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="report folder (default: the pipeline's [report] out, else "
+                        "reports/<pipeline name>, e.g. reports/quickstart)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("pipelines", parents=[common], help="list the built-in pipelines",
+                       description="The pipelines that ship inside featx: name, the data they "
+                                   "read, what they show. Run one with `featx run NAME`; "
+                                   "`featx init NAME` writes a copy to edit.")
+    p.set_defaults(func=cmd_pipelines)
+
+    p = sub.add_parser("init", parents=[common], help="write a built-in pipeline to edit",
+                       description="Write the built-in pipeline NAME to a TOML file to edit, "
+                                   "then `featx run FILE`.")
+    p.add_argument("name", metavar="NAME", help="built-in pipeline (see `featx pipelines`)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="file to write (default: NAME.toml here; an existing file is not "
+                        "overwritten)")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("cache", parents=[common], help="list, inspect, verify or remove cache "
                                                        "files",
                        description="Maintain the feature cache: ls (list), info PATH, verify "
                                    "[PATH] (check every row's checksum; --sample N or --all "
-                                   "also re-extract rows and compare), rm PATTERN.")
+                                   "also re-extract rows and compare), rm PATTERN "
+                                   "[--dry-run], prune --older-than DAYS / --max-size SIZE "
+                                   "[--dry-run].")
     # One sub-parser per action, so options may come before or after the PATH (a single
-    # optional positional after the action would not take a PATH given after --cache-dir).
+    # optional positional after the action would not take a PATH given after --cache).
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--cache-dir", default=None, metavar="DIR",
+    where.add_argument("--cache", dest="cache_dir", default=None, metavar="DIR",
                        help="cache folder (default: $FEATX_CACHE_DIR or ./cache)")
+    where.add_argument("--cache-dir", dest="cache_dir", default=None,  # the old name, kept
+                       help=argparse.SUPPRESS)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
-                               help="ls, info, verify or rm")
+                               help="ls, info, verify, rm or prune")
     for action, target, text in (
         ("ls", None, "list dataset files and row stores"),
         ("info", "PATH", "print a cache file's configuration and size"),
@@ -263,11 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "cache without PATH); --sample N / --all also re-extract rows and "
                            "compare them with the stored ones"),
         ("rm", "PATTERN", "remove cache files: a path, or a glob over `featx cache ls` names"),
+        ("prune", None, "remove featx dataset files and row-store segments not used for DAYS "
+                        "and/or, least recently used first, until the cache takes at most "
+                        "SIZE (never files featx did not write); removed entries are "
+                        "extracted again when needed"),
     ):
         a = actions.add_parser(action, parents=[common, where], help=text, description=text)
         if target:
-            a.add_argument("target", metavar=target, **({"nargs": "?"} if action == "verify"
-                                                        else {}))
+            a.add_argument("target", metavar=target,
+                           help="a path, or a name as `featx cache ls` shows it"
+                                + (" (a glob pattern matches several)" if action == "rm" else "")
+                                + (" (default: the whole cache)" if action == "verify" else ""),
+                           **({"nargs": "?"} if action == "verify" else {}))
         if action == "verify":
             how = a.add_mutually_exclusive_group()
             how.add_argument("--sample", "-n", type=_int_at_least(0), default=0, metavar="N",
@@ -275,6 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "compare them (default: 0, checksums only)")
             how.add_argument("--all", action="store_true",
                              help="also re-extract every row and compare")
+        if action == "prune":
+            a.add_argument("--older-than", type=_days, default=None, metavar="DAYS",
+                           help="remove what was not used (read or written) for DAYS days")
+            a.add_argument("--max-size", default=None, metavar="SIZE",
+                           help="then remove the least recently used until the cache takes at "
+                                "most SIZE: bytes or 500M, 2G, 1.5GB")
+        if action in ("rm", "prune"):
+            a.add_argument("--dry-run", action="store_true",
+                           help="list what would be removed; remove nothing")
         a.set_defaults(func=cmd_cache, **({} if target else {"target": None}))
 
     p = sub.add_parser("advise", parents=[common, data, backbone],
@@ -309,6 +374,10 @@ _PLAIN = (ValueError, KeyError, LookupError, FileNotFoundError, ImportError, Com
 
 def _one_line(exc: BaseException) -> str:
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    errors = getattr(exc, "errors", None)
+    if isinstance(errors, list) and len(errors) > 1:  # a list of mistakes: one per line
+        first, *rest = str(msg).splitlines()
+        return "\n".join([" ".join(first.split()), *("  " + " ".join(r.split()) for r in rest)])
     msg = " ".join(str(msg).split()) or type(exc).__name__
     if not isinstance(exc, (*_PLAIN, FeatxError)):
         msg = f"{type(exc).__name__}: {msg} (run with --debug for the traceback)"
@@ -317,6 +386,39 @@ def _one_line(exc: BaseException) -> str:
 
 def _warning_line(message, category, filename, lineno, file=None, line=None):
     print(f"featx: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (tests swap it, rich's live bar
+    wraps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _featx_logging(args):
+    """The ``"featx"`` logger's messages on stderr, one plain line each, for one command:
+    INFO and up, WARNING and up with ``--quiet``, DEBUG and up with ``--debug``."""
+    logger = logging.getLogger("featx")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = logger.level, logger.propagate
+    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    logger.setLevel(logging.DEBUG if getattr(args, "debug", False) else level)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,12 +432,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return _EXIT_USAGE
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import warnings
 
-    with warnings.catch_warnings():
-        if not debug:
+    from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
+
+    with warnings.catch_warnings(), _featx_logging(args):
+        if debug:
+            keep_tensorflow_logs()
+        else:
             warnings.showwarning = _warning_line
+            quiet_tensorflow()  # before anything imports TensorFlow
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:

@@ -23,11 +23,14 @@ from featx.data.inputs import (
     image_input_error,
     image_paths,
     is_image_input,
+    is_pil_images,
     is_uint8_images,
     looks_like_images,
+    pil_images_array,
 )
 
 __all__ = ["IMAGE_EXTENSIONS", "IMAGE_INPUTS", "MISSING_LABELS", "ImageDataset",
            "SkippedImagesWarning", "array_digest", "as_image_dataset", "check_files",
            "check_image_input", "display_path", "image_input_error", "image_paths",
-           "is_image_input", "is_uint8_images", "looks_like_images", "read_csv"]
+           "is_image_input", "is_pil_images", "is_uint8_images", "looks_like_images",
+           "pil_images_array", "read_csv"]

@@ -4,6 +4,7 @@ FineTunedClassifier): what ``X`` may be, the error for anything else, ``X`` as a
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,8 @@ from featx.utils.config import cache_root
 
 __all__ = [
     "IMAGE_INPUTS", "PATH_TYPES", "as_image_dataset", "check_image_input", "image_input_error",
-    "image_paths", "is_image_input", "is_uint8_images", "looks_like_images",
+    "image_paths", "is_image_input", "is_pil_images", "is_uint8_images", "looks_like_images",
+    "pil_images_array",
 ]
 
 # --------------------------------------------------------------------------- estimator inputs
@@ -60,15 +62,56 @@ def is_uint8_images(X: Any) -> bool:
     return isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4)
 
 
+def _pil_image_type():
+    """``PIL.Image.Image`` when Pillow is imported (no object can be one before), else None."""
+    module = sys.modules.get("PIL.Image")
+    return getattr(module, "Image", None)
+
+
+def is_pil_images(X: Any) -> bool:
+    """True for a non-empty list or tuple of PIL images (any mode; sizes are checked by
+    :func:`pil_images_array`)."""
+    image = _pil_image_type()
+    return (image is not None and isinstance(X, list | tuple) and len(X) > 0
+            and all(isinstance(x, image) for x in X))
+
+
+def pil_images_array(X: Any) -> np.ndarray:
+    """A list of PIL images -> an RGB ``uint8`` array ``(N, H, W, 3)``, converted as a file of
+    each would be read (:func:`featx.images.to_rgb`: grey repeated, transparency composited
+    onto white, 16-bit scaled), then used like that array.
+
+    Raises
+    ------
+    TypeError
+        When the images differ in size: featx stacks them like a ``uint8`` array and does not
+        resize behind the user's back.
+    """
+    sizes = list(dict.fromkeys(im.size for im in X))
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for w, h in sizes[:4]) + (", ..." if len(sizes) > 4 else "")
+        raise TypeError(
+            f"X is a {type(X).__name__} of {len(X)} PIL images of {len(sizes)} different sizes "
+            f"(width x height: {shown}); PIL images are stacked into one uint8 array, so they "
+            "must share one size: resize them first (e.g. [im.resize((224, 224)) for im in X]) "
+            "or save them and pass the file paths")
+    from featx.images import to_rgb
+
+    return np.stack([np.asarray(to_rgb(im), dtype=np.uint8) for im in X])
+
+
 def is_image_input(X: Any) -> bool:
-    """True for the inputs a FeatureExtractor reads: paths, ImageDataset, uint8 image arrays."""
-    return isinstance(X, ImageDataset) or is_uint8_images(X) or image_paths(X) is not None
+    """True for the inputs a FeatureExtractor reads: paths, ImageDataset, uint8 image arrays,
+    lists of PIL images."""
+    return (isinstance(X, ImageDataset) or is_uint8_images(X) or image_paths(X) is not None
+            or is_pil_images(X))
 
 
 def looks_like_images(X: Any) -> bool:
     """Inputs meant as images that :func:`is_image_input` refuses (a single path, a list
     mixing paths with other values or holding image arrays, a non-uint8 image array)."""
-    if isinstance(X, PATH_TYPES):
+    pil = _pil_image_type()
+    if isinstance(X, PATH_TYPES) or pil is not None and isinstance(X, pil):
         return True
     if isinstance(X, list | tuple) and any(
         isinstance(x, PATH_TYPES) or isinstance(x, np.ndarray) and x.ndim >= 2 for x in X
@@ -86,8 +129,11 @@ def image_input_error(X: Any, *, also: str = "") -> TypeError:
     """The TypeError for an input that is not accepted: what was received, what is allowed
     (:data:`IMAGE_INPUTS`, then ``also``: the other inputs the caller takes)."""
     accepted = IMAGE_INPUTS + also
+    pil = _pil_image_type()
     if isinstance(X, PATH_TYPES):
         got = f"the single path {os.fsdecode(X)!r}; wrap it in a list"
+    elif pil is not None and isinstance(X, pil):
+        got = f"a single PIL image ({X.mode}, {X.size[0]}x{X.size[1]}); wrap it in a list"
     elif isinstance(X, list | tuple) and len(X) == 0:
         got = f"an empty {type(X).__name__}"
     elif isinstance(X, list | tuple):
@@ -117,8 +163,9 @@ def check_image_input(X: Any) -> None:
 
     Accepted (:data:`IMAGE_INPUTS`): a non-empty list, tuple, 1-D array (str, bytes or object
     dtype) or pandas Series of paths, an :class:`ImageDataset`, or a ``uint8`` array
-    ``(N, H, W)`` or ``(N, H, W, C)``. Anything else is a ``TypeError`` naming ``X``, saying
-    what was received and listing these; no image at all is a ``ValueError``.
+    ``(N, H, W)`` or ``(N, H, W, C)``; also a list of PIL images of one size (converted to
+    RGB ``uint8``, see :func:`pil_images_array`). Anything else is a ``TypeError`` naming
+    ``X``, saying what was received and listing these; no image at all is a ``ValueError``.
 
     Examples
     --------
@@ -136,16 +183,21 @@ def check_image_input(X: Any) -> None:
         raise ValueError("X holds 0 images; at least one image is required")
     if not is_image_input(X):
         raise image_input_error(X)
+    if is_pil_images(X) and len({im.size for im in X}) > 1:
+        pil_images_array(X)  # raises: the sizes differ
 
 
 @contextmanager
 def as_image_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
     """Images in any accepted form as an ImageDataset, valid inside the ``with`` block.
 
-    Paths are made absolute. ``uint8`` arrays are written as PNG files, once, under
+    Paths are made absolute. ``uint8`` arrays (and lists of PIL images, converted by
+    :func:`pil_images_array`) are written as PNG files, once, under
     ``<cache>/arrays/<content hash>/`` (reused by later calls); with ``cache=False`` into a
     temporary folder that is removed when the block ends, so nothing is left on disk.
     """
+    if is_pil_images(X):
+        X = pil_images_array(X)
     if isinstance(X, ImageDataset):
         yield X
     elif is_uint8_images(X):

@@ -36,7 +36,7 @@ from featx.utils.checks import check_int, type_name
 from featx.utils.config import cache_root
 from featx.utils.progress import Progress
 
-__all__ = ["check_request", "run_extraction"]
+__all__ = ["check_request", "progress_label", "run_extraction"]
 
 
 def check_request(dataset, cache, batch_size) -> None:
@@ -206,3 +206,10 @@ def assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, name
                                   ids=keep_ids, class_names=dataset.class_names, extra=extra)
     attrs = {**config, **extra, "complete": True}
     return FeatureSet(features, labels, paths, keep_ids, dataset.class_names, dfile, attrs, skipped)
+
+
+def progress_label(dataset, config: dict, engine: str = "") -> str:
+    """What the progress bar or line names: ``extract clothing-mini-train (efficientnet_lite0)``
+    (the dataset's name carries the split for DATA resolved by the command line)."""
+    name = getattr(dataset, "name", None) or "dataset"
+    return f"extract {name} ({config['backbone']}{f', {engine}' if engine else ''})"

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from featx.cache import extractor_config
-from featx.extract.driver import check_request, run_extraction
+from featx.extract.driver import check_request, progress_label, run_extraction
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import BatchRunner, get_model, has_gpu
 from featx.images import DecodePool
@@ -91,7 +91,7 @@ def extract_local(dataset, backbone: str = "efficientnet_lite0", *, weights="ima
     if batch_size is None:
         batch_size = _GPU_BATCH if has_gpu() else _CPU_BATCH
     batch_size = int(batch_size)
-    progress = Progress(f"featx {config['backbone']}", verbose)
+    progress = Progress(progress_label(dataset, config), verbose)
     return run_extraction(
         dataset, config, cache, progress,
         lambda todo, sink: stream(todo, config, batch_size, n_workers, sink, progress),

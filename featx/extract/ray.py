@@ -30,7 +30,7 @@ import numpy as np
 
 from featx.cache import extractor_config
 from featx.distributed import ensure_ray, require_ray
-from featx.extract.driver import check_request, run_extraction
+from featx.extract.driver import check_request, progress_label, run_extraction
 from featx.extract.forward import BatchRunner, add_count, get_model
 from featx.images import load_chunk
 from featx.utils.checks import check_int
@@ -219,7 +219,7 @@ def extract_on_ray(
     require_ray()  # fail before any file is hashed
     config = extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
                                      mixed_precision, decoder)
-    progress = Progress(f"featx {config['backbone']} [ray]", verbose)
+    progress = Progress(progress_label(dataset, config, "ray"), verbose)
 
     def run(todo, sink) -> dict[str, str]:
         ray = ensure_ray(address, n_workers, verbose)

@@ -4,12 +4,42 @@
 unfreeze strategy, a row of :data:`STRATEGIES` (:mod:`~featx.finetune.strategies`), warm-started
 from the linear probe on cached features; :mod:`~featx.finetune.augment` holds the augmentation
 table, :mod:`~featx.finetune.data` the image batches, :mod:`~featx.finetune.train` the model,
-schedules and precision, :mod:`~featx.finetune.persist` the Keras half of ``featx.save``.
+schedules and precision, :mod:`~featx.finetune.optim` the optimizer,
+:mod:`~featx.finetune.persist` the Keras half of ``featx.save``.
+
+The tables (:data:`STRATEGIES`, :data:`AUGMENTATIONS`) import no Keras, so a pipeline is validated
+against them without starting TensorFlow; :class:`FineTunedClassifier` imports Keras on first use
+(through :func:`featx.utils.progress.quiet_tensorflow`, as :mod:`featx.backbones` does).
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from featx.finetune.augment import AUGMENTATIONS, DEFAULT_AUGMENT, resolve_augment
-from featx.finetune.estimator import FineTunedClassifier
 from featx.finetune.strategies import STRATEGIES
+
+# name -> the module that defines it; importing any of them imports Keras
+_KERAS_PARTS = {"FineTunedClassifier": "estimator"}
 
 __all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENT", "STRATEGIES", "FineTunedClassifier",
            "resolve_augment"]
+
+
+def __getattr__(name: str):
+    module = _KERAS_PARTS.get(name)
+    if module is None:  # AttributeError lets `from featx.finetune import data` import a module
+        raise AttributeError(f"module 'featx.finetune' has no attribute {name!r}")
+    from featx.utils.progress import quiet_tensorflow
+
+    quiet_tensorflow()
+    value = getattr(importlib.import_module(f"featx.finetune.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from featx.finetune.estimator import FineTunedClassifier

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
+if TYPE_CHECKING:  # pragma: no cover - the table imports no Keras; its rows import it to build
+    import keras
 
 __all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENT", "build_augmentation", "resolve_augment"]
 
@@ -27,39 +28,48 @@ class Augmentation:
     doc: str
 
 
+def _layer(cls: str, name: str, **fixed) -> Callable[[Any, int | None], keras.layers.Layer]:
+    """``make`` for a row: builds ``keras.layers.<cls>(value, seed=seed, name=name, **fixed)``,
+    importing Keras only then (the table itself is read by validation, which needs no Keras)."""
+
+    def make(value, seed):
+        import keras
+
+        return getattr(keras.layers, cls)(value, seed=seed, name=name, **fixed)
+
+    return make
+
+
 AUGMENTATIONS: dict[str, Augmentation] = {
     row.name: row
     for row in [
         Augmentation(
             "flip",
-            lambda v, s: keras.layers.RandomFlip(v, seed=s, name="aug_flip"),
+            _layer("RandomFlip", "aug_flip"),
             "horizontal",
             "RandomFlip mode: 'horizontal', 'vertical' or 'horizontal_and_vertical'",
         ),
         Augmentation(
             "rotation",
-            lambda v, s: keras.layers.RandomRotation(v, fill_mode="reflect", seed=s,
-                                                     name="aug_rotation"),
+            _layer("RandomRotation", "aug_rotation", fill_mode="reflect"),
             0.05,
             "RandomRotation factor, a fraction of a full turn",
         ),
         Augmentation(
             "zoom",
-            lambda v, s: keras.layers.RandomZoom(v, fill_mode="reflect", seed=s, name="aug_zoom"),
+            _layer("RandomZoom", "aug_zoom", fill_mode="reflect"),
             0.1,
             "RandomZoom height factor (fraction of the size)",
         ),
         Augmentation(
             "brightness",
-            lambda v, s: keras.layers.RandomBrightness(v, value_range=(0, 255), seed=s,
-                                                       name="aug_brightness"),
+            _layer("RandomBrightness", "aug_brightness", value_range=(0, 255)),
             0.1,
             "RandomBrightness factor on the 0-255 scale",
         ),
         Augmentation(
             "contrast",
-            lambda v, s: keras.layers.RandomContrast(v, value_range=(0, 255), seed=s,
-                                                     name="aug_contrast"),
+            _layer("RandomContrast", "aug_contrast", value_range=(0, 255)),
             0.1,
             "RandomContrast factor",
         ),

@@ -17,7 +17,14 @@ import keras
 import numpy as np
 from PIL import Image
 
-from featx.data import ImageDataset, check_image_input, image_paths, is_uint8_images
+from featx.data import (
+    ImageDataset,
+    check_image_input,
+    image_paths,
+    is_pil_images,
+    is_uint8_images,
+    pil_images_array,
+)
 from featx.images import read_image, to_rgb
 
 __all__ = ["Batches", "ImageSource", "as_images", "memory_budget", "rgb_array"]
@@ -130,6 +137,8 @@ def as_images(X, y=None):
     ``TypeError`` naming ``X`` for anything else). ``items`` is a list of absolute paths or an RGB
     ``uint8`` array; an ``ImageDataset`` gives its labels when ``y`` is None."""
     check_image_input(X)
+    if is_pil_images(X):  # a list of same-size PIL images: their RGB uint8 array
+        X = pil_images_array(X)
     if isinstance(X, ImageDataset):
         if y is None:
             names = np.asarray(X.class_names, dtype=object)

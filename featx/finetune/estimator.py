@@ -21,10 +21,10 @@ from featx.backbones import build_base, check_weights, get_backbone_spec, prepro
 from featx.extract import extract_features, forward_pass_count
 from featx.finetune.augment import resolve_augment
 from featx.finetune.data import Batches, ImageSource, as_images
+from featx.finetune.optim import DiscriminativeAdam
 from featx.finetune.persist import KerasModelPersistence
 from featx.finetune.strategies import (
     STRATEGIES,
-    DiscriminativeAdam,
     Phase,
     resolve_phases,
     set_trainable,
@@ -34,6 +34,7 @@ from featx.finetune.strategies import (
 from featx.finetune.train import (
     CheckpointState,
     build_model,
+    epoch_lines,
     fingerprint,
     linear_probe_dense,
     lr_callback,
@@ -53,21 +54,25 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
 
     Parameters
     ----------
-    backbone : str
-        A name from ``featx.backbones.list_backbones()``.
+    backbone : str, default="efficientnet_lite0"
+        A name from ``featx.backbones.list_backbones()`` (``featx backbones`` lists them).
     weights : str or None
         ``"imagenet"`` or ``None`` (random initialisation, for tests).
     input_size : (int, int) or None
         Model input ``(h, w)``; ``None`` uses the backbone's own.
-    strategy : str
+    strategy : str, default="staged"
         A row of the strategy table: ``frozen``, ``full``, ``last_n``, ``blocks``, ``staged``.
+        ``featx finetune --strategy`` has the same default.
     strategy_params : dict or None
         The row's own parameters: ``n`` (last_n), ``blocks`` (blocks), ``lr_decay`` (every row but
         frozen: discriminative learning rates, each lower block ``lr_decay`` times the one above).
     schedule : list of (layers, epochs[, lr]) or None
         For ``staged``: ``layers`` an int (top N layers) or block name(s), cumulative.
-    epochs : int
-        Epochs per phase (the warm-up when ``warm_start=False``, the strategy's phase otherwise).
+    epochs : int, default=10
+        Epochs per phase (the warm-up when ``warm_start=False``, the strategy's phase otherwise;
+        ``staged``'s default schedule splits them over its two phases). A pipeline's
+        ``finetune.epochs`` has the same default; the ``featx finetune`` and ``featx compare``
+        commands default to ``--epochs 3`` on purpose (CPU-sized runs), as their ``--help`` says.
     learning_rate : float or None
         Overrides every phase's default learning rate.
     batch_size : int
@@ -107,6 +112,8 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         Seeds Keras (``keras.utils.set_random_seed``), the split and the shuffling during
         ``fit``; Python's and NumPy's global random states are restored when ``fit`` returns.
     verbose : int
+        ``0`` silent; ``1`` one plain line per epoch with its metrics (on stderr, or the
+        ``"featx"`` logger when it has a handler); ``2`` also Keras's own per-step bar.
     run_eagerly : bool, default=False
         Run Keras eagerly (no graph tracing). Tracing a backbone's training step costs seconds
         per phase, more than a few steps on a handful of images take (tests, smoke runs); real
@@ -339,9 +346,13 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=monitor, patience=self.patience, restore_best_weights=True))
         callbacks += progress.callbacks(i, self.history_)
+        if self.verbose:  # one line per epoch, anywhere; Keras's own bar only with verbose >= 2
+            callbacks.append(epoch_lines(f"fine-tune {self.backbone} phase {i} {phase.name!r}",
+                                         phase.epochs))
         before = self.model_.get_weights() if self.early_stopping else None
         h = self.model_.fit(train, validation_data=val, epochs=phase.epochs,
-                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=self.verbose)
+                            initial_epoch=initial_epoch, callbacks=callbacks,
+                            verbose=1 if self.verbose >= 2 else 0)
         logs = {k: [e[k] for e in partial if k in e] + [float(v) for v in h.history.get(k, [])]
                 for k in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")}
         ran = len(h.epoch)

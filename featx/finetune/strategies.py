@@ -15,16 +15,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from featx.utils.checks import check_choice, check_int
+
+if TYPE_CHECKING:  # pragma: no cover - the table imports no Keras; the functions import it
+    import keras
 
 __all__ = [
     "ALL",
     "STRATEGIES",
-    "DiscriminativeAdam",
     "Phase",
     "Strategy",
     "layer_blocks",
@@ -60,6 +60,8 @@ class Strategy:
 # --------------------------------------------------------------------------- layers and blocks
 def unit_layers(base: keras.Model) -> list[keras.layers.Layer]:
     """The base's top-level layers in order, without the input layer."""
+    import keras
+
     return [lyr for lyr in base.layers if not isinstance(lyr, keras.layers.InputLayer)]
 
 
@@ -75,6 +77,8 @@ def _all_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
 
 
 def is_batchnorm(layer: keras.layers.Layer) -> bool:
+    import keras
+
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
@@ -250,34 +254,6 @@ def resolve_phases(strategy: str, base, spec, *, epochs: int, learning_rate: flo
     return row.build(base, spec, params)
 
 
-# --------------------------------------------------------------------------- optimizer
-@keras.saving.register_keras_serializable(package="featx")
-class DiscriminativeAdam(keras.optimizers.Adam):
-    """Adam with a fixed learning-rate factor per variable (keyed by ``variable.path``).
-
-    Scaling gradients would not do this for Adam (its step is invariant to gradient scale), so the
-    factor multiplies the learning rate inside ``update_step``, which every backend calls once per
-    variable.
-    """
-
-    def __init__(self, learning_rate=1e-3, lr_multipliers=None, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self.lr_multipliers = dict(lr_multipliers or {})
-
-    def build(self, var_list):
-        super().build(var_list)
-        self._factors = [float(self.lr_multipliers.get(v.path, 1.0)) for v in var_list]
-
-    def update_step(self, gradient, variable, learning_rate):
-        factor = self._factors[self._get_variable_index(variable)]
-        if factor != 1.0:
-            learning_rate = learning_rate * factor
-        super().update_step(gradient, variable, learning_rate)
-
-    def get_config(self):
-        return {**super().get_config(), "lr_multipliers": dict(self.lr_multipliers)}
-
-
 def variable_multipliers(base: keras.Model, unit_factors: Mapping[str, float]) -> dict:
     """Unit-name factors -> ``{variable.path: factor}`` for :class:`DiscriminativeAdam`."""
     out = {}
@@ -286,3 +262,11 @@ def variable_multipliers(base: keras.Model, unit_factors: Mapping[str, float]) -
             for v in unit.trainable_weights:
                 out[v.path] = float(unit_factors[unit.name])
     return out
+
+
+def __getattr__(name: str):
+    if name == "DiscriminativeAdam":  # moved to featx.finetune.optim (it imports Keras)
+        from featx.finetune.optim import DiscriminativeAdam
+
+        return DiscriminativeAdam
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

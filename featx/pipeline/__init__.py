@@ -2,9 +2,11 @@
 
 A pipeline reads top to bottom like featx itself: ``[data]`` -> ``[extract]`` (features cached)
 -> ``[heads]`` (scikit-learn heads on the cached features) -> ``[finetune]`` (optional) ->
-``[report]``. Every key is a row of :data:`SCHEMA` (type, default, allowed values, meaning);
-``docs/cli.md``'s schema section is generated from it by :func:`schema_markdown`. Errors name the
-key (``heads.names[2]``), echo the value and list what is allowed, with close matches.
+``[report]``. Built-in pipelines ship inside featx (:func:`list_pipelines`; ``featx run
+quickstart`` runs one by name, :func:`copy_pipeline` writes one to edit). Every key is a row of
+:data:`SCHEMA` (type, default, allowed values, meaning); ``docs/cli.md``'s schema section is
+generated from it by :func:`schema_markdown`. Errors name the key (``heads.names[2]``), echo the
+value and list what is allowed, with close matches.
 
 Examples
 --------
@@ -13,7 +15,14 @@ Examples
 (['efficientnet_lite0'], ['logreg'], [])
 """
 
-from featx.pipeline.config import load_config, parse_config, parse_override
+from featx.pipeline.config import (
+           copy_pipeline,
+           list_pipelines,
+           load_config,
+           parse_config,
+           parse_override,
+           pipeline_path,
+)
 from featx.pipeline.run import run_pipeline
 from featx.pipeline.schema import (
            SCHEMA,
@@ -24,5 +33,6 @@ from featx.pipeline.schema import (
            validate_config,
 )
 
-__all__ = ["SCHEMA", "SECTIONS", "ConfigError", "Key", "load_config", "parse_config",
-           "parse_override", "run_pipeline", "schema_markdown", "validate_config"]
+__all__ = ["SCHEMA", "SECTIONS", "ConfigError", "Key", "copy_pipeline", "list_pipelines",
+           "load_config", "parse_config", "parse_override", "pipeline_path", "run_pipeline",
+           "schema_markdown", "validate_config"]

@@ -1,4 +1,6 @@
-"""Reading a pipeline: TOML text or file -> a validated config dict, with ``--set`` overrides."""
+"""Reading a pipeline: TOML text, a file or a built-in name -> a validated config dict, with
+``--set`` overrides; the built-in pipelines that ship inside featx (``featx/pipeline/builtin/``,
+the checkout's ``pipelines/``) listed and copied out to edit."""
 
 from __future__ import annotations
 
@@ -10,7 +12,12 @@ from typing import Any
 
 from featx.pipeline.schema import ConfigError, close_matches, source_label, validate_config
 
-__all__ = ["load_config", "parse_config", "parse_override", "set_dotted"]
+__all__ = ["BUILTIN_DIR", "copy_pipeline", "list_pipelines", "load_config", "parse_config",
+           "parse_override", "pipeline_path", "set_dotted"]
+
+#: The built-in pipelines: ``<name>.toml`` files shipped inside the package (the checkout's
+#: ``pipelines/`` folder links here). The first line of each is its one-line description.
+BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 
 def set_dotted(doc: dict, dotted: str, value) -> None:
@@ -45,17 +52,100 @@ def parse_config(text: str, *, source: str | None = None,
     return validate_config(doc, source)
 
 
+def _builtins() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
+
+
+def _describe(text: str) -> str:
+    """A pipeline's one-line description: its first comment line."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip().lstrip("#").strip() if line.lstrip().startswith("#") else ""
+    return ""
+
+
+def list_pipelines() -> list[dict]:
+    """The built-in pipelines: ``name``, ``description`` (the file's first comment line),
+    ``data`` (the built-in dataset name or the path it reads) and ``path``, sorted by name.
+
+    Examples
+    --------
+    >>> [p["name"] for p in list_pipelines()][:2]
+    ['cats_vs_dogs', 'clothing']
+    """
+    out = []
+    for name, path in _builtins().items():
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text).get("data", {})
+        out.append({"name": name, "description": _describe(text),
+                    "data": data.get("name") or data.get("path") or "", "path": str(path)})
+    return out
+
+
+def pipeline_path(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
+    """Where the pipeline ``name_or_path`` is: ``(file, built-in name or None)``.
+
+    An existing file is taken as is. Otherwise a built-in name (``"quickstart"``, with or without
+    ``.toml``), or the checkout's spelling of one (``"pipelines/quickstart.toml"``, so the
+    README's command works from an installed package in any folder), is the built-in file.
+    Anything else raises ``FileNotFoundError`` naming the close matches and the built-in names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path, None
+    builtins = _builtins()
+    text = os.fspath(name_or_path)
+    stem = path.name[: -len(".toml")] if path.name.endswith(".toml") else path.name
+    parent = path.parent.as_posix()
+    if stem in builtins and (parent == "." or parent == "pipelines" and path.suffix == ".toml"):
+        return builtins[stem], stem
+    listing = (f" Built-in: {', '.join(builtins)} (`featx pipelines` describes them; "
+               "`featx init NAME` writes one to edit)")
+    if parent == "." and path.suffix != ".toml":  # a name, not a file
+        raise FileNotFoundError(f"pipeline {text!r} is neither a file nor a built-in pipeline."
+                                f"{close_matches(stem, list(builtins))}{listing}")
+    folder = ""
+    if path.parent.is_dir():
+        names = sorted(p.name for p in path.parent.glob("*.toml"))
+        folder = close_matches(path.name, names) or (f" {path.parent} holds: {', '.join(names)}"
+                                                     if names and parent != "." else "")
+    builtin = close_matches(stem, list(builtins))
+    builtin = builtin and builtin + listing
+    hint = (builtin or folder) if parent == "." else (folder or builtin)
+    raise FileNotFoundError(f"pipeline file {text!r} does not exist.{hint}")
+
+
+def copy_pipeline(name: str, out: str | os.PathLike | None = None, *,
+                  overwrite: bool = False) -> Path:
+    """Write the built-in pipeline ``name`` to ``out`` (default ``<name>.toml`` here) to edit.
+
+    Raises ``ValueError`` for an unknown name (with close matches) and ``FileExistsError`` when
+    ``out`` exists and ``overwrite`` is false.
+    """
+    builtins = _builtins()
+    key = name[: -len(".toml")] if name.endswith(".toml") else name
+    if key not in builtins:
+        raise ValueError(f"NAME {name!r} is not a built-in pipeline.{close_matches(key, builtins)}"
+                         f" Built-in: {', '.join(builtins)}")
+    out = Path(out if out is not None else f"{key}.toml")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"--out {os.fspath(out)!r} exists already; choose another --out "
+                              "or remove it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"--out {os.fspath(out)!r}: folder {os.fspath(out.parent)!r} "
+                                "does not exist")
+    out.write_bytes(builtins[key].read_bytes())
+    return out
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] | Mapping[str, Any] = ()) -> dict:
-    """Read, parse and validate a pipeline file; ``cfg["_file"]`` records where it came from."""
-    path = Path(path)
-    if not path.is_file():
-        hint = ""
-        if path.parent.is_dir():
-            names = sorted(p.name for p in path.parent.glob("*.toml"))
-            hint = close_matches(path.name, names) or (f" {path.parent} holds: {', '.join(names)}"
-                                                if names else "")
-        raise FileNotFoundError(f"pipeline file {str(path)!r} does not exist.{hint}")
-    cfg = parse_config(path.read_text(encoding="utf-8"), source=str(path), overrides=overrides)
+    """Read, parse and validate a pipeline file or built-in pipeline (:func:`pipeline_path`);
+    ``cfg["_file"]`` records the file it came from, ``cfg["_builtin"]`` the built-in name (or
+    ``None``)."""
+    path, builtin = pipeline_path(path)
+    text = path.read_text(encoding="utf-8")
+    cfg = parse_config(text, source=str(path), overrides=overrides)
     cfg["_file"] = str(path)
-    cfg["_text"] = path.read_text(encoding="utf-8")
+    cfg["_text"] = text
+    cfg["_builtin"] = builtin
     return cfg

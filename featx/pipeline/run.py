@@ -1,6 +1,6 @@
 """The steps behind :func:`featx.pipeline.run_pipeline`: config values -> library arguments,
-data loading, the comparison (:func:`featx.compare.run_comparison`, once per backbone), fine-tuning
-histories, and writing the report."""
+data loading, the comparison (:func:`featx.comparison.run_comparison`, once per backbone),
+fine-tuning histories, and writing the report."""
 
 from __future__ import annotations
 
@@ -44,15 +44,21 @@ def _load_data(cfg: dict) -> dict:
     fetch = d["fetch"] or None
     return resolve_data(_data_path(cfg), test_size=d["test_size"] or 0.2,
                         val_size=d["val_size"] or None, limit=d["limit"] or None, seed=d["seed"],
-                        fetch=fetch)
+                        fetch=fetch, path_column=d["path_column"], label_column=d["label_column"])
 
 
-def _merge_histories(history: Sequence[Mapping]) -> dict[str, list[float]]:
-    """A FineTunedClassifier's per-phase records -> one series per metric across phases."""
-    out: dict[str, list[float]] = {}
+def _merge_histories(history: Sequence[Mapping]) -> dict[str, Any]:
+    """A FineTunedClassifier's per-phase records -> one series per metric across phases, and
+    the warm start's metrics (no epochs: the report's epoch 0) under ``"warm_start"``."""
+    out: dict[str, Any] = {}
     for rec in history or []:
         if not rec.get("epochs"):
-            continue  # the warm start has no epochs
+            if rec.get("phase") == "warm_start":
+                warm = {k: float(rec[k][-1]) for k in ("accuracy", "val_accuracy", "val_loss")
+                        if rec.get(k)}
+                if warm:
+                    out["warm_start"] = warm
+            continue
         for k in ("loss", "val_loss", "accuracy", "val_accuracy"):
             out.setdefault(k, []).extend(float(v) for v in rec.get(k) or [])
     return {k: v for k, v in out.items() if v}
@@ -100,13 +106,16 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
     train = splits["train"]
     class_names = train.class_names
     ranked = sorted(rows, key=lambda x: -np.nan_to_num(metric_value(x, "accuracy"), nan=-1))
-    confusion = None
+    confusion = misclassified = None
     if ranked:
         comparison, name = sources[ranked[0]["name"]]
+        predicted = comparison.predictions(name)
         confusion = {"name": ranked[0]["name"], "class_names": class_names,
-                     "matrix": confusion_matrix(comparison.test.labels,
-                                                comparison.predictions(name),
+                     "matrix": confusion_matrix(comparison.test.labels, predicted,
                                                 labels=range(len(class_names)))}
+        misclassified = {"name": ranked[0]["name"], "paths": list(comparison.test.paths),
+                         "true": np.asarray(comparison.test.labels), "pred": predicted,
+                         "class_names": class_names}
     t = time.perf_counter()
     few = None
     if r["few_shot"]:
@@ -129,10 +138,16 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
     timings["total_s"] = time.perf_counter() - t_start
     extra = {"config": {k: v for k, v in cfg.items() if not k.startswith("_")},
              "config_toml": cfg.get("_text"), "pipeline_file": cfg.get("_file"),
-             "timings": timings}
+             "timings": timings, "run": {
+                 "seed": cfg["data"]["seed"],
+                 "backbones": [{"backbone": b, "weights": cfg["extract"]["weights"],
+                                "cache_key": (getattr(c.train, "attrs", None) or {}).get("key"),
+                                "cache_file": str(c.train.path) if getattr(c.train, "path", None)
+                                else None}
+                               for b, c in comparisons.items()]}}
     return write_report(out_dir, rows=rows, title=title, data=data, confusion=confusion,
                         histories=histories, few_shot=few, augmentation=aug, plots=r["plots"],
-                        extra=extra)
+                        misclassified=misclassified, extra=extra)
 
 
 def _augmentation_sample(cfg: dict, train) -> dict:
@@ -181,7 +196,7 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
     featx.report.Report
         Its ``rows`` are the comparison's (:data:`featx.evaluate.ROW_KEYS`, best first, no
         estimators): the heads of every backbone and the fine-tunes, one
-        :func:`featx.compare.run_comparison` per backbone; row names get a ``<backbone>/``
+        :func:`featx.comparison.run_comparison` per backbone; row names get a ``<backbone>/``
         prefix when several backbones are compared.
     """
     t_start = time.perf_counter()
@@ -209,7 +224,7 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
                                                        splits.items())
          + f", {len(class_names)} classes)")
 
-    from featx.compare import run_comparison
+    from featx.comparison import run_comparison
 
     e, f = cfg["extract"], cfg["finetune"]
     strategies = list(f["strategies"])

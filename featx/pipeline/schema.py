@@ -16,12 +16,50 @@ from featx.sources import BUILTIN_DATA
 
 
 class ConfigError(ValueError):
-    """A pipeline file is invalid; the message names the key and what is allowed."""
+    """A pipeline file is invalid; the message names the key and what is allowed.
+
+    Every mistake of a file is reported at once: ``errors`` lists them (one line each), and the
+    message is that list, one per line, under a ``N errors`` heading when there are several.
+    """
+
+    def __init__(self, message: str, errors: Sequence[str] | None = None):
+        super().__init__(message)
+        self.errors = list(errors) if errors else [message]
+
+
+class _Errors:
+    """Collects a config's mistakes so that all of them are reported at once."""
+
+    def __init__(self, where: str):
+        self.where, self.lines, self.failed = where, [], set()
+
+    def add(self, message: str) -> None:
+        self.lines.append(message)
+
+    def check(self, key: Key, value):
+        """``value`` checked against ``key``; its default (and ``key`` noted as failed) when
+        it is wrong, so later checks go on with a value of the right type."""
+        try:
+            return _check_value(key, value, self.where)
+        except ConfigError as exc:
+            self.lines.extend(exc.errors)
+            self.failed.add(key.path)
+            return _copy(key.default)
+
+    def raise_any(self) -> None:
+        if not self.lines:
+            return
+        if len(self.lines) == 1:
+            raise ConfigError(self.lines[0])
+        n = len(self.where)
+        shown = [line[n:] if n and line.startswith(self.where) else line for line in self.lines]
+        head = f"{self.where}{len(self.lines)} errors:"
+        raise ConfigError("\n".join([head, *(f"  {line}" for line in shown)]), self.lines)
 
 
 # --------------------------------------------------------------------------- allowed values, lazily
-# Imported when a value is checked, not with this module: the backbone and strategy tables import
-# Keras, and a pipeline file's syntax errors should be reported without waiting for it.
+# Imported when a value is checked, not with this module, so a pipeline file's syntax errors are
+# reported before any table loads. None of these tables imports Keras (tests/test_newcomer_fast.py).
 def _backbones() -> list[str]:
     from featx.backbones import list_backbones
 
@@ -85,6 +123,9 @@ SCHEMA: tuple[Key, ...] = (
         "or CSV (path,label[,split]); relative to the working directory, else to the TOML file"),
     Key("data", "fetch", "str", "", "what to download and where to put it, shown when the data is "
         "missing"),
+    Key("data", "path_column", "str", "path", "a CSV's column of image paths (`--path-column`)"),
+    Key("data", "label_column", "str", "label", "a CSV's column of class names "
+        "(`--label-column`)"),
     Key("data", "test_size", "float", 0.2, "test fraction, used only when the data has no test "
         "split"),
     Key("data", "val_size", "float", 0.0, "validation fraction when the data has none (0: none; "
@@ -117,7 +158,8 @@ SCHEMA: tuple[Key, ...] = (
         "extract.backbone)", lambda: ["", *_backbones()]),
     Key("finetune", "input_size", "int|list[int]", 0, "fine-tuning input size (0: "
         "extract.input_size, else the backbone's own); smaller is much faster on CPU"),
-    Key("finetune", "epochs", "int", 3, "epochs per phase"),
+    Key("finetune", "epochs", "int", 10, "epochs per phase (as `FineTunedClassifier`; "
+        "`featx finetune`/`compare` default to 3, CPU-sized)"),
     Key("finetune", "learning_rate", "float", 0.0, "learning rate of every phase (0: the "
         "strategy's default)"),
     Key("finetune", "batch_size", "int", 32, "training batch size"),
@@ -145,7 +187,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("report", "out", "str", "", "report folder ('': reports/<pipeline file name>)"),
     Key("report", "title", "str", "", "report title ('': from the pipeline file name)"),
     Key("report", "plots", "list[str]", ["comparison", "confusion", "learning_curves",
-                                         "few_shot", "augmentation"],
+                                         "few_shot", "augmentation", "misclassified"],
         "PNG plots to draw ([]: none, no matplotlib needed)", _plots),
     Key("report", "few_shot", "list[int]", [1, 2, 5, 10, 20, 0], "examples per class for the "
         "few-shot curve (0: all)"),
@@ -190,21 +232,20 @@ def _check_value(key: Key, value, where: str) -> Any:
     allowed = key.allowed_values()
     if allowed is not None:
         items = value if isinstance(value, list) else [value]
-        for i, item in enumerate(items):
-            if item not in allowed:
-                index = f"[{i}]" if isinstance(value, list) else ""
-                raise ConfigError(
-                    f"{where}{key.path}{index} = {item!r} is not allowed."
-                    f"{close_matches(item, allowed)} "
-                    f"Allowed: {', '.join(map(repr, allowed))}")
+        wrong = [f"{where}{key.path}{f'[{i}]' if isinstance(value, list) else ''} = {item!r} "
+                 f"is not allowed.{close_matches(item, allowed)} "
+                 f"Allowed: {', '.join(map(repr, allowed))}"
+                 for i, item in enumerate(items) if item not in allowed]
+        if wrong:
+            raise ConfigError(wrong[0], wrong)
     if key.type.startswith("float"):
         value = float(value)
     return value
 
 
-def _check_range(cfg: dict, where: str) -> None:
+def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
     def fail(path, value, what):
-        raise ConfigError(f"{where}{path} must be {what}, got {value!r}")
+        errors.add(f"{where}{path} must be {what}, got {value!r}")
 
     d = cfg["data"]
     for name in ("test_size", "val_size"):
@@ -233,13 +274,18 @@ def _check_range(cfg: dict, where: str) -> None:
         allowed = _augment_options()
         for name in cfg["finetune"]["augment"]:
             if name not in allowed:
-                raise ConfigError(f"{where}finetune.augment.{name} is not an augmentation option."
-                                  f"{close_matches(name, allowed)} Allowed: {', '.join(allowed)}")
-    if not cfg["heads"]["names"] and not cfg["finetune"]["strategies"]:
-        raise ConfigError(f"{where}nothing to compare: heads.names and finetune.strategies are "
-                          "both empty; name at least one head or fine-tuning strategy")
-    if bool(d["name"]) == bool(d["path"]):
-        raise ConfigError(
+                errors.add(f"{where}finetune.augment.{name} is not an augmentation option."
+                           f"{close_matches(name, allowed)} Allowed: {', '.join(allowed)}")
+    compared = {"heads.names", "finetune.strategies"}
+    if not cfg["heads"]["names"] and not cfg["finetune"]["strategies"] \
+            and not compared & errors.failed:
+        errors.add(f"{where}nothing to compare: heads.names and finetune.strategies are "
+                   "both empty; name at least one head or fine-tuning strategy")
+    for name in ("path_column", "label_column"):
+        if not d[name].strip():
+            fail(f"data.{name}", d[name], "a column name (not empty)")
+    if bool(d["name"]) == bool(d["path"]) and not {"data.name", "data.path"} & errors.failed:
+        errors.add(
             f"{where}[data] needs exactly one of data.name (a built-in: "
             f"{', '.join(BUILTIN_DATA)}) or data.path (a folder or CSV); got "
             f"name={d['name']!r}, path={d['path']!r}")
@@ -252,9 +298,14 @@ def source_label(source) -> str:
 def validate_config(raw: Mapping, source: str | None = None) -> dict:
     """Check ``raw`` (a parsed TOML document) against :data:`SCHEMA`; fill in defaults.
 
-    Raises :class:`ConfigError` naming the first offending key.
+    Raises
+    ------
+    ConfigError
+        Naming every offending key at once (``errors``: one line each); a key with a wrong
+        type or value is checked further as if it held its default.
     """
     where = source_label(source)
+    errors = _Errors(where)
     all_keys: dict[str, str] = {}
     for k in SCHEMA:  # key name -> its first section's path, for "did you mean extract.backbone"
         all_keys.setdefault(k.name, k.path)
@@ -263,29 +314,30 @@ def validate_config(raw: Mapping, source: str | None = None) -> dict:
         if section not in SECTIONS:
             hint = (f" Did you mean {all_keys[section]!r}?" if section in all_keys
                     else close_matches(section, list(SECTIONS)))
-            raise ConfigError(f"{where}unknown section or key {section!r}.{hint} Sections: "
-                              f"{', '.join(f'[{s}]' for s in SECTIONS)}")
-        if not isinstance(raw[section], Mapping):
-            raise ConfigError(f"{where}{section} must be a table ([{section}]), got "
-                              f"{raw[section]!r}")
+            errors.add(f"{where}unknown section or key {section!r}.{hint} Sections: "
+                       f"{', '.join(f'[{s}]' for s in SECTIONS)}")
+        elif not isinstance(raw[section], Mapping):
+            errors.add(f"{where}{section} must be a table ([{section}]), got {raw[section]!r}")
     for section, keys in SECTIONS.items():
-        given = dict(raw.get(section, {}))
+        given = raw.get(section, {})
+        given = dict(given) if isinstance(given, Mapping) else {}
         for name in given:
             if name not in keys:
                 hint = close_matches(name, list(keys))
                 if not hint and name in all_keys:
                     hint = f" Did you mean {all_keys[name]!r}?"
-                raise ConfigError(f"{where}unknown key {section}.{name}.{hint} Keys of "
-                                  f"[{section}]: {', '.join(keys)}")
+                errors.add(f"{where}unknown key {section}.{name}.{hint} Keys of "
+                           f"[{section}]: {', '.join(keys)}")
         cfg[section] = {
-            name: _check_value(key, given[name], where) if name in given else _copy(key.default)
+            name: errors.check(key, given[name]) if name in given else _copy(key.default)
             for name, key in keys.items()
         }
     b = cfg["extract"]["backbone"]
     cfg["extract"]["backbone"] = [b] if isinstance(b, str) else list(b)
-    if not cfg["extract"]["backbone"]:
-        raise ConfigError(f"{where}extract.backbone must name at least one backbone, got []")
-    _check_range(cfg, where)
+    if not cfg["extract"]["backbone"] and "extract.backbone" not in errors.failed:
+        errors.add(f"{where}extract.backbone must name at least one backbone, got []")
+    _check_range(cfg, where, errors)
+    errors.raise_any()
     return cfg
 
 

@@ -1,10 +1,12 @@
 """Reports: the folder a comparison run leaves (``report.md``, ``report.json``, PNG plots).
 
 :mod:`~featx.report.writer` writes it; :mod:`~featx.report.few_shot` computes the few-shot curve
-(no matplotlib) and :mod:`~featx.report.plots` draws the pictures (matplotlib, ``featx[plots]``,
+(no matplotlib), :mod:`~featx.report.details` the per-class metrics and library versions, and
+:mod:`~featx.report.plots` draws the pictures (matplotlib, ``featx[plots]``,
 imported when a plot is drawn).
 """
 
+from featx.report.details import library_versions, per_class_metrics
 from featx.report.few_shot import few_shot_curve
 from featx.report.plots import (
     augment_images,
@@ -13,11 +15,14 @@ from featx.report.plots import (
     plot_confusion,
     plot_few_shot,
     plot_learning_curves,
+    plot_misclassified,
+    worst_confusions,
 )
 from featx.report.writer import PLOTS, Report, rows_to_markdown, write_report
 
 __all__ = [
-    "PLOTS", "Report", "augment_images", "few_shot_curve", "plot_augmentation",
-    "plot_comparison", "plot_confusion", "plot_few_shot", "plot_learning_curves",
-    "rows_to_markdown", "write_report",
+    "PLOTS", "Report", "augment_images", "few_shot_curve", "library_versions",
+    "per_class_metrics", "plot_augmentation", "plot_comparison", "plot_confusion",
+    "plot_few_shot", "plot_learning_curves", "plot_misclassified", "rows_to_markdown",
+    "worst_confusions", "write_report",
 ]

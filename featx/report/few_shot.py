@@ -54,7 +54,9 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
     -------
     dict
         ``{"n_per_class": [...], "scores": {head: [mean...]}, "std": {head: [...]},
-        "chance": float, "failed": {head: [reason per point or None]}}``. A head that cannot fit
+        "chance": float, "failed": {head: [reason per point or None]}, "repeats": int}``: the
+        mean and standard deviation of each point are over ``repeats`` random subsamples (the
+        last point, every example, is fitted once). A head that cannot fit
         a point (e.g. a ``make`` estimator needing more samples) scores NaN there.
     """
     from sklearn.base import clone
@@ -76,6 +78,7 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
             ks.append(k)
     ks.sort()
     out = {"n_per_class": ks, "scores": {}, "std": {}, "failed": {},
+           "repeats": max(1, int(repeats)),
            "chance": float(np.max(np.bincount(yte)) / len(yte)) if len(yte) else None}
     for head in heads:
         build(head)  # an unknown name raises here, not as a NaN point

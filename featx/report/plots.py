@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = [
     "augment_images", "plot_augmentation", "plot_comparison", "plot_confusion", "plot_few_shot",
-    "plot_learning_curves",
+    "plot_learning_curves", "plot_misclassified", "worst_confusions",
 ]
 
 _DPI = 100
@@ -40,10 +40,10 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def _save(fig, path: str | os.PathLike, *, rect=None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(path, facecolor="white")
     return path
 
@@ -87,7 +87,8 @@ def plot_confusion(matrix, class_names: Sequence[str], path, *, title: str = "")
     fig = _figure(size + 1, size)
     ax = fig.add_subplot()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("fraction of the true class (row-normalised); cells: image counts", fontsize=8)
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), class_names, fontsize=8)
     if k <= 30:
@@ -101,31 +102,53 @@ def plot_confusion(matrix, class_names: Sequence[str], path, *, title: str = "")
     return _save(fig, path)
 
 
-def plot_learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], path) -> Path:
-    """Loss (left) and accuracy (right) per epoch for every fine-tune; validation dashed."""
-    fig = _figure(10, 4)
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf"]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def plot_learning_curves(histories: Mapping[str, Mapping[str, Any]], path) -> Path:
+    """Loss (left) and accuracy (right) per epoch for every fine-tune; validation dashed.
+
+    Each fine-tune gets its own colour and marker. A history's ``"warm_start"`` entry (a dict
+    with ``accuracy``, ``val_accuracy``, ``val_loss``: the linear probe on frozen features the
+    network starts from) is drawn as epoch 0, so the curves show whether fine-tuning improved on
+    the probe. The x axis has integer epochs, also for a single epoch.
+    """
+    fig = _figure(10, 4.2)
     ax_loss, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    cycle = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    last, has_warm = 1, False
     for i, (name, hist) in enumerate(histories.items()):
-        c = cycle[i % len(cycle)]
+        c, m = _COLORS[i % len(_COLORS)], _MARKERS[i % len(_MARKERS)]
+        warm = hist.get("warm_start") or {}
         for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
             for prefix, style in (("", "-"), ("val_", "--")):
-                values = hist.get(prefix + key)
+                values = list(hist.get(prefix + key) or [])
+                epochs = list(range(1, len(values) + 1))
+                if warm.get(prefix + key) is not None:
+                    values, epochs, has_warm = [warm[prefix + key], *values], [0, *epochs], True
                 if values:
-                    ax.plot(range(1, len(values) + 1), values, style, color=c, marker="o",
-                            markersize=3, label=f"{name} {prefix or 'train_'}{key}")
+                    last = max(last, epochs[-1])
+                    ax.plot(epochs, values, style, color=c, marker=m, markersize=5,
+                            markerfacecolor=c if prefix else "white",
+                            label=f"{name} {'validation' if prefix else 'train'}")
+    first = 0 if has_warm else 1
+    ticks = list(range(first, last + 1))
+    step = max(1, math.ceil(len(ticks) / 15))
     for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlim(first - 0.5, last + 0.5)
+        ax.set_xticks(ticks[::step], [("0\nwarm start" if t == 0 else str(t))
+                                      for t in ticks[::step]])
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     ax_acc.set_ylim(0, 1.02)
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle("Fine-tuning learning curves", fontsize=10)
+    title = "Fine-tuning learning curves (solid: train, dashed: validation)"
+    if has_warm:
+        title += "; epoch 0: the warm start, a linear probe on frozen features"
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
@@ -137,8 +160,8 @@ def plot_few_shot(curve: Mapping, path) -> Path:
     for head, values in curve["scores"].items():
         mean = np.asarray(values, dtype=float)
         std = np.asarray(curve.get("std", {}).get(head, np.zeros_like(mean)), dtype=float)
-        ax.plot(x, mean, marker="o", label=head)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+        (line,) = ax.plot(x, mean, marker="o", label=head)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.15, color=line.get_color())
     if curve.get("chance"):
         ax.axhline(curve["chance"], linestyle=":", color="grey", label="chance")
     ax.set_xscale("log")
@@ -149,7 +172,17 @@ def plot_few_shot(curve: Mapping, path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"Few-shot curve ({curve.get('backbone', 'frozen features')})", fontsize=10)
-    return _save(fig, path)
+    fig.text(0.01, 0.01, few_shot_band_text(curve), fontsize=7, color="#444444", wrap=True)
+    return _save(fig, path, rect=(0, 0.06, 1, 1))
+
+
+def few_shot_band_text(curve: Mapping) -> str:
+    """What the shaded band of the few-shot plot is (the plot's footnote and report.md's)."""
+    repeats = curve.get("repeats")
+    draws = f"{repeats} random draws" if repeats else "the random draws"
+    return (f"Line: mean test accuracy over {draws} of k training examples per class; shaded "
+            "band: \u00b11 standard deviation across those draws (none at the last point, "
+            "which uses every example).")
 
 
 def augment_images(images: np.ndarray, n_variants: int = 5, *, augment: Any = "default",
@@ -193,4 +226,51 @@ def plot_augmentation(images: np.ndarray, path, *, n_variants: int = 5, augment:
             if j == 0 and titles is not None:
                 ax.set_ylabel(str(titles[i]), fontsize=8)
     fig.suptitle("Fine-tuning augmentation preview", fontsize=10)
+    return _save(fig, path)
+
+
+def worst_confusions(true, pred, *, limit: int = 16) -> list[int]:
+    """Indices of misclassified images, the most frequent (true, predicted) pairs first, at
+    most ``limit`` and at most 4 per pair (so one confusion does not fill the gallery)."""
+    true, pred = np.asarray(true), np.asarray(pred)
+    wrong = np.flatnonzero(true != pred)
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for i in wrong:
+        pairs.setdefault((int(true[i]), int(pred[i])), []).append(int(i))
+    ranked = sorted(pairs.values(), key=lambda idx: (-len(idx), idx[0]))
+    out: list[int] = []
+    for per in (4, None):  # up to 4 per pair, then fill up from the largest pairs
+        for idx in ranked:
+            out += [i for i in idx[:per] if i not in out]
+    return out[:limit]
+
+
+def plot_misclassified(paths: Sequence[str], true, pred, class_names: Sequence[str], path, *,
+                       title: str = "", limit: int = 16, thumb: int = 96) -> Path:
+    """A gallery of misclassified test images, the worst confusions first
+    (:func:`worst_confusions`): each thumbnail titled with its true and predicted label."""
+    from featx.images import read_image
+
+    true, pred = np.asarray(true), np.asarray(pred)
+    picks = worst_confusions(true, pred, limit=limit)
+    cols = max(1, min(4, len(picks)))
+    rows = max(1, math.ceil(len(picks) / cols))
+    fig = _figure(2.3 * cols, 2.5 * rows + 0.6)
+    for n, i in enumerate(picks):
+        ax = fig.add_subplot(rows, cols, n + 1)
+        try:
+            ax.imshow(read_image(paths[i], size=(thumb, thumb)))
+        except Exception:  # noqa: BLE001 - a file gone since the run: an empty tile
+            ax.text(0.5, 0.5, "unreadable", ha="center", va="center", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"true: {class_names[true[i]]}\npredicted: {class_names[pred[i]]}",
+                     fontsize=8, color="#b22222")
+    if not picks:
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no misclassified test image", ha="center", va="center")
+    n_wrong = int(np.sum(true != pred))
+    fig.suptitle(f"{title or 'Misclassified test images'}: {n_wrong} of {len(true)} wrong; "
+                 f"{len(picks)} shown, most frequent confusions first", fontsize=10)
     return _save(fig, path)

@@ -12,7 +12,12 @@ Plots (:data:`PLOTS`), each drawn by a function ``featx.report.plots.plot_*(...,
 ``learning_curves`` loss and accuracy per epoch of each fine-tune (from its ``history_``)
 ``few_shot``        test accuracy vs training examples per class, for the frozen heads
 ``augmentation``    a few training images next to augmented variants of them
+``misclassified``   thumbnails of the best model's misclassified test images, worst first
 ==================  ===========================================================================
+
+``report.json`` and ``report.md`` also hold the best model's per-class precision, recall and F1
+(from its confusion matrix), the library versions (:func:`featx.report.details.library_versions`)
+and, from a pipeline, the seed, backbones and feature-cache keys (``run``).
 """
 
 from __future__ import annotations
@@ -27,13 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from featx.evaluate import comparison_markdown
+from featx.report.details import library_versions, per_class_metrics
 from featx.report.plots import (
+    few_shot_band_text,
     metric_value,
     plot_augmentation,
     plot_comparison,
     plot_confusion,
     plot_few_shot,
     plot_learning_curves,
+    plot_misclassified,
+    worst_confusions,
 )
 from featx.utils.jsonable import jsonable
 from featx.utils.tables import format_cell, markdown_table
@@ -48,6 +57,9 @@ PLOTS: dict[str, tuple[str, str]] = {
     "learning_curves": ("learning_curves.png", "fine-tuning loss and accuracy per epoch"),
     "few_shot": ("few_shot.png", "accuracy vs training examples per class (frozen heads)"),
     "augmentation": ("augmentation.png", "training images and augmented variants"),
+    "misclassified": ("misclassified.png",
+                      "misclassified test images of the best model, most frequent confusions "
+                      "first"),
 }
 
 
@@ -142,9 +154,16 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
     for name, path in plots.items():
         lines += [f"### {captions.get(name, name).capitalize()}", "",
                   f"![{name}]({Path(path).name})", ""]
+    per_class = d.get("per_class")
+    if per_class and per_class.get("rows"):
+        lines += [f"## Per class: `{per_class.get('name')}` on the test split", "",
+                  "Precision: of the images predicted as the class, the share that are; recall: "
+                  "of the images of the class, the share found; F1: their harmonic mean; "
+                  "support: test images of the class.", "",
+                  rows_to_markdown(per_class["rows"])]
     fs = d.get("few_shot")
     if fs and fs.get("scores"):
-        lines += ["## Few-shot (frozen features)", ""]
+        lines += ["## Few-shot (frozen features)", "", few_shot_band_text(fs), ""]
         rows = [{"examples/class": k, **{h: v[i] for h, v in fs["scores"].items()}}
                 for i, k in enumerate(fs["n_per_class"])]
         lines.append(rows_to_markdown(rows))
@@ -153,11 +172,18 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
             lines += [f"## Fine-tune `{name}`: per epoch", ""]
             keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in hist]
             n = max(len(hist[k]) for k in keys) if keys else 0
-            lines.append(rows_to_markdown(
-                [{"epoch": i + 1, **{k: hist[k][i] for k in keys if i < len(hist[k])}}
-                 for i in range(n)]))
+            warm = hist.get("warm_start") or {}
+            first = [{"epoch": "0 (warm start)", **{k: warm[k] for k in keys if k in warm}}] \
+                if warm else []
+            if warm:
+                lines += ["Epoch 0 is the warm start: a linear probe fitted on frozen features "
+                          "and folded into the classifier; later epochs beat it or not.", ""]
+            lines.append(rows_to_markdown(first + [
+                {"epoch": i + 1, **{k: hist[k][i] for k in keys if i < len(hist[k])}}
+                for i in range(n)], columns=["epoch", *keys]))
     if d.get("advice"):
         lines += ["## Advice", "", str(d["advice"].get("text", "")), ""]
+    lines += _run_markdown(d)
     timings = d.get("timings") or {}
     if timings:
         lines += ["## Timings (seconds)", "", rows_to_markdown([timings]), ""]
@@ -166,11 +192,27 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
+def _run_markdown(d: dict) -> list[str]:
+    """The "Run" section: seed, backbones, cache keys, library versions."""
+    run, versions = d.get("run") or {}, d.get("versions") or {}
+    lines = ["## Run", ""]
+    if run.get("seed") is not None:
+        lines.append(f"- seed: `{run['seed']}`")
+    for b in run.get("backbones") or []:
+        cached = b.get("cache_file")
+        lines.append(f"- backbone `{b.get('backbone')}` (weights `{b.get('weights')}`): "
+                     f"cache key `{b.get('cache_key')}`"
+                     + (f", features in `{cached}`" if cached else ""))
+    if versions:
+        lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    return lines + [""] if len(lines) > 2 else []
+
+
 def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: str = "",
                  data: Mapping | None = None, confusion: Mapping | None = None,
                  histories: Mapping | None = None, few_shot: Mapping | None = None,
                  augmentation: Mapping | None = None, plots: Sequence[str] = tuple(PLOTS),
-                 extra: Mapping | None = None) -> Report:
+                 misclassified: Mapping | None = None, extra: Mapping | None = None) -> Report:
     """Write ``report.md``, ``report.json`` and the requested PNGs into ``out_dir``.
 
     Parameters
@@ -180,17 +222,24 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         least ``name``, ``kind`` (``"head"`` or ``"finetune"``, which colours the bars) and
         ``accuracy``; an ``estimator`` is left out.
     confusion : dict, optional
-        ``{"name": str, "matrix": (k, k), "class_names": [...]}`` of the best model.
+        ``{"name": str, "matrix": (k, k), "class_names": [...]}`` of the best model; its
+        per-class precision, recall and F1 (``per_class``) are computed from it.
     histories : dict, optional
-        ``{fine-tune name: history dict}`` (Keras ``History.history``).
+        ``{fine-tune name: history dict}`` (Keras ``History.history``: ``loss``, ``accuracy``,
+        ``val_loss``, ``val_accuracy`` per epoch), optionally with ``"warm_start": {"accuracy",
+        "val_accuracy", "val_loss"}``, drawn and tabled as epoch 0.
     few_shot : dict, optional
         The output of :func:`featx.report.few_shot.few_shot_curve`.
     augmentation : dict, optional
         ``{"images": uint8 (n, h, w, 3), "augment": option dict or "default", "titles": [...]}``.
     plots : sequence of str
         Names from :data:`PLOTS`; a plot whose input is missing is left out.
+    misclassified : dict, optional
+        ``{"name": str, "paths": [...], "true": [class index...], "pred": [...],
+        "class_names": [...]}``: the best model's test predictions, for the gallery.
     extra : dict, optional
-        More keys for ``report.json`` (``config``, ``timings``, ``advice``, ...).
+        More keys for ``report.json`` (``config``, ``timings``, ``advice``, ``run``: ``{"seed",
+        "backbones": [{"backbone", "weights", "cache_key", "cache_file"}]}``, ...).
     """
     unknown = [p for p in plots if p not in PLOTS]
     if unknown:
@@ -216,6 +265,11 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
                              augmentation["images"], p, augment=augmentation.get("augment",
                                                                                   "default"),
                              titles=augmentation.get("titles"))),
+        "misclassified": (misclassified is not None and len(misclassified.get("paths", [])) > 0,
+                          lambda p: plot_misclassified(
+                              misclassified["paths"], misclassified["true"],
+                              misclassified["pred"], misclassified["class_names"], p,
+                              title=f"Misclassified by {misclassified.get('name', 'the model')}")),
     }
     for name in plots:
         ready, draw = inputs[name]
@@ -229,14 +283,29 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data": dict(data or {}), "results": rows, "best": best,
         "confusion": dict(confusion) if confusion else None,
+        "per_class": {"name": confusion.get("name"), "rows": per_class_metrics(
+            confusion["matrix"], confusion["class_names"])} if confusion else None,
+        "misclassified": _misclassified(misclassified),
         "histories": dict(histories or {}), "few_shot": dict(few_shot) if few_shot else None,
-        "plots": {k: v.name for k, v in made.items()}, **dict(extra or {}),
+        "plots": {k: v.name for k, v in made.items()}, "versions": library_versions(),
+        **dict(extra or {}),
     }
     payload = jsonable(payload, nan_as_none=True)
     (out / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(payload, made))
     files = {"report.md": out / "report.md", "report.json": out / "report.json", **made}
     return Report(out, rows, best, files, payload)
+
+
+def _misclassified(m: Mapping | None) -> dict | None:
+    """The gallery's images for ``report.json``: the count, and those shown, worst first."""
+    if m is None:
+        return None
+    true, pred, names = np.asarray(m["true"]), np.asarray(m["pred"]), m["class_names"]
+    shown = worst_confusions(true, pred)
+    return {"name": m.get("name"), "n_wrong": int(np.sum(true != pred)), "n_test": len(true),
+            "shown": [{"path": str(m["paths"][i]), "true": names[true[i]],
+                       "predicted": names[pred[i]]} for i in shown]}
 
 
 def _version() -> str:

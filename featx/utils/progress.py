@@ -1,11 +1,36 @@
-"""A dependency-free progress bar on stderr (images/s and ETA), drawn only on a terminal."""
+"""Progress and log output that works anywhere, and TensorFlow's start-up chatter kept off stderr.
+
+:class:`Progress` draws a live bar (rich) when its stream is a terminal and writes a plain line
+every :attr:`Progress.interval` seconds otherwise (logs, CI, ``nohup``, notebooks). :func:`say`
+sends featx's messages to the ``"featx"`` logger when someone gave it a handler (the ``featx``
+command does; so can an application) and to stderr otherwise. :func:`quiet_tensorflow` keeps
+TensorFlow's C++ start-up lines out of both; ``FEATX_TF_LOGS=1`` (or ``featx --debug``) keeps
+them.
+"""
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import logging
+import os
 import sys
 import time
+from contextlib import contextmanager
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "keep_tensorflow_logs", "logger", "quiet_tensorflow", "say"]
+
+#: featx's logger; the ``featx`` command gives it a handler writing to stderr.
+logger = logging.getLogger("featx")
+
+
+def say(message: str, level: int = logging.INFO, stream=None) -> None:
+    """Log ``message`` to the ``"featx"`` logger when it has a handler of its own, else print it
+    on ``stream`` (default: stderr), so ``verbose=1`` shows it without any logging set-up."""
+    if logger.handlers:
+        logger.log(level, message)
+    else:
+        print(message, file=stream if stream is not None else sys.stderr, flush=True)
 
 
 def _hms(seconds: float) -> str:
@@ -16,54 +41,180 @@ def _hms(seconds: float) -> str:
 class Progress:
     """``Progress(label, verbose)``; ``start(total)``, ``update(n)``, ``close(skipped)``.
 
-    ``verbose=0`` prints nothing. ``verbose>=1`` draws the bar when stderr is a TTY and reports
-    the skipped files (path and reason: the dataset's own ``skipped`` entries, then the images
-    extraction could not decode) on close either way.
+    ``verbose=0`` prints nothing. ``verbose>=1`` draws a live bar (rich) when ``stream`` is a
+    terminal, and otherwise writes plain lines (``label: done/total (pct) rate ETA``) at the
+    start, every :attr:`interval` seconds and at the end; on close it reports the skipped files
+    (path and reason: the dataset's own ``skipped`` entries, then the images extraction could
+    not decode) either way.
 
     Examples
     --------
-    >>> p = Progress("demo", verbose=0)
+    >>> import io
+    >>> out = io.StringIO()
+    >>> p = Progress("extract demo", verbose=1, stream=out)
     >>> p.start(10); p.update(10); p.close([])
+    >>> out.getvalue().splitlines()[0]
+    'extract demo: 0/10 images'
     """
+
+    #: seconds between two plain lines when the stream is not a terminal
+    interval = 10.0
 
     def __init__(self, label: str, verbose: int = 1, stream=None) -> None:
         self.label, self.verbose = label, int(verbose)
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total = self.done = 0
-        self.t0 = self._last_draw = time.monotonic()
+        self.t0 = self._last_line = time.monotonic()
+        self._bar = self._task = None
+
+    def _say(self, text: str, level: int = logging.INFO) -> None:
+        say(text, level, self.stream)
 
     def start(self, total: int) -> None:
         self.total, self.done = int(total), 0
-        self.t0 = time.monotonic()
+        self.t0 = self._last_line = time.monotonic()
+        if not self.verbose or not self.total:
+            return
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
+                            TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=Console(file=self.stream), transient=False)
+            self._task = self._bar.add_task(self.label, total=self.total, rate="")
+            self._bar.start()
+        else:
+            self._say(f"{self.label}: 0/{self.total} images")
 
     def waiting(self, where) -> None:
         if self.verbose:
-            print(f"{self.label}: waiting for another process writing {where}", file=self.stream)
+            self._say(f"{self.label}: waiting for another process writing {where}")
+
+    def _rate(self) -> float:
+        return self.done / max(time.monotonic() - self.t0, 1e-9)
 
     def update(self, n: int) -> None:
         self.done += int(n)
-        now = time.monotonic()
-        if self.verbose and self.tty and (now - self._last_draw > 0.2 or self.done >= self.total):
-            self._last_draw = now
-            rate = self.done / max(now - self.t0, 1e-9)
+        if not self.verbose:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, advance=int(n), rate=f"{self._rate():.1f} img/s")
+        elif not self.tty and self.total and self.done < self.total \
+                and time.monotonic() - self._last_line >= self.interval:
+            self._last_line = time.monotonic()
+            rate = self._rate()
             eta = (self.total - self.done) / rate if rate > 0 else 0.0
-            pct = 100.0 * self.done / max(self.total, 1)
-            width = 24
-            fill = int(width * self.done / max(self.total, 1))
-            self.stream.write(
-                f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
-                f"{pct:3.0f}% {rate:6.1f} img/s ETA {_hms(eta)} "
-            )
-            self.stream.flush()
+            self._say(f"{self.label}: {self.done}/{self.total} "
+                      f"({100.0 * self.done / self.total:.0f}%) {rate:.1f} img/s "
+                      f"ETA {_hms(eta)}")
 
     def close(self, skipped) -> None:
         if not self.verbose:
             return
-        if self.tty and self.total:
-            self.stream.write("\n")
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        elif not self.tty and self.total:
+            elapsed = time.monotonic() - self.t0
+            self._say(f"{self.label}: {self.done}/{self.total} images in {_hms(elapsed)} "
+                      f"({self._rate():.1f} img/s)")
         if skipped:
             lines = "".join(f"\n  {p}: {r}" for p, r in skipped[:10])
             more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
-            print(f"{self.label}: skipped {len(skipped)} file(s) (see FeatureSet.skipped):"
-                  f"{lines}{more}", file=self.stream)
+            self._say(f"{self.label}: skipped {len(skipped)} file(s) (see FeatureSet.skipped):"
+                      f"{lines}{more}", logging.WARNING)
+
+
+# --------------------------------------------------------------------------- TensorFlow's logs
+_QUIET = {"installed": False, "kept": False}
+_RETRACING = "triggered tf.function retracing"
+
+
+def keep_tensorflow_logs() -> None:
+    """Leave TensorFlow's logs alone from now on (``featx --debug`` calls this)."""
+    _QUIET["kept"] = True
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietFinder)]
+
+
+def _drop_retracing(record: logging.LogRecord) -> bool:
+    """A filter on the ``"tensorflow"`` logger: drops only its ``tf.function retracing``
+    warning, which a featx run triggers by design (each fine-tuning phase is compiled anew)."""
+    return _RETRACING not in record.getMessage()
+
+
+@contextmanager
+def _stderr_to_devnull():
+    """File descriptor 2 sent to /dev/null: the C++ lines never pass through ``sys.stderr``."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreters)
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs the real loader of ``tensorflow`` with stderr's descriptor sent to /dev/null."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__loader__ = self.loader
+        with _stderr_to_devnull():
+            self.loader.exec_module(module)
+
+
+class _QuietFinder(importlib.abc.MetaPathFinder):
+    """One-shot: finds ``tensorflow`` with the other finders and wraps its loader."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up chatter (oneDNN, CUDA, ``cuInit``, CPU-feature lines) off
+    stderr, once per process and only where the user has not asked for it.
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless it is set already, imports ``tensorflow`` (whenever
+    that happens) with file descriptor 2 sent to /dev/null (absl's early lines ignore the
+    variable), and filters the ``tf.function retracing`` warning from the ``"tensorflow"``
+    logger. Python exceptions are untouched. Does nothing when ``FEATX_TF_LOGS`` is set to
+    anything but ``0`` or after :func:`keep_tensorflow_logs`.
+    """
+    if _QUIET["installed"] or _QUIET["kept"] or os.environ.get("FEATX_TF_LOGS", "0") != "0":
+        return
+    _QUIET["installed"] = True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tensorflow").addFilter(_drop_retracing)
+    if "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _QuietFinder())

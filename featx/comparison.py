@@ -3,7 +3,8 @@
 The frozen heads fit on features extracted once (and cached); each fine-tuning strategy trains the
 whole network on the same images, warm-started from those same cached features. Every row reports
 test accuracy, macro-F1, balanced accuracy, training seconds and the backbone forward passes it
-cost (images x epochs, counted), in the schema of :data:`featx.evaluate.ROW_KEYS`.
+cost in this call (counted: 0 for heads whose features came from the cache; images x epochs for
+fine-tuning), in the schema of :data:`featx.evaluate.ROW_KEYS`.
 
 :func:`run_comparison` is the one comparison loop: :func:`compare` returns its table, and
 :func:`featx.pipeline.run_pipeline` runs it once per backbone and keeps the rest (features,
@@ -97,7 +98,7 @@ def _reusable(backbone, weights, input_size, params, extract_params) -> bool:
 
 def run_comparison(train, test, *, validation=None, backbone: str = "efficientnet_lite0",
                    weights="imagenet", heads: Sequence[str] = DEFAULT_HEADS,
-                   finetune: Sequence[str] = ("staged",), finetune_params: Mapping | None = None,
+                   finetune: Sequence[str] = (), finetune_params: Mapping | None = None,
                    cache=None, input_size=None, decoder: str = "pillow",
                    extract_params: Mapping | None = None, cv=None, verbose: int = 0,
                    echo: Callable[[str], Any] | None = None) -> Comparison:
@@ -117,7 +118,8 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     cv : None, int or CV splitter, optional
         Grid search of the heads, as in :func:`featx.evaluate.evaluate_heads`.
     verbose : int, default=0
-        Progress of the extraction; 2 and up also shows each fine-tune's epochs.
+        Progress of the extraction and, 1 and up, one line per fine-tuning epoch (2: Keras's
+        own bar too).
     echo : callable, optional
         Called with a line before each fine-tune starts.
 
@@ -131,7 +133,7 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     Examples
     --------
     >>> import featx
-    >>> from featx.compare import run_comparison
+    >>> from featx.comparison import run_comparison
     >>> data = featx.load_clothing_mini()
     >>> train, test = (data[s].subset(range(0, len(data[s]), 4)) for s in ("train", "test"))
     >>> result = run_comparison(train, test, backbone="mobilenet_v2", weights=None,
@@ -143,14 +145,16 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     """
     from featx.backbones import get_backbone_spec, resolve_input_size
     from featx.evaluate import evaluate_heads, score_predictions
-    from featx.extract import extract_features
+    from featx.extract import extract_features, forward_pass_count
     from featx.finetune import FineTunedClassifier
 
     timings = {}
     start = time.perf_counter()
     kw = dict(backbone=backbone, weights=weights, input_size=input_size, cache=cache,
               decoder=decoder, verbose=verbose, **dict(extract_params or {}))
+    passes = forward_pass_count()
     train_fs, test_fs = extract_features(train, **kw), extract_features(test, **kw)
+    passes = forward_pass_count() - passes  # 0 when every feature came from the cache
     timings["extract_s"] = time.perf_counter() - start
     size = list(resolve_input_size(get_backbone_spec(backbone), input_size))
 
@@ -159,7 +163,7 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     for i, row in enumerate(table.rows):  # the schema's leading keys first
         table.rows[i] = {"name": row["name"], "kind": row["kind"], "backbone": backbone,
                          "input_size": size, **row,
-                         "backbone_forward_passes": len(train_fs) + len(test_fs)}
+                         "backbone_forward_passes": passes}
     timings["heads_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -168,7 +172,7 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     index = {c: i for i, c in enumerate(test_fs.class_names)}
     for name, params in _per_strategy(finetune, finetune_params).items():
         params = {"input_size": input_size, "cache": cache, "decoder": decoder,
-                  "verbose": 1 if verbose >= 2 else 0, **params}
+                  "verbose": verbose, **params}
         warm = train_fs.features if _reusable(backbone, weights, input_size, params,
                                               extract_params) else None
         est = FineTunedClassifier(backbone, weights=weights, strategy=name,
@@ -200,7 +204,7 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
 
 def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0",
             weights="imagenet", heads: Sequence[str] = DEFAULT_HEADS,
-            finetune: Sequence[str] = ("staged",), finetune_params: Mapping | None = None,
+            finetune: Sequence[str] = (), finetune_params: Mapping | None = None,
             cache=None, input_size=None, decoder: str = "pillow"):
     """Evaluate frozen heads and fine-tuning strategies on the same split.
 
@@ -215,8 +219,11 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         ``decoder``.
     heads : sequence of str
         Frozen heads (names from :func:`featx.heads.list_heads`).
-    finetune : sequence of str
-        Strategies (rows of :data:`featx.finetune.STRATEGIES`); empty for heads only.
+    finetune : sequence of str, default=()
+        Strategies (rows of :data:`featx.finetune.STRATEGIES`) to fine-tune, e.g.
+        ``("staged",)``; empty (the default) for heads only. Fine-tuning is opt-in everywhere:
+        ``featx compare --finetune staged`` and a pipeline's ``finetune.strategies`` default to
+        none too. *Changed:* the default was ``("staged",)``.
     finetune_params : dict, optional
         :class:`~featx.finetune.FineTunedClassifier` parameters, shared, or keyed by strategy
         name (``{"blocks": {"epochs": 3}, "staged": {...}}``). An ``input_size`` here fine-tunes
@@ -230,10 +237,12 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
     HeadTable
         Rows of :data:`featx.evaluate.ROW_KEYS`: frozen rows (``kind="head"``) then fine-tune
         rows (``kind="finetune"``, named ``finetune:<strategy>``, with the fitted ``estimator``).
-        ``backbone_forward_passes`` is the backbone work a row needs: the feature extraction
-        (``n_train + n_test``, shared by every head and paid once, then cached) for heads; for
-        fine-tuning the images of every epoch, validation, warm-start features not found in the
-        cache, and the test predictions. The loop is :func:`run_comparison`.
+        ``backbone_forward_passes`` is the backbone work this call ran for a row, counted
+        (:func:`featx.extract.forward_pass_count`): for heads, the images the extraction sent
+        through the backbone (``n_train + n_test`` on a cold cache, shared by every head; 0 when
+        every feature came from the cache); for fine-tuning the images of every epoch,
+        validation, warm-start features not found in the cache, and the test predictions. The
+        loop is :func:`run_comparison`.
     """
     return run_comparison(train, test, validation=validation, backbone=backbone, weights=weights,
                           heads=heads, finetune=finetune, finetune_params=finetune_params,
