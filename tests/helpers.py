@@ -7,6 +7,7 @@ each other. Test data, such as image files and datasets, comes from the factory 
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,26 @@ def not_blank(path) -> bool:
 
     pixels = np.asarray(Image.open(path).convert("RGB"))
     return bool(pixels.std() > 0 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1)
+
+
+# --------------------------------------------------------------------------- pickle opcodes
+# Checkpoints written opcode by opcode (protocol 2), as torch.save lays them out, so the .pth
+# reader's tests need no torch.
+def pickle_global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def pickle_str(s: str) -> bytes:
+    raw = s.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def pickle_int(i: int) -> bytes:
+    return b"J" + struct.pack("<i", i)
+
+
+def pickle_tuple(*items: bytes) -> bytes:
+    return b"(" + b"".join(items) + b"t"
+
+
+PICKLE_ODICT = pickle_global("collections", "OrderedDict") + b")R"

@@ -8,6 +8,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import PICKLE_ODICT as _ODICT
+from helpers import pickle_global as _glob
+from helpers import pickle_int as _int
+from helpers import pickle_str as _str
+from helpers import pickle_tuple as _tuple
 
 from featx.backbones._pth import load_pth
 
@@ -16,24 +21,7 @@ from featx.backbones._pth import load_pth
 # them out, so these tests need no torch.
 
 
-def _glob(module: str, name: str) -> bytes:
-    return b"c" + f"{module}\n{name}\n".encode()
 
-
-def _str(s: str) -> bytes:
-    raw = s.encode()
-    return b"X" + struct.pack("<I", len(raw)) + raw
-
-
-def _int(i: int) -> bytes:
-    return b"J" + struct.pack("<i", i)
-
-
-def _tuple(*items: bytes) -> bytes:
-    return b"(" + b"".join(items) + b"t"
-
-
-_ODICT = _glob("collections", "OrderedDict") + b")R"
 
 
 def _tensor(stype, key, numel, offset, shape, stride, *, legacy, parameter=False) -> bytes:

@@ -33,6 +33,11 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from helpers import PICKLE_ODICT as _ODICT
+from helpers import pickle_global as _global
+from helpers import pickle_int as _int
+from helpers import pickle_str as _str
+from helpers import pickle_tuple as _tuple
 from keras import layers
 
 from featx.backbones import _pth
@@ -369,24 +374,6 @@ def test_fuzz_converted_weights_file(tiny, tmp_path):
 # Written opcode by opcode (pickle protocol 2), as torch.save lays them out.
 
 
-def _global(module: str, name: str) -> bytes:
-    return b"c" + f"{module}\n{name}\n".encode()
-
-
-def _str(s: str) -> bytes:
-    raw = s.encode()
-    return b"X" + struct.pack("<I", len(raw)) + raw
-
-
-def _int(i: int) -> bytes:
-    return b"J" + struct.pack("<i", i)
-
-
-def _tuple(*items: bytes) -> bytes:
-    return b"(" + b"".join(items) + b"t"
-
-
-_ODICT = _global("collections", "OrderedDict") + b")R"
 _REBUILD = _global("torch._utils", "_rebuild_tensor_v2")
 
 

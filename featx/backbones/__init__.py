@@ -13,7 +13,6 @@ Keras is already imported, it is imported at once (its layers are registered for
 ``keras.saving``).
 """
 
-import importlib
 import sys
 from typing import TYPE_CHECKING
 
@@ -34,6 +33,7 @@ from featx.backbones._weights import (
     check_weights,
     weights_fingerprint,
 )
+from featx.utils.lazy import lazy_names
 
 # name -> the private module that defines it; importing any of them imports Keras
 _KERAS_PARTS = {
@@ -67,21 +67,7 @@ __all__ = [
     "weights_fingerprint",
 ]
 
-
-def __getattr__(name: str):
-    module = _KERAS_PARTS.get(name)
-    if module is None:  # AttributeError lets `from featx.backbones import _pth` import a module
-        raise AttributeError(f"module 'featx.backbones' has no attribute {name!r}")
-    from featx.utils.progress import quiet_tensorflow
-
-    quiet_tensorflow()
-    value = getattr(importlib.import_module(f"featx.backbones.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _KERAS_PARTS, __all__)
 
 
 if "keras" in sys.modules:  # Keras is here already: register featx's layers with it now

@@ -12,11 +12,11 @@ against them without starting TensorFlow; :class:`FineTunedClassifier` imports K
 (through :func:`featx.utils.progress.quiet_tensorflow`, as :mod:`featx.backbones` does).
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
 from featx.finetune.augment import AUGMENTATIONS, DEFAULT_AUGMENT, resolve_augment
 from featx.finetune.strategies import STRATEGIES
+from featx.utils.lazy import lazy_names
 
 # name -> the module that defines it; importing any of them imports Keras
 _KERAS_PARTS = {"FineTunedClassifier": "estimator"}
@@ -24,21 +24,7 @@ _KERAS_PARTS = {"FineTunedClassifier": "estimator"}
 __all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENT", "STRATEGIES", "FineTunedClassifier",
            "resolve_augment"]
 
-
-def __getattr__(name: str):
-    module = _KERAS_PARTS.get(name)
-    if module is None:  # AttributeError lets `from featx.finetune import data` import a module
-        raise AttributeError(f"module 'featx.finetune' has no attribute {name!r}")
-    from featx.utils.progress import quiet_tensorflow
-
-    quiet_tensorflow()
-    value = getattr(importlib.import_module(f"featx.finetune.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _KERAS_PARTS, __all__)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
