@@ -20,6 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from featx.backbones import check_weights, get_backbone_spec, resolve_input_size
+from featx.data import ImageDataset
+from featx.evaluate import evaluate_heads, score_predictions
+from featx.extract import extract_features, forward_pass_count
+
 __all__ = ["Comparison", "compare", "run_comparison"]
 
 DEFAULT_HEADS = ("logreg", "svm", "rf", "mlp", "knn")
@@ -36,8 +41,6 @@ def _per_strategy(finetune: Sequence[str], finetune_params: Mapping | None) -> d
 
 def _as_dataset(fs):
     """The images a FeatureSet actually holds (unreadable ones were skipped), as a dataset."""
-    from featx.data import ImageDataset
-
     return ImageDataset(list(fs.paths), np.asarray(fs.labels), list(fs.class_names))
 
 
@@ -76,8 +79,6 @@ class Comparison:
 
 def _same_size(backbone: str, a, b) -> bool:
     """Whether two ``input_size`` values mean the same pixels for ``backbone``."""
-    from featx.backbones import get_backbone_spec, resolve_input_size
-
     spec = get_backbone_spec(backbone)
     return resolve_input_size(spec, a) == resolve_input_size(spec, b)
 
@@ -87,8 +88,6 @@ def _reusable(backbone, weights, input_size, params, extract_params) -> bool:
     the cache itself: pretrained weights (a random network is drawn anew by the fine-tuner), the
     same input size, and the extraction defaults it uses (average pooling of the last map,
     bilinear resize)."""
-    from featx.backbones import check_weights
-
     ex = dict(extract_params or {})
     return (check_weights(weights) is not None
             and _same_size(backbone, params["input_size"], input_size)
@@ -143,11 +142,6 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     >>> result.predictions("logreg").shape == result.test.labels.shape
     True
     """
-    from featx.backbones import get_backbone_spec, resolve_input_size
-    from featx.evaluate import evaluate_heads, score_predictions
-    from featx.extract import extract_features, forward_pass_count
-    from featx.finetune import FineTunedClassifier
-
     timings = {}
     start = time.perf_counter()
     kw = dict(backbone=backbone, weights=weights, input_size=input_size, cache=cache,
@@ -171,6 +165,8 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     train_ds, test_ds = _as_dataset(train_fs), _as_dataset(test_fs)
     index = {c: i for i, c in enumerate(test_fs.class_names)}
     for name, params in _per_strategy(finetune, finetune_params).items():
+        from featx.finetune import FineTunedClassifier  # Keras: only when a fine-tune runs
+
         params = {"input_size": input_size, "cache": cache, "decoder": decoder,
                   "verbose": verbose, **params}
         warm = train_fs.features if _reusable(backbone, weights, input_size, params,

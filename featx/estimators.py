@@ -19,6 +19,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from featx.backbones import get_backbone_spec
 from featx.cache import (
     LATER_FIELDS,
     config_diff,
@@ -120,8 +121,6 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def _validate(self) -> None:
-        from featx.backbones import get_backbone_spec
-
         get_backbone_spec(self.backbone)  # raises with close matches
         check_choice("pooling", self.pooling, ("avg", "max"))
         check_decoder(self.decoder)
@@ -139,7 +138,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         return self
 
     def _feature_dim(self) -> int:
-        from featx.backbones import get_backbone_spec, load_backbone
+        from featx.backbones import load_backbone  # Keras: only to count tapped layers
 
         if not self.layers:
             return int(get_backbone_spec(self.backbone).feature_dim)

@@ -31,6 +31,7 @@ from featx.backbones._weights import (
     WeightsDownloadError,
     WeightsFileNotFoundError,
     check_weights,
+    random_weights,
     weights_fingerprint,
 )
 from featx.utils.lazy import lazy_names
@@ -63,6 +64,7 @@ __all__ = [
     "list_backbones",
     "load_backbone",
     "preprocessing_layer",
+    "random_weights",
     "resolve_input_size",
     "weights_fingerprint",
 ]

@@ -5,7 +5,7 @@ Regenerate the page with ``python -m featx.backbones._describe > docs/backbones.
 
 from __future__ import annotations
 
-from featx.backbones._registry import FAMILIES, REGISTRY
+from featx.backbones._registry import FAMILIES, REGISTRY, list_backbones
 from featx.utils.tables import markdown_table
 
 __all__ = ["describe", "describe_markdown"]
@@ -22,8 +22,6 @@ def describe(pattern: str = "*") -> list[dict]:
     >>> describe("resnet50")[0]["feature_dim"]
     2048
     """
-    from featx.backbones._registry import list_backbones
-
     rows = []
     for name in list_backbones(pattern):
         spec = REGISTRY[name]

@@ -34,6 +34,7 @@ __all__ = [
     "WeightsFileNotFoundError",
     "check_weights",
     "load_converted",
+    "random_weights",
     "record_path",
     "save_converted",
     "weights_fingerprint",
@@ -42,6 +43,18 @@ __all__ = [
 _WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
 #: Strings meaning ``weights=None`` (random initialisation), compared case-insensitively.
 RANDOM_SPELLINGS = ("none", "random")
+
+
+def random_weights(weights) -> bool:
+    """Whether ``weights`` means random initialisation: ``None`` or a spelling of
+    :data:`RANDOM_SPELLINGS` (``"none"``, ``"random"``, any case).
+
+    Examples
+    --------
+    >>> random_weights(None), random_weights("None"), random_weights("imagenet")
+    (True, True, False)
+    """
+    return weights is None or (isinstance(weights, str) and weights.lower() in RANDOM_SPELLINGS)
 
 
 class WeightsDownloadError(FeatxError, RuntimeError):
@@ -74,7 +87,7 @@ def check_weights(weights) -> str | Path | None:
     >>> check_weights("imagenet"), check_weights("none"), check_weights("Random")
     ('imagenet', None, None)
     """
-    if weights is None or (isinstance(weights, str) and weights.lower() in RANDOM_SPELLINGS):
+    if random_weights(weights):
         return None
     if weights == "imagenet":
         return weights

@@ -19,6 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from featx.backbones import (
+    POOLINGS,
+    check_weights,
+    get_backbone_spec,
+    resolve_input_size,
+    weights_fingerprint,
+)
 from featx.images import RESIZE_MODES, check_decoder
 from featx.utils.checks import check_choice
 from featx.utils.jsonable import jsonable
@@ -73,16 +80,6 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
     ...
     TypeError: layers must be a list of layer names, got the string 'block_3_add'; use ...
     """
-    # featx.backbones imports Keras: only when a configuration is built, so that listing or
-    # removing cache files stays fast.
-    from featx.backbones import (
-        POOLINGS,
-        check_weights,
-        get_backbone_spec,
-        resolve_input_size,
-        weights_fingerprint,
-    )
-
     spec = get_backbone_spec(backbone)
     weights = check_weights(weights)  # "none"/"None" -> None: the seeded random weights
     input_size = resolve_input_size(spec, input_size)

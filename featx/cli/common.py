@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from featx.utils.progress import quiet_tensorflow, say
 from featx.utils.tables import text_table
 
 _EXIT_ERROR, _EXIT_USAGE, _EXIT_INTERRUPT = 1, 2, 130
@@ -21,7 +22,9 @@ def _names(text: str) -> list[str]:
 
 
 def _weights(value: str | None):
-    return None if value is None or value.lower() in ("none", "random") else value
+    from featx.backbones import random_weights  # the table half: no Keras
+
+    return None if random_weights(value) else value
 
 
 def _verbose(args) -> int:
@@ -63,8 +66,6 @@ def _say(args, text: str = "") -> None:
     """A message on stderr through the ``"featx"`` logger (:func:`featx.cli.main.main` gives it
     its handler); nothing with ``--quiet``."""
     if not getattr(args, "quiet", False):
-        from featx.utils.progress import say
-
         say(text)
 
 
@@ -89,8 +90,6 @@ def _keras(args) -> None:
     if "keras" in sys.modules:
         return
     if not getattr(args, "debug", False):
-        from featx.utils.progress import quiet_tensorflow
-
         quiet_tensorflow()
     try:
         import keras  # noqa: F401

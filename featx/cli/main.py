@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from featx.cli.commands import (
@@ -36,6 +37,7 @@ from featx.cli.commands import (
 )
 from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE, CommandError
 from featx.utils.errors import FeatxError
+from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
 from featx.utils.version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -432,10 +434,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return _EXIT_USAGE
-    import warnings
-
-    from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
-
     with warnings.catch_warnings(), _featx_logging(args):
         if debug:
             keep_tensorflow_logs()

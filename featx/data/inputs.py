@@ -15,6 +15,7 @@ from scipy.sparse import issparse
 
 from featx.data.dataset import ImageDataset
 from featx.data.files import array_digest
+from featx.images import to_rgb
 from featx.utils.config import cache_root
 
 __all__ = [
@@ -95,8 +96,6 @@ def pil_images_array(X: Any) -> np.ndarray:
             f"(width x height: {shown}); PIL images are stacked into one uint8 array, so they "
             "must share one size: resize them first (e.g. [im.resize((224, 224)) for im in X]) "
             "or save them and pass the file paths")
-    from featx.images import to_rgb
-
     return np.stack([np.asarray(to_rgb(im), dtype=np.uint8) for im in X])
 
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from featx.backbones import check_weights
 from featx.utils.runtime import dtype_policy, has_gpu, resolve_precision, seeded
 
 __all__ = ["MODELS", "BatchRunner", "ModelCache", "add_count", "forward_pass_count", "get_model",
@@ -67,8 +68,8 @@ class ModelCache:
 
     def get(self, config: dict):
         """Build (or reuse) the backbone described by an extractor ``config``."""
-        # featx.backbones imports Keras: only when a model is built, so a cache hit never does.
-        from featx.backbones import check_weights, load_backbone
+        # load_backbone imports Keras: only when a model is built, so a cache hit never does.
+        from featx.backbones import load_backbone
 
         key = config["key"]
         if key in self._models:

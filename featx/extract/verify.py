@@ -16,7 +16,6 @@ from featx.cache import (
     resolve_entry,
 )
 from featx.extract.local import stream
-from featx.images import hash_files
 from featx.utils.checks import check_int
 from featx.utils.progress import Progress
 
@@ -106,13 +105,14 @@ def _reextract(path, data: dict, n, seed, rtol, atol, report: VerifyReport) -> N
                                 "weights fingerprint differs from the file's"))
         report.ok = False
     paths = [data["paths"][i] for i in rows]
-    # The same decode-and-forward loop as extraction; a row is checked only when the image read
-    # now still has the content id the file stores.
+    # The same decode-and-forward loop as extraction, which hashes each file as it reads it: the
+    # new rows are keyed by content id, so a row is checked only when an image read now still
+    # has the content id the file stores (a changed file gives another id: unverifiable).
     fresh: dict[str, np.ndarray] = {}
     stream(paths, config, max(1, min(len(rows), 32)), 0,
            lambda ids, feats: fresh.update(zip(ids, feats, strict=True)), Progress("verify", 0))
-    for r, p, (content_id, _) in zip(rows, paths, hash_files(paths), strict=True):
-        feats = fresh.get(content_id) if content_id == data["ids"][r] else None
+    for r, p in zip(rows, paths, strict=True):
+        feats = fresh.get(data["ids"][r])
         if feats is None:
             report.unverifiable.append((p, "image missing, unreadable or changed since "
                                            "extraction"))

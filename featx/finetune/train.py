@@ -18,6 +18,7 @@ import numpy as np
 
 from featx.finetune.augment import build_augmentation
 from featx.heads import make_head
+from featx.utils.progress import say
 
 __all__ = [
     "LR_SCHEDULES",
@@ -125,8 +126,6 @@ def epoch_lines(label: str, epochs: int) -> keras.callbacks.Callback:
     'blocks': epoch 2/3 loss 0.4120 accuracy 0.8500 val_loss 0.5012 val_accuracy 0.8000 lr
     0.0001 (12.3 s)``; it reads the same in a terminal, a log file, CI or a notebook."""
     import time
-
-    from featx.utils.progress import say
 
     class _EpochLines(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

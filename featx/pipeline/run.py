@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from featx.backbones import random_weights
 from featx.pipeline.config import load_config, parse_override, set_dotted
 from featx.pipeline.schema import validate_config
 from featx.sources import resolve_data
@@ -24,7 +25,7 @@ def _size(v):
 
 
 def _weights(v: str):
-    return None if v.lower() in ("none", "random", "") else v
+    return None if v == "" or random_weights(v) else v
 
 
 def _data_path(cfg: dict) -> str:
