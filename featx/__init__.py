@@ -32,6 +32,7 @@ _EXPORTS = {
     "compare": "featx.comparison",
     "save": "featx.persist",
     "load": "featx.persist",
+    "export": "featx.deploy",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -54,6 +55,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("estimators", "sklearn estimators on images"),
     ("finetune", "the whole network trained"),
     ("persist", "save / load"),
+    ("deploy", "one file for other runtimes"),
     ("comparison", "frozen heads vs fine-tuning"),
     ("report", "report folder, plots"),
     ("advise", "which strategy fits"),
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from featx.comparison import compare
     from featx.data import ImageDataset
     from featx.datasets import load_clothing_mini
+    from featx.deploy import export
     from featx.estimators import FeatureExtractor, TransferClassifier
     from featx.evaluate import evaluate_heads
     from featx.extract import FeatureSet, extract_features

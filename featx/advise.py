@@ -115,6 +115,11 @@ class Advice:
         The :data:`THRESHOLDS` used.
     notes : list of str
         Further observations (class imbalance, a still-rising curve, tiny classes).
+    features : dict or None
+        With ``taps`` or ``backbones`` given to :func:`advise`: the feature choice measured by
+        cross-validation on the probe's training images only: ``choice`` (the winner's name),
+        ``scores`` (candidate name -> CV score), ``metric``, ``pipeline`` (the ``[extract]``
+        lines that use it).
     """
 
     size: str
@@ -137,6 +142,7 @@ class Advice:
     n_probe_test: int
     thresholds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    features: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every field."""
@@ -164,6 +170,11 @@ class Advice:
             f"Learning curve: {curve}; slope {self.slope:+.3f} per doubling (steep means >= "
             f"{t['steep_slope']:g})",
         ]
+        if self.features:
+            f = self.features
+            scores = ", ".join(f"{k}: {v:.3f}" for k, v in f["scores"].items())
+            lines.append(f"Features: {f['choice']} -- {f['folds']}-fold CV {f['metric']} on the "
+                         f"probe's training images ({scores}); pipeline: {f['pipeline']}")
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -192,7 +203,8 @@ def _slope(ns: list[int], accs: list[float]) -> float:
 def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
            input_size=None, probe_per_class: int | None = 200, test_per_class: int | None = 100,
            thresholds: Mapping[str, float] | None = None, cache=None, seed: int = 0,
-           verbose: int = 0) -> Advice:
+           verbose: int = 0, taps=None, backbones=None, views=None, folds: int = 5,
+           metric: str | None = None) -> Advice:
     """Measure ``dataset`` and recommend a transfer-learning strategy.
 
     Parameters
@@ -210,6 +222,14 @@ def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None
         Overrides for :data:`THRESHOLDS`.
     cache
         Feature cache, as in :func:`featx.extract.extract_features`.
+    taps, backbones, views : optional
+        Measure the feature choice too (:func:`featx.comparison.select_features` on the probe's
+        training images only, never its test images): candidate tap sets (``[[-1], [-2, -3,
+        -4]]``, all from one pass per backbone), backbones (more than one: their concatenation
+        is a candidate too) and views. ``None`` for all three: no feature choice (the default).
+    folds, metric
+        Cross-validation of the feature choice; ``metric=None`` is accuracy, or macro-F1 when
+        the classes are imbalanced (3x or more between the largest and the smallest).
 
     Returns
     -------
@@ -264,6 +284,13 @@ def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None
                      "test accuracy will be noisy")
     if probe_per_class and top < max(values):
         notes.append(f"the probe used at most {probe_per_class} training images per class")
+    features = None
+    if taps is not None or backbones is not None or views is not None:
+        if metric is None:
+            metric = "macro_f1" if min(values) and max(values) / min(values) >= 3 else "accuracy"
+        features = _feature_choice(probe_train, probe_test, backbones or [backbone], taps,
+                                   views, weights=weights, input_size=input_size, cache=cache,
+                                   folds=folds, metric=metric, seed=seed, verbose=verbose)
     data_arg = dataset if isinstance(dataset, str) else "DATA"
     command = rule.command.format(data=data_arg)
     if backbone != "efficientnet_lite0":  # the command repeats what the probe measured
@@ -278,4 +305,28 @@ def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None
         median_per_class=median, probe_accuracy=acc, chance=chance, lift=float(lift),
         curve={"n_per_class": list(curve["n_per_class"]), "accuracy": accs}, slope=slope,
         backbone=backbone, n_probe_train=len(fs_train.labels), n_probe_test=len(fs_test.labels),
-        thresholds=dict(t), notes=notes)
+        thresholds=dict(t), notes=notes, features=features)
+
+
+def _feature_choice(train, test, backbones, taps, views, *, folds, metric, seed, **extract):
+    """The feature choice on the probe's data: the winner by CV on ``train`` and every score."""
+    from featx.comparison import feature_choices, select_features
+
+    choices = feature_choices(list(backbones), taps=[list(t) for t in taps or []],
+                              views=list(views or ["none"]), concat=True)
+    result = select_features(train, test, choices, heads=["logreg"], folds=folds,
+                             metric=metric, seed=seed, cache=extract.pop("cache"),
+                             verbose=extract.pop("verbose"), extract_params=extract)
+    rows = [r for r in result.table if r["cv_score"] is not None]
+    best = next(r for r in rows if r["selected"])
+    lines = []
+    if len(backbones) > 1 or len(best["backbone"].split("+")) > 1:
+        lines.append(f"backbone = {best['backbone'].split('+')!r}".replace("'", '"')
+                     + ("; concat = true" if "+" in best["backbone"] else ""))
+    if best["taps"] is not None:
+        lines.append(f"taps = [{best['taps']}]")
+    if best["views"] != ["none"]:
+        lines.append(f"views = {best['views']!r}".replace("'", '"'))
+    return {"choice": best["features"], "metric": metric, "folds": folds,
+            "scores": {r["features"]: float(r["cv_score"]) for r in rows},
+            "pipeline": "[extract] " + "; ".join(lines) if lines else "[extract] (defaults)"}

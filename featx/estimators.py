@@ -37,9 +37,12 @@ from featx.data import (
     looks_like_images,
 )
 from featx.extract import FeatureSet, extract_features
+from featx.extract.forward import check_runtime
+from featx.extract.views import check_view, check_views
 from featx.heads import fit_size, head_param_grid, make_head
 from featx.images import check_decoder
 from featx.utils.checks import check_choice, check_int
+from featx.utils.threads import blas_limit
 
 __all__ = ["FeatureExtractor", "TransferClassifier"]
 
@@ -47,7 +50,7 @@ __all__ = ["FeatureExtractor", "TransferClassifier"]
 _FEATURE_INPUTS = ", a FeatureSet, or a 2-D feature matrix (n_samples, n_features)"
 #: Configuration fields the extractor parameters set (``featx.cache.extractor_config``).
 _PARAM_FIELDS = ("backbone", "weights", "input_size", "pooling", "layers", "resize", "decoder",
-                 "dtype", "mixed_precision")
+                 "dtype", "mixed_precision", "view")
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -65,6 +68,13 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Input size; default: the backbone's own.
     layers : list of str, optional
         Intermediate layers to tap, pool and concatenate (multi-scale features).
+    candidate_layers : list, optional
+        Extract these layers (a superset of ``layers``) once, in one cache entry, and take
+        ``layers`` from them as a column slice (:meth:`FeatureSet.select_layers`): trying
+        several ``layers`` then costs one backbone pass per image in all.
+    view : str, default="none"
+        A deterministic view of every image (a row of :data:`featx.extract.views.VIEWS`:
+        ``"flip"``, ``"crop90"``...), cached under its own key.
     resize : {"bilinear", "crop"}, default="bilinear"
         How images are brought to ``input_size``.
     decoder : {"pillow", "opencv"}, default="pillow"
@@ -74,6 +84,10 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     batch_size : int or None, default=32
         Backbone batch size (does not change the features); ``None``: 32 on a CPU, 256 on a
         GPU, as in :func:`featx.extract_features`.
+    runtime : {"auto", "onnxruntime", "keras"}, optional
+        What runs the frozen backbone, as in :func:`featx.extract_features` (``None``:
+        ``$FEATX_RUNTIME``, else ``"auto"``: ONNX Runtime on a CPU, Keras on a GPU). Features
+        agree within ~2e-6 across runtimes and share the cache.
     verbose : int, default=0
         Progress output.
 
@@ -95,6 +109,11 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     (4, 1280)
     """
 
+    # Parameters added later: a FeatureExtractor saved before them loads with these values.
+    candidate_layers = None
+    view = "none"
+    runtime = None  # models saved before the parameter existed
+
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",
@@ -103,10 +122,13 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         pooling: str = "avg",
         input_size: int | tuple[int, int] | None = None,
         layers: list[str] | None = None,
+        candidate_layers: list | None = None,
+        view: str = "none",
         resize: str = "bilinear",
         decoder: str = "pillow",
         cache: str | os.PathLike | bool | None = None,
         batch_size: int = 32,
+        runtime: str | None = None,
         verbose: int = 0,
     ) -> None:
         self.backbone = backbone
@@ -114,17 +136,28 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.pooling = pooling
         self.input_size = input_size
         self.layers = layers
+        self.candidate_layers = candidate_layers
+        self.view = view
         self.resize = resize
         self.decoder = decoder
         self.cache = cache
         self.batch_size = batch_size
+        self.runtime = runtime
         self.verbose = verbose
 
     def _validate(self) -> None:
         get_backbone_spec(self.backbone)  # raises with close matches
         check_choice("pooling", self.pooling, ("avg", "max"))
+        check_view(self.view)
+        if self.candidate_layers is not None:
+            missing = [e for e in (self.layers or [-1]) if e not in self.candidate_layers]
+            if missing:
+                raise ValueError(f"candidate_layers must hold every entry of layers (or -1 "
+                                 f"without layers), got layers={self.layers!r}, "
+                                 f"candidate_layers={self.candidate_layers!r}")
         check_decoder(self.decoder)
         check_int("batch_size", self.batch_size, 1, allow_none=True)
+        check_runtime(self.runtime)
 
     def fit(self, X: Any = None, y: Any = None) -> FeatureExtractor:
         """Validate the parameters (and the type of ``X``) and record the feature dimension.
@@ -153,14 +186,19 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         """The extractor configuration (with its cache ``key``) these parameters give."""
         return extractor_config(self.backbone, weights=self.weights, input_size=self.input_size,
                                 pooling=self.pooling, layers=self.layers, resize=self.resize,
-                                decoder=self.decoder)
+                                decoder=self.decoder, view=self.view)
 
     def _extract(self, dataset: ImageDataset) -> Any:
-        return extract_features(
+        fs = extract_features(
             dataset, backbone=self.backbone, weights=self.weights, input_size=self.input_size,
-            pooling=self.pooling, layers=self.layers, resize=self.resize, decoder=self.decoder,
-            cache=self.cache, batch_size=self.batch_size, verbose=self.verbose,
+            pooling=self.pooling, layers=self.candidate_layers or self.layers,
+            resize=self.resize, decoder=self.decoder, cache=self.cache,
+            batch_size=self.batch_size, verbose=self.verbose, view=self.view,
+            runtime=self.runtime,
         )
+        if self.candidate_layers is None:
+            return fs
+        return fs.select_layers(list(self.layers or [-1]))
 
     def extract(self, X: Any) -> Any:
         """Features of ``X`` as a :class:`~featx.extract.FeatureSet` (paths, ids, labels...).
@@ -236,8 +274,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         the head's other defaults are sized for the training set (``n_samples``, or with ``cv``
         the smallest training fold), so ``knn`` and ``mlp`` fit a few images:
         ``head_.get_params()`` shows the values used.
-    weights, pooling, input_size, layers, resize, decoder, cache, batch_size, verbose
-        As for :class:`FeatureExtractor`.
+    weights, pooling, input_size, layers, candidate_layers, resize, decoder, cache, batch_size
+        As for :class:`FeatureExtractor` (``verbose`` and ``runtime`` too).
+    views : list of str, optional
+        Several deterministic views of every image (rows of
+        :data:`featx.extract.views.VIEWS`, e.g. ``["none", "flip"]``): the head trains on every
+        view's rows and predictions average the views' probabilities (test-time augmentation).
+        Each view is cached on its own; it costs one backbone pass per image per view.
+        Image inputs only (a FeatureSet or a matrix is one view). ``None``: ``["none"]``.
     cv : int or CV splitter, optional
         When given, ``GridSearchCV`` over the head's default grid picks its parameters.
     n_jobs : int, optional
@@ -274,6 +318,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     (2,)
     """
 
+    # Parameters added later: a TransferClassifier saved before them loads with these values.
+    candidate_layers = None
+    views = None
+    runtime = None  # models saved before the parameter existed
+
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",
@@ -284,6 +333,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         pooling: str = "avg",
         input_size: int | tuple[int, int] | None = None,
         layers: list[str] | None = None,
+        candidate_layers: list | None = None,
+        views: list[str] | None = None,
         resize: str = "bilinear",
         decoder: str = "pillow",
         cache: str | os.PathLike | bool | None = None,
@@ -291,6 +342,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         random_state: int | None = None,
         batch_size: int = 32,
+        runtime: str | None = None,
         verbose: int = 0,
     ) -> None:
         self.backbone = backbone
@@ -300,6 +352,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.pooling = pooling
         self.input_size = input_size
         self.layers = layers
+        self.candidate_layers = candidate_layers
+        self.views = views
         self.resize = resize
         self.decoder = decoder
         self.cache = cache
@@ -307,14 +361,23 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.batch_size = batch_size
+        self.runtime = runtime
         self.verbose = verbose
 
-    def _extractor(self) -> FeatureExtractor:
+    def _extractor(self, view: str = "none") -> FeatureExtractor:
         return FeatureExtractor(
             self.backbone, weights=self.weights, pooling=self.pooling, input_size=self.input_size,
-            layers=self.layers, resize=self.resize, decoder=self.decoder, cache=self.cache,
-            batch_size=self.batch_size, verbose=self.verbose,
+            layers=self.layers, candidate_layers=self.candidate_layers, view=view,
+            resize=self.resize, decoder=self.decoder, cache=self.cache,
+            batch_size=self.batch_size, runtime=self.runtime, verbose=self.verbose,
         )
+
+    def _more_views(self, X: Any) -> list[np.ndarray]:
+        """The features of ``X``'s other views (after the first), for image inputs."""
+        views = check_views(self.views)
+        if len(views) == 1 or not is_image_input(X):
+            return []
+        return [self._extractor(v).fit().transform(X) for v in views[1:]]
 
     def _features(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None, Any]:
         """Any accepted X -> (features, labels or None, extractor configuration or None).
@@ -336,7 +399,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if is_image_input(X):
             if labels is None and isinstance(X, ImageDataset):
                 labels = X.label_names
-            extractor = self._extractor().fit()
+            extractor = self._extractor(check_views(self.views)[0]).fit()
             features = extractor.transform(X)
             return features, labels, feature_config(extractor.feature_set_.attrs)
         if looks_like_images(X):
@@ -394,19 +457,24 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 "are needed to fit a classifier"
             )
         codes = encoder.transform(labels)
+        more = self._more_views(X)
+        if more:  # every view of an image is a training row with its label
+            features = np.concatenate([features, *more])
+            codes = np.concatenate([codes] * (1 + len(more)))
         cv, n_fit, n_classes = fit_size(features, codes, self.cv)
         sizes = {"n_samples": n_fit, "n_classes": n_classes}
         head = make_head(self.head, **{"random_state": self.random_state, **sizes,
                                        **(self.head_params or {})})
-        if cv is not None:
-            search = GridSearchCV(head, head_param_grid(self.head, **sizes), cv=cv,
-                                  n_jobs=self.n_jobs)
-            search.fit(features, codes)
-            self.head_ = search.best_estimator_
-            self.best_params_ = search.best_params_
-            self.cv_results_ = search.cv_results_
-        else:
-            self.head_ = head.fit(features, codes)
+        with blas_limit():  # the thread budget: one BLAS thread per fit (featx.utils.threads)
+            if cv is not None:
+                search = GridSearchCV(head, head_param_grid(self.head, **sizes), cv=cv,
+                                      n_jobs=self.n_jobs)
+                search.fit(features, codes)
+                self.head_ = search.best_estimator_
+                self.best_params_ = search.best_params_
+                self.cv_results_ = search.cv_results_
+            else:
+                self.head_ = head.fit(features, codes)
         self.n_features_in_ = features.shape[1]
         self.feature_config_ = config
         return self
@@ -418,7 +486,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             # parameters set (not the full key: the key of keras' "imagenet" weights also
             # names the Keras version, which a saved model may outlive).
             self._check_config(
-                feature_config(self._extractor()._config()),
+                feature_config(self._extractor(check_views(self.views)[0])._config()),
                 "with its current parameters the extractor gives features of",
                 "set backbone, input_size, weights, pooling, layers, resize and decoder back to "
                 "that configuration, or refit", fields=_PARAM_FIELDS,
@@ -434,22 +502,34 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             )
         return features
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Predicted labels, in the user's label values."""
+    def _view_scores(self, method: str, X: Any) -> np.ndarray:
+        """``head_.<method>`` averaged over the views of ``X`` (one view: as is)."""
         features = self._head_features(X)
-        return self.classes_[self.head_.predict(features)]
+        return np.mean([getattr(self.head_, method)(f)
+                        for f in [features, *self._more_views(X)]], axis=0)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels, in the user's label values (with several ``views``: the class of
+        the highest view-averaged probability, or decision score)."""
+        check_is_fitted(self, "head_")
+        if len(check_views(self.views)) == 1 or not is_image_input(X):
+            return self.classes_[self.head_.predict(self._head_features(X))]
+        method = "predict_proba" if hasattr(self.head_, "predict_proba") else "decision_function"
+        scores = self._view_scores(method, X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[scores.argmax(axis=1)]
 
     @available_if(_head_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in ``classes_`` order (heads that support it)."""
-        features = self._head_features(X)
-        return self.head_.predict_proba(features)
+        """Class probabilities, columns in ``classes_`` order (heads that support it),
+        averaged over the ``views``."""
+        return self._view_scores("predict_proba", X)
 
     @available_if(_head_has("decision_function"))
     def decision_function(self, X: Any) -> np.ndarray:
-        """Decision scores of the head (heads that support it)."""
-        features = self._head_features(X)
-        return self.head_.decision_function(features)
+        """Decision scores of the head (heads that support it), averaged over the ``views``."""
+        return self._view_scores("decision_function", X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -24,10 +24,11 @@ from featx.cache import config_diff, describe_config, feature_config, same_confi
 from featx.heads import fit_size, head_param_grid, limited_params, list_heads, make_head
 from featx.utils.jsonable import jsonable
 from featx.utils.tables import markdown_table, text_table
+from featx.utils.threads import blas_limit
 
 __all__ = [
-    "COLUMNS", "COMPARISON_COLUMNS", "METRICS", "ROW_KEYS", "HeadTable", "comparison_markdown",
-    "evaluate_heads", "score_predictions",
+    "COLUMNS", "COMPARISON_COLUMNS", "HEAD_OPTIONS", "METRICS", "ROW_KEYS", "HeadTable",
+    "comparison_markdown", "evaluate_heads", "score_predictions",
 ]
 
 #: The row schema of a comparison: :func:`featx.comparison.compare` (``featx compare``) and
@@ -271,45 +272,77 @@ def _as_xy(data, param: str):
     return X, y, None if names is None else list(names), config
 
 
-def _resolve_heads(heads, random_state, n_samples, n_classes, search):
-    """``[(name, estimator, grid, limited)]`` from None, a name, names, or a name -> estimator map.
+def _resolve_heads(heads, random_state, n_samples, n_classes, search, options):
+    """``[(name, estimator, grid, limited)]`` from None, a name, names, or a map of row names to
+    head names, ``(head name, params)`` pairs or estimators.
 
-    Named heads are sized for ``n_samples`` (the smallest training fold when ``search``).
+    Named heads are sized for ``n_samples`` (the smallest training fold when ``search``) and get
+    the ``make_head`` ``options``.
     """
     if heads is None:
-        heads = list_heads()
+        heads = list_heads(default_only=True)
     elif isinstance(heads, str):
         heads = [heads]
     if not isinstance(heads, Mapping):
         heads = {name: name for name in heads}
-    return [(name, clone(est), {}, {}) if not isinstance(est, str)
-            else (name, *_sized_head(est, random_state, n_samples, n_classes, search))
-            for name, est in heads.items()]
+    out = []
+    for name, est in heads.items():
+        if isinstance(est, tuple) and len(est) == 2 and isinstance(est[0], str) \
+                and isinstance(est[1], Mapping):
+            head, params = est
+        elif isinstance(est, str):
+            head, params = est, {}
+        else:
+            out.append((name, clone(est), {}, {}))
+            continue
+        out.append((name, *_sized_head(head, random_state, n_samples, n_classes, search,
+                                       options, dict(params))))
+    return out
 
 
-def _sized_head(head, random_state, n_samples, n_classes, search):
+#: ``make_head`` options :func:`evaluate_heads` passes on (``head_options``); those marked True
+#: change the grid's keys and go to ``head_param_grid`` too.
+HEAD_OPTIONS = {"imbalance": True, "proba": True, "pca": False, "normalize": False}
+
+
+def _check_head_options(options) -> dict:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(HEAD_OPTIONS))
+    if unknown:
+        raise ValueError(f"head_options {unknown} are not make_head options evaluate_heads passes "
+                         f"on; allowed: {sorted(HEAD_OPTIONS)}; got head_options={options!r}.")
+    return options
+
+
+def _sized_head(head, random_state, n_samples, n_classes, search, options, params):
     """``(pipeline, grid, limited)``: ``limited`` holds what the row's size rule changed, keyed
-    like ``best_params`` (a default's new value, or with ``search`` a grid's remaining values)."""
+    like ``best_params`` (a default's new value, or with ``search`` a grid's remaining values).
+    ``params`` (the row's estimator parameters) stay fixed: the grid leaves them out."""
     sizes = {"n_samples": n_samples, "n_classes": n_classes}
-    grid = head_param_grid(head, **sizes)
-    limited = {f"clf__{k}": v for k, v in limited_params(head, **sizes).items()}
+    grid_options = {k: v for k, v in options.items() if HEAD_OPTIONS[k]}
+    grid = {k: v for k, v in head_param_grid(head, **sizes, **grid_options).items()
+            if k.rsplit("__", 1)[-1] not in params}
+    prefix = "clf__" + "estimator__" * (options.get("imbalance") is not None)
+    limited = {prefix + k: v for k, v in limited_params(head, **sizes, **params).items()}
     if search:
-        full = head_param_grid(head)
+        full = head_param_grid(head, **grid_options)
         limited = {k: v for k, v in limited.items() if k not in grid}
         limited.update({k: v for k, v in grid.items() if v != full[k]})
-    return make_head(head, random_state=random_state, **sizes), grid, limited
+    estimator = make_head(head, random_state=random_state, **sizes, **options, **params)
+    return estimator, grid, limited
 
 
 def _evaluate_one(name, estimator, grid, limited, X, y, X_test, y_test, cv, n_jobs, scoring):
     row: dict[str, Any] = {"name": name, "kind": "head"}
     start = time.perf_counter()
-    if cv is None:
-        fitted, best_params, cv_score = estimator.fit(X, y), {}, None
-    else:
-        search = GridSearchCV(estimator, grid, cv=cv, n_jobs=n_jobs, scoring=scoring)
-        search.fit(X, y)
-        fitted, best_params = search.best_estimator_, search.best_params_
-        cv_score = float(search.best_score_)
+    with blas_limit():  # the thread budget: one BLAS thread per fit (featx.utils.threads)
+        if cv is None:
+            fitted, best_params, cv_score = estimator.fit(X, y), {}, None
+        else:
+            search = GridSearchCV(estimator, grid, cv=cv, n_jobs=n_jobs, scoring=scoring)
+            search.fit(X, y)
+            fitted, best_params = search.best_estimator_, search.best_params_
+            cv_score = float(search.best_score_)
     row["train_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     pred = fitted.predict(X_test)
@@ -338,6 +371,7 @@ def evaluate_heads(
     *,
     scoring: str = "accuracy",
     random_state: int | None = 0,
+    head_options: Mapping[str, Any] | None = None,
 ) -> HeadTable:
     """Fit each head on ``train`` features and score it on ``test``.
 
@@ -349,9 +383,11 @@ def evaluate_heads(
         extractor configuration (``attrs["key"]``): a ``ValueError`` names both otherwise
         (same-width features of another input size or backbone would score nonsense).
     heads : None, str, list of str or dict, default=None
-        Head names (None = all of :func:`~featx.heads.list_heads`), or a dict mapping a
-        row name to a head name or to an unfitted estimator (searched over no grid, used
-        as given).
+        Head names (None: ``list_heads(default_only=True)``, every row but the ensembles), or
+        a dict mapping a row name to a head name, to a ``(head name, params)`` pair
+        (``params``: the row's estimator parameters, fixed, left out of the grid; e.g.
+        ``("soft_vote", {"blocks": [1280, 1280, 1408]})`` for an ensemble over the parts of a
+        concatenated FeatureSet) or to an unfitted estimator (searched over no grid, used as given).
     cv : None, int or CV splitter, default=None
         None fits each head once with its defaults; otherwise
         ``GridSearchCV(head, head_param_grid(name), cv=cv)`` picks the parameters.
@@ -366,6 +402,11 @@ def evaluate_heads(
         Grid-search criterion.
     random_state : int or None, default=0
         Seed passed to :func:`~featx.heads.make_head`.
+    head_options : dict, optional
+        More :func:`~featx.heads.make_head` options for every named head (keys of
+        :data:`HEAD_OPTIONS`): ``{"imbalance": "tune"}`` tunes per-class offsets for macro-F1,
+        ``{"imbalance": "prior"}`` shifts to equal priors, ``pca``, ``normalize``, ``proba``.
+        The grids follow (``head_param_grid`` gets ``imbalance`` and ``proba``).
 
     Returns
     -------
@@ -407,10 +448,11 @@ def evaluate_heads(
             f"test.class_names must equal train.class_names; got test={test_names} "
             f"and train={names}."
         )
+    options = _check_head_options(head_options)
     table = HeadTable(class_names=names)
     cv, n_fit, n_classes = fit_size(X, y, cv)
     for name, estimator, grid, limited in _resolve_heads(heads, random_state, n_fit, n_classes,
-                                                         search=cv is not None):
+                                                         cv is not None, options):
         table.append(_evaluate_one(name, estimator, grid, limited, X, y, X_test, y_test, cv,
                                    n_jobs, scoring))
     return table

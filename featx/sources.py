@@ -6,6 +6,13 @@ Shared by the ``featx`` command and :mod:`featx.pipeline`, so both accept exactl
     fashion-mnist                       Fashion-MNIST, when its IDX files are installed
     path/to/folder                      class folders, with or without train/validation/test
     path/to/file.csv                    columns path,label (optional split column)
+    data/train-*.tfrecord               tf.train.Example shards (format "tfrecord")
+    data/train.parquet                  an image-bytes column (format "parquet")
+    shards/train-*.tar                  WebDataset shards (format "webdataset")
+    s3://bucket/photos/  https://...    any of the above behind an fsspec URL
+
+The format follows from the suffix (:data:`SUFFIX_FORMATS`), a folder, or ``format=`` when the
+name does not say (a shard named ``train-00000-of-00004``).
 
 A dataset without a test split is split here (stratified, reproducible); ``limit`` keeps at most
 that many images per class in every split, for quick runs.
@@ -14,6 +21,7 @@ that many images per class in every split, for quick runs.
 from __future__ import annotations
 
 import difflib
+import glob
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +30,11 @@ import numpy as np
 
 from featx.data import ImageDataset, read_csv
 from featx.datasets import load_clothing_mini, load_fashion_mnist
+from featx.images import is_url
+from featx.utils.checks import check_choice
 
-__all__ = ["BUILTIN_DATA", "DataNotFoundError", "limit_per_class", "resolve_data"]
+__all__ = ["BUILTIN_DATA", "DATA_FORMATS", "SUFFIX_FORMATS", "DataNotFoundError", "data_format",
+           "limit_per_class", "resolve_data"]
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -94,11 +105,81 @@ def _from_csv(path: Path, name: str | None, path_column: str = "path",
         if picked:
             out[split] = ImageDataset.from_paths(
                 [r["path"] for r in picked], [r["label"] for r in picked],
-                class_names=class_names, name=f"{name or path.stem}-{split}")
+                class_names=class_names, name=f"{name or _stem(path)}-{split}")
     if "train" not in out:
         raise ValueError(f"the CSV {str(path)!r} has no train rows (split values: "
                          f"{sorted(out)}); allowed: train, validation (or val), test")
     return out
+
+
+def _folder(spec: str, name, path_column, label_column):
+    return ImageDataset.from_directory(spec, name=name)
+
+
+def _csv(spec: str, name, path_column, label_column):
+    return _from_csv(spec if is_url(spec) else Path(spec), name, path_column, label_column)
+
+
+def _column(given: str, default_given: str, default: str) -> str:
+    return default if given == default_given else given
+
+
+def _tfrecord(spec: str, name, path_column, label_column):
+    return ImageDataset.from_tfrecords(
+        spec, image_key=_column(path_column, "path", "image/encoded"),
+        label_key=_column(label_column, "label", "image/class/label"), name=name)
+
+
+def _parquet(spec: str, name, path_column, label_column):
+    return ImageDataset.from_parquet(spec, image_column=_column(path_column, "path", "image"),
+                                     label_column=label_column, name=name)
+
+
+def _webdataset(spec: str, name, path_column, label_column):
+    return ImageDataset.from_webdataset(spec, name=name)
+
+
+#: ``format`` -> loader(spec, name, path_column, label_column) returning a dataset or splits.
+#: ``path_column`` / ``label_column`` name a CSV's columns, a Parquet file's image and label
+#: columns, or a TFRecord's image and label features (each format has its own default).
+DATA_FORMATS: dict[str, Callable] = {
+    "folder": _folder,
+    "csv": _csv,
+    "tfrecord": _tfrecord,
+    "parquet": _parquet,
+    "webdataset": _webdataset,
+}
+#: File suffix -> format, when ``format`` is not given.
+SUFFIX_FORMATS = {".csv": "csv", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
+                  ".tfrec": "tfrecord", ".parquet": "parquet", ".tar": "webdataset"}
+
+
+def data_format(spec: str, format: str | None = None) -> str | None:
+    """The format of DATA ``spec``: ``format`` when given, else from its suffix, else a folder
+    (an existing one, or any URL without a known suffix); ``None`` when nothing fits.
+
+    Examples
+    --------
+    >>> data_format("gs://bucket/train-*.tfrecord"), data_format("s3://bucket/photos/")
+    ('tfrecord', 'folder')
+    """
+    if format is not None:
+        return check_choice("format", format, tuple(DATA_FORMATS))
+    target = spec.split("::")[-1] if "::" in spec and not spec.startswith(("zip:", "tar:")) \
+        else spec
+    suffix = os.path.splitext(target.split("?", 1)[0].rstrip("/"))[1].lower()
+    if suffix in SUFFIX_FORMATS and (is_url(spec) or glob.has_magic(spec)
+                                     or Path(spec).expanduser().is_file()):
+        return SUFFIX_FORMATS[suffix]
+    if is_url(spec) or Path(spec).expanduser().is_dir():
+        return "folder"
+    if Path(spec).expanduser().is_file():
+        return "csv"
+    return None
+
+
+def _stem(path) -> str:
+    return os.fspath(path).rsplit("::", 1)[-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 def _missing(spec: str, fetch: str | None) -> DataNotFoundError:
@@ -120,14 +201,15 @@ def _missing(spec: str, fetch: str | None) -> DataNotFoundError:
 def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: float | None = None,
                  limit: int | None = None, seed: int = 0, name: str | None = None,
                  fetch: str | None = None, path_column: str = "path",
-                 label_column: str = "label") -> dict:
+                 label_column: str = "label", format: str | None = None) -> dict:
     """Resolve ``spec`` into ``{"train": ImageDataset, ["validation": ...,] "test": ...}``.
 
     Parameters
     ----------
     spec : str or path
         A built-in name (see :data:`BUILTIN_DATA`), a class-folder directory (with or without
-        ``train/``, ``validation/``, ``test/``) or a CSV file.
+        ``train/``, ``validation/``, ``test/``), a CSV file, TFRecord shards, a Parquet file or
+        WebDataset shards (a file or a glob pattern); local or any fsspec URL.
     test_size, val_size : float
         Fractions used only when the data has no such split of its own (``val_size=None``: none).
     limit : int, optional
@@ -140,7 +222,11 @@ def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: f
         What to tell the user when the data is missing (where to download it, where to put it).
     path_column, label_column : str, default="path", "label"
         A CSV's columns holding each image's path and class name (as in
-        :func:`featx.data.read_csv`); not used by folders and built-in names.
+        :func:`featx.data.read_csv`); for Parquet the image and label columns (default
+        ``image``, ``label``), for TFRecord the image and label features (default
+        ``image/encoded``, ``image/class/label``); not used by folders and built-in names.
+    format : {"folder", "csv", "tfrecord", "parquet", "webdataset"}, optional
+        How to read ``spec`` when its name does not say (see :func:`data_format`).
 
     Examples
     --------
@@ -151,15 +237,17 @@ def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: f
     spec_s = os.fspath(spec)
     path = Path(spec_s).expanduser()
     builtin = _normalise_name(spec_s)
-    if builtin in BUILTIN_DATA and not path.exists():
+    if builtin in BUILTIN_DATA and not path.exists() and format is None:
         try:
             data = BUILTIN_DATA[builtin](limit)
         except DataNotFoundError as exc:
             raise DataNotFoundError(f"{exc} {fetch}" if fetch else str(exc)) from None
-    elif path.is_dir():
-        data = ImageDataset.from_directory(path, name=name)
-    elif path.is_file():
-        data = _from_csv(path, name, path_column, label_column)
+    elif (kind := data_format(spec_s, format)) is not None:
+        local = spec_s if is_url(spec_s) else str(path)
+        try:
+            data = DATA_FORMATS[kind](local, name, path_column, label_column)
+        except FileNotFoundError as exc:
+            raise DataNotFoundError(f"{exc} {fetch}" if fetch else str(exc)) from None
     else:
         raise _missing(spec_s, fetch)
     if not isinstance(data, dict):

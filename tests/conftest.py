@@ -17,6 +17,10 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite builds dozens of backbone configurations, each used a few times: on ONNX Runtime each
+# would first pay a graph export (5-20 s). Keras runs them; tests/test_runtime.py runs both
+# runtimes on every backbone row and the default ("auto") end to end.
+os.environ.setdefault("FEATX_RUNTIME", "keras")
 
 
 def _is_loopback(address: tuple) -> bool:

@@ -33,6 +33,7 @@ from featx.cache.atomic import (
 )
 from featx.cache.keys import config_slug, path_bytes
 from featx.cache.rowstore import SEGMENT_GLOB, RowStore
+from featx.images import is_url
 from featx.utils.jsonable import jsonable
 from featx.utils.version import __version__
 
@@ -81,11 +82,17 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._") or "dataset"
 
 
+def _folder(path: str) -> str:
+    """A path's folder; a URL's (``s3://b/x/1.jpg`` -> ``s3://b/x``), not made absolute."""
+    return path.rsplit("/", 1)[0] if is_url(path) else os.path.dirname(os.path.abspath(path))
+
+
 def location_digest(paths) -> str:
     """6 hex digits of SHA-256 of the folder holding ``paths`` (their dirs' common path).
 
     Adding images to the same folder keeps the digest; the same file names in another folder
-    change it.
+    change it. URLs (and container locations) count by their own folder, whatever the working
+    directory.
 
     Examples
     --------
@@ -95,7 +102,7 @@ def location_digest(paths) -> str:
     >>> location_digest(["/x/data/1.jpg"]) == location_digest(["/y/data/1.jpg"])
     False
     """
-    dirs = sorted({os.path.dirname(os.path.abspath(os.fspath(p))) for p in paths})
+    dirs = sorted({_folder(os.fspath(p)) for p in paths})
     try:
         where = os.path.commonpath(dirs) if dirs else ""
     except ValueError:  # paths on different drives (Windows): no common folder

@@ -38,10 +38,12 @@ __all__ = ["DIGEST_SIZE", "FEATURE_CODE_VERSION", "KEY_FIELDS", "LATER_FIELDS", 
 FEATURE_CODE_VERSION = 1
 
 KEY_FIELDS = ("backbone", "weights_sha256", "input_size", "resize", "pooling", "layers",
-               "preprocessing", "dtype", "mixed_precision", "feature_code_version", "decoder")
+               "preprocessing", "dtype", "mixed_precision", "feature_code_version", "decoder",
+               "view")
 # Key fields added after the first release, hashed only away from their default, so the caches
-# written before they existed keep their keys.
-LATER_FIELDS = {"decoder": "pillow"}
+# written before they existed keep their keys. ``view``: the deterministic view of the decoded
+# batch (``featx.extract.views``; "none" is the image as decoded).
+LATER_FIELDS = {"decoder": "pillow", "view": "none"}
 
 
 def config_key(config: dict) -> str:
@@ -63,13 +65,16 @@ def config_key(config: dict) -> str:
 
 def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling="avg",
                      layers=None, resize="bilinear", dtype="float32",
-                     mixed_precision: bool = False, decoder: str = "pillow") -> dict:
+                     mixed_precision: bool = False, decoder: str = "pillow",
+                     view: str = "none") -> dict:
     """Resolve an extractor's settings into the attribute dict stored with its features.
 
     Every argument is checked here, before any file is hashed or model built: ``input_size``
     (None, an int or an ``(h, w)`` pair of ints, at least the backbone family's minimum),
     ``layers`` (None or a list of layer names / block names / negative block indices),
-    ``pooling``, ``resize``, ``dtype`` and ``decoder``.
+    ``pooling``, ``resize``, ``dtype`` and ``decoder``. ``view`` names a row of
+    :data:`featx.extract.views.VIEWS` (checked there: this stage sits below extraction); it is
+    stored, and keyed only when it is not ``"none"``.
 
     Examples
     --------
@@ -103,6 +108,10 @@ def extractor_config(backbone: str, weights="imagenet", input_size=None, pooling
         "mixed_precision": bool(mixed_precision),
         "feature_code_version": FEATURE_CODE_VERSION,
     }
+    if not isinstance(view, str) or not view:
+        raise TypeError(f"view must be a view name (str), got view={view!r}")
+    if view != "none":  # older files lack the field; "none" is its LATER_FIELDS default
+        config["view"] = view
     config["key"] = config_key(config)
     return config
 

@@ -253,6 +253,25 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"MODEL {args.model!r} does not exist; make one with "
+                                "`featx fit DATA --head logreg --out model.featx`")
+    _keras(args)
+    from featx.deploy import FORMATS, export
+    from featx.persist import UntrustedModelError, load
+
+    try:
+        with warnings.catch_warnings():  # the folders a file names do not matter to an export
+            warnings.filterwarnings("ignore", message=r"Loading path=.*: reset ")
+            model = load(args.model, trust=args.trust)
+    except UntrustedModelError as exc:
+        raise CommandError(f"{exc} From the command line: add --trust.") from None
+    path = export(model, args.out, format=args.format)
+    _say(args, f"featx: wrote {path} ({args.format}; {FORMATS[args.format].runs_in})")
+    return 0
+
+
 def _ft_params(args, strategy: str) -> dict:
     return dict(strategy=strategy, epochs=args.epochs, learning_rate=args.learning_rate,
                 batch_size=args.ft_batch_size, warm_start=not args.no_warm_start,

@@ -49,7 +49,9 @@ def _check_names(args) -> None:
 
 
 def _resolve(args) -> dict:
-    """Names checked (:func:`_check_names`), then DATA -> splits; no Keras: it comes (quietly,
+    """Names checked (:func:`_check_names`), then DATA (a folder, CSV, shards or URL:
+    :func:`featx.sources.resolve_data`; ``--data-format`` when its suffix does not say) -> splits;
+    no Keras: it comes (quietly,
     see :func:`featx.cli.main.main`) only when a command needs a model, so a cache hit of
     ``featx extract`` never imports it."""
     from featx.sources import resolve_data
@@ -58,7 +60,8 @@ def _resolve(args) -> dict:
     splits = resolve_data(args.data, test_size=args.test_size, val_size=args.val_size,
                           limit=args.limit, seed=args.seed,
                           path_column=getattr(args, "path_column", "path"),
-                          label_column=getattr(args, "label_column", "label"))
+                          label_column=getattr(args, "label_column", "label"),
+                          format=getattr(args, "data_format", None))
     return splits
 
 

@@ -26,6 +26,7 @@ from featx.cli.commands import (
     cmd_backbones,
     cmd_cache,
     cmd_compare,
+    cmd_export,
     cmd_extract,
     cmd_finetune,
     cmd_fit,
@@ -36,6 +37,9 @@ from featx.cli.commands import (
     cmd_show_augment,
 )
 from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE, CommandError
+from featx.deploy.formats import FORMATS
+from featx.extract.forward import RUNTIME_CHOICES, runtime_default
+from featx.sources import DATA_FORMATS
 from featx.utils.errors import FeatxError
 from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
 from featx.utils.version import __version__
@@ -112,8 +116,12 @@ def _data_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("data", metavar="DATA",
                    help="class-folder directory (with or without train/validation/test), "
-                        "CSV (path,label[,split]) or built-in name (clothing-mini, fashion-mnist)")
+                        "CSV (path,label[,split]), TFRecord/Parquet/WebDataset shards, any of "
+                        "them at an fsspec URL (s3://, https://, zip://...), or a built-in name "
+                        "(clothing-mini, fashion-mnist)")
     g = p.add_argument_group("data")
+    g.add_argument("--data-format", dest="data_format", choices=tuple(DATA_FORMATS),
+                   default=None, help="how to read DATA when its suffix does not say")
     g.add_argument("--limit", type=_count, default=None, metavar="N",
                    help="at most N images per class in every split (quick runs)")
     g.add_argument("--test-size", type=float, default=0.2, metavar="F",
@@ -146,7 +154,15 @@ def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.Arg
     g.add_argument("--decoder", choices=("pillow", "opencv"), default="pillow",
                    help="image decoder (default: pillow); opencv is about 2x faster per core "
                         "(pip install 'featx[opencv]')")
+    _runtime_arg(g)
     return p
+
+
+def _runtime_arg(g) -> None:
+    g.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None,
+                   help="what runs the frozen backbone: auto (default: $FEATX_RUNTIME, else ONNX "
+                        "Runtime on a CPU, Keras on a GPU), onnxruntime or keras; features "
+                        "agree within ~2e-6 and share the cache")
 
 
 def _finetune_args(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
@@ -224,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image files and/or folders")
     p.add_argument("--out", metavar="CSV", default=None, help="write the CSV here (default: "
                                                               "stdout)")
+    _runtime_arg(p)
     p.add_argument("--proba", action=argparse.BooleanOptionalAction, default=None,
                    help="write class probabilities: probability (top class) and proba_<class> "
                         "per class (default: on when the model has predict_proba; an error "
@@ -236,6 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "$FEATX_CACHE_DIR or ./cache; a model file's own folder is used only "
                         "with --trust)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", parents=[common], help="write a saved model as one ONNX, "
+                       "LiteRT, Keras or SavedModel file",
+                       description="Write a model saved by `featx fit` or `featx finetune` as "
+                                   "one graph that runs without featx: uint8 RGB images "
+                                   "(N, H, W, 3), resized by the caller to the model's input "
+                                   "size, in; class probabilities (ONNX: and labels) out. A "
+                                   "frozen-feature model with a non-linear head (svm, rf, mlp, "
+                                   "knn, soft_vote, stack) exports to onnx only. See "
+                                   "docs/export.md.")
+    p.add_argument("model", metavar="MODEL", help="a model file written by featx")
+    p.add_argument("--format", default="onnx", choices=list(FORMATS),
+                   help="onnx (onnxruntime), litert (.tflite; pip install 'featx[litert]'), "
+                        "keras (.keras) or saved_model (a folder) (default: onnx)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="file to write (a folder for saved_model); replaced if it exists")
+    p.add_argument("--trust", action="store_true",
+                   help="load a model holding types featx does not trust by default (only for "
+                        "files from a trusted source)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("finetune", parents=[common, data, backbone],
                        help="fine-tune the backbone on DATA",
@@ -441,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _warning_line
             quiet_tensorflow()  # before anything imports TensorFlow
         try:
-            return int(args.func(args) or 0)
+            with runtime_default(getattr(args, "runtime", None)):
+                return int(args.func(args) or 0)
         except KeyboardInterrupt:
             print("featx: interrupted", file=sys.stderr)
             return _EXIT_INTERRUPT

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from featx.data.files import SPLIT_NAMES, display_path, missing_path_error
+from featx.images import is_url, require_fsspec
 
 __all__ = [
     "MISSING_LABELS", "is_missing_label", "read_csv",
@@ -108,11 +109,12 @@ def read_csv(file: str | os.PathLike, *, path_column: str = "path", label_column
     ...
     ValueError: file=...bad.csv': 3 row(s) cannot be used: line 3: empty label; line 4: ...
     """
+    url = os.fspath(file) if is_url(os.fspath(file)) else None
     file = Path(file)
-    if not file.is_file():
+    if url is None and not file.is_file():
         raise missing_path_error("file", file)
     rows, problems = [], []
-    with open(file, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+    with _open_text(url or file) as f:
         reader = csv.reader(f)
         try:
             columns = next(reader, [])
@@ -143,11 +145,11 @@ def read_csv(file: str | os.PathLike, *, path_column: str = "path", label_column
             f"file={display_path(file)!r}: {len(problems)} row(s) cannot be used: {shown}{more}."
             f" Every row needs a path ({path_column!r}) and a class name ({label_column!r}); "
             "fix or remove these rows")
-    base = Path(root) if root is not None else file.parent
+    base = os.fspath(root) if root is not None else _folder(url) if url else file.parent
     for r in rows:
         p = r[path_column]
         label, split = r[label_column].strip(), r.get(split_column or "")
-        r["path"] = os.path.abspath(p if os.path.isabs(p) else base / p)
+        r["path"] = p if is_url(p) else _join(base, p)
         r["label"] = label
         if "split" in at:
             r["split"] = SPLIT_NAMES[split.strip().lower()]
@@ -164,3 +166,28 @@ def is_missing_label(label: Any) -> bool:
         return bool(label != label)
     except (TypeError, ValueError):  # pd.NA: its comparisons are NA, which has no truth value
         return True
+
+
+def _open_text(file):
+    """The CSV as text: a local file, or any fsspec URL."""
+    if isinstance(file, str) and is_url(file):
+        return require_fsspec().open(file, "rt", newline="", encoding="utf-8-sig",
+                                     errors="surrogateescape")
+    return open(file, newline="", encoding="utf-8-sig", errors="surrogateescape")
+
+
+def _folder(url: str) -> str:
+    """The folder of a file URL (a chain keeps its target: ``zip://a/x.csv::z.zip``)."""
+    head, sep, tail = url.partition("::")
+    return head.rsplit("/", 1)[0] + sep + tail
+
+
+def _join(base, p: str) -> str:
+    """``p`` made absolute: as is when absolute, else against ``base`` (a folder or URL)."""
+    if os.path.isabs(p):
+        return os.path.abspath(p)
+    base = os.fspath(base)
+    if is_url(base):
+        head, sep, tail = base.partition("::")
+        return f"{head.rstrip('/')}/{p}{sep}{tail}"
+    return os.path.abspath(os.path.join(base, p))

@@ -14,9 +14,12 @@ from typing import Literal
 import numpy as np
 
 from featx.images import (
+    IO_WORKERS,
     ImageError,
     check_image_bytes,
     entry_problem,
+    is_remote,
+    location_suffix,
     read_bytes,
     unreadable_reason,
 )
@@ -66,10 +69,12 @@ def display_path(path: str | os.PathLike) -> str:
 
 
 def check_file(path: str, verify: Verify) -> str | None:
-    """Return ``None`` when ``path`` holds a usable image, else the reason it does not. Never
-    raises: whatever goes wrong with one file is that file's reason."""
-    if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
-        return f"not an image file extension {Path(path).suffix!r}"
+    """Return ``None`` when ``path`` (a location: see :func:`featx.images.read_bytes`) holds a
+    usable image, else the reason it does not. Never raises: whatever goes wrong with one file
+    is that file's reason."""
+    suffix = location_suffix(path)
+    if suffix is not None and suffix not in IMAGE_EXTENSIONS:
+        return f"not an image file extension {suffix!r}"
     if verify == "none":
         return None
     try:
@@ -86,10 +91,13 @@ def check_file(path: str, verify: Verify) -> str | None:
 
 
 def check_files(paths: Sequence[str], verify: Verify) -> list[str | None]:
-    if verify == "none" or len(paths) < 64:
+    remote = verify != "none" and any(is_remote(p) for p in paths)
+    if verify == "none" or len(paths) < 64 and not remote:
         return [check_file(p, verify) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(pool.map(check_file, paths, [verify] * len(paths), chunksize=64))
+    workers = IO_WORKERS if remote else min(8, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(check_file, paths, [verify] * len(paths),
+                             chunksize=4 if remote else 64))
 
 
 def warn_skipped(skipped: list[tuple[str, str]], where: str) -> None:

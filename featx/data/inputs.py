@@ -15,7 +15,7 @@ from scipy.sparse import issparse
 
 from featx.data.dataset import ImageDataset
 from featx.data.files import array_digest
-from featx.images import to_rgb
+from featx.images import is_url, to_rgb
 from featx.utils.config import cache_root
 
 __all__ = [
@@ -190,8 +190,8 @@ def check_image_input(X: Any) -> None:
 def as_image_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
     """Images in any accepted form as an ImageDataset, valid inside the ``with`` block.
 
-    Paths are made absolute. ``uint8`` arrays (and lists of PIL images, converted by
-    :func:`pil_images_array`) are written as PNG files, once, under
+    Paths are made absolute (URLs are kept as they are). ``uint8`` arrays (and lists of PIL
+    images, converted by :func:`pil_images_array`) are written as PNG files, once, under
     ``<cache>/arrays/<content hash>/`` (reused by later calls); with ``cache=False`` into a
     temporary folder that is removed when the block ends, so nothing is left on disk.
     """
@@ -208,7 +208,7 @@ def as_image_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
             folder = cache_root(cache) / "arrays" / array_digest(X)
             yield ImageDataset.from_arrays(X, labels, class_names=names, directory=folder)
     elif (paths := image_paths(X)) is not None:
-        paths = [os.path.abspath(p) for p in paths]
+        paths = [p if is_url(p) else os.path.abspath(p) for p in map(os.fsdecode, paths)]
         yield ImageDataset(paths, np.zeros(len(paths), np.int64), ["?"], name=None)
     else:
         raise image_input_error(X)

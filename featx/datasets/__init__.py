@@ -19,6 +19,7 @@ FASHION_MNIST_CLASSES = [
     "sandal", "shirt", "sneaker", "bag", "ankle-boot",
 ]
 _FASHION_DIRS = (
+    "/usr/share/datasets/fashion-mnist",  # Debian's dataset-fashion-mnist
     "/usr/share/fashion-mnist",
     "/usr/share/dataset-fashion-mnist",
     "~/.keras/datasets/fashion-mnist",

@@ -212,4 +212,6 @@ def progress_label(dataset, config: dict, engine: str = "") -> str:
     """What the progress bar or line names: ``extract clothing-mini-train (efficientnet_lite0)``
     (the dataset's name carries the split for DATA resolved by the command line)."""
     name = getattr(dataset, "name", None) or "dataset"
-    return f"extract {name} ({config['backbone']}{f', {engine}' if engine else ''})"
+    view = config.get("view", "none")
+    extra = "".join(f", {x}" for x in (view if view != "none" else "", engine) if x)
+    return f"extract {name} ({config['backbone']}{extra})"

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from featx.distributed import check_engine
 from featx.extract.driver import check_request
 from featx.extract.featureset import FeatureSet
-from featx.extract.forward import forward_pass_count
+from featx.extract.forward import check_runtime, forward_pass_count
 from featx.extract.local import extract_local
 from featx.extract.ray import extract_on_ray
+from featx.extract.views import check_view
 
 __all__ = ["ENGINES", "extract_features", "forward_pass_count"]
 
@@ -41,6 +42,8 @@ def extract_features(
     verbose: int = 1,
     engine: str = "local",
     address: str | None = None,
+    view: str = "none",
+    runtime: str | None = None,
 ) -> FeatureSet:
     """Extract (or load cached) backbone features for every image of ``dataset``.
 
@@ -77,6 +80,17 @@ def extract_features(
         same cache and result; see :func:`featx.extract.extract_on_ray` and ``docs/ray.md``.
     address : str, optional
         With ``engine="ray"``: the Ray cluster to join (default: an embedded local instance).
+    view : str, default="none"
+        A deterministic view of every decoded image (a row of
+        :data:`featx.extract.views.VIEWS`: ``"flip"``, ``"crop90"``...), applied before the
+        backbone; each view is cached under its own key (``"none"`` keeps the keys of older
+        caches). Local engine only.
+    runtime : {"auto", "onnxruntime", "keras"}, optional
+        What runs the frozen forward (:data:`featx.extract.forward.RUNTIMES`): ``"auto"`` is ONNX
+        Runtime on a CPU (the graph Keras exports, cached beside the converted weights; about
+        twice the Keras forward's speed), Keras on a GPU or with ``mixed_precision``. ``None``:
+        ``$FEATX_RUNTIME``, else ``"auto"``. Features agree across runtimes within ~2e-6
+        relative, so the runtime is not part of the cache key (``docs/runtime.md``).
 
     Returns
     -------
@@ -112,9 +126,16 @@ def extract_features(
     (0, True)
     """
     check_request(dataset, cache, batch_size)
+    check_runtime(runtime)
     name = check_engine(engine, address)
     remote = {} if name == "local" else {"address": address}
-    return ENGINES[name](dataset, backbone, weights=weights, input_size=input_size,
-                         pooling=pooling, layers=layers, resize=resize, decoder=decoder,
-                         cache=cache, batch_size=batch_size, n_workers=n_workers, dtype=dtype,
-                         mixed_precision=mixed_precision, verbose=verbose, **remote)
+    if check_view(view) != "none":
+        if name != "local":
+            raise ValueError(f"view={view!r} needs engine='local', got engine={engine!r}")
+        remote["view"] = view
+    fs = ENGINES[name](dataset, backbone, weights=weights, input_size=input_size,
+                       pooling=pooling, layers=layers, resize=resize, decoder=decoder,
+                       cache=cache, batch_size=batch_size, n_workers=n_workers, dtype=dtype,
+                       mixed_precision=mixed_precision, verbose=verbose, runtime=runtime,
+                       **remote)
+    return fs

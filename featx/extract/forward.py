@@ -1,24 +1,34 @@
-"""Backbone forward passes at a fixed batch shape, with the process-wide forward-pass counter.
+"""Backbone forward passes at a fixed batch shape, on a runtime, with the process-wide pass counter.
 
-Every batch is padded to ``batch_size`` rows so the compiled predict function is traced once per
-configuration; the padding rows are dropped from the output. Keras' ``predict_on_batch`` is the
-default on every backend (it runs the backend's compiled predict step: ``tf.function`` on
-TensorFlow, ``jax.jit`` on JAX); ``docs/benchmarks.md`` has the measurements behind that choice.
+The frozen forward runs on one of :data:`RUNTIMES`: ONNX Runtime (the graph Keras exports, see
+:mod:`featx.extract.graphs`) on a CPU, Keras elsewhere; ``"auto"`` picks (:func:`resolve_runtime`).
+Every batch is padded to ``batch_size`` rows so a compiled predict function is traced once per
+configuration; the padding rows are dropped from the output. On Keras, ``predict_on_batch`` runs
+the backend's compiled predict step (``tf.function`` on TensorFlow, ``jax.jit`` on JAX);
+``docs/runtime.md`` and ``docs/benchmarks.md`` have the measurements behind these choices.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import importlib.util
+import os
 import threading
+import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 
-from featx.backbones import check_weights
-from featx.utils.runtime import dtype_policy, has_gpu, resolve_precision, seeded
+from featx.extract.graphs import GraphExportError, OnnxBackbone, build_keras, onnx_graph
+from featx.utils.checks import check_choice
+from featx.utils.runtime import has_gpu, resolve_precision
+from featx.utils.threads import compute_threads
 
-__all__ = ["MODELS", "BatchRunner", "ModelCache", "add_count", "forward_pass_count", "get_model",
-           "has_gpu"]
+__all__ = ["MODELS", "RUNTIMES", "RUNTIME_CHOICES", "BatchRunner", "ModelCache", "Runtime",
+           "add_count", "check_runtime", "forward_pass_count", "get_model", "has_gpu",
+           "resolve_runtime", "runtime_default"]
 
 
 class _PassCounter:
@@ -48,6 +58,106 @@ def add_count(n: int) -> None:
     _PASSES.add(n)
 
 
+class Runtime(NamedTuple):
+    """One row of :data:`RUNTIMES`: what runs the frozen forward."""
+
+    build: Callable[[dict], object]  # extractor config -> object with predict_on_batch
+    available: Callable[[], bool]
+    doc: str
+
+
+def _build_onnx(config: dict) -> OnnxBackbone:
+    """The config's graph on ONNX Runtime (exported by Keras the first time)."""
+    path = onnx_graph(config)
+    try:
+        return OnnxBackbone(path, compute_threads())
+    except Exception:  # a damaged graph file (ONNX Runtime's own error types): export it again
+        os.replace(path, path.with_suffix(".onnx.damaged"))
+        return OnnxBackbone(onnx_graph(config), compute_threads())
+
+
+def _onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+#: Runtime name -> how it builds the forward. ``"auto"`` (see :func:`resolve_runtime`) picks one.
+RUNTIMES: dict[str, Runtime] = {
+    "keras": Runtime(build_keras, lambda: True,
+                     "Keras on its backend (TensorFlow or JAX), on a GPU when there is one"),
+    "onnxruntime": Runtime(_build_onnx, _onnxruntime_installed,
+                           "the graph Keras exports to ONNX, on ONNX Runtime's CPU provider: "
+                           "about 1.5-2.7x the Keras forward on a CPU"),
+}
+RUNTIME_CHOICES = ("auto", *RUNTIMES)
+
+
+def check_runtime(runtime: str | None) -> str:
+    """``runtime``, or ``$FEATX_RUNTIME`` (default ``"auto"``) for ``None``, checked against
+    :data:`RUNTIME_CHOICES` (without looking for a GPU: this loads no backend)."""
+    if runtime is None:
+        runtime = os.environ.get("FEATX_RUNTIME") or "auto"
+    return check_choice("runtime", runtime, RUNTIME_CHOICES)
+
+
+@contextlib.contextmanager
+def runtime_default(runtime: str | None) -> Iterator[None]:
+    """Make ``runtime`` the process default (``$FEATX_RUNTIME``) for the block, so every
+    extraction inside it (estimators, comparisons, pipelines, Ray workers) runs on it; ``None``
+    changes nothing. The ``featx`` command's ``--runtime`` and a pipeline's ``[extract] runtime``
+    use it.
+
+    Examples
+    --------
+    >>> with runtime_default("keras"):
+    ...     check_runtime(None)
+    'keras'
+    """
+    if runtime is None:
+        yield
+        return
+    saved = os.environ.get("FEATX_RUNTIME")
+    os.environ["FEATX_RUNTIME"] = check_runtime(runtime)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("FEATX_RUNTIME", None)
+        else:
+            os.environ["FEATX_RUNTIME"] = saved
+
+
+def resolve_runtime(runtime: str | None = None, config: dict | None = None) -> str:
+    """The runtime a ``runtime`` argument means here.
+
+    ``None`` reads ``$FEATX_RUNTIME`` (default ``"auto"``). ``"auto"`` is ONNX Runtime on a CPU
+    when it is installed and the configuration is plain float32, else Keras (a GPU, or mixed
+    precision). Features agree across runtimes within ~2e-6 relative (as across batch sizes), so
+    the runtime is not part of the cache key.
+
+    Examples
+    --------
+    >>> resolve_runtime("keras")
+    'keras'
+    >>> resolve_runtime("tpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: runtime must be one of ['auto', 'keras', 'onnxruntime'], got 'tpu'
+    """
+    runtime = check_runtime(runtime)
+    mixed = config is not None and resolve_precision(
+        bool(config.get("mixed_precision", False))) != "float32"
+    if runtime == "auto":
+        fast = RUNTIMES["onnxruntime"].available() and not mixed
+        return "onnxruntime" if fast and not has_gpu() else "keras"
+    if runtime == "onnxruntime":
+        if not RUNTIMES["onnxruntime"].available():
+            raise ImportError("runtime='onnxruntime' needs ONNX Runtime: pip install onnxruntime")
+        if mixed:
+            raise ValueError("runtime='onnxruntime' runs float32 graphs; mixed_precision=True "
+                             "needs runtime='keras' (or 'auto')")
+    return runtime
+
+
 class ModelCache:
     """The backbones built in this process, most recently used last, at most ``max_models``.
 
@@ -59,31 +169,39 @@ class ModelCache:
     def __init__(self, max_models: int = 2) -> None:
         self.max_models = max_models
         self._models: OrderedDict = OrderedDict()
+        self._unexportable: set[str] = set()  # configuration keys Keras failed to export
 
     def __len__(self) -> int:
         return len(self._models)
 
     def clear(self) -> None:
         self._models.clear()
+        self._unexportable.clear()
 
-    def get(self, config: dict):
-        """Build (or reuse) the backbone described by an extractor ``config``."""
-        # load_backbone imports Keras: only when a model is built, so a cache hit never does.
-        from featx.backbones import load_backbone
+    def keys(self) -> list[tuple[str, str]]:
+        """``(configuration key, runtime)`` of the models held, least recently used first."""
+        return list(self._models)
 
-        key = config["key"]
+    def get(self, config: dict, runtime: str | None = None):
+        """Build (or reuse) the backbone described by an extractor ``config`` on ``runtime``
+        (see :func:`resolve_runtime`). Under ``"auto"``, a backbone Keras cannot export to ONNX
+        runs on Keras, after one :class:`RuntimeWarning`."""
+        name = resolve_runtime(runtime, config)
+        if name == "onnxruntime" and config["key"] in self._unexportable and (
+                check_runtime(runtime) == "auto"):
+            name = "keras"
+        key = (config["key"], name)
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        weights = check_weights(config["weights"])
-        pooling = None if config["pooling"] == "none" else config["pooling"]
-        # Random weights (weights=None) are drawn under a fixed seed, so the same configuration
-        # gives the same features in every process (its cache key says "random").
-        precision = resolve_precision(bool(config.get("mixed_precision", False)))
-        with dtype_policy(precision), seeded(0 if weights is None else None):
-            model = load_backbone(config["backbone"], weights=weights,
-                                  input_size=tuple(config["input_size"]), pooling=pooling,
-                                  layers=json.loads(config["layers"]))
+        try:
+            model = RUNTIMES[name].build(config)
+        except GraphExportError as exc:
+            if check_runtime(runtime) != "auto":
+                raise
+            warnings.warn(f"featx: {exc}; running it on Keras", RuntimeWarning, stacklevel=3)
+            self._unexportable.add(config["key"])
+            return self.get(config, "keras")
         self._models[key] = model
         while len(self._models) > self.max_models:
             self._models.popitem(last=False)
@@ -94,9 +212,10 @@ class ModelCache:
 MODELS = ModelCache()
 
 
-def get_model(config: dict):
-    """Build (or reuse, per process) the backbone described by an extractor ``config``."""
-    return MODELS.get(config)
+def get_model(config: dict, runtime: str | None = None):
+    """Build (or reuse, per process) the backbone described by an extractor ``config``, on
+    ``runtime`` (see :func:`resolve_runtime`)."""
+    return MODELS.get(config, runtime)
 
 
 class BatchRunner:

@@ -16,9 +16,11 @@ from featx.cache import extractor_config
 from featx.extract.driver import check_request, progress_label, run_extraction
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import BatchRunner, get_model, has_gpu
+from featx.extract.views import apply_view, check_view
 from featx.images import DecodePool
 from featx.utils.checks import check_int
 from featx.utils.progress import Progress
+from featx.utils.threads import decode_threads
 
 __all__ = ["extract_local", "stream"]
 
@@ -27,7 +29,8 @@ _COMMIT_ROWS = 4096  # ... or when this many are pending
 _CPU_BATCH, _GPU_BATCH = 32, 256
 
 
-def stream(paths, config, batch_size, n_workers, sink, progress) -> dict[str, str]:
+def stream(paths, config, batch_size, n_workers, sink, progress,
+           runtime: str | None = None) -> dict[str, str]:
     """Decode ``paths`` and run the backbone; rows go to ``sink(ids, feats)`` in commit-sized
     groups. Returns ``{content id or path: reason}`` for images that could not be decoded."""
     h, w = config["input_size"]
@@ -40,8 +43,8 @@ def stream(paths, config, batch_size, n_workers, sink, progress) -> dict[str, st
     def forward() -> None:
         nonlocal runner
         if runner is None:
-            runner = BatchRunner(get_model(config), batch_size, config["dtype"])
-        done_feats.append(runner(batch[: len(batch_ids)]))
+            runner = BatchRunner(get_model(config, runtime), batch_size, config["dtype"])
+        done_feats.append(runner(apply_view(config.get("view", "none"), batch[: len(batch_ids)])))
         done_ids.extend(batch_ids)
         progress.update(len(batch_ids))
         batch_ids.clear()
@@ -81,18 +84,20 @@ def stream(paths, config, batch_size, n_workers, sink, progress) -> dict[str, st
 def extract_local(dataset, backbone: str = "efficientnet_lite0", *, weights="imagenet",
                   input_size=None, pooling="avg", layers=None, resize="bilinear",
                   decoder="pillow", cache=None, batch_size=32, n_workers=None, dtype="float32",
-                  mixed_precision=False, verbose=1) -> FeatureSet:
+                  mixed_precision=False, verbose=1, view="none", runtime=None) -> FeatureSet:
     """The ``engine="local"`` row of :data:`featx.extract.ENGINES`; parameters as in
-    :func:`featx.extract_features` (``n_workers``: decode threads, ``0`` for none)."""
+    :func:`featx.extract_features` (``n_workers``: decode threads, ``0`` for none; default
+    :func:`featx.utils.threads.decode_threads`)."""
     check_request(dataset, cache, batch_size)
     check_int("n_workers", n_workers, 0, allow_none=True)
     config = extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
-                              mixed_precision, decoder)
+                              mixed_precision, decoder, view=check_view(view))
     if batch_size is None:
         batch_size = _GPU_BATCH if has_gpu() else _CPU_BATCH
     batch_size = int(batch_size)
+    n_workers = decode_threads() if n_workers is None else n_workers
     progress = Progress(progress_label(dataset, config), verbose)
     return run_extraction(
         dataset, config, cache, progress,
-        lambda todo, sink: stream(todo, config, batch_size, n_workers, sink, progress),
+        lambda todo, sink: stream(todo, config, batch_size, n_workers, sink, progress, runtime),
     )

@@ -3,17 +3,21 @@
 The driver hashes every file (the content ids), takes the configuration's row store lock, and sends
 only the images whose content the store lacks through a Ray Data pipeline::
 
-    from_items(paths) -> map_batches(_decode)  CPU tasks: read, SHA-256, featx decode + resize
-                      -> map_batches(_Embed)   actor pool: the backbone, loaded once per actor
-                      -> iter_batches          the driver: a row-store segment per ``shard_size``
+    from_items(locations) -> map_batches(_decode)  CPU tasks: read, SHA-256, decode + resize
+                          -> map_batches(_Embed)   actor pool: the backbone, loaded once per actor
+                          -> iter_batches          the driver: a row-store segment per shard_size
 
-Feature rows come back to the driver, which commits them to the row store it holds the lock of,
-exactly as the local engine does, so the cache layout is the same and a later local run (or Ray run)
-hits it. A segment is committed every ``shard_size`` rows: a run that dies resumes from its last
-shard. Ray Data's fault tolerance is left at its defaults: a decode task whose worker dies is
-retried (``max_retries=-1``) and a dead model actor is restarted and its batch re-run
+Only locations travel to the workers, never image bytes: a decode task reads each image itself
+(a local path, a URL, a record of a TFRecord, tar or Parquet file:
+:func:`featx.images.read_bytes`, remote ones many at a time), so on a cluster the images must sit
+where the workers can read them (a shared disk, a bucket, a web server). Feature rows come back to
+the driver, which commits them to the row store it holds the lock of, exactly as the local engine
+does, so the cache layout is the same and a later local run (or Ray run) hits it. A segment is
+committed every ``shard_size`` rows: a run that dies resumes from its last shard. Ray Data's
+fault tolerance is left at its defaults: a decode task whose worker dies is retried
+(``max_retries=-1``) and a dead model actor is restarted and its batch re-run
 (``max_restarts=-1``, ``max_task_retries=-1``); a Python exception in featx's code is not retried
-and fails the run.
+and fails the run (a read that fails is not an exception: the image is skipped with its reason).
 ``docs/ray.md`` explains the choices.
 """
 
@@ -31,8 +35,8 @@ import numpy as np
 from featx.cache import extractor_config
 from featx.distributed import ensure_ray, require_ray
 from featx.extract.driver import check_request, progress_label, run_extraction
-from featx.extract.forward import BatchRunner, add_count, get_model
-from featx.images import load_chunk
+from featx.extract.forward import BatchRunner, add_count, check_runtime, get_model
+from featx.images import load_chunk, process_local
 from featx.utils.checks import check_int
 from featx.utils.progress import Progress
 
@@ -62,8 +66,9 @@ class _Embed:
     and are dropped by the driver.
     """
 
-    def __init__(self, config: dict, batch_size: int) -> None:
-        self.runner = BatchRunner(get_model(config), batch_size, config["dtype"])
+    def __init__(self, config: dict, batch_size: int, runtime: str | None = None) -> None:
+        # the runtime resolves on the worker: ONNX Runtime on a CPU-only node, Keras on a GPU
+        self.runner = BatchRunner(get_model(config, runtime), batch_size, config["dtype"])
 
     def __call__(self, batch: dict) -> dict:
         return {"path": batch["path"], "id": batch["id"], "reason": batch["reason"],
@@ -74,7 +79,7 @@ def _cluster_gpus(ray) -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def _pipeline(ray, todo, config, batch_size, concurrency, num_gpus):
+def _pipeline(ray, todo, config, batch_size, concurrency, num_gpus, runtime=None):
     """The lazy Ray Dataset of ``{path, id, reason, features}`` rows for ``todo`` paths."""
     import keras
 
@@ -88,7 +93,8 @@ def _pipeline(ray, todo, config, batch_size, concurrency, num_gpus):
     env = {"KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return ds.map_batches(
         _Embed,  # looked up at call time: tests swap in a crashing subclass
-        fn_constructor_args=(config, batch_size), batch_size=batch_size, batch_format="numpy",
+        fn_constructor_args=(config, batch_size, runtime), batch_size=batch_size,
+        batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=int(concurrency[0]),
                                            max_size=int(concurrency[1]))
         if isinstance(concurrency, tuple) else ray.data.ActorPoolStrategy(size=int(concurrency)),
@@ -112,7 +118,8 @@ def _quiet(ray, verbose: int):
         logger.setLevel(level)
 
 
-def _run(ray, todo, config, batch_size, concurrency, num_gpus, shard_size, sink, progress):
+def _run(ray, todo, config, batch_size, concurrency, num_gpus, shard_size, sink, progress,
+         runtime=None):
     """Stream ``todo`` through Ray; ``sink(ids, features)`` per shard. Returns the failures."""
     failed: dict[str, str] = {}
     ids: list[str] = []
@@ -126,7 +133,7 @@ def _run(ray, todo, config, batch_size, concurrency, num_gpus, shard_size, sink,
             ids.clear(), feats.clear()
         n_pending, last = 0, time.monotonic()
 
-    ds = _pipeline(ray, todo, config, batch_size, concurrency, num_gpus)
+    ds = _pipeline(ray, todo, config, batch_size, concurrency, num_gpus, runtime)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
         reasons = batch["reason"]
         ok = np.asarray([not r for r in reasons], bool)
@@ -178,6 +185,7 @@ def extract_on_ray(
     concurrency: int | tuple[int, int] | None = None,
     num_gpus: float | None = None,
     shard_size: int = 1024,
+    runtime: str | None = None,
 ):
     """:func:`featx.extract_features` on Ray: same arguments, same cache, same :class:`FeatureSet`.
 
@@ -188,8 +196,9 @@ def extract_on_ray(
     Parameters
     ----------
     dataset, backbone, weights, input_size, pooling, layers, resize, decoder, cache, dtype,
-    mixed_precision
-        As in :func:`featx.extract_features`; the cache key and layout are identical.
+    mixed_precision, runtime
+        As in :func:`featx.extract_features`; the cache key and layout are identical (the
+        runtime is resolved on each worker).
     batch_size : int or None
         Images per forward pass in each model actor (``None``: 256 when the cluster has GPUs,
         else 32).
@@ -216,7 +225,12 @@ def extract_on_ray(
     """
     check_request(dataset, cache, batch_size)
     _check_options(shard_size, concurrency, n_workers)
+    if local := next((p for p in dataset.paths if process_local(p)), None):
+        raise ValueError(f"dataset location {local!r} lives in this process's memory; the Ray "
+                         "engine's workers read every image from its location themselves: put "
+                         "the images on a store or disk they can reach, or use engine='local'")
     require_ray()  # fail before any file is hashed
+    runtime = check_runtime(runtime)  # the driver's choice ($FEATX_RUNTIME) goes to the workers
     config = extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
                                      mixed_precision, decoder)
     progress = Progress(progress_label(dataset, config, "ray"), verbose)
@@ -231,6 +245,6 @@ def extract_on_ray(
         ngpu = (1 if gpus else 0) if num_gpus is None else num_gpus
         with _quiet(ray, verbose):
             return _run(ray, todo, config, int(bs), actors, ngpu, int(shard_size), sink,
-                        progress)
+                        progress, runtime)
 
     return run_extraction(dataset, config, cache, progress, run)

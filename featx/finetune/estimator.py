@@ -9,6 +9,8 @@ the Dense layer, so warm-up costs no backbone epochs. See ``docs/finetune.md``.
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -47,6 +49,8 @@ from featx.utils.runtime import dtype_policy, resolve_precision, seeded
 __all__ = ["FineTunedClassifier"]
 
 WARMUP_LR = 1e-3  # head-only warm-up when warm_start=False
+#: ``monitor`` choices -> whether higher is better.
+_MONITORS = {"val_loss": False, "val_accuracy": True}
 
 
 class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator):
@@ -61,11 +65,12 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
     input_size : (int, int) or None
         Model input ``(h, w)``; ``None`` uses the backbone's own.
     strategy : str, default="staged"
-        A row of the strategy table: ``frozen``, ``full``, ``last_n``, ``blocks``, ``staged``.
-        ``featx finetune --strategy`` has the same default.
+        A row of the strategy table: ``frozen``, ``full``, ``last_n``, ``blocks``, ``staged``,
+        ``top_blocks``. ``featx finetune --strategy`` has the same default.
     strategy_params : dict or None
-        The row's own parameters: ``n`` (last_n), ``blocks`` (blocks), ``lr_decay`` (every row but
-        frozen: discriminative learning rates, each lower block ``lr_decay`` times the one above).
+        The row's own parameters: ``n`` (last_n), ``blocks`` (blocks), ``n_blocks``
+        (top_blocks), ``lr_decay`` (every row but frozen: discriminative learning rates, each
+        lower block ``lr_decay`` times the one above).
     schedule : list of (layers, epochs[, lr]) or None
         For ``staged``: ``layers`` an int (top N layers) or block name(s), cumulative.
     epochs : int, default=10
@@ -90,9 +95,13 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         ``validation_data`` is given).
     validation_data : ImageDataset, (X, y) or None
     early_stopping : bool
-        Per phase, on ``val_loss`` (``loss`` without validation), restoring the best weights; a
-        phase that ends worse than the previous one is rolled back.
+        Per phase, on ``monitor``, restoring the best epoch's weights at the phase's end; a
+        phase whose best is worse than the previous phase's (the warm start's included) is
+        rolled back.
     patience : int
+    monitor : "val_loss" or "val_accuracy", default="val_loss"
+        What early stopping and the roll-back watch (``loss`` / ``accuracy`` of the training
+        data when there is no validation data).
     lr_schedule : "constant", "exp_decay", "cosine" or (name, params)
     checkpoint_dir : str or None
         Weights per phase and ``progress.json``; an interrupted fit with the same parameters and
@@ -125,9 +134,12 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
     model_ : keras.Model
     history_ : list of dict
         One record per phase: ``phase``, ``epochs``, ``loss``, ``val_loss``, ``accuracy``,
-        ``val_accuracy``, ``learning_rate`` (lists per epoch), ``trainable_weights``,
-        ``trainable_params``, ``trainable_layers``, ``compiled``, ``compile_count``, ``reverted``,
-        ``forward_passes``.
+        ``val_accuracy``, ``learning_rate`` (lists per epoch), ``monitor``, ``best`` (its best
+        value), ``trainable_weights``, ``trainable_params``, ``trainable_layers``, ``compiled``,
+        ``compile_count``, ``reverted``, ``forward_passes``, ``seconds`` (wall time of the
+        phase).
+    fit_seconds_ : float
+        Wall time of ``fit`` (model building, warm start and every phase).
     compile_count_ : int
         Compilations during fit: one per phase, after its ``trainable`` change.
     backbone_forward_passes_ : int
@@ -146,7 +158,8 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                  augment="default", dropout: float = 0.2, l2: float = 0.0,
                  warm_start: bool = True, class_weight="balanced", validation_split: float = 0.1,
                  validation_data=None, early_stopping: bool = True, patience: int = 3,
-                 lr_schedule="constant", checkpoint_dir=None, cache=None, decoder="pillow",
+                 monitor: str = "val_loss", lr_schedule="constant", checkpoint_dir=None,
+                 cache=None, decoder="pillow",
                  mixed_precision="auto",
                  random_state=None, verbose: int = 0, run_eagerly: bool = False):
         self.backbone = backbone
@@ -167,6 +180,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         self.validation_data = validation_data
         self.early_stopping = early_stopping
         self.patience = patience
+        self.monitor = monitor
         self.lr_schedule = lr_schedule
         self.checkpoint_dir = checkpoint_dir
         self.cache = cache
@@ -188,6 +202,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         if self.class_weight not in ("balanced", None) and not isinstance(self.class_weight, dict):
             raise ValueError(
                 f"class_weight must be 'balanced', a dict or None, got {self.class_weight!r}")
+        check_choice("monitor", self.monitor, list(_MONITORS))
         check_decoder(self.decoder)
         parse_lr_schedule(self.lr_schedule)
         resolve_augment(self.augment)
@@ -206,6 +221,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
             cache), used for the warm start instead of a forward pass.
         """
         self._check_params()
+        start = time.perf_counter()
         items, labels = as_images(X, y)
         if labels is None:
             raise ValueError("y is required unless X is an ImageDataset")
@@ -220,6 +236,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         with seeded(seed):  # the caller's Python and NumPy random states come back afterwards
             self._fit_seeded(X, items, y_idx, seed, warm_start_features)
+        self.fit_seconds_ = time.perf_counter() - start
         return self
 
     def _fit_seeded(self, X, items, y_idx, seed, warm_start_features) -> None:
@@ -304,11 +321,12 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
             initial_epoch = 0 if state["done"] else state["epoch"]
             partial = [] if state["done"] else list(state.get("partial", []))
             self.backbone_forward_passes_ = sum(r["forward_passes"] for r in self.history_)
-            self._best = min((r["best"] for r in self.history_ if r.get("best") is not None),
-                             default=None)
+            bests = [r["best"] for r in self.history_ if r.get("best") is not None]
+            self._best = (max if self._higher_is_better else min)(bests, default=None)
         for i, phase in enumerate(phases):
             if i < start:
                 continue
+            t0 = time.perf_counter()
             set_trainable(base, phase.layers)
             self._compile(base, phase)
             if phase.name == "warm_start":
@@ -317,13 +335,18 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                 record = self._train_phase(i, phase, train, val, progress, initial_epoch, partial)
                 initial_epoch, partial = 0, []
             record.update(self._trainable_summary(base), compiled=True,
-                          compile_count=self.compile_count_)
+                          compile_count=self.compile_count_,
+                          seconds=time.perf_counter() - t0)
             self.history_.append(record)
             self.backbone_forward_passes_ += record["forward_passes"]
             if progress.dir is not None:
                 self.model_.save_weights(progress.weights_path(i))
                 progress.write(phase=i, epoch=record["epochs"], done=True, history=self.history_,
                                partial=[])
+
+    @property
+    def _higher_is_better(self) -> bool:
+        return _MONITORS[self.monitor]
 
     def _compile(self, base, phase: Phase) -> None:
         """Recompile after every ``trainable`` change: Keras fixes the trainable set at compile."""
@@ -340,7 +363,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                 "trainable_layers": sum(bool(u.trainable_weights) for u in unit_layers(base))}
 
     def _train_phase(self, i, phase, train, val, progress, initial_epoch, partial) -> dict:
-        monitor = "val_loss" if val is not None else "loss"
+        monitor = self.monitor if val is not None else self.monitor.removeprefix("val_")
         callbacks = [lr_callback(self.lr_schedule, phase.learning_rate, phase.epochs)]
         if self.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
@@ -356,10 +379,11 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         logs = {k: [e[k] for e in partial if k in e] + [float(v) for v in h.history.get(k, [])]
                 for k in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")}
         ran = len(h.epoch)
-        best = min(logs[monitor]) if logs[monitor] else None
+        pick = max if self._higher_is_better else min
+        best = pick(logs[monitor]) if logs[monitor] else None
         reverted = False
         if self.early_stopping and best is not None and self._best is not None \
-                and best > self._best:
+                and pick(best, self._best) != best:
             self.model_.set_weights(before)  # this phase only made things worse: roll it back
             reverted = True
         elif best is not None:
@@ -379,9 +403,10 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                   "learning_rate": [], "monitor": None, "best": None, "reverted": False}
         if val is not None:
             loss, acc = self.model_.evaluate(val, verbose=0)
-            record.update(val_loss=[float(loss)], val_accuracy=[float(acc)], monitor="val_loss",
-                          best=float(loss))
-            self._best = float(loss)
+            value = float(acc if self._higher_is_better else loss)
+            record.update(val_loss=[float(loss)], val_accuracy=[float(acc)],
+                          monitor=self.monitor, best=value)
+            self._best = value
             passes += len(val.indices)
         record["forward_passes"] = passes
         record["feature_source"] = self._feature_source

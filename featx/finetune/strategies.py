@@ -225,6 +225,17 @@ def _staged(base, spec, p) -> list[Phase]:
     return phases
 
 
+def _top_blocks(base, spec, p) -> list[Phase]:
+    """The top ``n_blocks`` blocks in one phase, each block below ``lr_decay`` times the learning
+    rate of the one above: the CPU recipe (no gradient flows below the lowest trained block)."""
+    blocks = layer_blocks(base, spec)
+    n = check_int("strategy_params['n_blocks']", p["n_blocks"], 1)
+    wanted = list(blocks)[-n:]
+    layers = _units_of_blocks(blocks, wanted, "strategy_params['n_blocks']")
+    return [Phase(f"top_blocks:{len(wanted)}", layers, p["epochs"], _lr(p, 1e-4),
+                  _multipliers(base, spec, layers, p["lr_decay"]))]
+
+
 STRATEGIES: dict[str, Strategy] = {
     row.name: row
     for row in [
@@ -235,6 +246,10 @@ STRATEGIES: dict[str, Strategy] = {
                  "named blocks (default: the top two, e.g. block7+top), LR 1e-4"),
         Strategy("staged", _staged, {"lr_decay": 1.0},
                  "a schedule of (layers or blocks, epochs[, lr]), unfreezing more each phase"),
+        Strategy("top_blocks", _top_blocks, {"n_blocks": 3, "lr_decay": 0.5},
+                 "the top n_blocks blocks at once, discriminative LRs (each block below "
+                 "lr_decay x the one above; top LR 1e-4): with the warm start and early "
+                 "stopping, the CPU recipe"),
     ]
 }
 

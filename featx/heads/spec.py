@@ -47,6 +47,9 @@ class HeadSpec:
         rule :func:`describe` prints. None: the defaults fit any training set.
     note : str
         Anything a user should know about the defaults.
+    default : bool
+        Fitted when no heads are named (``evaluate_heads(heads=None)``); the ensembles, which
+        cost several heads each, are fitted only when named.
     """
 
     name: str
@@ -60,6 +63,7 @@ class HeadSpec:
     class_weight: bool = True
     fit_limits: Callable[[Mapping[str, Any], int, int | None], dict] | None = None
     note: str = ""
+    default: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "defaults", _frozen(self.defaults))

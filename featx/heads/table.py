@@ -17,27 +17,16 @@ smoke test), ``make_head(name, n_samples=..., n_classes=...)`` lets the row's
 from __future__ import annotations
 
 import difflib
-import numbers
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.decomposition import PCA
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import Normalizer, StandardScaler
-from sklearn.svm import SVC, LinearSVC
 
-from featx.heads.limits import (
-    cap_n_neighbors,
-    early_stopping_if_room,
-    limit_value,
-    limited,
-)
+from featx.heads.build import build_head, check_imbalance, check_params
+from featx.heads.ensemble import SoftVoteHead, StackHead
+from featx.heads.limits import limit_value, limited
+from featx.heads.rows import BASE_HEADS
 from featx.heads.spec import HeadSpec
 from featx.utils.tables import format_cell
 
@@ -56,84 +45,49 @@ STEP_NAMES = ("normalize", "scale", "pca", "clf")
 
 
 _HEADS: tuple[HeadSpec, ...] = (
+    *BASE_HEADS,
     HeadSpec(
-        name="logreg",
-        description="StandardScaler + multinomial logistic regression (lbfgs); the usual best",
-        estimator=LogisticRegression,
-        defaults={"C": 0.1, "max_iter": 2000, "class_weight": "balanced"},
-        grid={"C": (0.01, 0.1, 1.0)},
-    ),
-    HeadSpec(
-        name="linear_svm",
-        description="StandardScaler + LinearSVC (liblinear, one-vs-rest squared hinge)",
-        estimator=LinearSVC,
-        defaults={"C": 0.001, "dual": True, "max_iter": 5000, "class_weight": "balanced"},
-        grid={"C": (0.0001, 0.001, 0.01)},
-        predict_proba=False,
-        note="standardized 1280-d features need a small C; dual=True measured 2-3x faster "
-        "than the primal solver on 3,000 x 1,280 and large C gets slow",
-    ),
-    HeadSpec(
-        name="svm",
-        description="StandardScaler + RBF-kernel SVC",
-        estimator=SVC,
-        defaults={"C": 10.0, "kernel": "rbf", "gamma": "scale", "class_weight": "balanced"},
-        grid={"C": (1.0, 10.0, 100.0)},
-        predict_proba=False,
-        note="predict_proba via make_head(..., proba=True) (sigmoid calibration, "
-        "CalibratedClassifierCV(ensemble=False)); SVC(probability=True) is deprecated in "
-        "scikit-learn 1.9",
-    ),
-    HeadSpec(
-        name="rf",
-        description="Random forest on raw features (no scaling needed)",
-        estimator=RandomForestClassifier,
-        defaults={"n_estimators": 200, "max_features": "sqrt", "class_weight": "balanced",
-                  "n_jobs": None},
-        grid={"max_features": ("sqrt", "log2"), "min_samples_leaf": (1, 3)},
+        name="soft_vote",
+        description="soft voting over heads (and feature blocks: `blocks=` widths, e.g. one per "
+        "backbone), weights minimising the out-of-fold log-loss on the training data",
+        estimator=SoftVoteHead,
+        defaults={"heads": ("logreg", "svm", "knn"), "cv": 3, "class_weight": "balanced"},
+        grid={"heads": (("logreg", "knn"), ("logreg", "svm"), ("logreg", "svm", "knn"))},
         scale=False,
-        note="n_jobs=None (one core): grid search and evaluate_heads own the parallelism, and "
-        "n_jobs=-1 inside GridSearchCV(n_jobs=2) workers oversubscribes the cores; pass "
-        "n_jobs=-1 when fitting a single forest",
+        note="each member brings its own row's preprocessing; cv + 1 fits per member (the SVMs "
+        "calibrated: 6 each), so it costs several heads",
+        default=False,
     ),
     HeadSpec(
-        name="mlp",
-        description="StandardScaler + one-hidden-layer MLP (adam, early stopping)",
-        estimator=MLPClassifier,
-        defaults={"hidden_layer_sizes": (256,), "alpha": 1e-3, "early_stopping": True,
-                  "max_iter": 300},
-        grid={"hidden_layer_sizes": ((256,), (512,)), "alpha": (1e-3, 1e-2)},
-        class_weight=False,
-        fit_limits=early_stopping_if_room,
-        note="MLPClassifier has no class_weight; early stopping holds out 10% of train",
-    ),
-    HeadSpec(
-        name="knn",
-        description="L2-normalise + k-nearest neighbours (euclidean on unit vectors = cosine)",
-        estimator=KNeighborsClassifier,
-        defaults={"n_neighbors": 15, "weights": "distance", "metric": "euclidean"},
-        grid={"n_neighbors": (5, 15, 30), "weights": ("uniform", "distance")},
+        name="stack",
+        description="stacking: logistic regression on the heads' out-of-fold outputs "
+        "(StackingClassifier; `blocks=` as soft_vote)",
+        estimator=StackHead,
+        defaults={"heads": ("logreg", "svm", "knn"), "C": 1.0, "cv": 3,
+                  "class_weight": "balanced"},
+        grid={"C": (0.1, 1.0, 10.0)},
         scale=False,
-        normalize=True,
-        class_weight=False,
-        fit_limits=cap_n_neighbors,
-        note="on unit vectors |a-b|^2 = 2 - 2cos(a, b), so the ranking is cosine's",
+        note="needs 2 training images per class; cv + 1 fits per member",
+        default=False,
     ),
 )
 
 _TABLE: Mapping[str, HeadSpec] = MappingProxyType({spec.name: spec for spec in _HEADS})
 
 
-def list_heads() -> list[str]:
-    """Names of all heads, in table order.
+def list_heads(default_only: bool = False) -> list[str]:
+    """Names of all heads, in table order; with ``default_only``, those fitted when no heads are
+    named (every row but the ensembles, see :attr:`HeadSpec.default`).
 
     Examples
     --------
     >>> from featx.heads import list_heads
     >>> list_heads()
+    ['logreg', 'linear_svm', 'svm', 'rf', 'mlp', 'knn', 'soft_vote', 'stack']
+    >>> list_heads(default_only=True)
     ['logreg', 'linear_svm', 'svm', 'rf', 'mlp', 'knn']
     """
-    return list(_TABLE)
+    return [name for name, spec in _TABLE.items() if spec.default or not default_only]
 
 
 def get_head_spec(name: str) -> HeadSpec:
@@ -158,33 +112,6 @@ def get_head_spec(name: str) -> HeadSpec:
         raise ValueError(
             f"Unknown head={name!r}. Allowed heads: {', '.join(_TABLE)}.{hint}"
         ) from None
-
-
-def _check_pca(pca):
-    if pca is None:
-        return
-    if isinstance(pca, numbers.Integral) and not isinstance(pca, bool) and pca >= 1:
-        return
-    if isinstance(pca, numbers.Real) and not isinstance(pca, (bool, numbers.Integral)) \
-            and 0.0 < pca < 1.0:
-        return
-    raise ValueError(
-        "pca must be None, an int >= 1 (components) or a float in (0, 1) "
-        f"(variance to keep); got pca={pca!r}."
-    )
-
-
-def _check_params(spec: HeadSpec, params: Mapping[str, Any]) -> None:
-    valid = sorted(spec.estimator().get_params(deep=False))
-    for key in params:
-        if key not in valid:
-            lower = {v.lower(): v for v in valid}
-            close = [lower[m] for m in difflib.get_close_matches(key.lower(), lower, 3, 0.6)]
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(
-                f"Invalid parameter {key!r} for head={spec.name!r} "
-                f"({spec.estimator.__name__}).{hint} Valid parameters: {', '.join(valid)}."
-            )
 
 
 def limited_params(name: str, *, n_samples: int, n_classes: int | None = None,
@@ -219,7 +146,7 @@ def limited_params(name: str, *, n_samples: int, n_classes: int | None = None,
     {}
     """
     spec = get_head_spec(name)
-    _check_params(spec, params)
+    check_params(spec, params)
     return limited(spec, params, n_samples, n_classes)
 
 
@@ -229,6 +156,7 @@ def make_head(
     pca: int | float | None = None,
     normalize: bool | None = None,
     proba: bool = False,
+    imbalance: str | None = None,
     random_state: int | None = None,
     n_samples: int | None = None,
     n_classes: int | None = None,
@@ -251,6 +179,12 @@ def make_head(
         classifier wrapped in ``CalibratedClassifierCV(ensemble=False)`` (5 extra fits; with
         ``n_samples``, fewer folds when the classes are small, at least 2 images per class).
         Grid keys then change; use ``head_param_grid(name, proba=True)``.
+    imbalance : {"prior", "tune"} or None, default=None
+        Wrap the classifier in :class:`~featx.heads.ClassBiasClassifier`: ``"prior"`` shifts
+        its posterior to equal class priors (heads without ``predict_proba`` are calibrated
+        first, as with ``proba=True``), ``"tune"`` adds per-class offsets tuned for macro-F1 on
+        out-of-fold predictions of the training data (3 more fits). Grid keys gain an
+        ``estimator__``; use ``head_param_grid(name, imbalance=...)``.
     random_state : int or None, default=None
         Seed for the classifier and PCA, where they take one.
     n_samples : int or None, default=None
@@ -289,36 +223,13 @@ def make_head(
     >>> make_head("knn", n_samples=8, n_neighbors=30).get_params()["clf__n_neighbors"]
     30
     """
-    spec = get_head_spec(name)
-    _check_params(spec, params)
-    _check_pca(pca)
-    kwargs = {**spec.defaults, **limited(spec, params, n_samples, n_classes), **params}
-    if random_state is not None and "random_state" in spec.estimator().get_params(deep=False):
-        kwargs.setdefault("random_state", random_state)
-    clf = spec.estimator(**kwargs)
-    if proba and not spec.predict_proba:
-        # sigmoid calibration fits on held-out folds: scikit-learn's 5, or fewer when the
-        # training set is small (a stratified fold needs a member of every class)
-        folds = 5 if n_samples is None else min(5, n_samples // (n_classes or 2))
-        if folds < 2:
-            raise ValueError(
-                f"proba=True calibrates head={name!r} on held-out folds, which needs at least 2 "
-                f"training images per class; got n_samples={n_samples}, n_classes={n_classes}. "
-                "Use a head with predict_proba (logreg, rf, mlp, knn) or proba=False.")
-        clf = CalibratedClassifierCV(clf, method="sigmoid", ensemble=False, cv=folds)
-
-    steps = []
-    if spec.normalize if normalize is None else normalize:
-        steps.append(("normalize", Normalizer(norm="l2")))
-    if spec.scale:
-        steps.append(("scale", StandardScaler()))
-    if pca is not None:
-        steps.append(("pca", PCA(n_components=pca, random_state=random_state)))
-    steps.append(("clf", clf))
-    return Pipeline(steps)
+    return build_head(get_head_spec(name), pca=pca, normalize=normalize, proba=proba,
+                      imbalance=imbalance, random_state=random_state, n_samples=n_samples,
+                      n_classes=n_classes, **params)
 
 
-def head_param_grid(name: str, *, proba: bool = False, n_samples: int | None = None,
+def head_param_grid(name: str, *, proba: bool = False, imbalance: str | None = None,
+                    n_samples: int | None = None,
                     n_classes: int | None = None) -> dict[str, list]:
     """The row's default grid, keyed for the pipeline from :func:`make_head`.
 
@@ -329,6 +240,8 @@ def head_param_grid(name: str, *, proba: bool = False, n_samples: int | None = N
     proba : bool, default=False
         Match ``make_head(name, proba=True)`` (keys become ``clf__estimator__...`` for
         calibrated heads).
+    imbalance : {"prior", "tune"} or None, default=None
+        Match ``make_head(name, imbalance=...)`` (one more ``estimator__`` in the keys).
     n_samples, n_classes : int or None, default=None
         As in :func:`make_head` (for a grid search: the smallest training fold): each grid
         value goes through the row's ``fit_limits`` rule; duplicates are then dropped.
@@ -347,7 +260,9 @@ def head_param_grid(name: str, *, proba: bool = False, n_samples: int | None = N
     [5, 10]
     """
     spec = get_head_spec(name)
-    prefix = "clf__estimator__" if proba and not spec.predict_proba else "clf__"
+    check_imbalance(imbalance)
+    calibrated = (proba or imbalance == "prior") and not spec.predict_proba
+    prefix = "clf__" + "estimator__" * (calibrated + (imbalance is not None))
     grid = {}
     for key, values in spec.grid.items():
         limited = [limit_value(spec, key, v, n_samples, n_classes) for v in values]

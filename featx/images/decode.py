@@ -13,7 +13,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from featx.images.files import read_bytes, unreadable_reason
+from featx.images.files import unreadable_reason
+from featx.images.locations import read_bytes
 from featx.images.opencv import decode_opencv, require_cv2
 from featx.images.pillow import (
     RESIZE_MODES,

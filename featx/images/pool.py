@@ -19,7 +19,16 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 import numpy as np
 
 from featx.images.decode import decode_bytes
-from featx.images.files import open_regular, read_bytes, unreadable_reason
+from featx.images.files import open_regular, unreadable_reason
+from featx.images.locations import (
+    IO_WORKERS,
+    _read_or_error,
+    io_executor,
+    is_remote,
+    is_url,
+    read_bytes,
+    read_many,
+)
 from featx.images.opencv import require_cv2
 from featx.images.pillow import ImageError
 from featx.utils.checks import check_choice
@@ -30,8 +39,11 @@ _HASH_BLOCK = 1 << 20
 
 
 def hash_file(path: str) -> tuple[str | None, str | None]:
-    """``(sha256 hex, None)`` of a file's bytes, or ``(None, reason)`` if it cannot be read."""
+    """``(sha256 hex, None)`` of the bytes at a location (a file, a URL, a container record: see
+    :func:`featx.images.read_bytes`), or ``(None, reason)`` if it cannot be read."""
     try:
+        if is_url(path):
+            return _digest(path, read_bytes(path))
         h = hashlib.sha256()
         with open_regular(path) as f:
             while block := f.read(_HASH_BLOCK):
@@ -41,25 +53,47 @@ def hash_file(path: str) -> tuple[str | None, str | None]:
         return None, unreadable_reason(path, exc)
 
 
+def _digest(path: str, data: bytes | OSError) -> tuple[str | None, str | None]:
+    if isinstance(data, OSError):
+        return None, unreadable_reason(path, data)
+    return hashlib.sha256(data).hexdigest(), None
+
+
 def hash_files(paths: Sequence[str]) -> list[tuple[str | None, str | None]]:
-    """Hash many files (serially: faster than threads for small files on a page-cached disk)."""
-    return [hash_file(p) for p in paths]
+    """Hash many locations: local files serially (faster than threads for small files on a
+    page-cached disk), remote ones :data:`~featx.images.IO_WORKERS` at a time, at most
+    ``4 * IO_WORKERS`` images' bytes held at once."""
+    if not any(is_remote(p) for p in paths):
+        return [hash_file(p) for p in paths]
+    out: list[tuple[str | None, str | None]] = []
+    pending: deque = deque()  # a sliding window of reads in flight, hashed in order
+    for p in paths:
+        pending.append((p, io_executor().submit(_read_or_error, p)))
+        if len(pending) >= 4 * IO_WORKERS:
+            q, future = pending.popleft()
+            out.append(_digest(q, future.result()))
+    out += [_digest(q, future.result()) for q, future in pending]
+    return out
 
 
 def load_chunk(paths: Sequence[str], size: tuple[int, int], resize: str,
-                decoder: str = "pillow"):
-    """Worker: per path ``(sha256, image or None, reason or None)``; images stacked."""
+                decoder: str = "pillow", data: Sequence[bytes | OSError] | None = None):
+    """Worker: per path ``(sha256, image or None, reason or None)``; images stacked.
+
+    ``data``: the bytes already read (or the ``OSError`` of the read), as
+    :func:`featx.images.read_many` returns them; default: read here (remote locations
+    concurrently)."""
     ids, images, reasons = [], [], []
-    for path in paths:
-        try:
-            data = read_bytes(path)
-        except OSError as exc:
+    if data is None:
+        data = read_many(paths)
+    for path, item in zip(paths, data, strict=True):
+        if isinstance(item, OSError):
             ids.append(None), images.append(None)
-            reasons.append(unreadable_reason(path, exc))
+            reasons.append(unreadable_reason(path, item))
             continue
-        ids.append(hashlib.sha256(data).hexdigest())
+        ids.append(hashlib.sha256(item).hexdigest())
         try:
-            images.append(decode_bytes(data, size, resize, decoder=decoder, source=path))
+            images.append(decode_bytes(item, size, resize, decoder=decoder, source=path))
             reasons.append(None)
         except ImageError as exc:
             images.append(None)
@@ -157,16 +191,37 @@ class DecodePool:
             self._cv2_threads = None
 
     def imap(self, paths: Sequence[str]) -> Iterator[tuple[list, np.ndarray, list]]:
-        """Yield ``(ids, images, reasons)`` per chunk, in order; ``images``: the decodable ones."""
+        """Yield ``(ids, images, reasons)`` per chunk, in order; ``images``: the decodable ones.
+
+        Remote locations (URLs, containers on a store) are read ahead by
+        :func:`featx.images.io_executor`'s threads, up to ``2 * window`` chunks before the
+        decoders, so a slow store keeps many reads in flight instead of one per decoder."""
         chunks = (paths[i : i + self.chunk] for i in range(0, len(paths), self.chunk))
         if self._executor is None:
             for c in chunks:
                 yield load_chunk(c, self.size, self.resize, self.decoder)
             return
+        remote = any(is_remote(p) for p in paths)
+        fetching: deque = deque()  # (chunk, [future of bytes or OSError]) read ahead
         pending: deque = deque()
-        for c in chunks:
+
+        def decode(c, reads) -> None:
+            data = [f.result() for f in reads] if reads is not None else None
             pending.append(self._executor.submit(load_chunk, c, self.size, self.resize,
-                                                 self.decoder))
+                                                 self.decoder, data))
+
+        for c in chunks:
+            if remote:
+                fetching.append((c, [io_executor().submit(_read_or_error, p) for p in c]))
+                if len(fetching) < 2 * self.window:
+                    continue
+                decode(*fetching.popleft())
+            else:
+                decode(c, None)
+            if len(pending) >= self.window:
+                yield pending.popleft().result()
+        while fetching:
+            decode(*fetching.popleft())
             if len(pending) >= self.window:
                 yield pending.popleft().result()
         while pending:

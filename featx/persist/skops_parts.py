@@ -44,6 +44,12 @@ SAFE_TYPES: dict[str, str] = {
     "featx.estimators.TransferClassifier": "featx fit --out: a head on cached features",
     "featx.estimators.FeatureExtractor": "a fitted extractor (parameters only: feature_set_ "
                                          "is left out by its __getstate__)",
+    "featx.heads.ensemble.SoftVoteHead": "the soft_vote head",
+    "featx.heads.ensemble.StackHead": "the stack head",
+    "featx.heads.imbalance.ClassBiasClassifier": "make_head(..., imbalance=...)",
+    # VotingClassifier.named_estimators_: a dict with attribute access, rebuilt as a dict
+    "sklearn.utils._bunch.Bunch": "soft_vote / stack: the named member estimators",
+    "sklearn.model_selection._split.StratifiedKFold": "stack: the folds of its final fit",
 }
 
 

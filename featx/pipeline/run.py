@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from featx.backbones import random_weights
+from featx.extract.forward import runtime_default
+from featx.images import is_url
 from featx.pipeline.config import load_config, parse_override, set_dotted
 from featx.pipeline.schema import validate_config
 from featx.sources import resolve_data
@@ -32,6 +34,8 @@ def _data_path(cfg: dict) -> str:
     d = cfg["data"]
     if d["name"]:
         return d["name"]
+    if is_url(d["path"]):  # Path() would fold "s3://b/x" into "s3:/b/x"
+        return d["path"]
     path = Path(d["path"]).expanduser()
     if not path.is_absolute() and not path.exists() and cfg.get("_file"):
         alt = Path(cfg["_file"]).parent / path
@@ -45,7 +49,8 @@ def _load_data(cfg: dict) -> dict:
     fetch = d["fetch"] or None
     return resolve_data(_data_path(cfg), test_size=d["test_size"] or 0.2,
                         val_size=d["val_size"] or None, limit=d["limit"] or None, seed=d["seed"],
-                        fetch=fetch, path_column=d["path_column"], label_column=d["label_column"])
+                        fetch=fetch, path_column=d["path_column"], label_column=d["label_column"],
+                        format=d["format"] or None)
 
 
 def _merge_histories(history: Sequence[Mapping]) -> dict[str, Any]:
@@ -94,9 +99,34 @@ def _say(echo, text: str) -> None:
         echo(text)
 
 
+def _selects(cfg: dict) -> bool:
+    """Whether the pipeline has a feature-choice step: taps, views or concatenation."""
+    e = cfg["extract"]
+    return bool(e["taps"]) or e["views"] != ["none"] or (e["concat"] and len(e["backbone"]) > 1)
+
+
+def _select(cfg, train, test, extract_params, verbose, echo):
+    """The feature-choice step (:func:`featx.comparison.select_features`) of a pipeline."""
+    from featx.comparison import feature_choices, select_features
+
+    e, sel = cfg["extract"], cfg["select"]
+    choices = feature_choices(e["backbone"], taps=e["taps"], views=e["views"],
+                              concat=e["concat"])
+    _say(echo, f"select: {len(choices)} candidate features, {sel['folds']}-fold CV "
+               f"{sel['metric']} on the training split with {sel['probe']!r}")
+    heads = cfg["heads"]["names"]
+    return select_features(
+        train, test, choices, heads=heads, select_head=sel["probe"], folds=sel["folds"],
+        metric=sel["metric"], seed=cfg["data"]["seed"], cache=e["cache"] or None,
+        extract_params=dict(extract_params, weights=_weights(e["weights"]),
+                            input_size=_size(e["input_size"]), decoder=e["decoder"]),
+        verbose=verbose, echo=echo)
+
+
 def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
-           t_start):
-    """``sources``: row name -> (its Comparison, its name there)."""
+           t_start, selected=None):
+    """``sources``: row name -> (its Comparison, its name there); ``selected``: the row a
+    feature-choice step chose on the training split (the report's best), if any."""
     from sklearn.metrics import confusion_matrix
 
     from featx.report import write_report
@@ -106,7 +136,8 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
     r = cfg["report"]
     train = splits["train"]
     class_names = train.class_names
-    ranked = sorted(rows, key=lambda x: -np.nan_to_num(metric_value(x, "accuracy"), nan=-1))
+    ranked = sorted(rows, key=lambda x: (x["name"] != selected,
+                                         -np.nan_to_num(metric_value(x, "accuracy"), nan=-1)))
     confusion = misclassified = None
     if ranked:
         comparison, name = sources[ranked[0]["name"]]
@@ -123,6 +154,8 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
         backbone = cfg["extract"]["backbone"][0]
         first = comparisons[backbone]
         known = {row["name"]: row["accuracy"] for row in first.table if row["kind"] == "head"}
+        if selected:  # the chosen features' first view; scores measured anew
+            known = {}
         few = few_shot_curve(first.train, first.test,
                              r["few_shot_heads"] or cfg["heads"]["names"],
                              shots=[k or None for k in r["few_shot"]],
@@ -148,7 +181,7 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
                                for b, c in comparisons.items()]}}
     return write_report(out_dir, rows=rows, title=title, data=data, confusion=confusion,
                         histories=histories, few_shot=few, augmentation=aug, plots=r["plots"],
-                        misclassified=misclassified, extra=extra)
+                        misclassified=misclassified, extra=extra, best=selected)
 
 
 def _augmentation_sample(cfg: dict, train) -> dict:
@@ -211,6 +244,13 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
                                           if k.startswith("_")}}
     else:
         cfg = load_config(config_or_path, overrides)
+    # [extract] runtime is the run's default for every extraction in it (estimators, comparisons)
+    with runtime_default(cfg["extract"]["runtime"] or None):
+        return _run_config(cfg, out, verbose, echo, t_start)
+
+
+def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
+    """:func:`run_pipeline` on a validated config."""
     stem = Path(cfg.get("_file") or "pipeline").stem
     title = cfg["report"]["title"] or f"featx pipeline: {stem}"
     out_dir = Path(out or cfg["report"]["out"] or Path("reports") / stem)
@@ -244,6 +284,17 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
     histories: dict[str, dict] = {}
     for key in ("extract_s", "heads_s", "finetune_s"):
         timings[key] = 0.0
+    selected = None
+    if _selects(cfg):  # feature choice: candidates scored by CV on train, every one a row
+        selection = _select(cfg, train, test, extract_params, verbose, echo)
+        selected = selection.selected
+        comparisons[e["backbone"][0]] = selection
+        for key, seconds in selection.timings.items():
+            timings[key] += seconds
+        for row in selection.table:
+            sources[row["name"]] = (selection, row["name"])
+            rows.append({k: v for k, v in row.items() if k != "estimator"})
+        plan = [(ft_backbone, [], strategies)] if strategies else []
     for backbone, heads, backbone_strategies in plan:
         comparison = run_comparison(
             train, test, validation=splits.get("validation"), backbone=backbone,
@@ -252,11 +303,12 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
             cache=e["cache"] or None, input_size=_size(e["input_size"]), decoder=e["decoder"],
             extract_params=extract_params, cv=cfg["heads"]["cv"] or None, verbose=verbose,
             echo=echo)
-        comparisons[backbone] = comparison
+        comparisons[backbone if backbone not in comparisons else f"{backbone} (fine-tune)"] = \
+            comparison
         for key, seconds in comparison.timings.items():
             timings[key] += seconds
         for row in comparison.table:
-            name = f"{backbone}/{row['name']}" if len(plan) > 1 else row["name"]
+            name = f"{backbone}/{row['name']}" if len(plan) > 1 or selected else row["name"]
             sources[name] = (comparison, row["name"])
             rows.append({**{k: v for k, v in row.items() if k != "estimator"}, "name": name})
             if row["kind"] == "finetune":
@@ -264,13 +316,16 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
 
     t = time.perf_counter()
     report = _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
-                    t_start)
+                    t_start, selected)
     _say(echo, "")
     _say(echo, report.to_markdown().rstrip())
     _say(echo, "")
     if report.best:
+        how = ("" if not selected else " (the pipeline's feature choice)"
+               if report.best.get("cv_score") is None
+               else " (chosen by cross-validation on the training split)")
         _say(echo, f"best: {report.best['name']} (test accuracy "
-                   f"{report.best['accuracy']:.3f})")
+                   f"{report.best['accuracy']:.3f}){how}")
     _say(echo, f"report: {report.out_dir}/report.md "
                f"({time.perf_counter() - t_start:.1f} s)")
     return report

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from featx.sources import BUILTIN_DATA
+from featx.sources import BUILTIN_DATA, DATA_FORMATS
 
 
 class ConfigError(ValueError):
@@ -84,6 +84,12 @@ def _plots() -> list[str]:
     return list(PLOTS)
 
 
+def _views() -> list[str]:
+    from featx.extract.views import list_views
+
+    return list_views()
+
+
 def _augment_options() -> list[str]:
     from featx.finetune.augment import AUGMENTATIONS
 
@@ -119,13 +125,21 @@ class Key:
 SCHEMA: tuple[Key, ...] = (
     Key("data", "name", "str", "", "a built-in dataset (no download needed when installed)",
         tuple(BUILTIN_DATA)),
-    Key("data", "path", "str", "", "class-folder directory (with or without train/validation/test) "
-        "or CSV (path,label[,split]); relative to the working directory, else to the TOML file"),
+    Key("data", "path", "str", "", "class-folder directory (with or without "
+        "train/validation/test), CSV (path,label[,split]), TFRecord shards, Parquet file or "
+        "WebDataset shards (a file or a glob pattern); local (relative to the working "
+        "directory, else to the TOML file) or any fsspec URL (s3://, gs://, https://; "
+        "pip install 'featx[remote]')"),
+    Key("data", "format", "str", "", "how to read data.path when its suffix does not say ('': "
+        "from the suffix; a folder otherwise; docs/sources.md)", ("", *DATA_FORMATS)),
     Key("data", "fetch", "str", "", "what to download and where to put it, shown when the data is "
         "missing"),
-    Key("data", "path_column", "str", "path", "a CSV's column of image paths (`--path-column`)"),
+    Key("data", "path_column", "str", "path", "a CSV's column of image paths (`--path-column`); "
+        "for Parquet / TFRecord the image column / feature ('path': their defaults, `image` / "
+        "`image/encoded`)"),
     Key("data", "label_column", "str", "label", "a CSV's column of class names "
-        "(`--label-column`)"),
+        "(`--label-column`); for Parquet the label column, for TFRecord the label feature "
+        "('label': `image/class/label`)"),
     Key("data", "test_size", "float", 0.2, "test fraction, used only when the data has no test "
         "split"),
     Key("data", "val_size", "float", 0.0, "validation fraction when the data has none (0: none; "
@@ -144,14 +158,35 @@ SCHEMA: tuple[Key, ...] = (
         "crop ('crop')", ("bilinear", "crop")),
     Key("extract", "decoder", "str", "pillow", "image decoder: 'pillow', or 'opencv' (about 2x "
         "faster per core; pip install 'featx[opencv]')", ("pillow", "opencv")),
-    Key("extract", "layers", "list[str]", [], "intermediate layers to tap, pool and concatenate "
-        "(earlier, more generic features for data unlike ImageNet)"),
+    Key("extract", "layers", "list", [], "intermediate layers to tap, pool and concatenate "
+        "(earlier, more generic features for data unlike ImageNet); with `taps`, the pool the "
+        "tap sets are sliced from ([]: their union)"),
+    Key("extract", "taps", "list", [], "candidate layer-tap sets, each a list of negative block "
+        "indices or block names ([[-1], [-2, -3, -4]]; -1 is the last block): every backbone is "
+        "extracted once with all of them, each set is a column slice, chosen by [select]"),
+    Key("extract", "views", "list[str]", ["none"], "views of every image (`none`, `flip`, "
+        "`crop90`...): heads train on all views and average their probabilities (TTA); with "
+        "several, both the first view alone and all views are candidates of [select]",
+        _views),
+    Key("extract", "concat", "bool|str", False, "also try the features of all backbones "
+        "concatenated (one candidate per tap set and view set; no extra backbone pass); "
+        "'only': the concatenation alone", (True, False, "only")),
     Key("extract", "batch_size", "int", 32, "images per forward pass (does not change features)"),
+    Key("extract", "runtime", "str", "", "what runs the frozen backbone: 'auto' (ONNX Runtime on "
+        "a CPU, Keras on a GPU), 'onnxruntime' or 'keras' ('': $FEATX_RUNTIME, else auto); "
+        "features agree within ~2e-6 and share the cache", ("", "auto", "onnxruntime", "keras")),
     Key("extract", "cache", "str", "", "feature-cache folder ('': $FEATX_CACHE_DIR or ./cache)"),
     Key("heads", "names", "list[str]", ["logreg", "svm", "rf", "mlp", "knn"],
         "scikit-learn heads fitted on the cached features", _heads),
     Key("heads", "cv", "int", 0, "folds of a grid search over each head's grid (0: defaults, "
         "no search)"),
+    Key("select", "folds", "int", 5, "feature choice (when taps, views or concat give several "
+        "candidates): stratified folds of the cross-validation on the training split; the test "
+        "split is never used to choose"),
+    Key("select", "probe", "str", "logreg", "the head the candidate features are compared "
+        "with", _heads),
+    Key("select", "metric", "str", "accuracy", "what the feature choice maximises",
+        ("accuracy", "macro_f1", "balanced_accuracy")),
     Key("finetune", "strategies", "list[str]", [], "unfreeze strategies to fine-tune and compare "
         "([]: none)", _strategies),
     Key("finetune", "backbone", "str", "", "backbone to fine-tune ('': the first of "
@@ -261,6 +296,27 @@ def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
         positive = k in ("batch_size", "epochs", "n", "few_shot_repeats")
         if v < (1 if positive else 0):
             fail(path, v, "a positive int" if positive else ">= 0")
+    for i, layer in enumerate(cfg["extract"]["layers"]):
+        if not (isinstance(layer, str) or isinstance(layer, int) and not isinstance(layer, bool)
+                and layer < 0):
+            fail(f"extract.layers[{i}]", layer, "a layer or block name, or a negative block index")
+    for i, taps in enumerate(cfg["extract"]["taps"]):
+        if not (isinstance(taps, list) and taps and all(
+                isinstance(e, str) or isinstance(e, int) and not isinstance(e, bool) and e < 0
+                for e in taps)):
+            fail(f"extract.taps[{i}]", taps, "a non-empty list of negative block indices or "
+                 "block names, e.g. [-2, -3, -4]")
+    if len(set(cfg["extract"]["views"])) != len(cfg["extract"]["views"]) \
+            or not cfg["extract"]["views"]:
+        fail("extract.views", cfg["extract"]["views"], "a non-empty list of distinct views")
+    e = cfg["extract"]
+    if cfg["heads"]["cv"] and (e["taps"] or e["views"] != ["none"]
+                               or e["concat"] and len(e["backbone"]) > 1):
+        errors.add(f"{where}heads.cv = {cfg['heads']['cv']} cannot be combined with a feature "
+                   "choice (extract.taps, extract.views or extract.concat) yet: its heads use "
+                   "their defaults; set heads.cv = 0")
+    if cfg["select"]["folds"] < 2:
+        fail("select.folds", cfg["select"]["folds"], "at least 2")
     if cfg["heads"]["cv"] == 1:
         fail("heads.cv", 1, "0 (no search) or at least 2 folds")
     for s in ("extract", "finetune"):
@@ -287,7 +343,7 @@ def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
     if bool(d["name"]) == bool(d["path"]) and not {"data.name", "data.path"} & errors.failed:
         errors.add(
             f"{where}[data] needs exactly one of data.name (a built-in: "
-            f"{', '.join(BUILTIN_DATA)}) or data.path (a folder or CSV); got "
+            f"{', '.join(BUILTIN_DATA)}) or data.path (a folder, CSV, shards or URL); got "
             f"name={d['name']!r}, path={d['path']!r}")
 
 
@@ -369,7 +425,8 @@ def schema_markdown() -> str:
             elif callable(k.allowed):
                 allowed = {"_backbones": "`featx backbones`", "_heads": "heads: "
                            + ", ".join(_heads()), "_strategies": ", ".join(_strategies()),
-                           "_plots": ", ".join(_plots())}.get(k.allowed.__name__,
+                           "_plots": ", ".join(_plots()),
+                           "_views": ", ".join(_views())}.get(k.allowed.__name__,
                                                               "`featx backbones` or empty")
             else:
                 allowed = ", ".join(f"`{a}`" for a in k.allowed)

@@ -147,8 +147,13 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
     lines += ["## Comparison", "", _comparison(d.get("results") or [])]
     best = d.get("best")
     if best:
+        how = (f" (chosen by {best.get('cv_metric') or 'accuracy'} in cross-validation on the "
+               f"training split: {format_cell(best.get('cv_score'), 3)})"
+               if best.get("selected") and best.get("cv_score") is not None
+               else " (the pipeline's one feature choice and its selection head)"
+               if best.get("selected") else "")
         lines.append(f"**Best:** {best.get('name')} — test accuracy "
-                     f"{format_cell(best.get('accuracy'), 3, missing='n/a')}")
+                     f"{format_cell(best.get('accuracy'), 3, missing='n/a')}{how}")
         lines.append("")
     captions = {name: desc for name, (_, desc) in PLOTS.items()}
     for name, path in plots.items():
@@ -212,7 +217,8 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
                  data: Mapping | None = None, confusion: Mapping | None = None,
                  histories: Mapping | None = None, few_shot: Mapping | None = None,
                  augmentation: Mapping | None = None, plots: Sequence[str] = tuple(PLOTS),
-                 misclassified: Mapping | None = None, extra: Mapping | None = None) -> Report:
+                 misclassified: Mapping | None = None, extra: Mapping | None = None,
+                 best: str | None = None) -> Report:
     """Write ``report.md``, ``report.json`` and the requested PNGs into ``out_dir``.
 
     Parameters
@@ -240,6 +246,10 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
     extra : dict, optional
         More keys for ``report.json`` (``config``, ``timings``, ``advice``, ``run``: ``{"seed",
         "backbones": [{"backbone", "weights", "cache_key", "cache_file"}]}``, ...).
+    best : str, optional
+        The name of the row chosen without the test split (a pipeline's feature choice, by
+        cross-validation on the training split): the report's ``best``. Default: the row of
+        highest test accuracy.
     """
     unknown = [p for p in plots if p not in PLOTS]
     if unknown:
@@ -248,7 +258,10 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
     out.mkdir(parents=True, exist_ok=True)
     rows = sorted(({k: v for k, v in r.items() if k != "estimator"} for r in rows),
                   key=lambda r: -np.nan_to_num(metric_value(r, "accuracy"), nan=-1))
-    best = rows[0] if rows else None
+    chosen = [r for r in rows if best is not None and r.get("name") == best]
+    if best is not None and not chosen:
+        raise ValueError(f"best={best!r} names no row; rows: {[r.get('name') for r in rows]}")
+    best = chosen[0] if chosen else rows[0] if rows else None
     made: dict[str, Path] = {}
     inputs = {
         "comparison": (bool(rows), lambda p: plot_comparison(rows, p)),

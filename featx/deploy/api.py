@@ -1,0 +1,157 @@
+"""``featx.export``: a fitted classifier as one file for a runtime without featx."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featx.deploy.formats import FORMATS, ExportError, check_format, require_modules
+
+__all__ = ["WRITERS", "export", "formats_for"]
+
+
+def _labels_file(path: Path, fmt: str) -> Path:
+    return path / "labels.txt" if fmt == "saved_model" else path.with_name(path.name +
+                                                                           ".labels.txt")
+
+
+def _write_labels(path: Path, fmt: str, classes) -> None:
+    lines = "".join(f"{c}\n" for c in np.asarray(classes).tolist())
+    _labels_file(path, fmt).write_text(lines, encoding="utf-8")
+
+
+def _write_onnx(exp, path: Path) -> None:
+    import onnx
+
+    from featx.deploy.onnx_graph import build_onnx
+
+    onnx.save(build_onnx(exp), os.fspath(path))
+
+
+def _check_litert(path: Path, exp) -> None:
+    """Open the written file in LiteRT and run one blank image: the file must run."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=os.fspath(path)).get_signature_runner()
+    out = next(iter(runner(image=np.zeros((1, *exp.input_size, 3), np.uint8)).values()))
+    if out.shape[0] != 1:
+        raise RuntimeError(f"the LiteRT file {path} gave output shape {out.shape} for one image")
+
+
+def _write_keras_export(fmt: str) -> Callable:
+    keras_format = {"litert": "litert", "saved_model": "tf_saved_model"}[fmt]
+
+    def write(exp, path: Path) -> None:
+        exp.backbone.export(os.fspath(path), format=keras_format, verbose=False)
+        if fmt == "litert":
+            _check_litert(path, exp)
+        _write_labels(path, fmt, exp.classes)
+
+    return write
+
+
+def _write_keras(exp, path: Path) -> None:
+    exp.backbone.save(os.fspath(path))
+    _write_labels(path, "keras", exp.classes)
+
+
+#: Format name -> ``write(exportable, path)``.
+WRITERS: Mapping[str, Callable] = {
+    "onnx": _write_onnx,
+    "litert": _write_keras_export("litert"),
+    "keras": _write_keras,
+    "saved_model": _write_keras_export("saved_model"),
+}
+
+
+def formats_for(exp) -> list[str]:
+    """The formats an :class:`~featx.deploy.graphs.Exportable` can be written in."""
+    return [name for name, spec in FORMATS.items() if not spec.keras_graph or exp.head is None]
+
+
+def export(model: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
+    """Write a fitted featx classifier as one file that runs without featx.
+
+    The file takes ``uint8`` RGB images ``(N, H, W, 3)`` already resized to the model's input
+    size (``H, W``: the backbone's input size; resize as featx does, e.g.
+    ``featx.read_image(path, (H, W))``) and returns class probabilities (``scores``:
+    ``decision_function`` for heads without ``predict_proba``); the ONNX graph also returns
+    ``label``, the class values ``predict`` returns. See ``docs/export.md``.
+
+    Parameters
+    ----------
+    model : TransferClassifier or FineTunedClassifier
+        A fitted model (e.g. from :func:`featx.load`).
+    path : path-like
+        The file to write (a directory for ``saved_model``); replaced if it exists. Its
+        suffix is not checked (``.onnx``, ``.tflite``, ``.keras`` by convention; Keras needs
+        ``.keras`` for the ``keras`` format).
+    format : {"onnx", "litert", "keras", "saved_model"}, default="onnx"
+        A row of :data:`featx.deploy.FORMATS`. A :class:`~featx.estimators.TransferClassifier`
+        exports to every format when its head is linear (``logreg``, ``linear_svm``: folded
+        into one Dense layer), to ``onnx`` only otherwise (the head through skl2onnx).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``. Formats other than ONNX also write the class names, one per line in output
+        column order, to ``<path>.labels.txt`` (``<path>/labels.txt`` for ``saved_model``).
+
+    Raises
+    ------
+    ExportError
+        If the model cannot be written in ``format``; the message names the formats that work.
+    ValueError
+        For an unknown ``format``, or extractor parameters changed since the model was fitted.
+    ModuleNotFoundError
+        If the format needs a package that is not installed (the message says what to install).
+
+    Examples
+    --------
+    The formats (``docs/export.md`` runs a whole round trip):
+
+    >>> from featx.deploy import FORMATS
+    >>> [(name, spec.suffix) for name, spec in FORMATS.items()]
+    [('onnx', '.onnx'), ('litert', '.tflite'), ('keras', '.keras'), ('saved_model', '')]
+
+    A fitted model to ONNX, then onnxruntime alone:
+
+    >>> import featx, numpy as np, onnxruntime  # doctest: +SKIP
+    >>> clf = featx.TransferClassifier("mobilenet_v2", weights=None, input_size=32)
+    ... # doctest: +SKIP
+    >>> clf = clf.fit(featx.load_clothing_mini()["train"])  # doctest: +SKIP
+    >>> path = featx.export(clf, "clothing.onnx")  # doctest: +SKIP
+    >>> session = onnxruntime.InferenceSession(path)  # doctest: +SKIP
+    >>> label, proba = session.run(None, {"image": np.zeros((1, 32, 32, 3), np.uint8)})
+    ... # doctest: +SKIP
+    """
+    from featx.deploy.graphs import exportable
+
+    spec = check_format(format)
+    require_modules(spec)
+    exp = exportable(model)
+    if spec.keras_graph and exp.head is not None:
+        raise ExportError(
+            f"format={format!r} needs the whole model as one Keras graph, but {exp.why_not_keras}"
+            f"; formats that work for this model: {', '.join(formats_for(exp))} (or refit with "
+            "a linear head: logreg, linear_svm)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target, then moved into place: a failed export leaves no half file.
+    with tempfile.TemporaryDirectory(prefix=".featx-export-", dir=path.parent) as tmp:
+        staged = Path(tmp) / path.name
+        WRITERS[spec.name](exp, staged)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(staged, path)
+        labels = _labels_file(staged, spec.name)
+        if spec.name != "saved_model" and labels.exists():
+            os.replace(labels, _labels_file(path, spec.name))
+    return path
+

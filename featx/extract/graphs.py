@@ -1,0 +1,176 @@
+"""The ONNX graph of a backbone configuration: exported once by Keras, cached beside the converted
+weights, run by ONNX Runtime.
+
+The graph comes from Keras' own ``model.export(format="onnx")`` (no converter of featx's), so it
+computes what the Keras model computes (features agree within ~2e-6 relative; the
+``runtime="onnxruntime"`` tests check rtol 1e-4 on real photos). It is keyed by everything that
+changes it (:data:`GRAPH_FIELDS` plus the Keras version) and written atomically under a lock, so
+concurrent processes export it once. Once it exists, an extraction on ONNX Runtime builds no Keras
+model at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from featx.backbones import check_weights
+from featx.utils.config import cache_dir
+from featx.utils.errors import FeatxError
+from featx.utils.runtime import dtype_policy, seeded
+
+__all__ = ["GRAPH_FIELDS", "GraphExportError", "OnnxBackbone", "build_keras", "graph_path",
+           "onnx_graph"]
+
+#: The configuration fields an exported graph depends on (with the installed Keras version):
+#: not resize, decoder or storage dtype, which act before or after the network.
+GRAPH_FIELDS = ("backbone", "weights_sha256", "input_size", "pooling", "layers", "preprocessing",
+                "feature_code_version")
+
+
+class GraphExportError(FeatxError, RuntimeError):
+    """Keras could not export this backbone to ONNX (``runtime="onnxruntime"`` cannot run it)."""
+
+
+def build_keras(config: dict):
+    """The Keras backbone an extractor ``config`` describes (random weights drawn under seed 0,
+    so the same configuration gives the same model in every process)."""
+    # load_backbone imports Keras: only when a Keras model is needed
+    from featx.backbones import load_backbone
+    from featx.utils.runtime import resolve_precision
+
+    weights = check_weights(config["weights"])
+    pooling = None if config["pooling"] == "none" else config["pooling"]
+    precision = resolve_precision(bool(config.get("mixed_precision", False)))
+    with dtype_policy(precision), seeded(0 if weights is None else None):
+        return load_backbone(config["backbone"], weights=weights,
+                             input_size=tuple(config["input_size"]), pooling=pooling,
+                             layers=json.loads(config["layers"]))
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def graph_path(config: dict, root: str | os.PathLike | None = None) -> Path:
+    """Where the graph of ``config`` is cached: ``<cache_dir>/weights/onnx/<backbone>-<key>.onnx``
+    (beside the converted weights), the key hashing :data:`GRAPH_FIELDS` and the Keras version.
+
+    Examples
+    --------
+    >>> from featx.cache import extractor_config
+    >>> c = extractor_config("mobilenet_v2", None, 32)
+    >>> p = graph_path(c, "/tmp/c")
+    >>> p.parent.as_posix(), p.name.startswith("mobilenet_v2-32-")
+    ('/tmp/c/weights/onnx', True)
+    >>> graph_path(dict(c, batch_size=8), "/tmp/c") == p  # not a graph field
+    True
+    """
+    material = {k: config.get(k) for k in GRAPH_FIELDS}
+    material["keras"] = _version("keras")
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    h, w = config["input_size"]
+    size = f"{h}" if h == w else f"{h}x{w}"
+    folder = (Path(root) if root is not None else cache_dir()) / "weights" / "onnx"
+    return folder / f"{config['backbone']}-{size}-{key}.onnx"
+
+
+def _check_graph(path: Path) -> None:
+    """Refuse a graph that needs more than the image: tf2onnx leaves some constants of Keras'
+    ``Normalization`` layer as graph inputs (the keras.applications EfficientNet rows with random
+    weights), and such a graph cannot run on images alone."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {t.name for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in constants]
+    if len(inputs) != 1:
+        raise ValueError(f"the exported graph needs {len(inputs)} inputs, not just the image: "
+                         f"{inputs[1:3]}")
+
+
+def _export(config: dict, target: Path) -> None:
+    """Build the Keras model of ``config`` and export its graph to ``target`` atomically."""
+    model = build_keras(config)
+    h, w = config["input_size"]
+    model.predict_on_batch(np.zeros((1, h, w, 3), np.float32))  # Keras exports called models only
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf2onnx's deprecation chatter
+            model.export(str(tmp), format="onnx", verbose=False)
+        _check_graph(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def onnx_graph(config: dict, root: str | os.PathLike | None = None) -> Path:
+    """The cached ONNX graph of ``config``, exported by Keras the first time (under a lock, so
+    concurrent processes export it once). A graph ONNX Runtime cannot load is exported again.
+
+    Raises
+    ------
+    GraphExportError
+        When Keras cannot export this backbone (the message says why); the Keras runtime still
+        runs it.
+    """
+    import filelock
+
+    target = graph_path(config, root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(target) + ".lock"):
+        if target.exists():
+            return target
+        try:
+            _export(config, target)
+        except Exception as exc:  # tf2onnx raises many kinds: one error that names the backbone
+            raise GraphExportError(
+                f"Keras could not export backbone {config['backbone']!r} to ONNX "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "use runtime='keras'") from exc
+    return target
+
+
+class OnnxBackbone:
+    """A backbone graph on ONNX Runtime with the one method :class:`BatchRunner` calls.
+
+    Parameters
+    ----------
+    path : path
+        The ``.onnx`` file (see :func:`onnx_graph`).
+    threads : int
+        ONNX Runtime's intra-op threads (the compute share of the thread budget).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # no per-node placement warnings on stderr
+        # Idle intra-op threads sleep instead of spin-waiting, handing their core to a decode
+        # thread at once (docs/runtime.md measures both).
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         os.environ.get("FEATX_ORT_SPIN", "0"))
+        self.path, self.threads = Path(path), int(threads)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.n_outputs = len(self.session.get_outputs())
+
+    def predict_on_batch(self, images: np.ndarray):
+        # the graph's input is float32 (Keras' input layer); the cast is a cheap host pass
+        out = self.session.run(None, {self.input_name: np.asarray(images, np.float32)})
+        return out[0] if self.n_outputs == 1 else out

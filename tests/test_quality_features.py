@@ -1,0 +1,254 @@
+"""Feature quality, the features half (issue #17): layer taps from one pass, concatenation across
+backbones, multi-view features with TTA, and feature choice by cross-validation on train only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import MODEL, assert_same, counted
+from PIL import Image
+
+import featx
+from featx.cache import config_key, extractor_config
+from featx.comparison import FeatureChoice, feature_choices, select_features
+from featx.extract import FeatureSet, extract_features, forward_pass_count
+from featx.extract.views import VIEWS, apply_view, check_views
+
+TAPS = [-1, -2, -3]
+
+
+@pytest.fixture(scope="module")
+def mini():
+    data = featx.load_clothing_mini()
+    return {s: data[s].subset(range(0, len(data[s]), 3)) for s in ("train", "test")}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("quality-cache")
+
+
+@pytest.fixture(scope="module")
+def tapped(mini, cache):
+    return counted(mini["train"], cache, layers=TAPS)
+
+
+# -- taps ------------------------------------------------------------------------------------------
+def test_every_tap_subset_is_a_slice_of_one_pass(mini, cache, tapped):
+    fs, passes = tapped
+    assert passes == len(mini["train"])  # one pass for all three taps
+    spans = fs.tap_spans()
+    assert [s[0] for s in spans] == TAPS and spans[0][1] == 0
+    assert spans[-1][2] == fs.features.shape[1]
+    assert json.loads(fs.attrs["tap_spans"]) == [list(s) for s in spans]
+    for subset in ([-1], [-2, -3], [-3, -1]):
+        before = forward_pass_count()
+        sliced = fs.select_layers(subset)
+        assert forward_pass_count() == before  # a slice, no backbone pass
+        direct, _ = counted(mini["train"], False, layers=subset)
+        assert_same(sliced.features, direct.features)
+        assert sliced.attrs["key"] == extractor_config(
+            "mobilenet_v2", None, 32, layers=subset)["key"]
+
+
+def test_the_last_tap_is_the_plain_pooled_output(mini, tapped):
+    plain, _ = counted(mini["train"], False)
+    assert_same(tapped[0].select_layers([-1]).features, plain.features)
+
+
+def test_an_untapped_layer_is_named(tapped):
+    with pytest.raises(ValueError, match=r"layers entry -4 was not tapped; .* \[-1, -2, -3\]"):
+        tapped[0].select_layers([-4])
+
+
+def test_candidate_layers_share_one_cache_entry(mini, cache, tapped):
+    a = featx.FeatureExtractor(**{**MODEL, "verbose": 0}, layers=[-2], candidate_layers=TAPS,
+                               cache=cache).fit()
+    before = forward_pass_count()
+    x = a.transform(mini["train"])
+    assert forward_pass_count() == before  # the tapped fixture already extracted them
+    assert_same(x, tapped[0].select_layers([-2]).features)
+    with pytest.raises(ValueError, match="candidate_layers must hold every entry of layers"):
+        featx.FeatureExtractor(**MODEL, layers=[-4], candidate_layers=TAPS).fit()
+
+
+# -- concatenation ---------------------------------------------------------------------------------
+def test_concat_aligns_rows_by_content_id_without_a_pass(mini, cache, tapped):
+    a = tapped[0].select_layers([-1])
+    b, _ = counted(mini["train"], cache, input_size=48)
+    order = np.arange(len(b))[::-1]
+    before = forward_pass_count()
+    ab = FeatureSet.concat([a, b.subset(order)])
+    assert forward_pass_count() == before
+    np.testing.assert_array_equal(ab.features[:, : a.features.shape[1]], a.features)
+    np.testing.assert_array_equal(ab.features[:, a.features.shape[1]:], b.features)
+    assert ab.ids == a.ids and ab.labels.tolist() == a.labels.tolist()
+    parts = json.loads(ab.attrs["parts"])
+    assert [p["key"] for p in parts] == [a.attrs["key"], b.attrs["key"]]
+    assert ab.attrs["key"] not in (a.attrs["key"], b.attrs["key"])
+    clf = featx.TransferClassifier(head="logreg").fit(ab)
+    assert clf.score(ab, np.asarray(ab.class_names)[ab.labels]) > 0.5
+    with pytest.raises(ValueError, match="X holds features of"):
+        clf.predict(FeatureSet.concat([b, a]))
+
+
+def test_concat_drops_rows_a_part_lacks(tapped):
+    a = tapped[0]
+    ab = FeatureSet.concat([a, a.subset(range(1, len(a)))])
+    assert len(ab) == len(a) - 1 and a.paths[0] in dict(ab.skipped)
+
+
+# -- views -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_every_view_keeps_shape_and_dtype_and_is_deterministic(view):
+    batch = np.random.default_rng(0).integers(0, 255, (3, 20, 24, 3), dtype=np.uint8)
+    out = apply_view(view, batch)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, apply_view(view, batch.copy()))
+    assert (view == "none") == bool(np.array_equal(out, batch))
+
+
+def test_the_default_view_keeps_old_cache_keys():
+    config = extractor_config("mobilenet_v2", None, 32)
+    assert "view" not in config
+    old = {k: v for k, v in config.items() if k != "key"}
+    assert config["key"] == config_key(old)
+    assert extractor_config("mobilenet_v2", None, 32, view="flip")["key"] != config["key"]
+
+
+def test_a_flip_view_is_the_flipped_image_cached_apart(tmp_path, make_dataset):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
+    paths, flipped = [], []
+    for i, img in enumerate(images):
+        for name, arr, out in (("p", img, paths), ("f", img[:, ::-1], flipped)):
+            p = tmp_path / f"{name}{i}.png"
+            Image.fromarray(np.ascontiguousarray(arr)).save(p)
+            out.append(str(p))
+    ds, ds_flipped = make_dataset(paths, name="plain"), make_dataset(flipped, name="flipped")
+    fs, passes = counted(ds, tmp_path / "c", view="flip")
+    assert passes == 4 and fs.attrs["view"] == "flip"
+    assert_same(fs.features, counted(ds_flipped, False)[0].features)
+    assert counted(ds, tmp_path / "c", view="flip")[1] == 0  # cached under its own key
+    assert counted(ds, tmp_path / "c")[1] == 4  # the plain view is another entry
+    with pytest.raises(ValueError, match="view must be one of"):
+        extract_features(ds, view="mirror", **MODEL)
+
+
+def test_a_classifier_trains_on_every_view_and_averages_them(mini, cache):
+    clf = featx.TransferClassifier(**MODEL, views=["none", "flip"], cache=cache)
+    clf.fit(mini["train"])
+    assert clf.n_features_in_ == 1280
+    proba = clf.predict_proba(mini["test"])
+    single = featx.TransferClassifier(**MODEL, cache=cache).set_params(views=["flip"])
+    assert proba.shape == (len(mini["test"]), len(clf.classes_))
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    assert clf.predict(mini["test"]).tolist() == \
+        clf.classes_[proba.argmax(axis=1)].tolist()
+    assert single.fit(mini["train"]).predict_proba(mini["test"]).shape == proba.shape
+    assert check_views(None) == ["none"]
+
+
+# -- feature choice --------------------------------------------------------------------------------
+def test_feature_choices_cross_backbones_taps_and_views():
+    names = [c.name for c in feature_choices(["a", "b"], taps=[[-1], [-2, -3]],
+                                             views=["none", "flip"], concat=True)]
+    assert len(names) == 3 * 2 * 2 and "a+b taps[-2,-3] views[none,flip]" in names
+    assert FeatureChoice(("a", "b"), None, ("none", "flip")).passes_per_image == 4
+
+
+@pytest.fixture(scope="module")
+def selection(mini, cache):
+    choices = feature_choices(["mobilenet_v2"], taps=[[-1], [-2, -3]], views=["none", "flip"])
+    kw = dict(folds=2, cache=cache, heads=["logreg", "knn"],
+              extract_params={"weights": None, "input_size": 32})
+    return choices, kw, select_features(mini["train"], mini["test"], choices, **kw)
+
+
+def test_selection_picks_the_best_cv_score_and_reports_every_candidate(selection):
+    choices, _, result = selection
+    rows = list(result.table)
+    probe = [r for r in rows if r["name"].endswith("/logreg")]
+    assert len(probe) == len(choices)
+    best = max(probe, key=lambda r: r["cv_score"])
+    assert result.selected == best["name"] == rows[0]["name"] and rows[0]["selected"]
+    assert [r["name"] for r in rows if r["selected"]] == [best["name"]]
+    assert any(r["name"] == f"{best['features']}/knn" for r in rows)
+    assert all(r["backbone_forward_passes"] >= 0 and r["passes_per_image"] in (1, 2)
+               for r in rows)
+
+
+def test_selection_never_looks_at_the_test_labels(mini, selection):
+    choices, kw, result = selection
+    test = mini["test"]
+    shuffled = featx.ImageDataset(test.paths, np.random.default_rng(0).permutation(test.labels),
+                                  test.class_names)
+    before = forward_pass_count()
+    again = select_features(mini["train"], shuffled, choices, **kw)
+    assert forward_pass_count() == before  # everything from the cache
+    assert again.selected == result.selected
+    assert [r["cv_score"] for r in again.table if r["name"].endswith("/logreg")] == \
+        [r["cv_score"] for r in result.table if r["name"].endswith("/logreg")]
+
+
+# -- the pipeline's feature-choice step ------------------------------------------------------------
+def _pipeline(cache, **extract):
+    return {"data": {"name": "clothing-mini", "limit": 9},
+            "extract": {"backbone": "mobilenet_v2", "weights": "none", "input_size": 32,
+                        "cache": str(cache), **extract},
+            "heads": {"names": ["logreg", "knn"]}, "select": {"folds": 2},
+            "report": {"plots": [], "few_shot": []}}
+
+
+def test_a_pipeline_reports_every_candidate_and_the_cv_choice_as_best(cache, tmp_path):
+    from featx.pipeline import run_pipeline
+
+    report = run_pipeline(_pipeline(cache, taps=[[-1], [-2, -1]], views=["none", "flip"]),
+                          out=tmp_path / "r", echo=None, verbose=0)
+    payload = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert len([r for r in report.rows if r["name"].endswith("/logreg")]) == 4
+    assert payload["best"]["selected"] and payload["best"]["cv_score"] == max(
+        r["cv_score"] for r in payload["results"] if r["cv_score"] is not None)
+    assert "chosen by accuracy in cross-validation on the training split" in \
+        (tmp_path / "r" / "report.md").read_text()
+
+
+def test_old_pipelines_keep_their_meaning_and_bad_taps_are_named():
+    from featx.pipeline import ConfigError, validate_config
+
+    cfg = validate_config({"data": {"name": "clothing-mini"}})
+    assert cfg["extract"]["taps"] == [] and cfg["extract"]["views"] == ["none"]
+    assert not cfg["extract"]["concat"] and cfg["select"]["folds"] == 5
+    with pytest.raises(ConfigError, match=r"extract.taps\[0\] must be a non-empty list"):
+        validate_config({"data": {"name": "clothing-mini"}, "extract": {"taps": [[1]]}})
+    with pytest.raises(ConfigError, match="extract.views.* 'mirror' is not allowed"):
+        validate_config({"data": {"name": "clothing-mini"}, "extract": {"views": ["mirror"]}})
+
+
+def test_advise_measures_the_feature_choice_on_training_images_only(mini, cache):
+    from featx.advise import advise
+
+    advice = advise(mini, backbone="mobilenet_v2", weights=None, input_size=32, cache=cache,
+                    taps=[[-1], [-2, -1]], folds=2)
+    f = advice.features
+    assert set(f["scores"]) == {"mobilenet_v2 taps[-1]", "mobilenet_v2 taps[-2,-1]"}
+    assert f["scores"][f["choice"]] == max(f["scores"].values())
+    assert "Features: " in str(advice) and f["pipeline"].startswith("[extract] taps = ")
+    assert advise(mini, backbone="mobilenet_v2", weights=None, input_size=32,
+                  cache=cache).features is None
+
+
+def test_a_feature_choice_runs_next_to_fine_tuning_and_the_few_shot_curve(cache, tmp_path):
+    from featx.pipeline import run_pipeline
+
+    cfg = _pipeline(cache, taps=[[-1], [-2, -3]], layers=[-1, -2, -3])
+    cfg["finetune"] = {"strategies": ["blocks"], "epochs": 1, "batch_size": 16}
+    cfg["report"] = {"plots": [], "few_shot": [1, 0], "few_shot_repeats": 1}
+    report = run_pipeline(cfg, out=tmp_path / "r", echo=None, verbose=0)
+    names = [r["name"] for r in report.rows]
+    assert "mobilenet_v2/finetune:blocks" in names
+    assert report.best["selected"] and report.best["taps"] in ([-1], [-2, -3])
+    payload = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert payload["few_shot"]["scores"] and payload["best"]["name"] == report.best["name"]
