@@ -110,7 +110,8 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
                    finetune: Sequence[str] = (), finetune_params: Mapping | None = None,
                    cache=None, input_size=None, decoder: str = "pillow",
                    extract_params: Mapping | None = None, cv=None, verbose: int = 0,
-                   echo: Callable[[str], Any] | None = None) -> Comparison:
+                   echo: Callable[[str], Any] | None = None,
+                   head_options: Mapping[str, Any] | None = None) -> Comparison:
     """Extract ``backbone`` features once, fit every head on them, fine-tune every strategy on the
     same images, and score all of them on ``test``.
 
@@ -126,6 +127,9 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
         weights, its input size, average pooling of the last map, bilinear resize).
     cv : None, int or CV splitter, optional
         Grid search of the heads, as in :func:`featx.evaluate.evaluate_heads`.
+    head_options : dict, optional
+        Options of every named head, as in :func:`featx.evaluate.evaluate_heads` (e.g.
+        ``{"imbalance": "tune"}``: per-class offsets tuned for macro-F1 on out-of-fold data).
     verbose : int, default=0
         Progress of the extraction and, 1 and up, one line per fine-tuning epoch (2: Keras's
         own bar too).
@@ -163,7 +167,8 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     size = list(resolve_input_size(get_backbone_spec(backbone), input_size))
 
     start = time.perf_counter()
-    table = evaluate_heads(train_fs, test_fs, heads=list(heads), cv=cv)
+    table = evaluate_heads(train_fs, test_fs, heads=list(heads), cv=cv,
+                           head_options=head_options)
     for i, row in enumerate(table.rows):  # the schema's leading keys first
         table.rows[i] = {"name": row["name"], "kind": row["kind"], "backbone": backbone,
                          "input_size": size, **row,

@@ -221,6 +221,12 @@ def test_errors_name_what_is_wrong(logreg, tmp_path):
     changed.set_params(input_size=48)
     with pytest.raises(ValueError, match=r"input_size: \[32, 32\] -> \[48, 48\]"):
         featx.export(changed, tmp_path / "m.onnx")
+    tta = featx.TransferClassifier(head="logreg", views=["none", "flip"], **MODEL)
+    tta.set_params(views=None).fit(logreg._features(np.zeros((4, 32, 32, 3), np.uint8))[0],
+                                   ["a", "b", "a", "b"])
+    tta.set_params(views=["none", "flip"])
+    with pytest.raises(ExportError, match=r"views=\['none', 'flip'\] averages the views"):
+        featx.export(tta, tmp_path / "m.onnx")
 
 
 def test_featx_export_is_the_function_after_the_package_is_imported():

@@ -214,3 +214,23 @@ def test_evaluate_heads_takes_a_head_with_fixed_params():
     assert vote["estimator"].named_steps["clf"].member_names_ == ["logreg@0", "logreg@1"]
     assert vote["accuracy"] > 0.85
     assert set(table["knn"]["best_params"]) == {"clf__n_neighbors", "clf__weights"}
+
+
+def test_pipeline_heads_imbalance_reaches_every_head(tmp_path):
+    """``[heads] imbalance = "prior"`` wraps each head of a run in the class-prior shift."""
+    from featx.comparison import run_comparison
+    from featx.datasets import load_clothing_mini
+    from featx.pipeline.config import validate_config
+    from featx.pipeline.run import _head_options
+
+    cfg = validate_config({"data": {"name": "clothing-mini"}, "heads": {"imbalance": "prior"}})
+    assert _head_options(cfg) == {"imbalance": "prior"}
+    assert _head_options(validate_config({"data": {"name": "clothing-mini"}})) is None
+    with pytest.raises(ValueError, match="imbalance"):
+        validate_config({"data": {"name": "clothing-mini"}, "heads": {"imbalance": "bias"}})
+    data = load_clothing_mini()
+    train, test = data["train"].subset(np.arange(0, 300, 10)), data["test"].subset(np.arange(20))
+    result = run_comparison(train, test, backbone="mobilenet_v2", weights=None, input_size=32,
+                            heads=["logreg"], cache=False, head_options=_head_options(cfg))
+    clf = result.table["logreg"]["estimator"].named_steps["clf"]
+    assert isinstance(clf, ClassBiasClassifier) and clf.method == "prior"

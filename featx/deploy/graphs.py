@@ -25,6 +25,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import PREPROCESSING, Preprocess, load_backbone
 from featx.cache import extractor_config
+from featx.deploy.formats import ExportError
+from featx.extract.views import check_views
 from featx.finetune.train import fold_scaler_into_linear
 from featx.utils.runtime import dtype_policy, seeded
 
@@ -200,6 +202,11 @@ def _transfer_config(clf) -> dict:
 
 def _transfer(clf) -> Exportable:
     check_is_fitted(clf, "head_")
+    views = check_views(getattr(clf, "views", None))
+    if views != ["none"]:  # the graph runs the plain image once: it would disagree with predict
+        raise ExportError(f"a TransferClassifier with views={views!r} averages the views' "
+                          "probabilities at predict time, which the exported graph does not do; "
+                          "export a model fitted with views=None")
     config = _transfer_config(clf)
     size = tuple(config["input_size"])
     weights = None if config["weights"] == "none" else config["weights"]

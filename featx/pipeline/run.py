@@ -249,6 +249,12 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
         return _run_config(cfg, out, verbose, echo, t_start)
 
 
+def _head_options(cfg: dict) -> dict | None:
+    """``[heads] imbalance`` as :func:`featx.evaluate.evaluate_heads`' ``head_options``."""
+    imbalance = cfg["heads"]["imbalance"]
+    return None if imbalance == "none" else {"imbalance": imbalance}
+
+
 def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
     """:func:`run_pipeline` on a validated config."""
     stem = Path(cfg.get("_file") or "pipeline").stem
@@ -302,7 +308,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
             finetune_params={s: ft_params[s] for s in backbone_strategies},
             cache=e["cache"] or None, input_size=_size(e["input_size"]), decoder=e["decoder"],
             extract_params=extract_params, cv=cfg["heads"]["cv"] or None, verbose=verbose,
-            echo=echo)
+            echo=echo, head_options=_head_options(cfg))
         comparisons[backbone if backbone not in comparisons else f"{backbone} (fine-tune)"] = \
             comparison
         for key, seconds in comparison.timings.items():

@@ -180,6 +180,9 @@ SCHEMA: tuple[Key, ...] = (
         "scikit-learn heads fitted on the cached features", _heads),
     Key("heads", "cv", "int", 0, "folds of a grid search over each head's grid (0: defaults, "
         "no search)"),
+    Key("heads", "imbalance", "str", "none", "class imbalance: 'prior' shifts each head's "
+        "posteriors to equal class priors (balanced accuracy), 'tune' adds per-class offsets "
+        "tuned for macro-F1 on out-of-fold training data", ("none", "prior", "tune")),
     Key("select", "folds", "int", 5, "feature choice (when taps, views or concat give several "
         "candidates): stratified folds of the cross-validation on the training split; the test "
         "split is never used to choose"),
