@@ -38,6 +38,8 @@ UNEXPORTABLE = {
        for i in range(8)},
     **{f"efficientnet_v2_b{i}": "tf2onnx leaves Normalization constants as graph inputs"
        for i in range(4)},
+    **{f"convnext_{size}": "tf2onnx cannot convert GELU's Erfc op"
+       for size in ("tiny", "small", "base", "large", "xlarge")},
 }
 # The default run: a Keras-table row, the Lite rows' first with its real weights; every other
 # row with FEATX_SLOW=1 (a graph export costs 5-60 s per row on 2 cores).
@@ -133,8 +135,8 @@ def test_unexportable_rows_fall_back_to_keras(name, photos, monkeypatch):
     spec = get_backbone_spec(name)
     config = extractor_config(name, None, max(spec.min_size, 32))
     fw.MODELS.clear()
-    with pytest.raises(graphs.GraphExportError, match=rf"{name}.*not just the image.*"
-                                                      r"runtime='keras'"):
+    with pytest.raises(graphs.GraphExportError, match=rf"{name}.*(not just the image|cannot "
+                                                      r"load).*runtime='keras'"):
         fw.get_model(config, "onnxruntime")
     assert not graphs.graph_path(config).exists()  # nothing half-written is kept
     monkeypatch.setattr(fw, "has_gpu", lambda: False)

@@ -86,11 +86,20 @@ def graph_path(config: dict, root: str | os.PathLike | None = None) -> Path:
 
 
 def _check_graph(path: Path) -> None:
-    """Refuse a graph that needs more than the image: tf2onnx leaves some constants of Keras'
-    ``Normalization`` layer as graph inputs (the keras.applications EfficientNet rows with random
-    weights), and such a graph cannot run on images alone."""
+    """Refuse a graph ONNX Runtime cannot run on images alone: one with ops tf2onnx could not
+    convert (ConvNeXt's GELU: ``Erfc``), or one that needs more inputs than the image (tf2onnx
+    leaves some constants of Keras' ``Normalization`` layer as graph inputs, as in the
+    keras.applications EfficientNet rows with random weights)."""
     import onnx
+    import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime's own error types
+        raise ValueError(f"ONNX Runtime cannot load the exported graph: "
+                         f"{str(exc).splitlines()[0][:300]}") from exc
     graph = onnx.load(str(path), load_external_data=False).graph
     constants = {t.name for t in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in constants]
