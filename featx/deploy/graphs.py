@@ -23,12 +23,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
-from featx.backbones import PREPROCESSING, Preprocess, load_backbone
+from featx.backbones import PREPROCESSING, Preprocess
 from featx.cache import extractor_config
 from featx.deploy.formats import ExportError
+from featx.extract.graphs import build_keras
 from featx.extract.views import check_views
 from featx.finetune.train import fold_scaler_into_linear
-from featx.utils.runtime import dtype_policy, seeded
 
 __all__ = ["FOLDS", "LINEAR_HEADS", "Exportable", "LinearHead", "exportable", "fold_linear_head",
            "standard_preprocess"]
@@ -209,12 +209,7 @@ def _transfer(clf) -> Exportable:
                           "export a model fitted with views=None")
     config = _transfer_config(clf)
     size = tuple(config["input_size"])
-    weights = None if config["weights"] == "none" else config["weights"]
-    # As featx.extract builds it: random weights are drawn under seed 0, float32 on a CPU.
-    with dtype_policy("float32"), seeded(0 if weights is None else None):
-        backbone = load_backbone(config["backbone"], weights=weights, input_size=size,
-                                 pooling=config["pooling"],
-                                 layers=None if clf.layers is None else list(clf.layers))
+    backbone = build_keras(config)  # as extraction builds it: random weights under seed 0
     if backbone.output_shape[-1] != clf.n_features_in_:
         raise ValueError(
             f"the backbone gives {backbone.output_shape[-1]} features, but the head was fitted "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -32,6 +31,7 @@ from featx.images.locations import (
 from featx.images.opencv import require_cv2
 from featx.images.pillow import ImageError
 from featx.utils.checks import check_choice
+from featx.utils.threads import usable_cores
 
 __all__ = ["DecodePool", "default_workers", "hash_file", "hash_files", "load_chunk"]
 
@@ -115,11 +115,8 @@ def _single_threaded_cv2() -> int:
 
 
 def default_workers() -> int:
-    """One worker per core this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """One worker per core this process may use (:func:`featx.utils.threads.usable_cores`)."""
+    return usable_cores()
 
 
 class DecodePool:
