@@ -1,26 +1,49 @@
 """Session-wide test settings (offline guard, temporary cache, the slow marker) and the shared
-factory fixtures: ``make_images`` (image files), ``image_bytes`` (one encoded image) and
-``make_dataset`` (an ImageDataset over paths). Constants and plain helpers are in ``helpers.py``.
+fixtures: ``make_images`` (image files), ``image_bytes`` (one encoded image), ``make_dataset``
+(an ImageDataset over paths) and ``fresh_cache`` (an empty feature cache that shares the
+session's converted weights and ONNX graphs). Constants and plain helpers are in ``helpers.py``.
+
+The suite runs the runtime users get (``"auto"``: ONNX Runtime on a CPU). Each backbone
+configuration's graph is exported once per run: every worker process, test and subprocess reads
+the same ``weights`` folder (``$FEATX_TEST_WEIGHTS``), linked into each cache folder.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The suite builds dozens of backbone configurations, each used a few times: on ONNX Runtime each
-# would first pay a graph export (5-20 s). Keras runs them; tests/test_runtime.py runs both
-# runtimes on every backbone row and the default ("auto") end to end.
-os.environ.setdefault("FEATX_RUNTIME", "keras")
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist, give each worker its share of the cores for every thread pool
+    (ONNX Runtime, TensorFlow, BLAS), so N workers do not run N times each pool's threads on
+    the same cores (measured: docs/testing.md). Results do not depend on thread counts beyond
+    the tolerances of helpers.py. Set before NumPy or TensorFlow is imported; a value already in
+    the environment wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    share = str(max(1, (cores or 1) // workers))
+    for name in ("FEATX_COMPUTE_THREADS", "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS",
+                 "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, share)
+
+
+_share_the_cores()
+
+import numpy as np  # noqa: E402 - after the thread settings, which NumPy reads when imported
+from helpers import link_weights, make_cache  # noqa: E402
 
 
 def _is_loopback(address: tuple) -> bool:
@@ -57,9 +80,34 @@ def _no_network():
 
 def pytest_configure(config):
     """Point the default feature cache at a fresh temporary folder, never at ./cache (before any
-    test module is imported, so collection-time code cannot write there either)."""
-    if not os.environ.get("FEATX_TEST_KEEP_CACHE"):
-        os.environ["FEATX_CACHE_DIR"] = tempfile.mkdtemp(prefix="featx-test-cache-")
+    test module is imported, so collection-time code cannot write there either), its
+    ``weights`` shared with every other process of the run.
+
+    The first process (pytest itself, or xdist's controller) makes the shared folder; its
+    workers inherit ``$FEATX_TEST_WEIGHTS`` and only link it."""
+    if os.environ.get("FEATX_TEST_KEEP_CACHE"):
+        return
+    if not os.environ.get("FEATX_TEST_WEIGHTS"):
+        os.environ["FEATX_TEST_WEIGHTS"] = tempfile.mkdtemp(prefix="featx-test-weights-")
+        config._featx_made = [os.environ["FEATX_TEST_WEIGHTS"]]
+    else:
+        config._featx_made = []
+    os.environ["FEATX_CACHE_DIR"] = tempfile.mkdtemp(prefix="featx-test-cache-")
+    config._featx_made.append(os.environ["FEATX_CACHE_DIR"])
+    link_weights(os.environ["FEATX_CACHE_DIR"])
+
+
+def pytest_unconfigure(config):
+    """Remove the folders this process made (a worker's cache; the controller's weights too)."""
+    for folder in getattr(config, "_featx_made", ()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path) -> Path:
+    """``helpers.make_cache(tmp_path / "cache")``: an empty feature cache that shares the
+    session's converted weights and ONNX graphs."""
+    return make_cache(tmp_path / "cache")
 
 
 def pytest_collection_modifyitems(config, items):

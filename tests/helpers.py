@@ -7,6 +7,7 @@ each other. Test data, such as image files and datasets, comes from the factory 
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -18,12 +19,72 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = dict(backbone="mobilenet_v2", weights=None, input_size=32, verbose=0)
 
 
-def assert_same(a, b) -> None:
-    """allclose relative to the features' scale (random-weight nets give tiny activations)."""
+# --------------------------------------------------------------------------- tolerances
+# What varies between two computations of the same numbers, and how much the suite allows. Each
+# figure below was measured (docs/testing.md: how); each tolerance leaves a margin of 30x or more
+# over it, so a library release or runtime that changes rounding passes and a wrong row (another
+# image, weight or layer: differences of the order of the values themselves) fails.
+#
+# Bitwise equality (np.testing.assert_array_equal) stays where bitwise is the contract: rows read
+# back from the file or row store that holds them, in the same process or a later one; the same
+# estimator asked twice; a saved model's parameters after a round trip.
+
+#: Features of one configuration computed by another runtime (Keras vs ONNX Runtime), another
+#: batch size or another release of TensorFlow / Keras / ONNX Runtime, relative to the largest
+#: feature: measured up to 2.4e-6 (runtimes, docs/runtime.md) and 1.1e-6 (releases: the 2024
+#: legacy cache against today's forward).
+FEATURE_RTOL = 1e-4
+
+#: Class probabilities of one model computed on features that differ as above (a probe's
+#: logits magnify feature differences by its weights' norm): measured up to 3.3e-6 absolute
+#: (the legacy saved models, on today's releases and either runtime).
+PROBA_ATOL = 1e-4
+
+
+def assert_same(a, b, rtol: float = FEATURE_RTOL) -> None:
+    """``a`` equals the features ``b`` up to what a runtime or release may change:
+    :data:`FEATURE_RTOL` of the largest feature, absolute (random-weight nets give tiny
+    activations, so the bound scales with ``b``)."""
     b = np.asarray(b, np.float64)
     scale = float(np.abs(b).max())
     assert scale > 0
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale)
+
+
+def assert_same_proba(a, b) -> None:
+    """``a`` equals the probabilities ``b`` up to :data:`PROBA_ATOL`, and both are
+    probabilities (rows sum to 1)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a, b, rtol=0, atol=PROBA_ATOL)
+
+
+def printed_number(text: str, label: str) -> float:
+    """The number printed after ``label`` in ``text`` (CLI output compared as a number, not as
+    text: ``0``, ``1.08e-18`` and ``0.0`` are all the number zero)."""
+    import re
+
+    match = re.search(re.escape(label) + r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan)",
+                      text)
+    assert match, f"{label!r} followed by a number not found in {text!r}"
+    return float(match.group(1))
+
+
+def link_weights(cache: str | os.PathLike) -> None:
+    """Make ``cache/weights`` the session's shared folder of converted weights and ONNX graphs
+    (``$FEATX_TEST_WEIGHTS``, made by conftest.py)."""
+    os.symlink(os.environ["FEATX_TEST_WEIGHTS"], os.path.join(cache, "weights"))
+
+
+def make_cache(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` as an empty feature cache whose converted weights and ONNX graphs are
+    the session's, and return it: a test (or a subprocess given it as ``$FEATX_CACHE_DIR``)
+    starts with no features cached but exports no graph again. Tests of the weights or graph
+    files themselves use a plain folder instead."""
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    link_weights(folder)
+    return folder
 
 
 def counted(ds, cache, **kw):

@@ -44,9 +44,9 @@ def test_block_pattern_reads_markers():
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
-def test_docs_python_blocks_run(name, tmp_path, monkeypatch, capsys):
+def test_docs_python_blocks_run(name, tmp_path, monkeypatch, capsys, fresh_cache):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FEATX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FEATX_CACHE_DIR", str(fresh_cache))
     path = DOCS / name
     namespace = {"__name__": f"docs_{path.stem}"}
     ran = 0

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import make_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("keras", "tensorflow", "jax", "torch")
@@ -53,7 +54,7 @@ def _run(cache: Path, cwd: Path, runs: list[list[str]]) -> tuple[list[tuple], li
 @pytest.fixture(scope="module")
 def warm_cache(tmp_path_factory) -> tuple[Path, list[tuple]]:
     """A feature cache holding both extractions, and what warming it printed."""
-    cache = tmp_path_factory.mktemp("fast") / "cache"
+    cache = make_cache(tmp_path_factory.mktemp("fast") / "cache")
     results, imported = _run(cache, cache.parent, [LITE, KERAS])
     assert "keras" in imported  # the first extraction did run the backbone
     return cache, results
@@ -78,7 +79,7 @@ def test_a_fresh_extraction_still_imports_keras(warm_cache, tmp_path):
     assert "keras" in imported
 
 
-def test_pipeline_schema_errors_never_import_keras(tmp_path):
+def test_pipeline_schema_errors_never_import_keras(tmp_path, fresh_cache):
     pipeline = tmp_path / "mine.toml"
     pipeline.write_text(
         '[data]\nname = "clothing-mini"\nlimit = 1\n'
@@ -91,7 +92,7 @@ def test_pipeline_schema_errors_never_import_keras(tmp_path):
         ["run", "quickstart", "--set", 'finetune.strategies=["stagd"]'],
         ["run", "quickstart", "--set", 'finetune.augment={flipp = "vertical"}'],
     ]
-    results, imported = _run(tmp_path / "cache", tmp_path, runs)
+    results, imported = _run(fresh_cache, tmp_path, runs)
     assert imported == [], results  # the strategy and augmentation tables import no Keras
     assert [r[0] for r in results] == [1, 1, 1], results
     errors = [r[2] for r in results]
@@ -100,7 +101,7 @@ def test_pipeline_schema_errors_never_import_keras(tmp_path):
     assert "flipp" in errors[2] and "flip" in errors[2], errors[2]
 
 
-def test_tables_import_no_keras_and_the_keras_parts_still_load(tmp_path):
+def test_tables_import_no_keras_and_the_keras_parts_still_load(tmp_path, fresh_cache):
     code = (
         "import sys\n"
         "from featx.backbones import describe, weights_fingerprint\n"
@@ -119,7 +120,7 @@ def test_tables_import_no_keras_and_the_keras_parts_still_load(tmp_path):
         "      get_registered_object('featx>DiscriminativeAdam') is DiscriminativeAdam,\n"
         "      FineTunedClassifier.__name__, keras_fp == hashlib.sha256(same).hexdigest())\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATX_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATX_CACHE_DIR": str(fresh_cache)}
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_cache
 
 from featx.utils.progress import Progress
 
@@ -31,7 +32,10 @@ CHATTER = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog|cuInit|cudart|oneDNN|cp
 def _env(tmp_path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("TF_CPP_MIN_LOG_LEVEL", "FEATX_TF_LOGS")}
-    env.update(PYTHONPATH=str(ROOT), FEATX_CACHE_DIR=str(tmp_path / "cache"), **extra)
+    cache = tmp_path / "cache"
+    if not cache.exists():
+        make_cache(cache)
+    env.update(PYTHONPATH=str(ROOT), FEATX_CACHE_DIR=str(cache), **extra)
     return env
 
 

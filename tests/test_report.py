@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -119,10 +120,27 @@ def test_plots_subset_and_missing_inputs(tmp_path):
 def test_missing_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    with pytest.raises(ImportError, match=r"pip install featx\[plots\]"):
+    with pytest.raises(ImportError, match=r"pip install 'featx\[plots\]'"):
         plots.plot_comparison(ROWS, tmp_path / "x.png")
     report = rp.write_report(tmp_path, rows=ROWS, plots=[])  # still fine without plots
     assert report.files["report.md"].exists()
+
+
+def test_a_report_without_matplotlib_lists_the_plots_it_did_not_draw(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a base install
+    assert not plots.plots_available()
+    with pytest.warns(plots.PlotsSkippedWarning) as record:
+        report = rp.write_report(tmp_path, rows=ROWS, plots=["comparison", "confusion"])
+    assert len(record) == 1 and str(record[0].message) == (
+        "report plots not drawn (comparison, confusion): matplotlib is not installed; "
+        "`pip install 'featx[plots]'` draws them")
+    assert set(report.files) == {"report.md", "report.json"}
+    assert report.data["plots_not_drawn"] == ["comparison", "confusion"]
+    assert "_Plots not drawn: comparison, confusion (matplotlib is not installed; " \
+           "`pip install 'featx[plots]'` draws them)._" in report.files["report.md"].read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing asked, nothing to say
+        assert rp.write_report(tmp_path, rows=ROWS, plots=[]).data["plots_not_drawn"] == []
 
 
 def test_report_reexports_the_moved_names():

@@ -3,8 +3,8 @@
 Features from both runtimes must agree within rtol 1e-4 on real photos, for every backbone row
 Keras exports (one row per family in the default run; every row with ``FEATX_SLOW=1``); the
 runtime is not part of the cache key; the exported graph is cached and rebuilt when damaged.
-The suite itself runs on Keras (``FEATX_RUNTIME=keras`` in conftest.py, so each of its many
-configurations does not pay a graph export); every test here names its runtime.
+The rest of the suite runs the users' default (``"auto"``: ONNX Runtime here), each graph
+exported once per run (conftest.py); every test here names its runtime.
 """
 
 from __future__ import annotations

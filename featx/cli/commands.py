@@ -348,14 +348,9 @@ def cmd_run(args) -> int:
         _say(args, f"featx: running the built-in pipeline {builtin!r}"
                    + (f" (not ./{mine}: `featx run {mine}` runs that)" if os.path.isfile(mine)
                       else f" (`featx init {builtin}` writes a copy to edit)"))
-    cfg = load_config(args.pipeline, args.set or ())  # TOML, schema and names: before Keras
-    import importlib.util
-
-    if cfg["report"]["plots"] and importlib.util.find_spec("matplotlib") is None:
-        raise CommandError(  # before minutes of extraction and fine-tuning, not after
-            f"the pipeline's [report] plots ({', '.join(cfg['report']['plots'])}) need "
-            "matplotlib, which is not installed: `pip install 'featx[plots]'`, or run without "
-            "plots: --set 'report.plots=[]'")
+    load_config(args.pipeline, args.set or ())  # TOML, schema and names: before Keras
+    # Without matplotlib the report is written without its plots, with one warning line that
+    # says how to get them (featx.report.write_report).
     _keras(args)
     run_pipeline(args.pipeline, overrides=args.set or (), out=args.out,
                  verbose=_verbose(args), echo=print)

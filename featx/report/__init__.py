@@ -9,6 +9,8 @@ imported when a plot is drawn).
 from featx.report.details import library_versions, per_class_metrics
 from featx.report.few_shot import few_shot_curve
 from featx.report.plots import (
+    PLOTS_EXTRA,
+    PlotsSkippedWarning,
     augment_images,
     plot_augmentation,
     plot_comparison,
@@ -16,13 +18,15 @@ from featx.report.plots import (
     plot_few_shot,
     plot_learning_curves,
     plot_misclassified,
+    plots_available,
     worst_confusions,
 )
 from featx.report.writer import PLOTS, Report, rows_to_markdown, write_report
 
 __all__ = [
-    "PLOTS", "Report", "augment_images", "few_shot_curve", "library_versions",
-    "per_class_metrics", "plot_augmentation", "plot_comparison", "plot_confusion",
-    "plot_few_shot", "plot_learning_curves", "plot_misclassified", "rows_to_markdown",
-    "worst_confusions", "write_report",
+    "PLOTS", "PLOTS_EXTRA", "PlotsSkippedWarning", "Report", "augment_images",
+    "few_shot_curve", "library_versions", "per_class_metrics", "plot_augmentation",
+    "plot_comparison", "plot_confusion", "plot_few_shot", "plot_learning_curves",
+    "plot_misclassified", "plots_available", "rows_to_markdown", "worst_confusions",
+    "write_report",
 ]

@@ -2,11 +2,13 @@
 
 matplotlib is imported lazily and figures are drawn with the Agg canvas (no pyplot, no global
 backend switch); when it is missing, a plot fails with the ``pip install featx[plots]`` line.
-:func:`featx.report.write_report` picks which of these to draw (its ``PLOTS`` table).
+:func:`featx.report.write_report` picks which of these to draw (its ``PLOTS`` table), and skips
+them all with one :class:`PlotsSkippedWarning` when :func:`plots_available` is false.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -16,14 +18,37 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "augment_images", "plot_augmentation", "plot_comparison", "plot_confusion", "plot_few_shot",
-    "plot_learning_curves", "plot_misclassified", "worst_confusions",
+    "PLOTS_EXTRA", "PlotsSkippedWarning", "augment_images", "plot_augmentation",
+    "plot_comparison", "plot_confusion", "plot_few_shot", "plot_learning_curves",
+    "plot_misclassified", "plots_available", "worst_confusions",
 ]
 
 _DPI = 100
 
 
 # --------------------------------------------------------------------------- matplotlib, lazily
+#: How a user gets the plots: the install line every "no matplotlib" message gives.
+PLOTS_EXTRA = "pip install 'featx[plots]'"
+
+
+class PlotsSkippedWarning(UserWarning):
+    """A report was written without its plots because matplotlib is not installed."""
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can be imported here (checked without importing it).
+
+    Examples
+    --------
+    >>> isinstance(plots_available(), bool)
+    True
+    """
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except ValueError:  # a module without a spec (e.g. one set to None in sys.modules)
+        return False
+
+
 def _figure(width: float, height: float):
     """A matplotlib Figure drawn by the Agg canvas (no pyplot state, no GUI)."""
     try:
@@ -32,7 +57,7 @@ def _figure(width: float, height: float):
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError(
             "featx's report plots need matplotlib, which is not installed; run "
-            "`pip install featx[plots]` (or `pip install matplotlib`), or pass plots=[] "
+            f"`{PLOTS_EXTRA}` (or `pip install matplotlib`), or pass plots=[] "
             "(`[report] plots = []`) to write the report without them"
         ) from None
     fig = Figure(figsize=(width, height), dpi=_DPI)

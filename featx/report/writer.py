@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ import numpy as np
 from featx.evaluate import comparison_markdown
 from featx.report.details import library_versions, per_class_metrics
 from featx.report.plots import (
+    PLOTS_EXTRA,
+    PlotsSkippedWarning,
     few_shot_band_text,
     metric_value,
     plot_augmentation,
@@ -42,6 +45,7 @@ from featx.report.plots import (
     plot_few_shot,
     plot_learning_curves,
     plot_misclassified,
+    plots_available,
     worst_confusions,
 )
 from featx.utils.jsonable import jsonable
@@ -156,6 +160,9 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
                      f"{format_cell(best.get('accuracy'), 3, missing='n/a')}{how}")
         lines.append("")
     captions = {name: desc for name, (_, desc) in PLOTS.items()}
+    if d.get("plots_not_drawn"):
+        lines += [f"_Plots not drawn: {', '.join(d['plots_not_drawn'])} (matplotlib is not "
+                  f"installed; `{PLOTS_EXTRA}` draws them)._", ""]
     for name, path in plots.items():
         lines += [f"### {captions.get(name, name).capitalize()}", "",
                   f"![{name}]({Path(path).name})", ""]
@@ -239,7 +246,9 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
     augmentation : dict, optional
         ``{"images": uint8 (n, h, w, 3), "augment": option dict or "default", "titles": [...]}``.
     plots : sequence of str
-        Names from :data:`PLOTS`; a plot whose input is missing is left out.
+        Names from :data:`PLOTS`; a plot whose input is missing is left out. Without
+        matplotlib none is drawn: one :class:`~featx.report.plots.PlotsSkippedWarning` says how
+        to get them, and the report lists them as not drawn (``plots_not_drawn``).
     misclassified : dict, optional
         ``{"name": str, "paths": [...], "true": [class index...], "pred": [...],
         "class_names": [...]}``: the best model's test predictions, for the gallery.
@@ -263,6 +272,14 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         raise ValueError(f"best={best!r} names no row; rows: {[r.get('name') for r in rows]}")
     best = chosen[0] if chosen else rows[0] if rows else None
     made: dict[str, Path] = {}
+    not_drawn: list[str] = []
+    if plots and not plots_available():
+        # The report is the run's result and the plots only illustrate it: a base install
+        # (no matplotlib) writes the tables and says what it left out, instead of failing.
+        not_drawn, plots = list(plots), ()
+        warnings.warn(f"report plots not drawn ({', '.join(not_drawn)}): matplotlib is not "
+                      f"installed; `{PLOTS_EXTRA}` draws them", PlotsSkippedWarning,
+                      stacklevel=2)
     inputs = {
         "comparison": (bool(rows), lambda p: plot_comparison(rows, p)),
         "confusion": (confusion is not None, lambda p: plot_confusion(
@@ -300,7 +317,8 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
             confusion["matrix"], confusion["class_names"])} if confusion else None,
         "misclassified": _misclassified(misclassified),
         "histories": dict(histories or {}), "few_shot": dict(few_shot) if few_shot else None,
-        "plots": {k: v.name for k, v in made.items()}, "versions": library_versions(),
+        "plots": {k: v.name for k, v in made.items()}, "plots_not_drawn": not_drawn,
+        "versions": library_versions(),
         **dict(extra or {}),
     }
     payload = jsonable(payload, nan_as_none=True)
