@@ -16,6 +16,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -48,7 +49,9 @@ def keras_to_onnx(model) -> onnx.ModelProto:
     """``model.export(format="onnx")``, read back."""
     with tempfile.TemporaryDirectory(prefix="featx-export-") as tmp:
         path = os.path.join(tmp, "model.onnx")
-        with warnings.catch_warnings():  # Keras' tf2onnx shim probes np.object
+        # Keras' tf2onnx shim probes np.object; tf2onnx sets TF_CPP_MIN_LOG_LEVEL when imported
+        # and when called: patch.dict gives the caller back os.environ as it was
+        with warnings.catch_warnings(), mock.patch.dict(os.environ):
             warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
             model.export(path, format="onnx", opset_version=OPSET[""], verbose=False)
         return onnx.load(path)

@@ -17,6 +17,7 @@ import os
 import warnings
 from importlib import metadata
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -115,7 +116,9 @@ def _export(config: dict, target: Path) -> None:
     model.predict_on_batch(np.zeros((1, h, w, 3), np.float32))  # Keras exports called models only
     tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
     try:
-        with warnings.catch_warnings():
+        # tf2onnx sets TF_CPP_MIN_LOG_LEVEL when imported and when called: the export must
+        # leave the caller's environment as it was (patch.dict restores os.environ after)
+        with warnings.catch_warnings(), mock.patch.dict(os.environ):
             warnings.simplefilter("ignore")  # tf2onnx's deprecation chatter
             model.export(str(tmp), format="onnx", verbose=False)
         _check_graph(tmp)
