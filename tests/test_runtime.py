@@ -139,6 +139,13 @@ def test_unexportable_rows_fall_back_to_keras(name, photos, monkeypatch):
                                                       r"load).*runtime='keras'"):
         fw.get_model(config, "onnxruntime")
     assert not graphs.graph_path(config).exists()  # nothing half-written is kept
+
+    def again(*args):
+        raise AssertionError("a failed export was tried again in the same process")
+
+    monkeypatch.setattr(graphs, "_export", again)
+    with pytest.raises(graphs.GraphExportError, match=rf"{name}.*runtime='keras'"):
+        fw.get_model(config, "onnxruntime")  # the same refusal, not a second export
     monkeypatch.setattr(fw, "has_gpu", lambda: False)
     with pytest.warns(RuntimeWarning, match="running it on Keras"):
         model = fw.get_model(config, "auto")

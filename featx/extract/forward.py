@@ -169,7 +169,10 @@ class ModelCache:
     def __init__(self, max_models: int = 2) -> None:
         self.max_models = max_models
         self._models: OrderedDict = OrderedDict()
-        self._unexportable: set[str] = set()  # configuration keys Keras failed to export
+        # configuration key -> why Keras could not export it: a failed export (a model build and
+        # a trace, 10-30 s on 2 cores) is not tried again in this process
+        self._unexportable: dict[str, str] = {}
+        self._warned: set[str] = set()  # keys whose fall-back to Keras was announced
 
     def __len__(self) -> int:
         return len(self._models)
@@ -177,6 +180,7 @@ class ModelCache:
     def clear(self) -> None:
         self._models.clear()
         self._unexportable.clear()
+        self._warned.clear()
 
     def keys(self) -> list[tuple[str, str]]:
         """``(configuration key, runtime)`` of the models held, least recently used first."""
@@ -185,11 +189,15 @@ class ModelCache:
     def get(self, config: dict, runtime: str | None = None):
         """Build (or reuse) the backbone described by an extractor ``config`` on ``runtime``
         (see :func:`resolve_runtime`). Under ``"auto"``, a backbone Keras cannot export to ONNX
-        runs on Keras, after one :class:`RuntimeWarning`."""
+        runs on Keras, after one :class:`RuntimeWarning`; asked for ``"onnxruntime"``, it raises
+        :class:`~featx.extract.graphs.GraphExportError` (without exporting again)."""
         name = resolve_runtime(runtime, config)
-        if name == "onnxruntime" and config["key"] in self._unexportable and (
-                check_runtime(runtime) == "auto"):
-            name = "keras"
+        auto = check_runtime(runtime) == "auto"
+        failed = self._unexportable.get(config["key"])
+        if name == "onnxruntime" and failed is not None:
+            if not auto:
+                raise GraphExportError(failed)
+            return self._on_keras(config, failed)
         key = (config["key"], name)
         if key in self._models:
             self._models.move_to_end(key)
@@ -197,15 +205,21 @@ class ModelCache:
         try:
             model = RUNTIMES[name].build(config)
         except GraphExportError as exc:
-            if check_runtime(runtime) != "auto":
+            self._unexportable[config["key"]] = str(exc)
+            if not auto:
                 raise
-            warnings.warn(f"featx: {exc}; running it on Keras", RuntimeWarning, stacklevel=3)
-            self._unexportable.add(config["key"])
-            return self.get(config, "keras")
+            return self._on_keras(config, str(exc))
         self._models[key] = model
         while len(self._models) > self.max_models:
             self._models.popitem(last=False)
         return model
+
+    def _on_keras(self, config: dict, why: str):
+        """The Keras model of ``config``, which ONNX Runtime cannot run; announced once."""
+        if config["key"] not in self._warned:
+            self._warned.add(config["key"])
+            warnings.warn(f"featx: {why}; running it on Keras", RuntimeWarning, stacklevel=4)
+        return self.get(config, "keras")
 
 
 #: The process's backbone cache (see :class:`ModelCache`).
