@@ -97,6 +97,25 @@ def test_every_head_exports_to_onnx_and_agrees(head, features, images, tmp_path)
     assert meta["featx.head"] == head
 
 
+def test_heads_on_the_same_features_share_one_backbone_export(features, tmp_path, monkeypatch):
+    """Exporting several heads fitted on one extractor's features exports the backbone once
+    (about 10 s each on 2 cores); each file is still whole and right."""
+    from collections import OrderedDict
+
+    from featx.deploy import onnx_graph
+
+    calls = []
+    real = onnx_graph.keras_to_onnx
+    monkeypatch.setattr(onnx_graph, "keras_to_onnx", lambda m: calls.append(m) or real(m))
+    monkeypatch.setattr(onnx_graph, "_BACKBONES", OrderedDict())
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    for head in ("rf", "knn"):
+        clf = featx.TransferClassifier(head=head, random_state=0, **MODEL).fit(features)
+        out = run_plain(tmp_path, "onnx", featx.export(clf, tmp_path / f"{head}.onnx"), images)
+        np.testing.assert_allclose(out["probabilities"], clf.predict_proba(images), atol=1e-4)
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("head", ["logreg", "linear_svm", "svm"])
 def test_two_classes_give_predicts_shapes(head, features, images, tmp_path):
     """Binary heads: probabilities (N, 2), or decision_function's (N,) scores, and labels."""

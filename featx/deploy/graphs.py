@@ -56,6 +56,9 @@ class Exportable:
         Stored in the exported file where the format has a place for it.
     why_not_keras : str
         Why the model is not one Keras graph ("" when it is).
+    backbone_key : str
+        The extractor configuration key ``backbone`` was built from, when ``head`` is not None
+        (one export of it serves every head fitted on its features); "" otherwise.
     """
 
     backbone: keras.Model
@@ -65,6 +68,7 @@ class Exportable:
     input_size: tuple[int, int]
     metadata: dict[str, str] = field(default_factory=dict)
     why_not_keras: str = ""
+    backbone_key: str = ""
 
 
 # --------------------------------------------------------------------------- linear heads
@@ -223,7 +227,8 @@ def _transfer(clf) -> Exportable:
     if isinstance(folded, str):
         model = _uint8_model(backbone, size, name="featx_backbone")
         return Exportable(model, clf.head_, output, clf.classes_, size, metadata,
-                          why_not_keras=f"head={clf.head!r}: {folded}")
+                          why_not_keras=f"head={clf.head!r}: {folded}",
+                          backbone_key=str(config["key"]))
     kernel, bias, row = folded
     dense = keras.layers.Dense(kernel.shape[1], activation=row.activation, dtype="float32",
                                name=row.output)

@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from unittest import mock
 
@@ -43,6 +44,27 @@ SKL2ONNX_OPTIONS: Mapping[str, dict] = {
                  "MLPClassifier", "RandomForestClassifier", "SVC", "StackingClassifier",
                  "VotingClassifier")
 }
+
+
+#: The last backbone exports, serialized, by extractor configuration key: a Keras export costs
+#: about 10 s on 2 cores and depends on the configuration only, so exporting several heads
+#: fitted on the same features exports their backbone once. Each caller parses its own copy.
+_BACKBONES: OrderedDict[str, bytes] = OrderedDict()
+_MAX_BACKBONES = 2
+
+
+def _backbone_onnx(exp: Exportable) -> onnx.ModelProto:
+    """``keras_to_onnx(exp.backbone)``, reused for the same ``exp.backbone_key``."""
+    if not exp.backbone_key:
+        return keras_to_onnx(exp.backbone)
+    blob = _BACKBONES.get(exp.backbone_key)
+    if blob is None:
+        blob = keras_to_onnx(exp.backbone).SerializeToString()
+        _BACKBONES[exp.backbone_key] = blob
+        while len(_BACKBONES) > _MAX_BACKBONES:
+            _BACKBONES.popitem(last=False)
+    _BACKBONES.move_to_end(exp.backbone_key)
+    return onnx.load_from_string(blob)
 
 
 def keras_to_onnx(model) -> onnx.ModelProto:
@@ -304,7 +326,7 @@ def _same_opsets(*models: onnx.ModelProto) -> None:
 
 def build_onnx(exp: Exportable) -> onnx.ModelProto:
     """The one ONNX graph of ``exp`` (see the module docstring for its inputs and outputs)."""
-    keras_part = keras_to_onnx(exp.backbone)
+    keras_part = _backbone_onnx(exp) if exp.head is not None else keras_to_onnx(exp.backbone)
     keras_out = keras_part.graph.output[0].name
     if exp.head is None:
         return _finish(keras_part, exp, keras_out, None)
