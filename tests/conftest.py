@@ -33,8 +33,9 @@ def _share_the_cores() -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    share = str(max(1, (cores or 1) // workers))
+    from featx.utils.threads import usable_cores  # featx's own count; loads no NumPy
+
+    share = str(max(1, usable_cores() // workers))
     for name in ("FEATX_COMPUTE_THREADS", "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS",
                  "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, share)

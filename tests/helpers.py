@@ -8,6 +8,7 @@ each other. Test data, such as image files and datasets, comes from the factory 
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -62,8 +63,6 @@ def assert_same_proba(a, b) -> None:
 def printed_number(text: str, label: str) -> float:
     """The number printed after ``label`` in ``text`` (CLI output compared as a number, not as
     text: ``0``, ``1.08e-18`` and ``0.0`` are all the number zero)."""
-    import re
-
     match = re.search(re.escape(label) + r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan)",
                       text)
     assert match, f"{label!r} followed by a number not found in {text!r}"
