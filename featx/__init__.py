@@ -33,6 +33,10 @@ _EXPORTS = {
     "save": "featx.persist",
     "load": "featx.persist",
     "export": "featx.deploy",
+    "config_context": "featx.utils.config",
+    "get_config": "featx.utils.config",
+    "set_config": "featx.utils.config",
+    "ExtractorConfig": "featx.extract.config",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -109,7 +113,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from featx.estimators import FeatureExtractor, TransferClassifier
     from featx.evaluate import evaluate_heads
     from featx.extract import FeatureSet, extract_features
+    from featx.extract.config import ExtractorConfig
     from featx.finetune import FineTunedClassifier
     from featx.heads import list_heads, make_head
     from featx.images import ImageError, read_image
     from featx.persist import load, save
+    from featx.utils.config import config_context, get_config, set_config

@@ -10,6 +10,7 @@ was fitted on (``feature_config_``).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -20,14 +21,6 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import get_backbone_spec
-from featx.cache import (
-    LATER_FIELDS,
-    config_diff,
-    describe_config,
-    extractor_config,
-    feature_config,
-    same_config,
-)
 from featx.data import (
     ImageDataset,
     as_image_dataset,
@@ -37,6 +30,16 @@ from featx.data import (
     looks_like_images,
 )
 from featx.extract import FeatureSet, extract_features
+from featx.extract.config import (
+    LATER_FIELDS,
+    SETTINGS,
+    ExtractorConfig,
+    describe,
+    diff,
+    feature_config,
+    feature_widths,
+    same_config,
+)
 from featx.extract.forward import check_runtime
 from featx.extract.views import check_view, check_views
 from featx.heads import fit_size, head_param_grid, make_head
@@ -48,9 +51,8 @@ __all__ = ["FeatureExtractor", "TransferClassifier"]
 
 
 _FEATURE_INPUTS = ", a FeatureSet, or a 2-D feature matrix (n_samples, n_features)"
-#: Configuration fields the extractor parameters set (``featx.cache.extractor_config``).
-_PARAM_FIELDS = ("backbone", "weights", "input_size", "pooling", "layers", "resize", "decoder",
-                 "dtype", "mixed_precision", "view")
+#: Configuration fields the extractor parameters set (the settings of ``ExtractorConfig``).
+_PARAM_FIELDS = tuple(SETTINGS)
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -171,22 +173,16 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         return self
 
     def _feature_dim(self) -> int:
-        from featx.backbones import load_backbone  # Keras: only to count tapped layers
+        # widths need neither the weights nor the input size: no weights file is read here
+        layers = json.dumps(None if self.layers is None else list(self.layers))
+        return int(sum(feature_widths({"backbone": self.backbone, "layers": layers,
+                                       "pooling": self.pooling})))
 
-        if not self.layers:
-            return int(get_backbone_spec(self.backbone).feature_dim)
-
-        model = load_backbone(
-            self.backbone, weights=None, input_size=self.input_size, pooling=self.pooling,
-            layers=self.layers,
-        )
-        return int(model.output_shape[-1])
-
-    def _config(self) -> dict:
+    def _config(self) -> ExtractorConfig:
         """The extractor configuration (with its cache ``key``) these parameters give."""
-        return extractor_config(self.backbone, weights=self.weights, input_size=self.input_size,
-                                pooling=self.pooling, layers=self.layers, resize=self.resize,
-                                decoder=self.decoder, view=self.view)
+        return ExtractorConfig(self.backbone, weights=self.weights, input_size=self.input_size,
+                               pooling=self.pooling, layers=self.layers, resize=self.resize,
+                               decoder=self.decoder, view=self.view)
 
     def _extract(self, dataset: ImageDataset) -> Any:
         fs = extract_features(
@@ -412,14 +408,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         fitted = getattr(self, "feature_config_", None)  # None: fitted on a plain matrix
         if fields is None:
             same = same_config(fitted, config)
-        else:  # a field older feature files lack has its default (featx.cache.LATER_FIELDS)
+        else:  # a field older feature files lack has its default (LATER_FIELDS)
             same = fitted is None or all(
                 config.get(k, LATER_FIELDS.get(k)) == fitted.get(k, LATER_FIELDS.get(k))
                 for k in fields)
         if not same:
             raise ValueError(
-                f"{what} {describe_config(config)}, but this {type(self).__name__} was fitted "
-                f"on features of {describe_config(fitted)}{config_diff(fitted, config)}: "
+                f"{what} {describe(config)}, but this {type(self).__name__} was fitted "
+                f"on features of {describe(fitted)}{diff(fitted, config)}: "
                 f"{fix}"
             )
 

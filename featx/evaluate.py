@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV
 
-from featx.cache import config_diff, describe_config, feature_config, same_config
+from featx.extract.config import describe, diff, feature_config, same_config
 from featx.heads import fit_size, head_param_grid, limited_params, list_heads, make_head
 from featx.utils.jsonable import jsonable
 from featx.utils.tables import markdown_table, text_table
@@ -435,8 +435,8 @@ def evaluate_heads(
     if not same_config(config, test_config):
         raise ValueError(
             "train and test features must come from the same extractor configuration; got "
-            f"train={describe_config(config)} and test={describe_config(test_config)}"
-            f"{config_diff(config, test_config)}. Features of different configurations are "
+            f"train={describe(config)} and test={describe(test_config)}"
+            f"{diff(config, test_config)}. Features of different configurations are "
             "not comparable: extract both with the same backbone, input size and settings."
         )
     if X_test.shape[1] != X.shape[1]:

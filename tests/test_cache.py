@@ -20,6 +20,7 @@ from helpers import MODEL, ROOT, assert_same, counted
 from featx import cache as fc
 from featx.data import ImageDataset
 from featx.extract import FeatureSet, cache_verify, extract_features
+from featx.extract.config import ExtractorConfig
 
 
 @pytest.fixture(scope="module")
@@ -30,24 +31,6 @@ def imgs(tmp_path_factory, make_images) -> list[str]:
 @pytest.fixture(scope="module")
 def reference(imgs, make_dataset) -> FeatureSet:
     return extract_features(make_dataset(imgs), cache=False, **MODEL)
-
-
-def test_key_hashes_what_changes_output_only():
-    cfg = fc.extractor_config("mobilenet_v2", None, 32)
-    assert fc.config_key(cfg) == fc.config_key({**cfg, "batch_size": 7, "n_workers": 3})
-    for change in ({"pooling": "max"}, {"input_size": [48, 48]}, {"resize": "crop"},
-                   {"dtype": "float16"}, {"weights_sha256": "x"}, {"feature_code_version": 99},
-                   {"decoder": "opencv"}):
-        assert fc.config_key({**cfg, **change}) != cfg["key"], change
-    # A field added later is hashed only away from its default: older caches keep their keys.
-    before_decoder = {k: v for k, v in cfg.items() if k != "decoder"}
-    assert cfg["decoder"] == "pillow" and fc.config_key(before_decoder) == cfg["key"]
-    with pytest.raises(ValueError, match="decoder must be one of"):
-        fc.extractor_config("mobilenet_v2", None, 32, decoder="nvjpeg")
-    with pytest.raises(ValueError, match="resize"):
-        fc.extractor_config("mobilenet_v2", None, 32, resize="nearest")
-    with pytest.raises(ValueError, match="dtype"):
-        fc.extractor_config("mobilenet_v2", None, 32, dtype="int8")
 
 
 def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference, make_dataset):
@@ -173,7 +156,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, imgs, reference, make_dataset):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    store = fc.row_store(tmp_path, fc.extractor_config("mobilenet_v2", None, 32))
+    store = fc.row_store(tmp_path, ExtractorConfig("mobilenet_v2", weights=None, input_size=32))
     with store.lock():
         done = len(store.index())
     assert 0 < done < len(imgs)
@@ -355,7 +338,7 @@ def test_same_name_in_two_folders_gets_two_files(tmp_path, make_images):
 def test_a_cache_written_under_the_old_file_names_is_reused(tmp_path, imgs, reference,
                                                             make_dataset):
     fs, n = counted(make_dataset(imgs), tmp_path)
-    slug = fc.config_slug(fs.attrs)
+    slug = ExtractorConfig.from_attrs(fs.attrs).slug
     old = tmp_path / f"ds__{slug}.h5"  # the name before the folder digest was added
     fs.path.rename(old)
     again, n = counted(make_dataset(imgs), tmp_path)
@@ -365,9 +348,9 @@ def test_a_cache_written_under_the_old_file_names_is_reused(tmp_path, imgs, refe
 
 def test_none_spelled_as_a_string_is_the_same_seeded_random_backbone(tmp_path, imgs, make_dataset):
     """weights="None"/"none" means weights=None everywhere: same config, same (seeded) features."""
-    cfg = fc.extractor_config("mobilenet_v2", None, 32)
+    cfg = ExtractorConfig("mobilenet_v2", weights=None, input_size=32)
     for spelling in ("none", "None"):
-        assert fc.extractor_config("mobilenet_v2", spelling, 32) == cfg
+        assert ExtractorConfig("mobilenet_v2", weights=spelling, input_size=32) == cfg
     a = extract_features(make_dataset(imgs[:4]), cache=False, **{**MODEL, "weights": "None"})
     b = extract_features(make_dataset(imgs[:4]), cache=False, **MODEL)
     assert_same(a.features, b.features)

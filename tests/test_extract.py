@@ -272,19 +272,7 @@ def test_the_ray_engine_shares_the_checks(tmp_path, imgs, make_dataset):
         ({"input_size": "32"}, ValueError, NOT_A_SIZE + "'32'"),
     ):
         if "layers" in kwargs or "input_size" in kwargs:
-            pytest.importorskip("ray")  # checked by extractor_config, after require_ray()
+            pytest.importorskip("ray")  # checked by ExtractorConfig, after require_ray()
         with pytest.raises(error, match=match):
             on_ray(ds, **{**MODEL, "cache": tmp_path, **kwargs})
     assert os.listdir(tmp_path) == []
-
-
-@pytest.mark.parametrize("same", [np.int64(32), (32, 32), [32, 32], (np.int32(32), 32)])
-def test_every_spelling_of_a_size_is_one_key(same):
-    from featx.cache import extractor_config
-
-    want = extractor_config("mobilenet_v2", None, 32)
-    got = extractor_config("mobilenet_v2", None, same)
-    assert got["input_size"] == [32, 32] and got["key"] == want["key"]
-    as_tuple = extractor_config("mobilenet_v2", None, 32, layers=("block_3_add", -1))
-    as_list = extractor_config("mobilenet_v2", None, 32, layers=["block_3_add", -1])
-    assert as_tuple["key"] == as_list["key"] and as_list["layers"] == '["block_3_add", -1]'

@@ -11,9 +11,9 @@ from helpers import MODEL, assert_same, counted
 from PIL import Image
 
 import featx
-from featx.cache import config_key, extractor_config
 from featx.comparison import FeatureChoice, feature_choices, select_features
 from featx.extract import FeatureSet, extract_features, forward_pass_count
+from featx.extract.config import ExtractorConfig
 from featx.extract.views import VIEWS, apply_view, check_views
 
 TAPS = [-1, -2, -3]
@@ -51,8 +51,8 @@ def test_every_tap_subset_is_a_slice_of_one_pass(mini, cache, tapped):
         # where ONNX Runtime would first export one graph per tap set
         direct, _ = counted(mini["train"], False, layers=subset, runtime="keras")
         assert_same(sliced.features, direct.features)
-        assert sliced.attrs["key"] == extractor_config(
-            "mobilenet_v2", None, 32, layers=subset)["key"]
+        assert sliced.attrs["key"] == ExtractorConfig(
+            "mobilenet_v2", weights=None, input_size=32, layers=subset).key
 
 
 def test_the_last_tap_is_the_plain_pooled_output(mini, tapped):
@@ -110,14 +110,6 @@ def test_every_view_keeps_shape_and_dtype_and_is_deterministic(view):
     assert out.shape == batch.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out, apply_view(view, batch.copy()))
     assert (view == "none") == bool(np.array_equal(out, batch))
-
-
-def test_the_default_view_keeps_old_cache_keys():
-    config = extractor_config("mobilenet_v2", None, 32)
-    assert "view" not in config
-    old = {k: v for k, v in config.items() if k != "key"}
-    assert config["key"] == config_key(old)
-    assert extractor_config("mobilenet_v2", None, 32, view="flip")["key"] != config["key"]
 
 
 def test_a_flip_view_is_the_flipped_image_cached_apart(tmp_path, make_dataset):

@@ -18,10 +18,10 @@ import pytest
 from helpers import ROOT
 
 from featx.backbones import get_backbone_spec, list_backbones
-from featx.cache import extractor_config
 from featx.datasets import load_clothing_mini
 from featx.extract import extract_features, forward_pass_count, graphs
 from featx.extract import forward as fw
+from featx.extract.config import ExtractorConfig
 from featx.utils.threads import blas_limit, blas_threads, compute_threads
 
 
@@ -103,7 +103,7 @@ def test_runtime_is_not_in_the_cache_key(photos, tmp_path):
 
 
 def test_graph_is_exported_once_and_reused(photos):
-    config = extractor_config("mobilenet_v2", None, 40)
+    config = ExtractorConfig("mobilenet_v2", weights=None, input_size=40)
     fw.MODELS.clear()
     model = fw.get_model(config, "onnxruntime")
     assert isinstance(model, graphs.OnnxBackbone)
@@ -118,7 +118,7 @@ def test_graph_is_exported_once_and_reused(photos):
 
 
 def test_damaged_graph_is_exported_again(photos):
-    config = extractor_config("mobilenet_v2", None, 48)
+    config = ExtractorConfig("mobilenet_v2", weights=None, input_size=48)
     path = graphs.onnx_graph(config)
     good = extract_features(photos, "mobilenet_v2", weights=None, input_size=48, cache=False,
                             verbose=0, runtime="onnxruntime").features
@@ -133,7 +133,7 @@ def test_damaged_graph_is_exported_again(photos):
 @pytest.mark.parametrize("name", list(_unexportable_params()))
 def test_unexportable_rows_fall_back_to_keras(name, photos, monkeypatch):
     spec = get_backbone_spec(name)
-    config = extractor_config(name, None, max(spec.min_size, 32))
+    config = ExtractorConfig(name, weights=None, input_size=max(spec.min_size, 32))
     fw.MODELS.clear()
     with pytest.raises(graphs.GraphExportError, match=rf"{name}.*(not just the image|cannot "
                                                       r"load).*runtime='keras'"):
@@ -196,7 +196,8 @@ def test_thread_budget_from_environment(monkeypatch):
 def test_onnx_session_uses_the_compute_budget(monkeypatch):
     monkeypatch.setenv("FEATX_COMPUTE_THREADS", "1")
     fw.MODELS.clear()
-    model = fw.get_model(extractor_config("mobilenet_v2", None, 32), "onnxruntime")
+    config = ExtractorConfig("mobilenet_v2", weights=None, input_size=32)
+    model = fw.get_model(config, "onnxruntime")
     assert model.threads == 1
     assert model.session.get_session_options().intra_op_num_threads == 1
 

@@ -1,5 +1,8 @@
 """The HDF5 feature cache: keys, file layout, row store, and the ``cache_*`` maintenance functions.
 
+The cache knows a configuration only as a :class:`StoreKey` (a key, a slug, the attributes to
+store): it imports nothing of the stages that compute features.
+
 Two kinds of file live under the cache folder (``featx.utils.config.cache_dir()`` by default)::
 
     <cache>/<dataset>-<where6>__<backbone>-<size>-<pooling>__<key8>.h5   one per dataset and config
@@ -30,20 +33,7 @@ from featx.cache.files import (
     row_store,
     write_dataset_file,
 )
-from featx.cache.keys import (
-    FEATURE_CODE_VERSION,
-    KEY_FIELDS,
-    LATER_FIELDS,
-    config_diff,
-    config_key,
-    config_slug,
-    describe_config,
-    extractor_config,
-    feature_config,
-    path_bytes,
-    row_digests,
-    same_config,
-)
+from featx.cache.keys import StoreKey, path_bytes, row_digests
 from featx.cache.maintenance import (
     VerifyReport,
     cache_check,
@@ -58,11 +48,9 @@ from featx.cache.maintenance import (
 from featx.cache.rowstore import RowStore
 
 __all__ = [
-    "CacheWriteError", "DamagedCacheError", "DamagedCacheWarning", "FEATURE_CODE_VERSION",
-    "KEY_FIELDS", "LATER_FIELDS", "RowStore", "VerifyReport", "cache_check", "cache_info",
-    "cache_ls", "cache_prune", "cache_rm", "check_entries", "config_diff", "config_key",
-    "config_slug", "dataset_file", "describe_config", "extractor_config", "feature_config",
-    "inspect_dataset_file", "location_digest", "move_aside", "parse_size", "path_bytes",
-    "read_attrs", "read_dataset_file", "resolve_entry", "row_digests", "row_store", "same_config",
-    "write_dataset_file",
+    "CacheWriteError", "DamagedCacheError", "DamagedCacheWarning", "RowStore", "StoreKey",
+    "VerifyReport", "cache_check", "cache_info", "cache_ls", "cache_prune", "cache_rm",
+    "check_entries", "dataset_file", "inspect_dataset_file", "location_digest", "move_aside",
+    "parse_size", "path_bytes", "read_attrs", "read_dataset_file", "resolve_entry",
+    "row_digests", "row_store", "write_dataset_file",
 ]

@@ -31,7 +31,7 @@ from featx.cache.atomic import (
     h5_size,
     write_h5_atomic,
 )
-from featx.cache.keys import config_slug, path_bytes
+from featx.cache.keys import StoreKey, path_bytes
 from featx.cache.rowstore import SEGMENT_GLOB, RowStore
 from featx.images import is_url
 from featx.utils.jsonable import jsonable
@@ -110,22 +110,22 @@ def location_digest(paths) -> str:
     return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:6]
 
 
-def dataset_file(root: str | os.PathLike, dataset_name: str, config: dict, paths=()) -> Path:
+def dataset_file(root: str | os.PathLike, dataset_name: str, config: StoreKey, paths=()) -> Path:
     """Path of the dataset file for (dataset, configuration): ``<name>-<where6>__<slug>.h5``.
 
     ``paths`` are the dataset's image paths; :func:`location_digest` of them keeps two datasets
     of the same name in different folders (``x/data``, ``y/data``) in different files.
     """
     where = location_digest(paths)
-    return Path(root) / f"{safe_name(dataset_name)}-{where}__{config_slug(config)}.h5"
+    return Path(root) / f"{safe_name(dataset_name)}-{where}__{config.slug}.h5"
 
 
-def row_store(root: str | os.PathLike, config: dict) -> RowStore:
+def row_store(root: str | os.PathLike, config: StoreKey) -> RowStore:
     """The configuration's :class:`~featx.cache.rowstore.RowStore`."""
-    return RowStore(Path(root) / "rows" / config_slug(config), attrs=config)
+    return RowStore(Path(root) / "rows" / config.slug, attrs=config.attrs())
 
 
-def write_dataset_file(path: Path, config: dict, *, features: np.ndarray, labels, paths, ids,
+def write_dataset_file(path: Path, config: StoreKey, *, features: np.ndarray, labels, paths, ids,
                        class_names, extra: dict) -> None:
     """Write a complete dataset file atomically (temporary name, fsync, ``os.replace``), sealed
     with the SHA-256 of its bytes in its HDF5 user block (checked by every read:
@@ -134,8 +134,6 @@ def write_dataset_file(path: Path, config: dict, *, features: np.ndarray, labels
     Raises :class:`~featx.cache.atomic.CacheWriteError` naming the cache folder when the disk
     refuses the file (full, file-size limit, read-only); the old file, if any, is kept then.
     """
-    import keras
-
     features = np.asarray(features)
     labels = np.asarray(labels, dtype=np.int64)
     paths, ids = list(paths), list(ids)
@@ -143,10 +141,10 @@ def write_dataset_file(path: Path, config: dict, *, features: np.ndarray, labels
     if not len(features) == len(labels) == len(paths) == n:
         raise ValueError(f"write_dataset_file({os.fspath(path)!r}) got {len(features)} feature "
                          f"rows, {len(labels)} labels, {len(paths)} paths and {n} ids")
-    attrs = dict(config)
+    attrs = config.attrs()
     attrs.update(extra)
     attrs.update(class_names=list(class_names) if len(class_names) else np.array([], "S1"),
-                 featx_version=__version__, keras_backend=keras.backend.backend(),
+                 featx_version=__version__,
                  created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), n_rows=n, complete=True)
     shape = features.shape[1:]
     rows = chunk_rows(n, shape, features.dtype.itemsize)

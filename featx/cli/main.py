@@ -38,8 +38,9 @@ from featx.cli.commands import (
 )
 from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE, CommandError
 from featx.deploy.formats import FORMATS
-from featx.extract.forward import RUNTIME_CHOICES, runtime_default
+from featx.extract.forward import RUNTIME_CHOICES
 from featx.sources import DATA_FORMATS
+from featx.utils.config import config_context
 from featx.utils.errors import FeatxError
 from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
 from featx.utils.version import __version__
@@ -478,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _warning_line
             quiet_tensorflow()  # before anything imports TensorFlow
         try:
-            with runtime_default(getattr(args, "runtime", None)):
+            with config_context(runtime=getattr(args, "runtime", None)):
                 return int(args.func(args) or 0)
         except KeyboardInterrupt:
             print("featx: interrupted", file=sys.stderr)

@@ -24,18 +24,14 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import PREPROCESSING, Preprocess
-from featx.cache import extractor_config
 from featx.deploy.formats import ExportError
+from featx.extract.config import GRAPH_FIELDS, ExtractorConfig
 from featx.extract.graphs import build_keras
 from featx.extract.views import check_views
 from featx.finetune.train import fold_scaler_into_linear
 
 __all__ = ["FOLDS", "LINEAR_HEADS", "Exportable", "LinearHead", "exportable", "fold_linear_head",
            "standard_preprocess"]
-
-#: Extractor fields that change the backbone graph: the exported one must match the fit's.
-_GRAPH_FIELDS = ("backbone", "weights", "input_size", "pooling", "layers", "preprocessing")
-
 
 @dataclass
 class Exportable:
@@ -56,9 +52,12 @@ class Exportable:
         Stored in the exported file where the format has a place for it.
     why_not_keras : str
         Why the model is not one Keras graph ("" when it is).
-    backbone_key : str
-        The extractor configuration key ``backbone`` was built from, when ``head`` is not None
-        (one export of it serves every head fitted on its features); "" otherwise.
+    config : ExtractorConfig or None
+        The extractor configuration a TransferClassifier's backbone was built from: its ONNX
+        export reuses the graph extraction runs (one export per configuration).
+    linear : (kernel, bias, activation) or None
+        The folded linear head when ``backbone`` ends in it (``activation``: ``"softmax"`` or
+        ``"linear"``).
     """
 
     backbone: keras.Model
@@ -68,7 +67,8 @@ class Exportable:
     input_size: tuple[int, int]
     metadata: dict[str, str] = field(default_factory=dict)
     why_not_keras: str = ""
-    backbone_key: str = ""
+    config: ExtractorConfig | None = None
+    linear: tuple[np.ndarray, np.ndarray, str] | None = None
 
 
 # --------------------------------------------------------------------------- linear heads
@@ -189,13 +189,13 @@ def _uint8_model(inner: keras.Model, size: tuple[int, int], outputs=None,
     return model
 
 
-def _transfer_config(clf) -> dict:
-    config = extractor_config(clf.backbone, weights=clf.weights, input_size=clf.input_size,
-                              pooling=clf.pooling, layers=clf.layers, resize=clf.resize,
-                              decoder=clf.decoder)
+def _transfer_config(clf) -> ExtractorConfig:
+    config = ExtractorConfig(clf.backbone, weights=clf.weights, input_size=clf.input_size,
+                             pooling=clf.pooling, layers=clf.layers, resize=clf.resize,
+                             decoder=clf.decoder)
     fitted = getattr(clf, "feature_config_", None)
     if fitted is not None:
-        changed = [f"{k}: {fitted.get(k)!r} -> {config.get(k)!r}" for k in _GRAPH_FIELDS
+        changed = [f"{k}: {fitted.get(k)!r} -> {config.get(k)!r}" for k in GRAPH_FIELDS
                    if fitted.get(k, config.get(k)) != config.get(k)]
         if changed:
             raise ValueError(
@@ -227,15 +227,15 @@ def _transfer(clf) -> Exportable:
     if isinstance(folded, str):
         model = _uint8_model(backbone, size, name="featx_backbone")
         return Exportable(model, clf.head_, output, clf.classes_, size, metadata,
-                          why_not_keras=f"head={clf.head!r}: {folded}",
-                          backbone_key=str(config["key"]))
+                          why_not_keras=f"head={clf.head!r}: {folded}", config=config)
     kernel, bias, row = folded
     dense = keras.layers.Dense(kernel.shape[1], activation=row.activation, dtype="float32",
                                name=row.output)
     dense.build((None, kernel.shape[0]))
     dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     model = _uint8_model(backbone, size, [dense])
-    return Exportable(model, None, row.output, clf.classes_, size, metadata)
+    return Exportable(model, None, row.output, clf.classes_, size, metadata, config=config,
+                      linear=(kernel, bias, row.activation))
 
 
 def _finetuned(clf) -> Exportable:

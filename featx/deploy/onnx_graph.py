@@ -14,10 +14,7 @@ import copy
 import json
 import os
 import tempfile
-import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from unittest import mock
 
 import numpy as np
 import onnx
@@ -29,12 +26,13 @@ from sklearn.preprocessing import Normalizer
 
 from featx.deploy.formats import ExportError
 from featx.deploy.graphs import Exportable
+from featx.extract.graphs import ONNX_OPSET, GraphExportError, export_onnx, onnx_graph
 
-__all__ = ["DELEGATES", "OPSET", "SKL2ONNX_OPTIONS", "build_onnx", "keras_to_onnx",
-           "sklearn_to_onnx"]
+__all__ = ["DELEGATES", "OPSET", "SKL2ONNX_OPTIONS", "backbone_graph", "build_onnx",
+           "keras_to_onnx", "sklearn_to_onnx"]
 
 #: Opsets of the whole graph (the backbone's and the head's must agree to be merged).
-OPSET = {"": 17, "ai.onnx.ml": 3}
+OPSET = {"": ONNX_OPSET, "ai.onnx.ml": 3}
 
 #: skl2onnx options by final-estimator class name (others: ``{}``): probabilities as one tensor,
 #: not a list of per-row dicts.
@@ -46,37 +44,51 @@ SKL2ONNX_OPTIONS: Mapping[str, dict] = {
 }
 
 
-#: The last backbone exports, serialized, by extractor configuration key: a Keras export costs
-#: about 10 s on 2 cores and depends on the configuration only, so exporting several heads
-#: fitted on the same features exports their backbone once. Each caller parses its own copy.
-_BACKBONES: OrderedDict[str, bytes] = OrderedDict()
-_MAX_BACKBONES = 2
-
-
-def _backbone_onnx(exp: Exportable) -> onnx.ModelProto:
-    """``keras_to_onnx(exp.backbone)``, reused for the same ``exp.backbone_key``."""
-    if not exp.backbone_key:
-        return keras_to_onnx(exp.backbone)
-    blob = _BACKBONES.get(exp.backbone_key)
-    if blob is None:
-        blob = keras_to_onnx(exp.backbone).SerializeToString()
-        _BACKBONES[exp.backbone_key] = blob
-        while len(_BACKBONES) > _MAX_BACKBONES:
-            _BACKBONES.popitem(last=False)
-    _BACKBONES.move_to_end(exp.backbone_key)
-    return onnx.load_from_string(blob)
-
-
 def keras_to_onnx(model) -> onnx.ModelProto:
-    """``model.export(format="onnx")``, read back."""
+    """A built Keras ``model`` as ONNX, through featx's one exporter
+    (:func:`featx.extract.graphs.export_onnx`), read back."""
     with tempfile.TemporaryDirectory(prefix="featx-export-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        # Keras' tf2onnx shim probes np.object; tf2onnx sets TF_CPP_MIN_LOG_LEVEL when imported
-        # and when called: patch.dict gives the caller back os.environ as it was
-        with warnings.catch_warnings(), mock.patch.dict(os.environ):
-            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
-            model.export(path, format="onnx", opset_version=OPSET[""], verbose=False)
-        return onnx.load(path)
+        return onnx.load(export_onnx(model, os.path.join(tmp, "model.onnx"), OPSET[""]))
+
+
+def backbone_graph(exp: Exportable) -> onnx.ModelProto | None:
+    """The backbone graph the forward runs on ONNX Runtime (:func:`featx.extract.graphs.
+    onnx_graph`: exported once per configuration and cached beside the weights), behind a
+    ``uint8`` input named ``image``; ``None`` when there is none (Keras cannot export this
+    backbone, or it has several outputs): the caller exports ``exp.backbone`` then."""
+    if exp.config is None:
+        return None
+    try:
+        model = onnx.load(str(onnx_graph(exp.config)))
+    except GraphExportError:
+        return None
+    graph = model.graph
+    constants = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in constants]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        return None
+    h, w = exp.input_size
+    graph.node.insert(0, helper.make_node("Cast", ["image"], [inputs[0].name],
+                                          to=TensorProto.FLOAT, name="featx_image_to_float"))
+    graph.input.remove(inputs[0])
+    graph.input.insert(0, helper.make_tensor_value_info("image", TensorProto.UINT8,
+                                                        ["N", h, w, 3]))
+    return model
+
+
+def _linear_nodes(exp: Exportable, features: str) -> tuple[list, list, str]:
+    """Nodes and constants of the folded linear head (``features @ kernel + bias``, then its
+    activation): the Dense layer of the Keras graph, as ONNX ops."""
+    kernel, bias, activation = exp.linear
+    consts = [numpy_helper.from_array(np.asarray(kernel, np.float32), "featx_head_kernel"),
+              numpy_helper.from_array(np.asarray(bias, np.float32), "featx_head_bias")]
+    nodes = [helper.make_node("MatMul", [features, "featx_head_kernel"], ["featx_head_z0"]),
+             helper.make_node("Add", ["featx_head_z0", "featx_head_bias"], ["featx_head_z"])]
+    out = "featx_head_z"
+    if activation == "softmax":
+        nodes.append(helper.make_node("Softmax", [out], ["featx_head_p"], axis=1))
+        out = "featx_head_p"
+    return nodes, consts, out
 
 
 # ----------------------------------------------------------------- skl2onnx, one custom step
@@ -325,8 +337,19 @@ def _same_opsets(*models: onnx.ModelProto) -> None:
 
 
 def build_onnx(exp: Exportable) -> onnx.ModelProto:
-    """The one ONNX graph of ``exp`` (see the module docstring for its inputs and outputs)."""
-    keras_part = _backbone_onnx(exp) if exp.head is not None else keras_to_onnx(exp.backbone)
+    """The one ONNX graph of ``exp`` (see the module docstring for its inputs and outputs).
+
+    A TransferClassifier's backbone is the graph its extraction ran on ONNX Runtime, read from
+    the cache (no second Keras export); its head is the folded linear map or skl2onnx's graph.
+    """
+    keras_part = backbone_graph(exp)
+    if keras_part is not None and exp.linear is not None:
+        nodes, consts, out = _linear_nodes(exp, keras_part.graph.output[0].name)
+        keras_part.graph.node.extend(nodes)
+        keras_part.graph.initializer.extend(consts)
+        return _finish(keras_part, exp, out, None)
+    if keras_part is None:  # a fine-tuned model, or a backbone without a forward graph
+        keras_part = keras_to_onnx(exp.backbone)
     keras_out = keras_part.graph.output[0].name
     if exp.head is None:
         return _finish(keras_part, exp, keras_out, None)

@@ -8,6 +8,7 @@ dashboard) the first time it needs one and keeps it for later calls; with an add
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 from featx.images import default_workers
 from featx.utils.checks import check_choice, check_int
@@ -61,8 +62,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, verbose:
     if num_cpus is None:
         num_cpus = default_workers()
     check_int("num_cpus", num_cpus, 1)
-    # An embedded single-machine instance reports nothing home unless the user opted in.
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=int(num_cpus), include_dashboard=False, log_to_driver=verbose >= 2,
-             configure_logging=verbose >= 2)
+    # An embedded single-machine instance reports nothing home unless the user opted in. Ray
+    # reads the variable while it starts (its processes inherit it then); featx sets it for
+    # that moment only and gives the caller back the environment it had.
+    opt_in = {"RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0")}
+    with mock.patch.dict(os.environ, opt_in):
+        ray.init(num_cpus=int(num_cpus), include_dashboard=False, log_to_driver=verbose >= 2,
+                 configure_logging=verbose >= 2)
     return ray

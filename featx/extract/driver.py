@@ -200,12 +200,20 @@ def assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, name
     labels = dataset.labels[keep]
     paths = [dataset.paths[i] for i in keep]
     extra = {"skipped": json.dumps(skipped), "dataset_name": name,
-             "request_digest": digest or ""}
+             "request_digest": digest or "", "keras_backend": keras_backend()}
     if dfile is not None:
         write_dataset_file(dfile, config, features=features, labels=labels, paths=paths,
                                   ids=keep_ids, class_names=dataset.class_names, extra=extra)
     attrs = {**config, **extra, "complete": True}
     return FeatureSet(features, labels, paths, keep_ids, dataset.class_names, dfile, attrs, skipped)
+
+
+def keras_backend() -> str:
+    """The Keras backend features are computed under, recorded in every dataset file (Keras
+    is imported already: a forward ran, or the caller built a model)."""
+    import keras
+
+    return keras.backend.backend()
 
 
 def progress_label(dataset, config: dict, engine: str = "") -> str:

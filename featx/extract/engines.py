@@ -1,8 +1,11 @@
 """The public entry of the extraction stage: :func:`extract_features` and its table of engines.
 
-An engine is one row of :data:`ENGINES`: a function with :func:`extract_features`' parameters
-that checks them, builds the extractor configuration and hands its ``compute`` step to the shared
-driver (:func:`featx.extract.driver.run_extraction`). Both give the same cache, keys and result.
+:func:`extract_features` checks its arguments once and splits them into what is computed (an
+:class:`~featx.extract.config.ExtractorConfig`) and how (an
+:class:`~featx.extract.config.ExecutionOptions`). An engine is one row of :data:`ENGINES`: a
+function ``(dataset, config, options) -> FeatureSet`` that hands its ``compute`` step to the
+shared driver (:func:`featx.extract.driver.run_extraction`). Both give the same cache, keys and
+result.
 """
 
 from __future__ import annotations
@@ -11,17 +14,18 @@ import os
 from collections.abc import Callable, Sequence
 
 from featx.distributed import check_engine
+from featx.extract.config import ExecutionOptions, ExtractorConfig
 from featx.extract.driver import check_request
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import check_runtime, forward_pass_count
 from featx.extract.local import extract_local
-from featx.extract.ray import extract_on_ray
-from featx.extract.views import check_view
+from featx.extract.ray import ray_engine
 
 __all__ = ["ENGINES", "extract_features", "forward_pass_count"]
 
-#: Engine name -> the function that runs it (``address`` is passed to remote engines only).
-ENGINES: dict[str, Callable[..., FeatureSet]] = {"local": extract_local, "ray": extract_on_ray}
+#: Engine name -> the function that runs it: ``(dataset, config, options) -> FeatureSet``.
+ENGINES: dict[str, Callable[[object, ExtractorConfig, ExecutionOptions], FeatureSet]] = {
+    "local": extract_local, "ray": ray_engine}
 
 
 def extract_features(
@@ -128,14 +132,11 @@ def extract_features(
     check_request(dataset, cache, batch_size)
     check_runtime(runtime)
     name = check_engine(engine, address)
-    remote = {} if name == "local" else {"address": address}
-    if check_view(view) != "none":
-        if name != "local":
-            raise ValueError(f"view={view!r} needs engine='local', got engine={engine!r}")
-        remote["view"] = view
-    fs = ENGINES[name](dataset, backbone, weights=weights, input_size=input_size,
-                       pooling=pooling, layers=layers, resize=resize, decoder=decoder,
-                       cache=cache, batch_size=batch_size, n_workers=n_workers, dtype=dtype,
-                       mixed_precision=mixed_precision, verbose=verbose, runtime=runtime,
-                       **remote)
-    return fs
+    config = ExtractorConfig(backbone, weights=weights, input_size=input_size, pooling=pooling,
+                             layers=layers, resize=resize, decoder=decoder, dtype=dtype,
+                             mixed_precision=mixed_precision, view=view)
+    if config.view != "none" and name != "local":
+        raise ValueError(f"view={view!r} needs engine='local', got engine={engine!r}")
+    options = ExecutionOptions(cache=cache, batch_size=batch_size, n_workers=n_workers,
+                               verbose=verbose, runtime=runtime, address=address)
+    return ENGINES[name](dataset, config, options)

@@ -6,42 +6,14 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from featx.cache import config_key, read_dataset_file
+from featx.cache import read_dataset_file
+from featx.extract.config import feature_widths, key_of
 
-__all__ = ["FeatureSet", "tap_dims"]
-
-
-@lru_cache(maxsize=64)
-def _tap_dims(backbone: str, layers_json: str, pooling: str) -> tuple[int, ...]:
-    from featx.backbones import get_backbone_spec, load_backbone  # Keras: only when asked
-
-    layers = json.loads(layers_json)
-    spec = get_backbone_spec(backbone)
-    model = load_backbone(spec.name, weights=None, input_size=max(spec.min_size, 64),
-                          pooling=pooling, layers=layers)
-    if len(layers) == 1:
-        return (int(model.output_shape[-1]),)
-    concat = model.get_layer("features")
-    return tuple(int(t.shape[-1]) for t in concat.input)
-
-
-def tap_dims(backbone: str, layers: Sequence[str | int], pooling: str = "avg") -> list[int]:
-    """The pooled width of each tapped layer of ``backbone``, in ``layers`` order.
-
-    Widths do not depend on the weights or the input size: a random-weight model at a small
-    input size answers (built once per process and configuration).
-
-    Examples
-    --------
-    >>> tap_dims("mobilenet_v2", [-1, -2])
-    [1280, 320]
-    """
-    return list(_tap_dims(backbone, json.dumps(list(layers)), pooling))
+__all__ = ["FeatureSet"]
 
 
 class FeatureSet:
@@ -139,7 +111,7 @@ class FeatureSet:
         if layers is None:
             spans = [(-1, 0, int(self.features.shape[1]))]
         else:
-            dims = tap_dims(self.attrs["backbone"], layers, self.attrs.get("pooling", "avg"))
+            dims = feature_widths(self.attrs)
             if sum(dims) != self.features.shape[1]:
                 raise ValueError(f"the taps {layers} of {self.attrs['backbone']} are "
                                  f"{sum(dims)} columns wide, but the features have "
@@ -182,7 +154,7 @@ class FeatureSet:
         attrs["tap_spans"] = json.dumps([(e, int(b - (spans[e][1] - spans[e][0])), int(b))
                                          for e, b in zip(layers, stops, strict=True)])
         if attrs.get("key"):
-            attrs["key"] = config_key(attrs)
+            attrs["key"] = key_of(attrs)
         return FeatureSet(self.features[:, cols], self.labels, self.paths, self.ids,
                           self.class_names, None, attrs, self.skipped)
 

@@ -10,25 +10,25 @@ the backend's compiled predict step (``tf.function`` on TensorFlow, ``jax.jit`` 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from featx.extract.graphs import GraphExportError, OnnxBackbone, build_keras, onnx_graph
 from featx.utils.checks import check_choice
+from featx.utils.config import get_config
 from featx.utils.runtime import has_gpu, resolve_precision
 from featx.utils.threads import compute_threads
 
 __all__ = ["MODELS", "RUNTIMES", "RUNTIME_CHOICES", "BatchRunner", "ModelCache", "Runtime",
            "add_count", "check_runtime", "forward_pass_count", "get_model", "has_gpu",
-           "resolve_runtime", "runtime_default"]
+           "resolve_runtime"]
 
 
 class _PassCounter:
@@ -92,44 +92,27 @@ RUNTIME_CHOICES = ("auto", *RUNTIMES)
 
 
 def check_runtime(runtime: str | None) -> str:
-    """``runtime``, or ``$FEATX_RUNTIME`` (default ``"auto"``) for ``None``, checked against
-    :data:`RUNTIME_CHOICES` (without looking for a GPU: this loads no backend)."""
-    if runtime is None:
-        runtime = os.environ.get("FEATX_RUNTIME") or "auto"
-    return check_choice("runtime", runtime, RUNTIME_CHOICES)
-
-
-@contextlib.contextmanager
-def runtime_default(runtime: str | None) -> Iterator[None]:
-    """Make ``runtime`` the process default (``$FEATX_RUNTIME``) for the block, so every
-    extraction inside it (estimators, comparisons, pipelines, Ray workers) runs on it; ``None``
-    changes nothing. The ``featx`` command's ``--runtime`` and a pipeline's ``[extract] runtime``
-    use it.
+    """``runtime``, or the ``runtime`` setting for ``None`` (:func:`featx.config_context`, else
+    ``$FEATX_RUNTIME``, else ``"auto"``), checked against :data:`RUNTIME_CHOICES` (without
+    looking for a GPU: this loads no backend).
 
     Examples
     --------
-    >>> with runtime_default("keras"):
+    >>> from featx.utils.config import config_context
+    >>> with config_context(runtime="keras"):
     ...     check_runtime(None)
     'keras'
     """
     if runtime is None:
-        yield
-        return
-    saved = os.environ.get("FEATX_RUNTIME")
-    os.environ["FEATX_RUNTIME"] = check_runtime(runtime)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("FEATX_RUNTIME", None)
-        else:
-            os.environ["FEATX_RUNTIME"] = saved
+        runtime = get_config("runtime")
+    return check_choice("runtime", runtime, RUNTIME_CHOICES)
 
 
 def resolve_runtime(runtime: str | None = None, config: dict | None = None) -> str:
     """The runtime a ``runtime`` argument means here.
 
-    ``None`` reads ``$FEATX_RUNTIME`` (default ``"auto"``). ``"auto"`` is ONNX Runtime on a CPU
+    ``None`` reads the ``runtime`` setting (:func:`featx.config_context`, else
+    ``$FEATX_RUNTIME``, else ``"auto"``). ``"auto"`` is ONNX Runtime on a CPU
     when it is installed and the configuration is plain float32, else Keras (a GPU, or mixed
     precision). Features agree across runtimes within ~2e-6 relative (as across batch sizes), so
     the runtime is not part of the cache key.

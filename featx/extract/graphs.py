@@ -22,24 +22,24 @@ from unittest import mock
 import numpy as np
 
 from featx.backbones import check_weights
+from featx.extract.config import GRAPH_FIELDS, ExtractorConfig
 from featx.utils.config import cache_dir
 from featx.utils.errors import FeatxError
 from featx.utils.runtime import dtype_policy, seeded
 
-__all__ = ["GRAPH_FIELDS", "GraphExportError", "OnnxBackbone", "build_keras", "graph_path",
-           "onnx_graph"]
+__all__ = ["ONNX_OPSET", "GraphExportError", "OnnxBackbone", "build_keras", "export_onnx",
+           "graph_path", "onnx_graph"]
 
-#: The configuration fields an exported graph depends on (with the installed Keras version):
-#: not resize, decoder or storage dtype, which act before or after the network.
-GRAPH_FIELDS = ("backbone", "weights_sha256", "input_size", "pooling", "layers", "preprocessing",
-                "feature_code_version")
+#: The ONNX opset of every graph featx exports from Keras (the forward's and ``featx export``'s,
+#: which reuses the forward's backbone graph: they must agree to be merged with a head).
+ONNX_OPSET = 17
 
 
 class GraphExportError(FeatxError, RuntimeError):
     """Keras could not export this backbone to ONNX (``runtime="onnxruntime"`` cannot run it)."""
 
 
-def build_keras(config: dict):
+def build_keras(config: ExtractorConfig):
     """The Keras backbone an extractor ``config`` describes (random weights drawn under seed 0,
     so the same configuration gives the same model in every process)."""
     # load_backbone imports Keras: only when a Keras model is needed
@@ -62,22 +62,23 @@ def _version(package: str) -> str:
         return "none"
 
 
-def graph_path(config: dict, root: str | os.PathLike | None = None) -> Path:
+def graph_path(config: ExtractorConfig, root: str | os.PathLike | None = None) -> Path:
     """Where the graph of ``config`` is cached: ``<cache_dir>/weights/onnx/<backbone>-<key>.onnx``
-    (beside the converted weights), the key hashing :data:`GRAPH_FIELDS` and the Keras version.
+    (beside the converted weights), the key hashing the configuration's graph fields
+    (:data:`featx.extract.config.GRAPH_FIELDS`), the opset and the Keras version.
 
     Examples
     --------
-    >>> from featx.cache import extractor_config
-    >>> c = extractor_config("mobilenet_v2", None, 32)
+    >>> c = ExtractorConfig("mobilenet_v2", weights=None, input_size=32)
     >>> p = graph_path(c, "/tmp/c")
     >>> p.parent.as_posix(), p.name.startswith("mobilenet_v2-32-")
     ('/tmp/c/weights/onnx', True)
-    >>> graph_path(dict(c, batch_size=8), "/tmp/c") == p  # not a graph field
+    >>> graph_path(c.replace(resize="crop"), "/tmp/c") == p  # not a graph field
     True
     """
     material = {k: config.get(k) for k in GRAPH_FIELDS}
     material["keras"] = _version("keras")
+    material["opset"] = ONNX_OPSET
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     h, w = config["input_size"]
@@ -109,25 +110,42 @@ def _check_graph(path: Path) -> None:
                          f"{inputs[1:3]}")
 
 
-def _export(config: dict, target: Path) -> None:
-    """Build the Keras model of ``config`` and export its graph to ``target`` atomically."""
+def export_onnx(model, target: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
+    """Keras' own ``model.export(format="onnx")`` of a built ``model``, written to ``target``
+    atomically (a temporary name, then ``os.replace``). The one Keras -> ONNX exporter of featx:
+    the forward's backbone graphs and ``featx export`` both come from here.
+
+    Raises whatever Keras' exporter (tf2onnx) raises; the caller names the model.
+    """
+    target = Path(target)
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        # tf2onnx sets TF_CPP_MIN_LOG_LEVEL when imported and when called, and Keras' shim
+        # probes np.object: the export leaves the caller's environment and warnings as they were
+        with warnings.catch_warnings(), mock.patch.dict(os.environ):
+            warnings.simplefilter("ignore")
+            model.export(str(tmp), format="onnx", opset_version=int(opset), verbose=False)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _export(config: ExtractorConfig, target: Path) -> None:
+    """Build the Keras model of ``config`` and export its graph to ``target``, checked."""
     model = build_keras(config)
     h, w = config["input_size"]
     model.predict_on_batch(np.zeros((1, h, w, 3), np.float32))  # Keras exports called models only
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    tmp = target.with_name(f".tmp-check-{os.getpid()}-{target.name}")
     try:
-        # tf2onnx sets TF_CPP_MIN_LOG_LEVEL when imported and when called: the export must
-        # leave the caller's environment as it was (patch.dict restores os.environ after)
-        with warnings.catch_warnings(), mock.patch.dict(os.environ):
-            warnings.simplefilter("ignore")  # tf2onnx's deprecation chatter
-            model.export(str(tmp), format="onnx", verbose=False)
+        export_onnx(model, tmp)
         _check_graph(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def onnx_graph(config: dict, root: str | os.PathLike | None = None) -> Path:
+def onnx_graph(config: ExtractorConfig, root: str | os.PathLike | None = None) -> Path:
     """The cached ONNX graph of ``config``, exported by Keras the first time (under a lock, so
     concurrent processes export it once). A graph ONNX Runtime cannot load is exported again.
 

@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 
-from featx.cache import extractor_config
+from featx.extract.config import ExecutionOptions, ExtractorConfig
 from featx.extract.driver import check_request, progress_label, run_extraction
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import BatchRunner, get_model, has_gpu
-from featx.extract.views import apply_view, check_view
+from featx.extract.views import apply_view
 from featx.images import DecodePool
 from featx.utils.checks import check_int
 from featx.utils.progress import Progress
@@ -81,23 +81,19 @@ def stream(paths, config, batch_size, n_workers, sink, progress,
     return failed
 
 
-def extract_local(dataset, backbone: str = "efficientnet_lite0", *, weights="imagenet",
-                  input_size=None, pooling="avg", layers=None, resize="bilinear",
-                  decoder="pillow", cache=None, batch_size=32, n_workers=None, dtype="float32",
-                  mixed_precision=False, verbose=1, view="none", runtime=None) -> FeatureSet:
-    """The ``engine="local"`` row of :data:`featx.extract.ENGINES`; parameters as in
-    :func:`featx.extract_features` (``n_workers``: decode threads, ``0`` for none; default
-    :func:`featx.utils.threads.decode_threads`)."""
-    check_request(dataset, cache, batch_size)
-    check_int("n_workers", n_workers, 0, allow_none=True)
-    config = extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
-                              mixed_precision, decoder, view=check_view(view))
+def extract_local(dataset, config: ExtractorConfig, options: ExecutionOptions) -> FeatureSet:
+    """The ``engine="local"`` row of :data:`featx.extract.ENGINES` (``options.n_workers``:
+    decode threads, ``0`` for none; default :func:`featx.utils.threads.decode_threads`)."""
+    check_request(dataset, options.cache, options.batch_size)
+    n_workers = check_int("n_workers", options.n_workers, 0, allow_none=True)
+    batch_size = options.batch_size
     if batch_size is None:
         batch_size = _GPU_BATCH if has_gpu() else _CPU_BATCH
     batch_size = int(batch_size)
     n_workers = decode_threads() if n_workers is None else n_workers
-    progress = Progress(progress_label(dataset, config), verbose)
+    progress = Progress(progress_label(dataset, config), options.verbose)
     return run_extraction(
-        dataset, config, cache, progress,
-        lambda todo, sink: stream(todo, config, batch_size, n_workers, sink, progress, runtime),
+        dataset, config, options.cache, progress,
+        lambda todo, sink: stream(todo, config, batch_size, n_workers, sink, progress,
+                                  options.runtime),
     )

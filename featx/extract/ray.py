@@ -32,15 +32,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from featx.cache import extractor_config
 from featx.distributed import ensure_ray, require_ray
+from featx.extract.config import ExecutionOptions, ExtractorConfig
 from featx.extract.driver import check_request, progress_label, run_extraction
 from featx.extract.forward import BatchRunner, add_count, check_runtime, get_model
 from featx.images import load_chunk, process_local
 from featx.utils.checks import check_int
 from featx.utils.progress import Progress
 
-__all__ = ["extract_on_ray"]
+__all__ = ["extract_on_ray", "ray_engine"]
 
 _DECODE_ROWS = 32  # paths per decode task batch (and per input block)
 _CPU_BATCH, _GPU_BATCH = 32, 256
@@ -224,27 +224,38 @@ def extract_on_ray(
     FeatureSet
     """
     check_request(dataset, cache, batch_size)
-    _check_options(shard_size, concurrency, n_workers)
+    config = ExtractorConfig(backbone, weights=weights, input_size=input_size, pooling=pooling,
+                             layers=layers, resize=resize, decoder=decoder, dtype=dtype,
+                             mixed_precision=mixed_precision)
+    options = ExecutionOptions(cache=cache, batch_size=batch_size, n_workers=n_workers,
+                               verbose=verbose, runtime=runtime, address=address,
+                               concurrency=concurrency, num_gpus=num_gpus, shard_size=shard_size)
+    return ray_engine(dataset, config, options)
+
+
+def ray_engine(dataset, config: ExtractorConfig, options: ExecutionOptions):
+    """The ``engine="ray"`` row of :data:`featx.extract.ENGINES` (see :func:`extract_on_ray`)."""
+    check_request(dataset, options.cache, options.batch_size)
+    _check_options(options.shard_size, options.concurrency, options.n_workers)
     if local := next((p for p in dataset.paths if process_local(p)), None):
         raise ValueError(f"dataset location {local!r} lives in this process's memory; the Ray "
                          "engine's workers read every image from its location themselves: put "
                          "the images on a store or disk they can reach, or use engine='local'")
     require_ray()  # fail before any file is hashed
-    runtime = check_runtime(runtime)  # the driver's choice ($FEATX_RUNTIME) goes to the workers
-    config = extractor_config(backbone, weights, input_size, pooling, layers, resize, dtype,
-                                     mixed_precision, decoder)
-    progress = Progress(progress_label(dataset, config, "ray"), verbose)
+    runtime = check_runtime(options.runtime)  # the driver's choice goes to the workers
+    progress = Progress(progress_label(dataset, config, "ray"), options.verbose)
 
     def run(todo, sink) -> dict[str, str]:
-        ray = ensure_ray(address, n_workers, verbose)
+        ray = ensure_ray(options.address, options.n_workers, options.verbose)
         gpus = _cluster_gpus(ray)
-        bs = batch_size if batch_size is not None else (_GPU_BATCH if gpus else _CPU_BATCH)
-        actors = concurrency
+        bs = options.batch_size
+        bs = bs if bs is not None else (_GPU_BATCH if gpus else _CPU_BATCH)
+        actors = options.concurrency
         if actors is None:
             actors = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)) // 8)
-        ngpu = (1 if gpus else 0) if num_gpus is None else num_gpus
-        with _quiet(ray, verbose):
-            return _run(ray, todo, config, int(bs), actors, ngpu, int(shard_size), sink,
+        ngpu = (1 if gpus else 0) if options.num_gpus is None else options.num_gpus
+        with _quiet(ray, options.verbose):
+            return _run(ray, todo, config, int(bs), actors, ngpu, int(options.shard_size), sink,
                         progress, runtime)
 
-    return run_extraction(dataset, config, cache, progress, run)
+    return run_extraction(dataset, config, options.cache, progress, run)

@@ -3,7 +3,6 @@ re-extract a sample of rows, or all of them, to compare them with what the file 
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -11,10 +10,10 @@ import numpy as np
 from featx.cache import (
     VerifyReport,
     check_entries,
-    extractor_config,
     inspect_dataset_file,
     resolve_entry,
 )
+from featx.extract.config import ExtractorConfig
 from featx.extract.local import stream
 from featx.utils.checks import check_int
 from featx.utils.progress import Progress
@@ -93,10 +92,7 @@ def _reextract(path, data: dict, n, seed, rtol, atol, report: VerifyReport) -> N
     if a.get("dtype") == "float16":
         rtol, atol = max(rtol, 1e-2), max(atol, 1e-2)
     try:
-        config = extractor_config(
-            a["backbone"], a["weights"], a["input_size"],
-            None if a["pooling"] == "none" else a["pooling"], json.loads(a["layers"]),
-            a["resize"], a["dtype"], a["mixed_precision"], a.get("decoder", "pillow"))
+        config = ExtractorConfig(**ExtractorConfig.from_attrs(a).settings())
     except Exception as exc:  # noqa: BLE001 - the file's settings no longer build an extractor
         report.unverifiable.append((str(path), f"its extractor cannot be rebuilt here ({exc})"))
         return

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from featx.backbones import random_weights
-from featx.extract.forward import runtime_default
 from featx.images import is_url
 from featx.pipeline.config import load_config, parse_override, set_dotted
 from featx.pipeline.schema import validate_config
 from featx.sources import resolve_data
+from featx.utils.config import config_context
 
 
 def _size(v):
@@ -245,7 +245,7 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
     else:
         cfg = load_config(config_or_path, overrides)
     # [extract] runtime is the run's default for every extraction in it (estimators, comparisons)
-    with runtime_default(cfg["extract"]["runtime"] or None):
+    with config_context(runtime=cfg["extract"]["runtime"] or None):
         return _run_config(cfg, out, verbose, echo, t_start)
 
 

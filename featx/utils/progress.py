@@ -182,8 +182,13 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module) -> None:
+        from unittest import mock  # here, not at the top: the command's start stays light
+
         module.__loader__ = self.loader
-        with _stderr_to_devnull():
+        # TensorFlow reads TF_CPP_MIN_LOG_LEVEL once, at its first log line (during this
+        # import): setting it for the import alone quiets it and leaves os.environ as it was
+        level = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+        with _stderr_to_devnull(), mock.patch.dict(os.environ, level):
             self.loader.exec_module(module)
 
 
@@ -205,8 +210,9 @@ def quiet_tensorflow() -> None:
     """Keep TensorFlow's start-up chatter (oneDNN, CUDA, ``cuInit``, CPU-feature lines) off
     stderr, once per process and only where the user has not asked for it.
 
-    Sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless it is set already, imports ``tensorflow`` (whenever
-    that happens) with file descriptor 2 sent to /dev/null (absl's early lines ignore the
+    Imports ``tensorflow`` (whenever that happens) with ``TF_CPP_MIN_LOG_LEVEL=3`` (unless it is
+    set already; the environment is restored after the import) and file descriptor 2 sent to
+    /dev/null (absl's early lines ignore the
     variable), and filters the ``tf.function retracing`` warning from the ``"tensorflow"``
     logger. Python exceptions are untouched. Does nothing when ``FEATX_TF_LOGS`` is set to
     anything but ``0`` or after :func:`keep_tensorflow_logs`.
@@ -214,7 +220,6 @@ def quiet_tensorflow() -> None:
     if _QUIET["installed"] or _QUIET["kept"] or os.environ.get("FEATX_TF_LOGS", "0") != "0":
         return
     _QUIET["installed"] = True
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").addFilter(_drop_retracing)
     if "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, _QuietFinder())

@@ -58,14 +58,19 @@ def decode_threads() -> int:
 
 
 def compute_threads() -> int:
-    """Threads of the backbone's forward on ONNX Runtime: ``$FEATX_COMPUTE_THREADS``, else one
-    per core.
+    """Threads of the backbone's forward on ONNX Runtime: the ``threads`` setting
+    (:func:`featx.config_context`), else ``$FEATX_COMPUTE_THREADS``, else one per core.
 
     Examples
     --------
     >>> compute_threads() >= 1
     True
     """
+    from featx.utils.config import get_config
+
+    value = get_config("threads")
+    if isinstance(value, int):  # set with config_context (checked there)
+        return value
     return _from_env("FEATX_COMPUTE_THREADS", usable_cores())
 
 
