@@ -68,8 +68,11 @@ def backbone_graph(exp: Exportable) -> onnx.ModelProto | None:
     if len(inputs) != 1 or len(graph.output) != 1:
         return None
     h, w = exp.input_size
-    graph.node.insert(0, helper.make_node("Cast", ["image"], [inputs[0].name],
-                                          to=TensorProto.FLOAT, name="featx_image_to_float"))
+    floats = "featx_image_float"  # the graph's own input (a float32 image), fed by a Cast
+    for node in graph.node:
+        node.input[:] = [floats if name == inputs[0].name else name for name in node.input]
+    graph.node.insert(0, helper.make_node("Cast", ["image"], [floats], to=TensorProto.FLOAT,
+                                          name="featx_image_to_float"))
     graph.input.remove(inputs[0])
     graph.input.insert(0, helper.make_tensor_value_info("image", TensorProto.UINT8,
                                                         ["N", h, w, 3]))
