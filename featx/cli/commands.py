@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from featx.cli.common import (
     _EXIT_ERROR,
-    CommandError,
     _fit_kwargs,
     _keras,
     _names,
@@ -23,6 +22,7 @@ from featx.cli.common import (
     _verbose,
     _weights,
 )
+from featx.errors import CommandError
 from featx.utils.tables import format_cell
 
 

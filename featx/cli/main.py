@@ -36,11 +36,11 @@ from featx.cli.commands import (
     cmd_run,
     cmd_show_augment,
 )
-from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE, CommandError
+from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE
 from featx.deploy.formats import FORMATS
+from featx.errors import CommandError, FeatxError
 from featx.extract.forward import RUNTIME_CHOICES, runtime_default
 from featx.sources import DATA_FORMATS
-from featx.utils.errors import FeatxError
 from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
 from featx.utils.version import __version__
 

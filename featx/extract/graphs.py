@@ -22,8 +22,8 @@ from unittest import mock
 import numpy as np
 
 from featx.backbones import check_weights
+from featx.errors import GraphExportError
 from featx.utils.config import cache_dir
-from featx.utils.errors import FeatxError
 from featx.utils.runtime import dtype_policy, seeded
 
 __all__ = ["GRAPH_FIELDS", "GraphExportError", "OnnxBackbone", "build_keras", "graph_path",
@@ -33,10 +33,6 @@ __all__ = ["GRAPH_FIELDS", "GraphExportError", "OnnxBackbone", "build_keras", "g
 #: not resize, decoder or storage dtype, which act before or after the network.
 GRAPH_FIELDS = ("backbone", "weights_sha256", "input_size", "pooling", "layers", "preprocessing",
                 "feature_code_version")
-
-
-class GraphExportError(FeatxError, RuntimeError):
-    """Keras could not export this backbone to ONNX (``runtime="onnxruntime"`` cannot run it)."""
 
 
 def build_keras(config: dict):
