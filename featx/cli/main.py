@@ -21,10 +21,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from featx.cli.cache_commands import cmd_cache
 from featx.cli.commands import (
     cmd_advise,
     cmd_backbones,
-    cmd_cache,
     cmd_compare,
     cmd_export,
     cmd_extract,
