@@ -45,6 +45,7 @@ __all__ = ["__version__", *_EXPORTS]
 #: only from the stages before it (``tests/test_layout.py`` checks every import, function-level
 #: ones included). ``docs/design.md``'s table is :func:`stages_markdown`.
 STAGES: tuple[tuple[str, str], ...] = (
+    ("errors", "exceptions and warnings"),
     ("utils", "shared plumbing"),
     ("images", "disk -> RGB uint8"),
     ("data", "labelled image lists"),

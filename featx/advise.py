@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from featx.evaluate import few_shot_curve
 from featx.extract import extract_features
-from featx.report.few_shot import few_shot_curve
 from featx.sources import limit_per_class, resolve_data
 
 __all__ = ["RULES", "THRESHOLDS", "Advice", "advise"]

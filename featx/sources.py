@@ -30,15 +30,12 @@ import numpy as np
 
 from featx.data import ImageDataset, read_csv
 from featx.datasets import load_clothing_mini, load_fashion_mnist
+from featx.errors import DataNotFoundError
 from featx.images import is_url
 from featx.utils.checks import check_choice
 
 __all__ = ["BUILTIN_DATA", "DATA_FORMATS", "SUFFIX_FORMATS", "DataNotFoundError", "data_format",
            "limit_per_class", "resolve_data"]
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The data a command or pipeline needs is not on disk; the message says what to fetch."""
 
 
 def _clothing_mini(limit):

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featx.backbones._pickle_check import PickleCheck
+from featx.errors import CheckpointError
 
 __all__ = ["MAX_DEPTH", "CheckpointError", "load_pth"]
 
@@ -66,13 +67,6 @@ _STORAGE_DTYPES: dict[str, str] = {
     "ByteStorage": "uint8",
     "BoolStorage": "bool",
 }
-
-
-class CheckpointError(pickle.UnpicklingError, ValueError):
-    """A ``.pth`` file that is malformed, hostile or holds no state dict; the message names it.
-
-    Both a :class:`pickle.UnpicklingError` and a :class:`ValueError`.
-    """
 
 
 class _NoBuild:

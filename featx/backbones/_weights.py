@@ -25,7 +25,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from featx.backbones._registry import REGISTRY, BackboneSpec, get_backbone_spec
-from featx.utils.errors import FeatxError
+from featx.errors import (
+    DamagedWeightsError,
+    WeightsCacheWarning,
+    WeightsDownloadError,
+    WeightsFileNotFoundError,
+)
 
 __all__ = [
     "DamagedWeightsError",
@@ -55,24 +60,6 @@ def random_weights(weights) -> bool:
     (True, True, False)
     """
     return weights is None or (isinstance(weights, str) and weights.lower() in RANDOM_SPELLINGS)
-
-
-class WeightsDownloadError(FeatxError, RuntimeError):
-    """The ImageNet weights could not be downloaded (no network, blocked, corrupted file)."""
-
-
-class WeightsFileNotFoundError(FileNotFoundError, ValueError):
-    """``weights`` names a file that does not exist (both an ``OSError`` and a ``ValueError``)."""
-
-
-class DamagedWeightsError(OSError, ValueError):
-    """A weights file is damaged (unreadable, or not the bytes recorded when it was written) and
-    cannot be rebuilt; the message names it (both an ``OSError`` and a ``ValueError``)."""
-
-
-class WeightsCacheWarning(UserWarning):
-    """A cached converted weights file failed its check and was converted again, or a
-    conversion could not be written to the cache."""
 
 
 def check_weights(weights) -> str | Path | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.utils.errors import FeatxError
+from featx.errors import CacheWriteError, DamagedCacheError, DamagedCacheWarning
 
 try:  # POSIX only: the process's file-size limit (`ulimit -f`)
     import resource
@@ -43,30 +43,6 @@ USERBLOCK = 512
 _SEAL = b"featx-digest\n"  # the header: this line, then one line of JSON
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 STORE_NAME = re.compile(r".+__[0-9a-f]{8}")  # <backbone>-<size>-<pooling>__<key8>
-
-
-class CacheWriteError(FeatxError, OSError):
-    """The disk refused a cache write (full, file-size limit, read-only, no permission).
-
-    Raised before HDF5 writes into the file, so nothing half-written is left: the cache stays as
-    it was before the write. ``errno`` is the cause's; the message names the cache folder."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else super().__str__()
-
-
-class DamagedCacheError(ValueError):
-    """A featx cache file whose structure or rows fail their checks; ``path`` and ``why`` say
-    which file and what is wrong."""
-
-    def __init__(self, path, why: str, action: str = "") -> None:
-        self.path, self.why = Path(path), why
-        super().__init__(f"{os.fspath(path)} is damaged ({why})" + (f"; {action}" if action
-                                                                    else ""))
-
-
-class DamagedCacheWarning(UserWarning):
-    """A damaged cache file was moved aside and rebuilt; the message names both places."""
 
 
 def chunk_rows(n: int, shape: tuple, itemsize: int = 4, target: int = 256 * 1024) -> int:

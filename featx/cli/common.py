@@ -7,14 +7,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from featx.errors import CommandError  # noqa: F401 (its public home is featx.errors)
 from featx.utils.progress import quiet_tensorflow, say
 from featx.utils.tables import text_table
 
 _EXIT_ERROR, _EXIT_USAGE, _EXIT_INTERRUPT = 1, 2, 130
-
-
-class CommandError(Exception):
-    """A command cannot do what was asked; the message is shown as is."""
 
 
 def _names(text: str) -> list[str]:

@@ -21,10 +21,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from featx.cli.cache_commands import cmd_cache
 from featx.cli.commands import (
     cmd_advise,
     cmd_backbones,
-    cmd_cache,
     cmd_compare,
     cmd_export,
     cmd_extract,
@@ -36,12 +36,12 @@ from featx.cli.commands import (
     cmd_run,
     cmd_show_augment,
 )
-from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE, CommandError
+from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE
 from featx.deploy.formats import FORMATS
+from featx.errors import CommandError, FeatxError
 from featx.extract.forward import RUNTIME_CHOICES
 from featx.sources import DATA_FORMATS
 from featx.utils.config import config_context
-from featx.utils.errors import FeatxError
 from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
 from featx.utils.version import __version__
 

@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from featx.errors import SkippedImagesWarning
 from featx.images import (
     IO_WORKERS,
     ImageError,
@@ -37,11 +38,6 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation"
 Verify = Literal["header", "decode", "none"]
 NESTED_FOLDER = "nested folder: not read (images must be directly in their class folder)"
 LOOSE_FILE = "not in a class folder: not read"
-
-
-
-class SkippedImagesWarning(UserWarning):
-    """Some files were left out of a dataset; ``dataset.skipped`` says which and why."""
 
 
 def display_path(path: str | os.PathLike) -> str:

@@ -13,14 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from featx.errors import ExportError
 from featx.utils.checks import check_choice
 
 __all__ = ["FORMATS", "ExportError", "FormatSpec", "check_format", "require_modules"]
-
-
-class ExportError(ValueError):
-    """A model that cannot be written in the asked format; the message names the formats that
-    work for it."""
 
 
 @dataclass(frozen=True)

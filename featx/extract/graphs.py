@@ -22,9 +22,9 @@ from unittest import mock
 import numpy as np
 
 from featx.backbones import check_weights
+from featx.errors import GraphExportError
 from featx.extract.config import GRAPH_FIELDS, ExtractorConfig
 from featx.utils.config import cache_dir
-from featx.utils.errors import FeatxError
 from featx.utils.runtime import dtype_policy, seeded
 
 __all__ = ["ONNX_OPSET", "GraphExportError", "OnnxBackbone", "build_keras", "export_onnx",
@@ -33,10 +33,6 @@ __all__ = ["ONNX_OPSET", "GraphExportError", "OnnxBackbone", "build_keras", "exp
 #: The ONNX opset of every graph featx exports from Keras (the forward's and ``featx export``'s,
 #: which reuses the forward's backbone graph: they must agree to be merged with a head).
 ONNX_OPSET = 17
-
-
-class GraphExportError(FeatxError, RuntimeError):
-    """Keras could not export this backbone to ONNX (``runtime="onnxruntime"`` cannot run it)."""
 
 
 def build_keras(config: ExtractorConfig):

@@ -14,6 +14,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from featx.errors import ImageError
+
 __all__ = ["ImageError", "RESIZE_MODES", "crop_box", "decode_pillow", "ends_with_marker",
            "exif_orientation", "open_image", "to_rgb", "to_size"]
 
@@ -23,10 +25,6 @@ ResizeMode = Literal["bilinear", "crop"]
 # EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
 _SWAPS_AXES = {5, 6, 7, 8}
 _ORIENTATION_TAG = 0x0112
-
-
-class ImageError(ValueError):
-    """An image file could not be decoded; the message names the file and the reason."""
 
 
 def to_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:

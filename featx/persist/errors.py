@@ -12,20 +12,10 @@ import zlib
 from contextvars import ContextVar
 from pathlib import Path
 
+from featx.errors import ModelFileError, UntrustedModelError
 
-class UntrustedModelError(ValueError):
-    """A saved model needs code or types outside the allow-list; pass ``trust=True``."""
-
-    __module__ = "featx.persist"  # its public home (and qualified name) stays featx.persist
-
-
-class ModelFileError(ValueError):
-    """A file given to :func:`load` cannot be loaded as a featx model (not a zip archive, a
-    truncated one, a missing or malformed manifest or member, too big, too many members); the
-    message names the file and what is wrong with it."""
-
-    __module__ = "featx.persist"  # its public home (and qualified name) stays featx.persist
-
+__all__ = ["PARSE_ERRORS", "UNPACKED", "ModelFileError", "UntrustedModelError", "not_a_model",
+           "not_a_zip", "reason", "scrub"]
 
 # While load() reads an archive: (the temporary folder it unpacked to, the user's path), so
 # that messages about a part name the user's file rather than the temporary copy.

@@ -129,8 +129,8 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
     feature-choice step chose on the training split (the report's best), if any."""
     from sklearn.metrics import confusion_matrix
 
+    from featx.evaluate import few_shot_curve
     from featx.report import write_report
-    from featx.report.few_shot import few_shot_curve
     from featx.report.plots import metric_value
 
     r = cfg["report"]

@@ -12,19 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from featx.errors import ConfigError
 from featx.sources import BUILTIN_DATA, DATA_FORMATS
-
-
-class ConfigError(ValueError):
-    """A pipeline file is invalid; the message names the key and what is allowed.
-
-    Every mistake of a file is reported at once: ``errors`` lists them (one line each), and the
-    message is that list, one per line, under a ``N errors`` heading when there are several.
-    """
-
-    def __init__(self, message: str, errors: Sequence[str] | None = None):
-        super().__init__(message)
-        self.errors = list(errors) if errors else [message]
 
 
 class _Errors:

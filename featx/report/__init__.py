@@ -1,13 +1,17 @@
 """Reports: the folder a comparison run leaves (``report.md``, ``report.json``, PNG plots).
 
-:mod:`~featx.report.writer` writes it; :mod:`~featx.report.few_shot` computes the few-shot curve
-(no matplotlib), :mod:`~featx.report.details` the per-class metrics and library versions, and
-:mod:`~featx.report.plots` draws the pictures (matplotlib, ``featx[plots]``,
-imported when a plot is drawn).
+:mod:`~featx.report.writer` writes it; :mod:`~featx.report.details` computes the per-class
+metrics and library versions, and :mod:`~featx.report.plots` draws the pictures (matplotlib,
+``featx[plots]``, imported when a plot is drawn). The few-shot curve a report draws is computed by
+:func:`featx.evaluate.few_shot_curve` (re-exported here, as is its module under its old name
+``featx.report.few_shot``).
 """
 
+from featx.evaluate import (
+    few_shot,  # noqa: F401 (the module's old home: featx.report.few_shot)
+    few_shot_curve,
+)
 from featx.report.details import library_versions, per_class_metrics
-from featx.report.few_shot import few_shot_curve
 from featx.report.plots import (
     PLOTS_EXTRA,
     PlotsSkippedWarning,

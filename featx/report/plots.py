@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from featx.errors import PlotsSkippedWarning
+
 __all__ = [
     "PLOTS_EXTRA", "PlotsSkippedWarning", "augment_images", "plot_augmentation",
     "plot_comparison", "plot_confusion", "plot_few_shot", "plot_learning_curves",
@@ -29,10 +31,6 @@ _DPI = 100
 # --------------------------------------------------------------------------- matplotlib, lazily
 #: How a user gets the plots: the install line every "no matplotlib" message gives.
 PLOTS_EXTRA = "pip install 'featx[plots]'"
-
-
-class PlotsSkippedWarning(UserWarning):
-    """A report was written without its plots because matplotlib is not installed."""
 
 
 def plots_available() -> bool:

@@ -1,8 +1,8 @@
 """Reports: a folder with ``report.md``, ``report.json`` and PNG plots of a comparison run.
 
-This module writes the folder; the numbers and pictures come from its neighbours: the few-shot
-curve from :mod:`featx.report.few_shot` (no matplotlib), the plots from :mod:`featx.report.plots`
-(matplotlib, imported lazily).
+This module writes the folder; the numbers and pictures come from elsewhere: the few-shot curve
+from :func:`featx.evaluate.few_shot_curve` (no matplotlib), the plots from
+:mod:`featx.report.plots` (matplotlib, imported lazily).
 
 Plots (:data:`PLOTS`), each drawn by a function ``featx.report.plots.plot_*(..., path) -> Path``:
 
@@ -242,7 +242,7 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         ``val_loss``, ``val_accuracy`` per epoch), optionally with ``"warm_start": {"accuracy",
         "val_accuracy", "val_loss"}``, drawn and tabled as epoch 0.
     few_shot : dict, optional
-        The output of :func:`featx.report.few_shot.few_shot_curve`.
+        The output of :func:`featx.evaluate.few_shot_curve`.
     augmentation : dict, optional
         ``{"images": uint8 (n, h, w, 3), "augment": option dict or "default", "titles": [...]}``.
     plots : sequence of str

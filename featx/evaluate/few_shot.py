@@ -2,7 +2,8 @@
 
 The features are cached, so each point is only a head fit on a per-class subsample of the
 training features (no backbone runs and no matplotlib); :func:`featx.report.plots.plot_few_shot`
-draws the result and :func:`featx.advise.advise` reads it.
+draws the result and :func:`featx.advise.advise` reads it. Public as
+:func:`featx.evaluate.few_shot_curve` (and, where it lived before, ``featx.report.few_shot_curve``).
 """
 
 from __future__ import annotations

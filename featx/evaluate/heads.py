@@ -167,6 +167,9 @@ class HeadTable(Sequence):
     | b | finetune | 0.900 |
     """
 
+    # Pickles name the class by its public path (stable as modules move).
+    __module__ = "featx.evaluate"
+
     def __init__(self, rows: Iterable[Mapping[str, Any]] = (), *, class_names=None):
         self.rows: list[dict[str, Any]] = []
         self.class_names = None if class_names is None else list(class_names)
