@@ -7,12 +7,12 @@ size and pooled feature size.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
+
+from featx.utils.registry import Registry
 
 __all__ = ["FAMILIES", "REGISTRY", "BackboneSpec", "Family", "get_backbone_spec",
            "list_backbones"]
@@ -234,7 +234,10 @@ _ROWS = [
     _lite("lite1", 240),
     _lite("lite2", 260),
 ]
-REGISTRY: dict[str, BackboneSpec] = {row.name: row for row in _ROWS}
+#: The backbone table (a :class:`~featx.utils.registry.Registry`): one row per backbone.
+REGISTRY: Registry[BackboneSpec] = Registry(
+    "backbone", {row.name: row for row in _ROWS},
+    listing="`featx backbones` (or featx.list_backbones())")
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
@@ -250,10 +253,7 @@ def list_backbones(pattern: str = "*") -> list[str]:
     >>> list_backbones("ResNet5")
     ['resnet50', 'resnet50_v2']
     """
-    pattern = str(pattern).lower()
-    if not any(c in pattern for c in "*?["):
-        return [name for name in REGISTRY if pattern in name.lower()]
-    return [name for name in REGISTRY if fnmatch.fnmatchcase(name.lower(), pattern)]
+    return REGISTRY.names(pattern)
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
@@ -263,16 +263,17 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     ------
     ValueError
         For an unknown name; the message echoes it and suggests close matches.
+
+    Examples
+    --------
+    >>> get_backbone_spec("resnet50").feature_dim
+    2048
+    >>> get_backbone_spec("resnet5")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: backbone must be one of the ... backbone names that `featx backbones` ...
     """
-    spec = REGISTRY.get(name) if isinstance(name, str) else None
-    if spec is None:
-        close = difflib.get_close_matches(str(name), list(REGISTRY), n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"Unknown backbone={name!r}.{hint} "
-            "`featx backbones` (or featx.list_backbones()) lists the registered names."
-        )
-    return spec
+    return REGISTRY.get(name)
 
 
 #: Pooling of the last spatial map: global average, global max, or none (the map itself).

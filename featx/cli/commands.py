@@ -309,7 +309,7 @@ def cmd_finetune(args) -> int:
 
 def cmd_compare(args) -> int:
     splits = _resolve(args)
-    from featx.comparison import compare
+    from featx.comparison import DEFAULT_HEADS, compare
     from featx.evaluate import comparison_markdown
 
     strategies = _names(args.finetune) if args.finetune else []
@@ -320,7 +320,8 @@ def cmd_compare(args) -> int:
             params["input_size"] = args.ft_input_size
     table = compare(splits["train"], splits["test"], validation=splits.get("validation"),
                     backbone=args.backbone, weights=_weights(args.weights),
-                    heads=_names(args.heads), finetune=strategies, finetune_params=params,
+                    heads=_names(args.heads) if args.heads else DEFAULT_HEADS,
+                    finetune=strategies, finetune_params=params,
                     cache=args.cache, input_size=args.input_size, decoder=args.decoder)
     print(comparison_markdown(table))  # the table `featx run` prints
     try:

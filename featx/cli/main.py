@@ -288,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="frozen heads and fine-tuning side by side",
                        description="Fit every head on the cached features and, with --finetune, "
                                    "fine-tune with each strategy; one table, test metrics.")
-    p.add_argument("--heads", default="logreg,svm,rf,mlp,knn",
-                   help="comma-separated heads (default: logreg,svm,rf,mlp,knn)")
+    p.add_argument("--heads", default=None,
+                   help="comma-separated heads (default: every head but the ensembles, "
+                        "featx.list_heads(default_only=True))")
     p.add_argument("--finetune", default="", metavar="STRATEGIES",
                    help="comma-separated fine-tuning strategies, e.g. blocks,staged "
                         "(default: none, heads only, as featx.compare)")

@@ -24,10 +24,12 @@ from featx.backbones import check_weights, get_backbone_spec, resolve_input_size
 from featx.data import ImageDataset
 from featx.evaluate import evaluate_heads, score_predictions
 from featx.extract import extract_features, forward_pass_count
+from featx.heads import list_heads
 
 __all__ = ["DEFAULT_HEADS", "Comparison", "run_comparison"]
 
-DEFAULT_HEADS = ("logreg", "svm", "rf", "mlp", "knn")
+#: The heads a comparison fits when none are named: the head table's default rows.
+DEFAULT_HEADS = tuple(list_heads(default_only=True))
 
 
 def _per_strategy(finetune: Sequence[str], finetune_params: Mapping | None) -> dict[str, dict]:

@@ -4,7 +4,6 @@ base rows, build them without importing the table that lists the ensembles."""
 
 from __future__ import annotations
 
-import difflib
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +16,7 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 from featx.heads.imbalance import IMBALANCE, ClassBiasClassifier
 from featx.heads.limits import limited
 from featx.heads.spec import HeadSpec
-from featx.utils.checks import check_choice
+from featx.utils.checks import check_choice, close_matches
 
 __all__ = ["build_head", "check_imbalance", "check_params", "check_pca"]
 
@@ -40,12 +39,10 @@ def check_params(spec: HeadSpec, params: Mapping[str, Any]) -> None:
     valid = sorted(spec.estimator().get_params(deep=False))
     for key in params:
         if key not in valid:
-            lower = {v.lower(): v for v in valid}
-            close = [lower[m] for m in difflib.get_close_matches(key.lower(), lower, 3, 0.6)]
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ValueError(
                 f"Invalid parameter {key!r} for head={spec.name!r} "
-                f"({spec.estimator.__name__}).{hint} Valid parameters: {', '.join(valid)}."
+                f"({spec.estimator.__name__}){close_matches(key, valid)}. Valid parameters: "
+                f"{', '.join(valid)}."
             )
 
 

@@ -16,7 +16,6 @@ of their out-of-fold probabilities (``cv`` stratified folds of the training data
 
 from __future__ import annotations
 
-import difflib
 import numbers
 from collections.abc import Sequence
 
@@ -85,11 +84,8 @@ class _EnsembleHead(ClassifierMixin, BaseEstimator):
             raise ValueError(f"heads must name at least one head; got heads={self.heads!r}.")
         for name in heads:
             if name not in BASE_TABLE:
-                close = difflib.get_close_matches(str(name), list(BASE_TABLE), n=1, cutoff=0.6)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"heads must name base heads of the table (not ensembles); got "
-                                 f"{name!r} in heads={self.heads!r}. Allowed: "
-                                 f"{', '.join(BASE_TABLE)}.{hint}")
+                raise ValueError(f"{BASE_TABLE.unknown(name)}; in heads={self.heads!r} (an "
+                                 "ensemble combines base heads, not other ensembles)")
         return heads
 
     def _folds(self, y) -> StratifiedKFold | None:

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
@@ -14,6 +11,7 @@ from sklearn.svm import SVC, LinearSVC
 
 from featx.heads.limits import cap_n_neighbors, early_stopping_if_room
 from featx.heads.spec import HeadSpec
+from featx.utils.registry import Registry
 
 __all__ = ["BASE_HEADS", "BASE_TABLE"]
 
@@ -83,5 +81,6 @@ BASE_HEADS: tuple[HeadSpec, ...] = (
     ),
 )
 
-#: Base row name -> row.
-BASE_TABLE: Mapping[str, HeadSpec] = MappingProxyType({spec.name: spec for spec in BASE_HEADS})
+#: The base heads (every head but the ensembles, which combine these), by name.
+BASE_TABLE: Registry[HeadSpec] = Registry("base head", {spec.name: spec for spec in BASE_HEADS},
+                                          param="heads")

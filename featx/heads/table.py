@@ -16,9 +16,6 @@ smoke test), ``make_head(name, n_samples=..., n_classes=...)`` lets the row's
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from sklearn.pipeline import Pipeline
@@ -28,9 +25,11 @@ from featx.heads.ensemble import SoftVoteHead, StackHead
 from featx.heads.limits import limit_value, limited
 from featx.heads.rows import BASE_HEADS
 from featx.heads.spec import HeadSpec
+from featx.utils.registry import Registry
 from featx.utils.tables import format_cell
 
 __all__ = [
+    "HEADS",
     "STEP_NAMES",
     "HeadSpec",
     "describe",
@@ -72,7 +71,10 @@ _HEADS: tuple[HeadSpec, ...] = (
     ),
 )
 
-_TABLE: Mapping[str, HeadSpec] = MappingProxyType({spec.name: spec for spec in _HEADS})
+#: The head table: one row per head; ``HEADS.names(default_only=True)`` are the heads every
+#: comparison fits when none are named.
+HEADS: Registry[HeadSpec] = Registry("head", {spec.name: spec for spec in _HEADS},
+                                     default=lambda spec: spec.default)
 
 
 def list_heads(default_only: bool = False) -> list[str]:
@@ -87,7 +89,7 @@ def list_heads(default_only: bool = False) -> list[str]:
     >>> list_heads(default_only=True)
     ['logreg', 'linear_svm', 'svm', 'rf', 'mlp', 'knn']
     """
-    return [name for name, spec in _TABLE.items() if spec.default or not default_only]
+    return HEADS.names(default_only=default_only)
 
 
 def get_head_spec(name: str) -> HeadSpec:
@@ -104,14 +106,7 @@ def get_head_spec(name: str) -> HeadSpec:
     >>> get_head_spec("logreg").defaults["C"]
     0.1
     """
-    try:
-        return _TABLE[name]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_TABLE), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"Unknown head={name!r}. Allowed heads: {', '.join(_TABLE)}.{hint}"
-        ) from None
+    return HEADS.get(name)
 
 
 def limited_params(name: str, *, n_samples: int, n_classes: int | None = None,

@@ -33,7 +33,7 @@ class _Errors:
         except ConfigError as exc:
             self.lines.extend(exc.errors)
             self.failed.add(key.path)
-            return _copy(key.default)
+            return _copy(key.default_value())
 
     def raise_any(self) -> None:
         if not self.lines:
@@ -59,6 +59,12 @@ def _heads() -> list[str]:
     from featx.heads import list_heads
 
     return list_heads()
+
+
+def _default_heads() -> list[str]:
+    from featx.heads import list_heads
+
+    return list_heads(default_only=True)
 
 
 def _strategies() -> list[str]:
@@ -90,7 +96,8 @@ class Key:
     """One row of the schema: ``section.name``, its TOML type, default, allowed values, meaning.
 
     ``allowed`` is a tuple, or a callable returning the list (tables owned by other modules:
-    backbones, heads, strategies), checked per element for lists.
+    backbones, heads, strategies), checked per element for lists. ``default`` may be a callable
+    too (the heads table's default heads), called when a default is filled in.
     """
 
     section: str
@@ -103,6 +110,9 @@ class Key:
     @property
     def path(self) -> str:
         return f"{self.section}.{self.name}"
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
 
     def allowed_values(self) -> list | None:
         if self.allowed is None:
@@ -165,8 +175,9 @@ SCHEMA: tuple[Key, ...] = (
         "a CPU, Keras on a GPU), 'onnxruntime' or 'keras' ('': $FEATX_RUNTIME, else auto); "
         "features agree within ~2e-6 and share the cache", ("", "auto", "onnxruntime", "keras")),
     Key("extract", "cache", "str", "", "feature-cache folder ('': $FEATX_CACHE_DIR or ./cache)"),
-    Key("heads", "names", "list[str]", ["logreg", "svm", "rf", "mlp", "knn"],
-        "scikit-learn heads fitted on the cached features", _heads),
+    Key("heads", "names", "list[str]", _default_heads,
+        "scikit-learn heads fitted on the cached features (default: every head but the "
+        "ensembles, featx.list_heads(default_only=True))", _heads),
     Key("heads", "cv", "int", 0, "folds of a grid search over each head's grid (0: defaults, "
         "no search)"),
     Key("heads", "imbalance", "str", "none", "class imbalance: 'prior' shifts each head's "
@@ -377,7 +388,7 @@ def validate_config(raw: Mapping, source: str | None = None) -> dict:
                 errors.add(f"{where}unknown key {section}.{name}.{hint} Keys of "
                            f"[{section}]: {', '.join(keys)}")
         cfg[section] = {
-            name: errors.check(key, given[name]) if name in given else _copy(key.default)
+            name: errors.check(key, given[name]) if name in given else _copy(key.default_value())
             for name, key in keys.items()
         }
     b = cfg["extract"]["backbone"]
@@ -395,7 +406,7 @@ def _copy(v):
 
 # --------------------------------------------------------------------------- schema as docs
 def _default_md(key: Key) -> str:
-    d = key.default
+    d = key.default_value()
     if isinstance(d, bool):
         return "`true`" if d else "`false`"
     if isinstance(d, str):

@@ -18,12 +18,30 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_choice", "check_int", "type_name"]
+__all__ = ["check_choice", "check_int", "close_matches", "type_name"]
 
 
 def type_name(value: Any) -> str:
     """The name of ``value``'s type, for messages (``int``, ``str``, ``ndarray``)."""
     return type(value).__name__
+
+
+def close_matches(value: Any, names: Iterable[str], n: int = 2, cutoff: float = 0.6) -> str:
+    """The close-match hint of every "not allowed" message featx writes: ``" (did you mean
+    'max'?)"``, or ``""`` when nothing is close (or ``value`` is not a string). The one place
+    featx suggests names.
+
+    Examples
+    --------
+    >>> close_matches("mox", ["avg", "max"]), close_matches("zzz", ["avg", "max"])
+    (" (did you mean 'max'?)", '')
+    """
+    if not isinstance(value, str):
+        return ""
+    names = [str(x) for x in names]
+    lower = {x.lower(): x for x in names}
+    close = [lower[m] for m in difflib.get_close_matches(value.lower(), list(lower), n, cutoff)]
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def check_int(name: str, value: Any, minimum: int = 1, *, allow_none: bool = False,
@@ -74,9 +92,5 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
             return value
     except TypeError:  # an unhashable or oddly comparing value is simply not allowed
         pass
-    message = f"{name} must be one of {allowed}, got {value!r}"
-    if isinstance(value, str):
-        close = difflib.get_close_matches(value, [a for a in allowed if isinstance(a, str)], n=2)
-        if close:
-            message += f" (did you mean {' or '.join(repr(c) for c in close)}?)"
-    raise ValueError(message)
+    hint = close_matches(value, [a for a in allowed if isinstance(a, str)])
+    raise ValueError(f"{name} must be one of {allowed}, got {value!r}{hint}")
