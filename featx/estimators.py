@@ -20,7 +20,6 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from featx.backbones import get_backbone_spec
 from featx.data import (
     ImageDataset,
     as_image_dataset,
@@ -31,6 +30,8 @@ from featx.data import (
 )
 from featx.extract import FeatureSet, extract_features
 from featx.extract.config import (
+    EXECUTION_PARAMS,
+    EXTRACTOR_PARAMS,
     LATER_FIELDS,
     SETTINGS,
     ExtractorConfig,
@@ -40,11 +41,9 @@ from featx.extract.config import (
     feature_widths,
     same_config,
 )
-from featx.extract.forward import check_runtime
-from featx.extract.views import check_view, check_views
-from featx.heads import fit_size, head_param_grid, make_head
-from featx.images import check_decoder
-from featx.utils.checks import check_choice, check_int
+from featx.extract.views import check_views
+from featx.heads import fit_size, get_head_spec, head_param_grid, make_head
+from featx.utils.params import Constraint, Interval, Options, Rule, validate_params
 from featx.utils.threads import blas_limit
 
 __all__ = ["FeatureExtractor", "TransferClassifier"]
@@ -147,19 +146,25 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.runtime = runtime
         self.verbose = verbose
 
+    #: What each parameter accepts: the extractor's and the execution's rows are
+    #: :data:`featx.extract.config.EXTRACTOR_PARAMS` / ``EXECUTION_PARAMS``, shared with
+    #: :func:`featx.extract_features` and the pipeline schema.
+    _parameter_constraints: dict[str, Constraint] = {
+        **{k: EXTRACTOR_PARAMS[k] for k in ("backbone", "weights", "input_size", "layers",
+                                            "resize", "decoder", "view")},
+        "pooling": Options(("avg", "max")),  # a transformer returns rows: no spatial maps
+        "candidate_layers": EXTRACTOR_PARAMS["layers"],
+        **{k: EXECUTION_PARAMS[k] for k in ("cache", "batch_size", "runtime")},
+    }
+
     def _validate(self) -> None:
-        get_backbone_spec(self.backbone)  # raises with close matches
-        check_choice("pooling", self.pooling, ("avg", "max"))
-        check_view(self.view)
+        validate_params(self._parameter_constraints, self.get_params(deep=False))
         if self.candidate_layers is not None:
             missing = [e for e in (self.layers or [-1]) if e not in self.candidate_layers]
             if missing:
                 raise ValueError(f"candidate_layers must hold every entry of layers (or -1 "
                                  f"without layers), got layers={self.layers!r}, "
                                  f"candidate_layers={self.candidate_layers!r}")
-        check_decoder(self.decoder)
-        check_int("batch_size", self.batch_size, 1, allow_none=True)
-        check_runtime(self.runtime)
 
     def fit(self, X: Any = None, y: Any = None) -> FeatureExtractor:
         """Validate the parameters (and the type of ``X``) and record the feature dimension.
@@ -360,6 +365,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.runtime = runtime
         self.verbose = verbose
 
+    #: What each parameter accepts (the extractor's rows as :class:`FeatureExtractor`'s).
+    _parameter_constraints: dict[str, Constraint] = {
+        **{k: v for k, v in FeatureExtractor._parameter_constraints.items() if k != "view"},
+        "views": Rule(lambda name, v: check_views(v), "None or a list of view names"),
+        "head": Rule(lambda name, h: get_head_spec(h).name, "a name of featx.list_heads()"),
+        "n_jobs": Interval(int, none=True),
+    }
+
     def _extractor(self, view: str = "none") -> FeatureExtractor:
         return FeatureExtractor(
             self.backbone, weights=self.weights, pooling=self.pooling, input_size=self.input_size,
@@ -432,6 +445,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.model_selection import GridSearchCV
         from sklearn.utils.multiclass import check_classification_targets
 
+        validate_params(self._parameter_constraints, self.get_params(deep=False))
         for attr in ("best_params_", "cv_results_"):
             self.__dict__.pop(attr, None)
         features, labels, config = self._features(X, y)

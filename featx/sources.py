@@ -32,7 +32,7 @@ from featx.data import ImageDataset, read_csv
 from featx.datasets import load_clothing_mini, load_fashion_mnist
 from featx.errors import DataNotFoundError
 from featx.images import is_url
-from featx.utils.checks import check_choice
+from featx.utils.registry import Registry
 
 __all__ = ["BUILTIN_DATA", "DATA_FORMATS", "SUFFIX_FORMATS", "DataNotFoundError", "data_format",
            "limit_per_class", "resolve_data"]
@@ -51,10 +51,10 @@ def _fashion_mnist(limit):
 
 
 #: Built-in dataset names -> loader(limit) returning ``{"train": ..., "test": ...}``.
-BUILTIN_DATA: dict[str, Callable] = {
+BUILTIN_DATA: Registry[Callable] = Registry("built-in dataset", {
     "clothing-mini": _clothing_mini,
     "fashion-mnist": _fashion_mnist,
-}
+}, param="data")
 
 
 def _normalise_name(spec: str) -> str:
@@ -139,13 +139,13 @@ def _webdataset(spec: str, name, path_column, label_column):
 #: ``format`` -> loader(spec, name, path_column, label_column) returning a dataset or splits.
 #: ``path_column`` / ``label_column`` name a CSV's columns, a Parquet file's image and label
 #: columns, or a TFRecord's image and label features (each format has its own default).
-DATA_FORMATS: dict[str, Callable] = {
+DATA_FORMATS: Registry[Callable] = Registry("data format", {
     "folder": _folder,
     "csv": _csv,
     "tfrecord": _tfrecord,
     "parquet": _parquet,
     "webdataset": _webdataset,
-}
+}, param="format")
 #: File suffix -> format, when ``format`` is not given.
 SUFFIX_FORMATS = {".csv": "csv", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
                   ".tfrec": "tfrecord", ".parquet": "parquet", ".tar": "webdataset"}
@@ -161,7 +161,7 @@ def data_format(spec: str, format: str | None = None) -> str | None:
     ('tfrecord', 'folder')
     """
     if format is not None:
-        return check_choice("format", format, tuple(DATA_FORMATS))
+        return DATA_FORMATS.check(format)
     target = spec.split("::")[-1] if "::" in spec and not spec.startswith(("zip:", "tar:")) \
         else spec
     suffix = os.path.splitext(target.split("?", 1)[0].rstrip("/"))[1].lower()

@@ -20,7 +20,6 @@ from featx.backbones._weights import (
     download_error,
     raised_by_download,
 )
-from featx.utils.checks import check_choice
 
 __all__ = ["block_outputs", "build_base", "load_backbone", "preprocessing_layer"]
 
@@ -171,7 +170,7 @@ def load_backbone(name: str, weights="imagenet", input_size=None, pooling: str |
     """
     weights = check_weights(weights)
     spec = get_backbone_spec(name)
-    check_choice("pooling", pooling, POOLINGS)
+    POOLINGS.check(pooling)
     if pooling is None and layers is not None:
         raise ValueError(
             f"layers={layers!r} needs pooling='avg' or 'max' (tapped maps of different sizes "

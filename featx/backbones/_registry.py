@@ -277,7 +277,11 @@ def get_backbone_spec(name: str) -> BackboneSpec:
 
 
 #: Pooling of the last spatial map: global average, global max, or none (the map itself).
-POOLINGS = ("avg", "max", None)
+POOLINGS: Registry[str] = Registry("pooling", {
+    "avg": "global average of the last spatial map",
+    "max": "global max of the last spatial map",
+    None: "no pooling: the spatial map itself",
+})
 
 
 def resolve_input_size(spec: BackboneSpec | str, input_size) -> tuple[int, int]:

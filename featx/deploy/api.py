@@ -5,69 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from featx.deploy.formats import FORMATS, ExportError, check_format, labels_file, require_modules
 
-from featx.deploy.formats import FORMATS, ExportError, check_format, require_modules
-
-__all__ = ["WRITERS", "export", "formats_for"]
-
-
-def _labels_file(path: Path, fmt: str) -> Path:
-    return path / "labels.txt" if fmt == "saved_model" else path.with_name(path.name +
-                                                                           ".labels.txt")
-
-
-def _write_labels(path: Path, fmt: str, classes) -> None:
-    lines = "".join(f"{c}\n" for c in np.asarray(classes).tolist())
-    _labels_file(path, fmt).write_text(lines, encoding="utf-8")
-
-
-def _write_onnx(exp, path: Path) -> None:
-    import onnx
-
-    from featx.deploy.onnx_graph import build_onnx
-
-    onnx.save(build_onnx(exp), os.fspath(path))
-
-
-def _check_litert(path: Path, exp) -> None:
-    """Open the written file in LiteRT and run one blank image: the file must run."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    runner = Interpreter(model_path=os.fspath(path)).get_signature_runner()
-    out = next(iter(runner(image=np.zeros((1, *exp.input_size, 3), np.uint8)).values()))
-    if out.shape[0] != 1:
-        raise RuntimeError(f"the LiteRT file {path} gave output shape {out.shape} for one image")
-
-
-def _write_keras_export(fmt: str) -> Callable:
-    keras_format = {"litert": "litert", "saved_model": "tf_saved_model"}[fmt]
-
-    def write(exp, path: Path) -> None:
-        exp.backbone.export(os.fspath(path), format=keras_format, verbose=False)
-        if fmt == "litert":
-            _check_litert(path, exp)
-        _write_labels(path, fmt, exp.classes)
-
-    return write
-
-
-def _write_keras(exp, path: Path) -> None:
-    exp.backbone.save(os.fspath(path))
-    _write_labels(path, "keras", exp.classes)
-
-
-#: Format name -> ``write(exportable, path)``.
-WRITERS: Mapping[str, Callable] = {
-    "onnx": _write_onnx,
-    "litert": _write_keras_export("litert"),
-    "keras": _write_keras,
-    "saved_model": _write_keras_export("saved_model"),
-}
+__all__ = ["export", "formats_for"]
 
 
 def formats_for(exp) -> list[str]:
@@ -146,12 +89,12 @@ def export(model: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
     # Written beside the target, then moved into place: a failed export leaves no half file.
     with tempfile.TemporaryDirectory(prefix=".featx-export-", dir=path.parent) as tmp:
         staged = Path(tmp) / path.name
-        WRITERS[spec.name](exp, staged)
+        spec.write(exp, staged)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(staged, path)
-        labels = _labels_file(staged, spec.name)
+        labels = labels_file(staged, spec.name)
         if spec.name != "saved_model" and labels.exists():
-            os.replace(labels, _labels_file(path, spec.name))
+            os.replace(labels, labels_file(path, spec.name))
     return path
 

@@ -1,4 +1,4 @@
-"""The export formats: one row per format, data only (no Keras import).
+"""The export formats: one row per format, with its writer (the table imports no Keras).
 
 Each :class:`FormatSpec` row says what the file is, what runs it, which Python modules writing it
 needs (and the pip command that installs them), and whether it needs the whole model as one Keras
@@ -9,14 +9,18 @@ only, through skl2onnx).
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from featx.errors import ExportError
-from featx.utils.checks import check_choice
+from featx.utils.registry import Registry
 
-__all__ = ["FORMATS", "ExportError", "FormatSpec", "check_format", "require_modules"]
+__all__ = ["FORMATS", "ExportError", "FormatSpec", "check_format", "labels_file", "require_modules"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class FormatSpec:
         The pip command that installs them.
     keras_graph : bool
         The whole model must be one Keras graph (a linear head or a fine-tuned network).
+    write : callable
+        ``write(exportable, path)``: writes the file (importing what it needs then).
     """
 
     name: str
@@ -48,26 +54,78 @@ class FormatSpec:
     modules: tuple[str, ...]
     install: str
     keras_graph: bool
+    write: Callable[[Any, Path], None] = field(repr=False, compare=False)
+
+
+# -- the writers: each imports what it needs when it runs (the table itself imports no Keras) --
+def labels_file(path: Path, fmt: str) -> Path:
+    """Where the class names of an exported file go (formats without a place for them inside)."""
+    return path / "labels.txt" if fmt == "saved_model" else path.with_name(path.name +
+                                                                           ".labels.txt")
+
+
+def _write_labels(path: Path, fmt: str, classes) -> None:
+    lines = "".join(f"{c}\n" for c in np.asarray(classes).tolist())
+    labels_file(path, fmt).write_text(lines, encoding="utf-8")
+
+
+def _write_onnx(exp, path: Path) -> None:
+    import onnx
+
+    from featx.deploy.onnx_graph import build_onnx
+
+    onnx.save(build_onnx(exp), os.fspath(path))
+
+
+def _check_litert(path: Path, exp) -> None:
+    """Open the written file in LiteRT and run one blank image: the file must run."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=os.fspath(path)).get_signature_runner()
+    out = next(iter(runner(image=np.zeros((1, *exp.input_size, 3), np.uint8)).values()))
+    if out.shape[0] != 1:
+        raise RuntimeError(f"the LiteRT file {path} gave output shape {out.shape} for one image")
+
+
+def _write_keras_export(fmt: str) -> Callable:
+    keras_format = {"litert": "litert", "saved_model": "tf_saved_model"}[fmt]
+
+    def write(exp, path: Path) -> None:
+        exp.backbone.export(os.fspath(path), format=keras_format, verbose=False)
+        if fmt == "litert":
+            _check_litert(path, exp)
+        _write_labels(path, fmt, exp.classes)
+
+    return write
+
+
+def _write_keras(exp, path: Path) -> None:
+    exp.backbone.save(os.fspath(path))
+    _write_labels(path, "keras", exp.classes)
+
+
 
 
 _INSTALL = "pip install featx"
 _ROWS = (
     FormatSpec("onnx", ".onnx", "onnxruntime (or any ONNX runtime with the ai.onnx.ml domain)",
                "`label` (class values) and `probabilities` (or `scores`)",
-               ("onnx", "tf2onnx", "skl2onnx"), _INSTALL, keras_graph=False),
+               ("onnx", "tf2onnx", "skl2onnx"), _INSTALL, keras_graph=False, write=_write_onnx),
     FormatSpec("litert", ".tflite", "LiteRT (`ai_edge_litert.interpreter.Interpreter`)",
                "`probabilities` (or `scores`); class names in `<file>.labels.txt`",
-               ("tensorflow", "ai_edge_litert"), "pip install 'featx[litert]'", keras_graph=True),
+               ("tensorflow", "ai_edge_litert"), "pip install 'featx[litert]'", keras_graph=True,
+               write=_write_keras_export("litert")),
     FormatSpec("keras", ".keras", "Keras 3 (`keras.saving.load_model`)",
                "`probabilities` (or `scores`); class names in `<file>.labels.txt`",
-               ("keras",), _INSTALL, keras_graph=True),
+               ("keras",), _INSTALL, keras_graph=True, write=_write_keras),
     FormatSpec("saved_model", "", "TensorFlow (`tf.saved_model.load(dir).serve`)",
                "`probabilities` (or `scores`); class names in `<dir>/labels.txt`",
-               ("tensorflow",), _INSTALL, keras_graph=True),
+               ("tensorflow",), _INSTALL, keras_graph=True,
+               write=_write_keras_export("saved_model")),
 )
 
-#: The formats, by name (``featx export --format``).
-FORMATS: Mapping[str, FormatSpec] = MappingProxyType({row.name: row for row in _ROWS})
+#: The formats, by name (``featx export --format``), each with its writer.
+FORMATS: Registry[FormatSpec] = Registry("format", {row.name: row for row in _ROWS})
 
 
 def check_format(format: str) -> FormatSpec:
@@ -82,7 +140,7 @@ def check_format(format: str) -> FormatSpec:
     ...
     ValueError: format must be one of ['onnx', 'litert', 'keras', 'saved_model'], got 'tf'
     """
-    return FORMATS[check_choice("format", format, FORMATS)]
+    return FORMATS.get(format)
 
 
 def require_modules(spec: FormatSpec) -> None:

@@ -11,12 +11,17 @@ import os
 from unittest import mock
 
 from featx.images import default_workers
-from featx.utils.checks import check_choice, check_int
+from featx.utils.checks import check_int
+from featx.utils.registry import Registry
 
 __all__ = ["ENGINES", "INSTALL_HINT", "check_engine", "ensure_ray", "require_ray"]
 
 INSTALL_HINT = "pip install 'featx[ray]'"
-ENGINES = ("local", "ray")
+#: Where work runs: this process, or a Ray cluster (``featx[ray]``).
+ENGINES: Registry[str] = Registry("engine", {
+    "local": "this process: decode threads and the backbone here",
+    "ray": "Ray: decode tasks and model actors on a cluster or an embedded instance",
+})
 
 
 def require_ray():
@@ -33,7 +38,7 @@ def require_ray():
 def check_engine(engine, address=None) -> str:
     """Validate ``engine`` (and that ``address`` is only given with Ray); return it normalised."""
     name = "local" if engine is None else engine
-    check_choice("engine", name, [*ENGINES, None])
+    ENGINES.check(name)
     if name == "local" and address is not None:
         raise ValueError(f"address is only used with engine='ray'; got address={address!r} "
                          f"with engine={engine!r}")

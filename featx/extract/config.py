@@ -40,10 +40,12 @@ from featx.extract.views import check_view
 from featx.images import RESIZE_MODES, check_decoder
 from featx.utils.checks import check_choice
 from featx.utils.jsonable import jsonable
+from featx.utils.params import Constraint, Flag, Interval, Options, Rule, validate_params
 
-__all__ = ["FEATURE_CODE_VERSION", "FIELDS", "GRAPH_FIELDS", "KEY_FIELDS", "LATER_FIELDS",
-           "SETTINGS", "ExecutionOptions", "ExtractorConfig", "describe", "diff",
-           "feature_config", "feature_widths", "key_of", "same_config"]
+__all__ = ["EXECUTION_PARAMS", "EXTRACTOR_PARAMS", "FEATURE_CODE_VERSION", "FIELDS",
+           "GRAPH_FIELDS", "KEY_FIELDS", "LATER_FIELDS", "SETTINGS", "ExecutionOptions",
+           "ExtractorConfig", "describe", "diff", "feature_config", "feature_widths", "key_of",
+           "same_config"]
 
 #: Bump when a change in featx's decode/forward code changes feature values: every key changes.
 FEATURE_CODE_VERSION = 1
@@ -88,6 +90,87 @@ def _key(attrs: Mapping[str, Any]) -> str:
     material = {k: attrs.get(k) for k in KEY_FIELDS
                 if k not in LATER_FIELDS or attrs.get(k, LATER_FIELDS[k]) != LATER_FIELDS[k]}
     return _digest(material)
+
+
+def _check_dtype(name: str, dtype) -> str:
+    try:
+        dtype = str(np.dtype(dtype))
+    except TypeError:
+        pass
+    return check_choice(name, dtype, ("float32", "float16"))
+
+
+def _check_view(name: str, view) -> str:
+    if not isinstance(view, str) or not view:
+        raise TypeError(f"{name} must be a view name (str), got {name}={view!r}")
+    return check_view(view)
+
+
+def _check_layers(name: str, layers) -> list | None:
+    """``layers`` as a list (or None); a lone string or a non-sequence is refused, not iterated."""
+    if layers is None:
+        return None
+    if isinstance(layers, str | bytes):
+        raise TypeError(f"layers must be a list of layer names, got the string {layers!r}; use "
+                        f"layers=[{layers!r}]")
+    if not isinstance(layers, list | tuple):
+        hint = (f"; use layers=[{layers!r}]" if isinstance(layers, int | np.integer)
+                and not isinstance(layers, bool) else "")
+        raise TypeError("layers must be None or a list of layer names, block names or negative "
+                        f"block indices, got layers={layers!r} of type "
+                        f"{type(layers).__name__}{hint}")
+    bad = [e for e in layers if isinstance(e, bool) or not isinstance(e, str | int | np.integer)]
+    if bad or not layers:
+        raise ValueError("layers must be None or a non-empty list of layer names, block names or "
+                         f"negative block indices, got layers={list(layers)!r}")
+    return [e if isinstance(e, str) else int(e) for e in layers]
+
+
+def _check_pooling(name: str, pooling) -> str | None:
+    pooling = None if pooling == "none" else pooling  # the stored spelling of None
+    return POOLINGS.check(pooling)
+
+
+#: The extractor's parameters, declared once: :class:`ExtractorConfig` validates with them, and
+#: the estimators and the pipeline schema read the same rows.
+EXTRACTOR_PARAMS: dict[str, Constraint] = {
+    "backbone": Rule(lambda name, b: get_backbone_spec(b).name, "a name of featx.list_backbones()"),
+    "weights": Rule(lambda name, w: check_weights(w),
+                    "'imagenet', None (random weights, for tests) or a weights file"),
+    "input_size": Rule(lambda name, s: s, "None (the backbone's own), an int or (height, width)"),
+    "pooling": Rule(_check_pooling, "one of 'avg', 'max', None"),
+    "layers": Rule(_check_layers, "None or a list of layer names, block names or negative "
+                                  "block indices"),
+    "resize": Options(lambda: list(RESIZE_MODES)),
+    "decoder": Rule(lambda name, d: check_decoder(d), "one of 'pillow', 'opencv' "
+                                                     "(featx.images.DECODERS)"),
+    "dtype": Rule(_check_dtype, "'float32' or 'float16'"),
+    "mixed_precision": Flag(),
+    "view": Rule(_check_view, "a view name (featx.extract.views.VIEWS)"),
+}
+
+def _check_cache(name: str, cache):
+    if not (cache is None or isinstance(cache, bool) or isinstance(cache, str | os.PathLike)):
+        raise TypeError(f"{name} must be None (the featx cache dir), False (no disk) or a folder "
+                        f"path (str or os.PathLike), got {cache!r} of type "
+                        f"{type(cache).__name__}")
+    return cache
+
+
+#: How an extraction runs (nothing here changes a feature), declared once.
+EXECUTION_PARAMS: dict[str, Constraint] = {
+    "cache": Rule(_check_cache, "None (the cache folder setting), False (no disk) or a folder"),
+    "batch_size": Interval(int, 1, none=True),
+    "n_workers": Interval(int, 0, none=True),
+    "runtime": Rule(lambda name, r: r if r is None else _check_runtime(r),
+                    "None (the runtime setting), 'auto', 'onnxruntime' or 'keras'"),
+}
+
+
+def _check_runtime(runtime: str) -> str:
+    from featx.extract.forward import check_runtime  # the runtime table imports this module
+
+    return check_runtime(runtime)
 
 
 class ExtractorConfig(Mapping):
@@ -142,22 +225,15 @@ class ExtractorConfig(Mapping):
                  layers: Sequence[str | int] | None = None, resize: str = "bilinear",
                  decoder: str = "pillow", dtype: str = "float32", mixed_precision: bool = False,
                  view: str = "none") -> None:
-        spec = get_backbone_spec(backbone)
-        weights = check_weights(weights)  # "none"/"None" -> None: the seeded random weights
-        size = resolve_input_size(spec, input_size)
-        layers = _check_layers(layers)
-        pooling = None if pooling == "none" else pooling  # the stored spelling of None
-        check_choice("pooling", pooling, POOLINGS)
-        check_choice("resize", resize, RESIZE_MODES)
-        check_choice("dtype", str(np.dtype(dtype)) if _is_dtype(dtype) else dtype,
-                     ("float32", "float16"))
-        check_decoder(decoder)
-        if not isinstance(mixed_precision, bool | np.bool_):
-            raise TypeError(f"mixed_precision must be a bool, got {mixed_precision!r} of type "
-                            f"{type(mixed_precision).__name__}")
-        if not isinstance(view, str) or not view:
-            raise TypeError(f"view must be a view name (str), got view={view!r}")
-        check_view(view)
+        v = validate_params(EXTRACTOR_PARAMS, {
+            "backbone": backbone, "weights": weights, "input_size": input_size,
+            "pooling": pooling, "layers": layers, "resize": resize, "decoder": decoder,
+            "dtype": dtype, "mixed_precision": mixed_precision, "view": view})
+        spec = get_backbone_spec(v["backbone"])
+        weights, pooling, layers = v["weights"], v["pooling"], v["layers"]
+        size = resolve_input_size(spec, v["input_size"])  # the backbone's own, or checked
+        resize, decoder, dtype, view = v["resize"], v["decoder"], v["dtype"], v["view"]
+        mixed_precision = v["mixed_precision"]
         attrs = {
             "backbone": spec.name,
             "weights": "none" if weights is None else os.fspath(weights),
@@ -415,34 +491,6 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
              if k not in ("backbone", "input_size")
              and a.get(k, LATER_FIELDS.get(k)) != b.get(k, LATER_FIELDS.get(k))]
     return f"; they also differ in {', '.join(other)}" if other else ""
-
-
-def _is_dtype(value) -> bool:
-    try:
-        np.dtype(value)
-    except TypeError:
-        return False
-    return True
-
-
-def _check_layers(layers) -> list | None:
-    """``layers`` as a list (or None); a lone string or a non-sequence is refused, not iterated."""
-    if layers is None:
-        return None
-    if isinstance(layers, str | bytes):
-        raise TypeError(f"layers must be a list of layer names, got the string {layers!r}; use "
-                        f"layers=[{layers!r}]")
-    if not isinstance(layers, list | tuple):
-        hint = (f"; use layers=[{layers!r}]" if isinstance(layers, int | np.integer)
-                and not isinstance(layers, bool) else "")
-        raise TypeError("layers must be None or a list of layer names, block names or negative "
-                        f"block indices, got layers={layers!r} of type "
-                        f"{type(layers).__name__}{hint}")
-    bad = [e for e in layers if isinstance(e, bool) or not isinstance(e, str | int | np.integer)]
-    if bad or not layers:
-        raise ValueError("layers must be None or a non-empty list of layer names, block names or "
-                         f"negative block indices, got layers={list(layers)!r}")
-    return [e if isinstance(e, str) else int(e) for e in layers]
 
 
 def feature_widths(config: Mapping[str, Any]) -> tuple[int, ...]:

@@ -32,16 +32,16 @@ from featx.cache import (
 from featx.data import ImageDataset
 from featx.extract.featureset import FeatureSet
 from featx.images import hash_files
-from featx.utils.checks import check_int, type_name
+from featx.utils.checks import type_name
 from featx.utils.config import cache_root
 from featx.utils.progress import Progress
 
-__all__ = ["check_request", "progress_label", "run_extraction"]
+__all__ = ["check_dataset", "progress_label", "run_extraction"]
 
 
-def check_request(dataset, cache, batch_size) -> None:
-    """Checks shared by every engine, before any file is hashed: ``dataset``, ``cache``,
-    ``batch_size`` (``n_workers`` means something else per engine: see ``check_count``)."""
+def check_dataset(dataset) -> None:
+    """``dataset`` must be an :class:`~featx.data.ImageDataset` (checked before any file is
+    hashed; the other arguments are declared in :data:`featx.extract.config.EXECUTION_PARAMS`)."""
     if not isinstance(dataset, ImageDataset):
         hint = ("a folder path: use featx.ImageDataset.from_directory(...)"
                 if isinstance(dataset, str | os.PathLike) else
@@ -52,10 +52,6 @@ def check_request(dataset, cache, batch_size) -> None:
                  if isinstance(dataset, str | os.PathLike | list | tuple) else "")
         raise TypeError(f"dataset must be a featx.ImageDataset, got {type_name(dataset)}{shown} "
                         f"({hint})")
-    if not (cache is None or isinstance(cache, bool) or isinstance(cache, str | os.PathLike)):
-        raise TypeError("cache must be None (the featx cache dir), False (no disk) or a folder "
-                        f"path (str or os.PathLike), got {cache!r} of type {type_name(cache)}")
-    check_int("batch_size", batch_size, 1, allow_none=True)
 
 
 def request_digest(dataset, ids: Sequence[str | None]) -> str:

@@ -14,18 +14,20 @@ import os
 from collections.abc import Callable, Sequence
 
 from featx.distributed import check_engine
-from featx.extract.config import ExecutionOptions, ExtractorConfig
-from featx.extract.driver import check_request
+from featx.extract.config import EXECUTION_PARAMS, ExecutionOptions, ExtractorConfig
+from featx.extract.driver import check_dataset
 from featx.extract.featureset import FeatureSet
-from featx.extract.forward import check_runtime, forward_pass_count
+from featx.extract.forward import forward_pass_count
 from featx.extract.local import extract_local
 from featx.extract.ray import ray_engine
+from featx.utils.params import validate_params
+from featx.utils.registry import Registry
 
 __all__ = ["ENGINES", "extract_features", "forward_pass_count"]
 
 #: Engine name -> the function that runs it: ``(dataset, config, options) -> FeatureSet``.
-ENGINES: dict[str, Callable[[object, ExtractorConfig, ExecutionOptions], FeatureSet]] = {
-    "local": extract_local, "ray": ray_engine}
+ENGINES: Registry[Callable[[object, ExtractorConfig, ExecutionOptions], FeatureSet]] = Registry(
+    "engine", {"local": extract_local, "ray": ray_engine})
 
 
 def extract_features(
@@ -129,14 +131,14 @@ def extract_features(
     >>> forward_pass_count() - before, np.allclose(fs.features, fs2.features)
     (0, True)
     """
-    check_request(dataset, cache, batch_size)
-    check_runtime(runtime)
+    check_dataset(dataset)
+    options = ExecutionOptions(**validate_params(EXECUTION_PARAMS, {
+        "cache": cache, "batch_size": batch_size, "n_workers": n_workers, "runtime": runtime}),
+        verbose=verbose, address=address)
     name = check_engine(engine, address)
     config = ExtractorConfig(backbone, weights=weights, input_size=input_size, pooling=pooling,
                              layers=layers, resize=resize, decoder=decoder, dtype=dtype,
                              mixed_precision=mixed_precision, view=view)
     if config.view != "none" and name != "local":
         raise ValueError(f"view={view!r} needs engine='local', got engine={engine!r}")
-    options = ExecutionOptions(cache=cache, batch_size=batch_size, n_workers=n_workers,
-                               verbose=verbose, runtime=runtime, address=address)
     return ENGINES[name](dataset, config, options)

@@ -23,6 +23,7 @@ import numpy as np
 from featx.extract.graphs import GraphExportError, OnnxBackbone, build_keras, onnx_graph
 from featx.utils.checks import check_choice
 from featx.utils.config import get_config
+from featx.utils.registry import Registry
 from featx.utils.runtime import has_gpu, resolve_precision
 from featx.utils.threads import compute_threads
 
@@ -81,13 +82,13 @@ def _onnxruntime_installed() -> bool:
 
 
 #: Runtime name -> how it builds the forward. ``"auto"`` (see :func:`resolve_runtime`) picks one.
-RUNTIMES: dict[str, Runtime] = {
+RUNTIMES: Registry[Runtime] = Registry("runtime", {
     "keras": Runtime(build_keras, lambda: True,
                      "Keras on its backend (TensorFlow or JAX), on a GPU when there is one"),
     "onnxruntime": Runtime(_build_onnx, _onnxruntime_installed,
                            "the graph Keras exports to ONNX, on ONNX Runtime's CPU provider: "
                            "about 1.5-2.7x the Keras forward on a CPU"),
-}
+})
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
 
 

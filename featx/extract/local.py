@@ -13,12 +13,11 @@ import time
 import numpy as np
 
 from featx.extract.config import ExecutionOptions, ExtractorConfig
-from featx.extract.driver import check_request, progress_label, run_extraction
+from featx.extract.driver import progress_label, run_extraction
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import BatchRunner, get_model, has_gpu
 from featx.extract.views import apply_view
 from featx.images import DecodePool
-from featx.utils.checks import check_int
 from featx.utils.progress import Progress
 from featx.utils.threads import decode_threads
 
@@ -84,9 +83,7 @@ def stream(paths, config, batch_size, n_workers, sink, progress,
 def extract_local(dataset, config: ExtractorConfig, options: ExecutionOptions) -> FeatureSet:
     """The ``engine="local"`` row of :data:`featx.extract.ENGINES` (``options.n_workers``:
     decode threads, ``0`` for none; default :func:`featx.utils.threads.decode_threads`)."""
-    check_request(dataset, options.cache, options.batch_size)
-    n_workers = check_int("n_workers", options.n_workers, 0, allow_none=True)
-    batch_size = options.batch_size
+    n_workers, batch_size = options.n_workers, options.batch_size
     if batch_size is None:
         batch_size = _GPU_BATCH if has_gpu() else _CPU_BATCH
     batch_size = int(batch_size)

@@ -33,11 +33,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from featx.distributed import ensure_ray, require_ray
-from featx.extract.config import ExecutionOptions, ExtractorConfig
-from featx.extract.driver import check_request, progress_label, run_extraction
+from featx.extract.config import EXECUTION_PARAMS, ExecutionOptions, ExtractorConfig
+from featx.extract.driver import check_dataset, progress_label, run_extraction
 from featx.extract.forward import BatchRunner, add_count, check_runtime, get_model
 from featx.images import load_chunk, process_local
 from featx.utils.checks import check_int
+from featx.utils.params import validate_params
 from featx.utils.progress import Progress
 
 __all__ = ["extract_on_ray", "ray_engine"]
@@ -223,19 +224,20 @@ def extract_on_ray(
     -------
     FeatureSet
     """
-    check_request(dataset, cache, batch_size)
+    check_dataset(dataset)
+    checked = validate_params(EXECUTION_PARAMS, {"cache": cache, "batch_size": batch_size,
+                                                  "runtime": runtime})
     config = ExtractorConfig(backbone, weights=weights, input_size=input_size, pooling=pooling,
                              layers=layers, resize=resize, decoder=decoder, dtype=dtype,
                              mixed_precision=mixed_precision)
-    options = ExecutionOptions(cache=cache, batch_size=batch_size, n_workers=n_workers,
-                               verbose=verbose, runtime=runtime, address=address,
+    options = ExecutionOptions(**checked, n_workers=n_workers, verbose=verbose, address=address,
                                concurrency=concurrency, num_gpus=num_gpus, shard_size=shard_size)
     return ray_engine(dataset, config, options)
 
 
 def ray_engine(dataset, config: ExtractorConfig, options: ExecutionOptions):
-    """The ``engine="ray"`` row of :data:`featx.extract.ENGINES` (see :func:`extract_on_ray`)."""
-    check_request(dataset, options.cache, options.batch_size)
+    """The ``engine="ray"`` row of :data:`featx.extract.ENGINES` (see :func:`extract_on_ray`);
+    the Ray-only options are checked here, the others by the public entry."""
     _check_options(options.shard_size, options.concurrency, options.n_workers)
     if local := next((p for p in dataset.paths if process_local(p)), None):
         raise ValueError(f"dataset location {local!r} lives in this process's memory; the Ray "

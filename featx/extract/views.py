@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from featx.utils.checks import check_choice
+from featx.utils.registry import Registry
 
 __all__ = ["VIEWS", "apply_view", "check_view", "check_views", "list_views"]
 
@@ -53,14 +53,14 @@ def _then(*steps: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], 
 
 
 #: View name -> the transform of a ``uint8`` ``(N, h, w, 3)`` batch (same shape and dtype out).
-VIEWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+VIEWS: Registry[Callable[[np.ndarray], np.ndarray]] = Registry("view", {
     "none": lambda batch: batch,
     "flip": _flip,
     "crop90": _center_crop(0.9),
     "crop80": _center_crop(0.8),
     "crop90_flip": _then(_center_crop(0.9), _flip),
     "crop80_flip": _then(_center_crop(0.8), _flip),
-}
+})
 
 
 def list_views() -> list[str]:
@@ -76,8 +76,7 @@ def list_views() -> list[str]:
 
 def check_view(view: str) -> str:
     """``view`` when it is a row of :data:`VIEWS`, else a ``ValueError`` naming the rows."""
-    check_choice("view", view, tuple(VIEWS))
-    return view
+    return VIEWS.check(view)
 
 
 def check_views(views: Sequence[str] | str | None) -> list[str]:
@@ -108,4 +107,4 @@ def apply_view(view: str, batch: np.ndarray) -> np.ndarray:
     >>> bool((apply_view("flip", b)[:, :, 0] == b[:, :, 2]).all()), apply_view("crop80", b).shape
     (True, (2, 2, 3, 3))
     """
-    return VIEWS[check_view(view)](batch)
+    return VIEWS.get(view)(batch)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from featx.utils.registry import Registry
+
 if TYPE_CHECKING:  # pragma: no cover - the table imports no Keras; its rows import it to build
     import keras
 
@@ -40,7 +42,7 @@ def _layer(cls: str, name: str, **fixed) -> Callable[[Any, int | None], keras.la
     return make
 
 
-AUGMENTATIONS: dict[str, Augmentation] = {
+AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation", {
     row.name: row
     for row in [
         Augmentation(
@@ -74,7 +76,7 @@ AUGMENTATIONS: dict[str, Augmentation] = {
             "RandomContrast factor",
         ),
     ]
-}
+})
 
 DEFAULT_AUGMENT: dict[str, Any] = {name: row.default for name, row in AUGMENTATIONS.items()}
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from featx.utils.checks import check_choice, check_int
+from featx.utils.checks import check_int
+from featx.utils.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover - the table imports no Keras; the functions import it
     import keras
@@ -236,7 +237,7 @@ def _top_blocks(base, spec, p) -> list[Phase]:
                   _multipliers(base, spec, layers, p["lr_decay"]))]
 
 
-STRATEGIES: dict[str, Strategy] = {
+STRATEGIES: Registry[Strategy] = Registry("strategy", {
     row.name: row
     for row in [
         Strategy("frozen", _frozen, {}, "head only; the base never trains"),
@@ -251,14 +252,13 @@ STRATEGIES: dict[str, Strategy] = {
                  "lr_decay x the one above; top LR 1e-4): with the warm start and early "
                  "stopping, the CPU recipe"),
     ]
-}
+})
 
 
 def resolve_phases(strategy: str, base, spec, *, epochs: int, learning_rate: float | None,
                    schedule, strategy_params: Mapping[str, Any] | None) -> list[Phase]:
     """Look up the strategy row and build its phases; errors list what is allowed."""
-    check_choice("strategy", strategy, sorted(STRATEGIES))
-    row = STRATEGIES[strategy]
+    row = STRATEGIES.get(strategy)
     extra = dict(strategy_params or {})
     unknown = sorted(set(extra) - set(row.defaults))
     if unknown:

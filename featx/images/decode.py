@@ -26,18 +26,23 @@ from featx.images.pillow import (
     open_image,
     to_size,
 )
-from featx.utils.checks import check_choice
+from featx.utils.registry import Registry
 
 __all__ = ["DECODERS", "check_decoder", "check_image_bytes", "decode_bytes", "read_image"]
 
-DECODERS = ("pillow", "opencv")
+#: Who decodes and resizes an image: each row says how (``featx.read_image(decoder=...)``).
+DECODERS: Registry[str] = Registry("decoder", {
+    "pillow": "Pillow: every format it reads, antialiased bilinear resize",
+    "opencv": "OpenCV (featx[opencv]) for plain JPEGs, reduced while decoding, then bilinear; "
+              "Pillow for the header and every other format",
+})
 Decoder = Literal["pillow", "opencv"]
 
 
 def check_decoder(decoder: str) -> str:
     """Validate ``decoder`` (a name of :data:`DECODERS`) and, for ``"opencv"``, that OpenCV
     imports: callers check before the first image, not as one decode failure per image."""
-    check_choice("decoder", decoder, DECODERS)
+    DECODERS.check(decoder)
     if decoder == "opencv":
         require_cv2()
     return decoder
@@ -92,7 +97,7 @@ def decode_bytes(
     >>> decode_bytes(buf.getvalue(), size=(8, 8)).shape
     (8, 8, 3)
     """
-    check_choice("resize", resize, RESIZE_MODES)
+    RESIZE_MODES.check(resize)
     check_decoder(decoder)
     hw = to_size(size)
     if decoder == "opencv":

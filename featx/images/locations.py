@@ -35,6 +35,7 @@ from urllib.parse import quote, unquote
 
 from featx.images.files import open_regular
 from featx.images.files import read_bytes as read_file
+from featx.utils.registry import Registry
 
 __all__ = ["EXTRAS", "IO_WORKERS", "READERS", "RETRIES", "Record", "check_stores",
            "container_location",
@@ -273,13 +274,13 @@ def _read_parquet_row(location: str) -> bytes:
 
 
 #: Location scheme -> reader(location) -> bytes. ``""``: a local path; ``"url"``: any other URL.
-READERS: dict[str, Callable[[str], bytes]] = {
+READERS: Registry[Callable[[str], bytes]] = Registry("reader", {
     "": read_file,
     "url": _read_url,
     "tfrecord": _read_record,
     "webdataset": _read_record,
     "parquet": _read_parquet_row,
-}
+})
 _CONTAINERS = ("tfrecord", "webdataset", "parquet")
 
 

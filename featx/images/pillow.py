@@ -15,11 +15,16 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from featx.errors import ImageError
+from featx.utils.registry import Registry
 
 __all__ = ["ImageError", "RESIZE_MODES", "crop_box", "decode_pillow", "ends_with_marker",
            "exif_orientation", "open_image", "to_rgb", "to_size"]
 
-RESIZE_MODES = ("bilinear", "crop")
+#: How an image is brought to a backbone's input size.
+RESIZE_MODES: Registry[str] = Registry("resize", {
+    "bilinear": "stretch to the size (antialiased bilinear)",
+    "crop": "keep the aspect: resize the short side, then crop the centre",
+})
 ResizeMode = Literal["bilinear", "crop"]
 
 # EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).

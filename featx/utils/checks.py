@@ -26,7 +26,7 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def close_matches(value: Any, names: Iterable[str], n: int = 2, cutoff: float = 0.6) -> str:
+def close_matches(value: Any, names: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
     """The close-match hint of every "not allowed" message featx writes: ``" (did you mean
     'max'?)"``, or ``""`` when nothing is close (or ``value`` is not a string). The one place
     featx suggests names.
