@@ -51,7 +51,7 @@ for _ in range(int(warm_repeats)):
     t = time.perf_counter()
     again = featx.extract_features(ds, **kw)
     warm.append(time.perf_counter() - t)
-assert np.array_equal(again.features, fs.features)
+    assert np.array_equal(again.features, fs.features) and again.ids == fs.ids
 sizes = {"datasets": 0, "rows": 0}
 for path in (p for p in os.scandir(cache) if p.name.endswith(".h5")):
     sizes["datasets"] += path.stat().st_size
