@@ -56,7 +56,9 @@ def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference, make_dataset
     assert re.fullmatch(r"clothing-small-train-[0-9a-f]{6}__mobilenet_v2-32-avg__[0-9a-f]{8}\.h5",
                         fs.path.name), fs.path.name
     with h5py.File(fs.path, "r") as f:
-        assert f["features"].shape == (24, 1280) and f["features"].chunks is not None
+        assert "features" not in f  # the rows live once, in the row store
+        assert f.attrs["row_store"] == fc.config_slug(fs.attrs)
+        assert list(f.attrs["row_shape"]) == [1280] and f.attrs["row_dtype"] == "float32"
         assert f["labels"][:].tolist() == [i % 3 for i in range(24)]
         assert f["paths"].asstr()[0] == imgs[0]
         assert len(f["ids"][0]) == 64
@@ -68,6 +70,7 @@ def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference, make_dataset
     assert_same(fs.features, reference.features)
     loaded = FeatureSet.load(fs.path)
     assert loaded.class_names == ["a", "b", "c"] and loaded.ids == fs.ids
+    np.testing.assert_array_equal(loaded.features, fs.features)
 
 
 @pytest.mark.smoke
@@ -106,10 +109,13 @@ def test_cache_verify_good_and_tampered(tmp_path, imgs, make_dataset):
     fs, _ = counted(make_dataset(imgs), tmp_path)
     report = cache_verify(fs.path, n=4)
     assert report and report.n_checked == 4
-    with h5py.File(fs.path, "r+") as f:
+    (seg,) = tmp_path.glob("rows/*/seg-*.h5")  # the file's rows live in its row store
+    with h5py.File(seg, "r+") as f:
         f["features"][:] = f["features"][:] + 0.5
     bad = cache_verify(fs.path, n=4)
-    assert not bad and bad.failures
+    assert not bad and bad.failures == [(str(fs.path), f"its rows in row-store segment {seg} are "
+                                                       f"damaged ({len(imgs)} of its rows fail "
+                                                       "their checksums)")]
 
 
 def test_ls_info_rm(tmp_path, imgs, make_dataset):
@@ -263,10 +269,10 @@ def test_rm_removes_featx_entries_by_path_name_and_pattern(scene, monkeypatch, m
     listed = {os.path.basename(e["path"]) for e in fc.cache_ls(scene["cache"])}
     assert listed == {scene["dataset"].name, scene["store"].name}  # only featx's entries
     assert fc.cache_rm("nothing-like-this-*", cache_dir=scene["cache"]) == []
-    # a row store by the name `cache ls` shows (no rows/ prefix), a dataset file by its path
+    # a dataset file by its path; a row store by the name `cache ls` shows (no rows/ prefix)
+    assert fc.cache_rm(str(scene["dataset"])) == [str(scene["dataset"])]
     assert fc.cache_info(scene["store"].name, cache_dir=scene["cache"])["kind"] == "store"
     assert fc.cache_rm(scene["store"].name, cache_dir=scene["cache"]) == [str(scene["store"])]
-    assert fc.cache_rm(str(scene["dataset"])) == [str(scene["dataset"])]
     assert fc.cache_ls(scene["cache"]) == [] and snapshot(scene["root"]) == foreign
     # by pattern, and a row store by its path
     fs, _ = counted(make_dataset(scene_imgs(scene), "ds"), scene["cache"])

@@ -19,10 +19,12 @@ from featx.cache.atomic import (
     CacheWriteError,
     DamagedCacheError,
     DamagedCacheWarning,
+    MissingRowsError,
     move_aside,
 )
 from featx.cache.files import (
     dataset_file,
+    dataset_rows,
     inspect_dataset_file,
     location_digest,
     read_attrs,
@@ -59,10 +61,10 @@ from featx.cache.rowstore import RowStore
 
 __all__ = [
     "CacheWriteError", "DamagedCacheError", "DamagedCacheWarning", "FEATURE_CODE_VERSION",
-    "KEY_FIELDS", "LATER_FIELDS", "RowStore", "VerifyReport", "cache_check", "cache_info",
-    "cache_ls", "cache_prune", "cache_rm", "check_entries", "config_diff", "config_key",
-    "config_slug", "dataset_file", "describe_config", "extractor_config", "feature_config",
-    "inspect_dataset_file", "location_digest", "move_aside", "parse_size", "path_bytes",
-    "read_attrs", "read_dataset_file", "resolve_entry", "row_digests", "row_store", "same_config",
-    "write_dataset_file",
+    "KEY_FIELDS", "LATER_FIELDS", "MissingRowsError", "RowStore", "VerifyReport", "cache_check",
+    "cache_info", "cache_ls", "cache_prune", "cache_rm", "check_entries", "config_diff",
+    "config_key", "config_slug", "dataset_file", "dataset_rows", "describe_config",
+    "extractor_config", "feature_config", "inspect_dataset_file", "location_digest", "move_aside",
+    "parse_size", "path_bytes", "read_attrs", "read_dataset_file", "resolve_entry",
+    "row_digests", "row_store", "same_config", "write_dataset_file",
 ]

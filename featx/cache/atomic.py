@@ -32,8 +32,9 @@ except ImportError:  # Windows
     resource = None
 
 __all__ = ["DAMAGED", "STORE_NAME", "TMP_PREFIX", "USERBLOCK", "CacheWriteError",
-           "DamagedCacheError", "DamagedCacheWarning", "cache_root_of", "check_seal", "chunk_rows",
-           "h5_error", "h5_size", "move_aside", "write_error", "write_h5_atomic"]
+           "DamagedCacheError", "DamagedCacheWarning", "MissingRowsError", "cache_root_of",
+           "check_seal", "chunk_rows", "h5_error", "h5_size", "move_aside", "write_error",
+           "write_h5_atomic"]
 
 TMP_PREFIX = ".tmp-"
 DAMAGED = "damaged"  # <cache>/damaged/: damaged files, moved aside and kept
@@ -63,6 +64,17 @@ class DamagedCacheError(ValueError):
         self.path, self.why = Path(path), why
         super().__init__(f"{os.fspath(path)} is damaged ({why})" + (f"; {action}" if action
                                                                     else ""))
+
+
+class MissingRowsError(DamagedCacheError):
+    """A sound dataset file whose rows its row store no longer holds (removed, pruned, or found
+    damaged and moved aside): nothing wrong is ever returned; extracting the dataset again
+    restores just those rows. ``path`` is the dataset file, ``why`` names the store."""
+
+    def __init__(self, path, why: str) -> None:
+        ValueError.__init__(self, f"{os.fspath(path)}: {why}; extract the dataset again to "
+                                  "restore them")
+        self.path, self.why = Path(path), why
 
 
 class DamagedCacheWarning(UserWarning):
