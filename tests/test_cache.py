@@ -73,6 +73,41 @@ def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference, make_dataset
     np.testing.assert_array_equal(loaded.features, fs.features)
 
 
+def test_each_row_is_stored_once(tmp_path, imgs, make_dataset):
+    """The rows live in the row store only: the dataset file holds ids, labels and paths, so
+    the cache's feature files are about one copy of the rows."""
+    fs, _ = counted(make_dataset(imgs), tmp_path)
+    (seg,) = tmp_path.glob("rows/*/seg-*.h5")
+    rows = fs.features.nbytes  # 24 x 1280 float32: 122,880 bytes
+    assert rows <= seg.stat().st_size < rows + 16_000  # + ids, digests and HDF5's structure
+    assert fs.path.stat().st_size < 16_000
+    with h5py.File(fs.path, "r") as f:
+        assert sorted(f) == ["ids", "labels", "paths"]
+    # a second dataset of the same images adds a dataset file, not a row
+    other, n = counted(make_dataset(imgs[::-1], "reversed"), tmp_path)
+    assert n == 0 and list(tmp_path.glob("rows/*/seg-*.h5")) == [seg]
+    np.testing.assert_array_equal(other.features, fs.features[::-1])
+
+
+def test_dataset_files_survive_compaction(tmp_path, imgs, make_dataset, monkeypatch):
+    """Dataset files reference rows by content id, not by segment or position: merging every
+    segment into one leaves them loading the same rows."""
+    from featx.cache import rowstore
+
+    parts = [counted(make_dataset(imgs[k : k + 6], f"part{k}"), tmp_path)[0]
+             for k in range(0, 24, 6)]
+    store = fc.row_store(tmp_path, parts[0].attrs)
+    assert len(store.segments()) == 4
+    monkeypatch.setattr(rowstore, "_MAX_SEGMENTS", 1)
+    with store.lock():
+        store.compact()
+    assert len(store.segments()) == 1
+    for fs in parts:
+        loaded = FeatureSet.load(fs.path)
+        assert loaded.ids == fs.ids
+        np.testing.assert_array_equal(loaded.features, fs.features)
+
+
 @pytest.mark.smoke
 def test_rename_and_move_hit(tmp_path, imgs, reference, make_dataset):
     counted(make_dataset(imgs), tmp_path / "c")
@@ -130,6 +165,39 @@ def test_ls_info_rm(tmp_path, imgs, make_dataset):
     assert removed == [str(fs.path)] and not fs.path.exists()
     assert len(fc.cache_rm("mobilenet_v2-*", cache_dir=tmp_path)) == 1
     assert fc.cache_ls(tmp_path) == []
+
+
+def test_rm_and_prune_leave_no_dataset_file_pointing_at_nothing(tmp_path, imgs, make_dataset):
+    cache = tmp_path / "c"
+    a, _ = counted(make_dataset(imgs[:8], "a"), cache)
+    b, _ = counted(make_dataset(imgs[8:16], "b"), cache)
+    c, n = counted(make_dataset(imgs[4:12], "c"), cache)  # rows of both a's and b's segment
+    assert n == 0
+    store = fc.row_store(cache, a.attrs).directory
+    seg_a, seg_b = sorted(store.glob("seg-*.h5"))
+    old = time.time() - 10 * 86400
+    os.utime(seg_a, (old, old))
+    # pruning a's segment takes the dataset files that need one of its rows with it
+    plan = fc.cache_prune(cache, older_than=5, dry_run=True)
+    assert [(u["path"], u["kind"]) for u in plan] == [
+        (str(seg_a), "segment"), (str(a.path), "dataset"), (str(c.path), "dataset")]
+    assert all(Path(u["path"]).exists() for u in plan)
+    assert fc.cache_prune(cache, older_than=5) == plan
+    assert not any(Path(u["path"]).exists() for u in plan) and seg_b.exists()
+    np.testing.assert_array_equal(FeatureSet.load(b.path).features, b.features)
+    assert fc.cache_check(cache_dir=cache)  # nothing dangling, nothing damaged
+    # a file that carries its own rows (as featx wrote them before) does not need the store
+    embedded = cache / f"old-000000__{store.name}.h5"
+    fc.write_dataset_file(embedded, b.attrs, features=b.features, labels=b.labels,
+                          paths=b.paths, ids=b.ids, class_names=b.class_names,
+                          extra={"request_digest": "", "skipped": "[]"}, embed_rows=True)
+    # removing the store removes the dataset files whose rows live in it, after the targets
+    assert fc.cache_rm(store.name, cache_dir=cache, dry_run=True) == [str(store), str(b.path)]
+    assert b.path.exists() and store.exists()
+    assert fc.cache_rm(store.name, cache_dir=cache) == [str(store), str(b.path)]
+    assert not b.path.exists() and not store.exists()
+    np.testing.assert_array_equal(FeatureSet.load(embedded).features, b.features)
+    assert fc.cache_check(cache_dir=cache)
 
 
 def test_half_written_files_are_never_trusted(tmp_path, imgs, reference, make_dataset):

@@ -414,20 +414,18 @@ def _remove_units(units: list[dict], dry_run: bool = False) -> list[dict]:
 def _pruned_dependents(store: Path, segs: list[Path]) -> list[Path]:
     """The dataset files of ``store`` (:func:`dataset_files_of`) that reference a content id
     only the segments ``segs`` hold (call under the store's lock)."""
+    others = [s for s in RowStore(store).segments() if s not in segs]
     gone: set[str] = set()
-    for seg in segs:
-        with contextlib.suppress(DamagedCacheError, OSError):
-            gone.update(segment_ids(seg))
-    for seg in RowStore(store).segments():
-        if seg not in segs:
+    out = []
+    # reading is not using: the times cache_prune goes by stay as they were (dry runs too)
+    with _times_kept([*segs, *others, *store.parent.parent.glob(f"*__{store.name}.h5")]):
+        for seg in segs:
+            with contextlib.suppress(DamagedCacheError, OSError):
+                gone.update(segment_ids(seg))
+        for seg in others:
             with contextlib.suppress(DamagedCacheError, OSError):
                 gone.difference_update(segment_ids(seg))
-    if not gone:
-        return []
-    files = dataset_files_of(store)
-    out = []
-    with _times_kept(files):
-        for f in files:
+        for f in dataset_files_of(store) if gone else ():
             with contextlib.suppress(OSError, ValueError):
                 data = inspect_dataset_file(f, rows=False)["data"]
                 if data is not None and gone.intersection(data["ids"]):

@@ -125,9 +125,13 @@ def load_if_current(path: Path, digest: str, store=None, repair: bool = False
     if data["attrs"].get("request_digest") != digest:
         return None
     if data["features"] is None:  # the rows live in the row store
+        repairs = store.repairs if store is not None else 0
         try:
             data["features"] = dataset_rows(path, data, store)
-        except DamagedCacheError:
+        except DamagedCacheError as exc:
+            if repair and store.repairs == repairs:  # no segment warning said it already
+                warnings.warn(f"featx: cache file {path}: {exc.why}; extracting them again",
+                              DamagedCacheWarning, stacklevel=2)
             return None
     return FeatureSet.from_file(path, data)
 
