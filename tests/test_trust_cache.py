@@ -253,6 +253,35 @@ def test_a_changed_segment_row_is_re_extracted_alone(cache, clean, imgs, make_da
     assert fc.cache_check(cache_dir=cache.root)
 
 
+@pytest.mark.parametrize("damage", ["row changed", "segment removed"])
+def test_a_dataset_file_whose_rows_are_lost_gets_them_extracted_again(damage, cache, clean,
+                                                                      imgs, make_dataset):
+    """The dataset file references its rows in the store by content id: a damaged or vanished
+    segment is never wrong features, only rows extracted again, with a warning."""
+    if damage == "row changed":
+        poke(cache.seg, features_offset(cache.seg) + 5 * 1280 * 4 + 17, b"\xff")  # row 5
+        why = f"its rows in row-store segment {cache.seg} are damaged (1 of its rows fails"
+    else:
+        cache.seg.unlink()
+        why = f"{N} of its {N} rows are missing from its row store {cache.store}"
+    with pytest.raises(fc.MissingRowsError, match=re.escape(f"{cache.dfile}: {why}")):
+        FeatureSet.load(cache.dfile)
+    report = fc.cache_check(cache_dir=cache.root)
+    assert not report and any(p == str(cache.dfile) and w.startswith(why)
+                              for p, w in report.failures)
+    fs, n, said = extract(make_dataset(imgs), cache.root)
+    same_rows(fs, clean, exact=False)
+    assert n == (1 if damage == "row changed" else N) and len(said) == 1
+    if damage == "row changed":  # the store's warning: the segment moved aside, 11 rows kept
+        assert said[0].startswith(f"featx: row-store segment {cache.seg} is damaged (1 of its "
+                                  f"rows fails its checksum); moved to "
+                                  f"{moved(cache.root, cache.seg)}")
+    else:
+        assert said == [f"featx: cache file {cache.dfile}: {why}; extracting them again"]
+    assert fs.path == cache.dfile and fc.cache_check(cache_dir=cache.root)
+    same_rows(FeatureSet.load(cache.dfile), fs)
+
+
 @pytest.mark.parametrize("damage, lost", [
     ("junk", 0),  # today: every later extraction fails, "file signature not found"
     ("truncated", N),
