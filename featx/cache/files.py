@@ -135,17 +135,17 @@ def row_store(root: str | os.PathLike, config: dict) -> RowStore:
 
 
 def write_dataset_file(path: Path, config: dict, *, features: np.ndarray, labels, paths, ids,
-                       class_names, extra: dict, embed_rows: bool = False) -> None:
+                       class_names, extra: dict, embed_rows: bool = True) -> None:
     """Write a complete dataset file atomically (temporary name, fsync, ``os.replace``), sealed
     with the SHA-256 of its bytes in its HDF5 user block (checked by every read:
     :func:`~featx.cache.atomic.check_seal`).
 
-    The file keeps ``labels``, ``paths``, ``ids`` and the attributes; the rows ``features`` stay
-    in the configuration's row store (``<folder>/rows/<config_slug(config)>``), which must hold
-    every id: the file records their shape, dtype and the store's name (``row_store``), and
-    :func:`read_dataset_file` gathers them by content id. With ``embed_rows`` the file carries
-    its own ``features`` dataset instead, as featx wrote every dataset file before (readable
-    without its store).
+    With ``embed_rows=False`` (what extraction writes) the file keeps ``labels``, ``paths``,
+    ``ids`` and the attributes, and the rows ``features`` stay in the configuration's row store
+    (``<folder>/rows/<config_slug(config)>``), which must hold every id: the file records their
+    shape, dtype and the store's name (``row_store``), and :func:`read_dataset_file` gathers
+    them by content id. With ``embed_rows=True`` the file carries its own ``features`` dataset,
+    as featx wrote every dataset file before (readable without a store).
 
     Raises :class:`~featx.cache.atomic.CacheWriteError` naming the cache folder when the disk
     refuses the file (full, file-size limit, read-only); the old file, if any, is kept then.

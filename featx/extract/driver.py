@@ -273,7 +273,8 @@ def assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, name
              "request_digest": digest or ""}
     if dfile is not None:
         write_dataset_file(dfile, config, features=features, labels=labels, paths=paths,
-                                  ids=keep_ids, class_names=dataset.class_names, extra=extra)
+                           ids=keep_ids, class_names=dataset.class_names, extra=extra,
+                           embed_rows=False)  # the rows stay in the store: each stored once
     attrs = {**config, **extra, "complete": True}
     return FeatureSet(features, labels, paths, keep_ids, dataset.class_names, dfile, attrs, skipped)
 
