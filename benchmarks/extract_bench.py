@@ -182,11 +182,11 @@ def main(argv=None) -> None:
     rate_d = decode[f"thread x{default_workers()}"]
 
     # (b') the forward alone on ONNX Runtime, same arrays; its one-time graph export timed apart
-    from featx.cache import extractor_config
+    from featx.extract.config import ExtractorConfig
     from featx.extract.graphs import OnnxBackbone, graph_path, onnx_graph
     from featx.utils.threads import compute_threads
 
-    config = extractor_config(args.backbone, weights, size)
+    config = ExtractorConfig(args.backbone, weights=weights, input_size=size)
     graph_path(config).unlink(missing_ok=True)
     t_export, path = _time(lambda: onnx_graph(config))
     ort_model = OnnxBackbone(path, compute_threads())

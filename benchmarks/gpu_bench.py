@@ -376,8 +376,8 @@ def main(argv=None) -> None:
     import PIL
 
     from featx.backbones import get_backbone_spec, weights_fingerprint
-    from featx.cache import extractor_config
     from featx.extract import forward as _forward
+    from featx.extract.config import ExtractorConfig
     from featx.extract.forward import get_model, has_gpu
     from featx.images import DecodePool
     from featx.utils.runtime import seeded
@@ -479,7 +479,8 @@ def main(argv=None) -> None:
         precisions = [("fp32", False)] + ([] if args.no_mixed else [("mixed", True)])
         comp: dict[str, dict] = {}
         for label, mixed in precisions:
-            config = extractor_config(name, weights, size, mixed_precision=mixed)
+            config = ExtractorConfig(name, weights=weights, input_size=size,
+                                     mixed_precision=mixed)
             _forward.MODELS.clear()
             gc.collect()
             t = time.perf_counter()

@@ -24,7 +24,8 @@ from pathlib import Path
 __all__ = [
     "CacheWriteError", "CheckpointError", "CommandError", "ConfigError", "DamagedCacheError",
     "DamagedCacheWarning", "DamagedWeightsError", "DataNotFoundError", "ExportError", "FeatxError",
-    "FeatxWarning", "GraphExportError", "ImageError", "ModelFileError", "PlotsSkippedWarning",
+    "FeatxWarning", "GraphExportError", "ImageError", "MissingRowsError", "ModelFileError",
+    "PlotsSkippedWarning",
     "SkippedImagesWarning", "UntrustedModelError", "WeightsCacheWarning", "WeightsDownloadError",
     "WeightsFileNotFoundError",
 ]
@@ -99,6 +100,17 @@ class DamagedCacheError(FeatxError, ValueError):
         self.path, self.why = Path(path), why
         super().__init__(f"{os.fspath(path)} is damaged ({why})" + (f"; {action}" if action
                                                                     else ""))
+
+
+class MissingRowsError(DamagedCacheError):
+    """A sound dataset file whose rows its row store no longer holds (removed, pruned, or found
+    damaged and moved aside): nothing wrong is ever returned; extracting the dataset again
+    restores just those rows. ``path`` is the dataset file, ``why`` names the store."""
+
+    def __init__(self, path, why: str) -> None:
+        ValueError.__init__(self, f"{os.fspath(path)}: {why}; extract the dataset again to "
+                                  "restore them")
+        self.path, self.why = Path(path), why
 
 
 class DamagedCacheWarning(FeatxWarning):

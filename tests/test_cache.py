@@ -39,7 +39,9 @@ def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference, make_dataset
     assert re.fullmatch(r"clothing-small-train-[0-9a-f]{6}__mobilenet_v2-32-avg__[0-9a-f]{8}\.h5",
                         fs.path.name), fs.path.name
     with h5py.File(fs.path, "r") as f:
-        assert f["features"].shape == (24, 1280) and f["features"].chunks is not None
+        assert "features" not in f  # the rows live once, in the row store
+        assert f.attrs["row_store"] == ExtractorConfig.from_attrs(fs.attrs).slug
+        assert list(f.attrs["row_shape"]) == [1280] and f.attrs["row_dtype"] == "float32"
         assert f["labels"][:].tolist() == [i % 3 for i in range(24)]
         assert f["paths"].asstr()[0] == imgs[0]
         assert len(f["ids"][0]) == 64
@@ -51,6 +53,42 @@ def test_layout_readable_with_plain_h5py(tmp_path, imgs, reference, make_dataset
     assert_same(fs.features, reference.features)
     loaded = FeatureSet.load(fs.path)
     assert loaded.class_names == ["a", "b", "c"] and loaded.ids == fs.ids
+    np.testing.assert_array_equal(loaded.features, fs.features)
+
+
+def test_each_row_is_stored_once(tmp_path, imgs, make_dataset):
+    """The rows live in the row store only: the dataset file holds ids, labels and paths, so
+    the cache's feature files are about one copy of the rows."""
+    fs, _ = counted(make_dataset(imgs), tmp_path)
+    (seg,) = tmp_path.glob("rows/*/seg-*.h5")
+    rows = fs.features.nbytes  # 24 x 1280 float32: 122,880 bytes
+    assert rows <= seg.stat().st_size < rows + 16_000  # + ids, digests and HDF5's structure
+    assert fs.path.stat().st_size < 16_000
+    with h5py.File(fs.path, "r") as f:
+        assert sorted(f) == ["ids", "labels", "paths"]
+    # a second dataset of the same images adds a dataset file, not a row
+    other, n = counted(make_dataset(imgs[::-1], "reversed"), tmp_path)
+    assert n == 0 and list(tmp_path.glob("rows/*/seg-*.h5")) == [seg]
+    np.testing.assert_array_equal(other.features, fs.features[::-1])
+
+
+def test_dataset_files_survive_compaction(tmp_path, imgs, make_dataset, monkeypatch):
+    """Dataset files reference rows by content id, not by segment or position: merging every
+    segment into one leaves them loading the same rows."""
+    from featx.cache import rowstore
+
+    parts = [counted(make_dataset(imgs[k : k + 6], f"part{k}"), tmp_path)[0]
+             for k in range(0, 24, 6)]
+    store = fc.row_store(tmp_path, parts[0].attrs)
+    assert len(store.segments()) == 4
+    monkeypatch.setattr(rowstore, "_MAX_SEGMENTS", 1)
+    with store.lock():
+        store.compact()
+    assert len(store.segments()) == 1
+    for fs in parts:
+        loaded = FeatureSet.load(fs.path)
+        assert loaded.ids == fs.ids
+        np.testing.assert_array_equal(loaded.features, fs.features)
 
 
 @pytest.mark.smoke
@@ -89,10 +127,13 @@ def test_cache_verify_good_and_tampered(tmp_path, imgs, make_dataset):
     fs, _ = counted(make_dataset(imgs), tmp_path)
     report = cache_verify(fs.path, n=4)
     assert report and report.n_checked == 4
-    with h5py.File(fs.path, "r+") as f:
+    (seg,) = tmp_path.glob("rows/*/seg-*.h5")  # the file's rows live in its row store
+    with h5py.File(seg, "r+") as f:
         f["features"][:] = f["features"][:] + 0.5
     bad = cache_verify(fs.path, n=4)
-    assert not bad and bad.failures
+    assert not bad and bad.failures == [(str(fs.path), f"its rows in row-store segment {seg} are "
+                                                       f"damaged ({len(imgs)} of its rows fail "
+                                                       "their checksums)")]
 
 
 def test_ls_info_rm(tmp_path, imgs, make_dataset):
@@ -107,6 +148,39 @@ def test_ls_info_rm(tmp_path, imgs, make_dataset):
     assert removed == [str(fs.path)] and not fs.path.exists()
     assert len(fc.cache_rm("mobilenet_v2-*", cache_dir=tmp_path)) == 1
     assert fc.cache_ls(tmp_path) == []
+
+
+def test_rm_and_prune_leave_no_dataset_file_pointing_at_nothing(tmp_path, imgs, make_dataset):
+    cache = tmp_path / "c"
+    a, _ = counted(make_dataset(imgs[:8], "a"), cache)
+    b, _ = counted(make_dataset(imgs[8:16], "b"), cache)
+    c, n = counted(make_dataset(imgs[4:12], "c"), cache)  # rows of both a's and b's segment
+    assert n == 0
+    store = fc.row_store(cache, a.attrs).directory
+    seg_a, seg_b = sorted(store.glob("seg-*.h5"))
+    old = time.time() - 10 * 86400
+    os.utime(seg_a, (old, old))
+    # pruning a's segment takes the dataset files that need one of its rows with it
+    plan = fc.cache_prune(cache, older_than=5, dry_run=True)
+    assert [(u["path"], u["kind"]) for u in plan] == [
+        (str(seg_a), "segment"), (str(a.path), "dataset"), (str(c.path), "dataset")]
+    assert all(Path(u["path"]).exists() for u in plan)
+    assert fc.cache_prune(cache, older_than=5) == plan
+    assert not any(Path(u["path"]).exists() for u in plan) and seg_b.exists()
+    np.testing.assert_array_equal(FeatureSet.load(b.path).features, b.features)
+    assert fc.cache_check(cache_dir=cache)  # nothing dangling, nothing damaged
+    # a file that carries its own rows (as featx wrote them before) does not need the store
+    embedded = cache / f"old-000000__{store.name}.h5"
+    fc.write_dataset_file(embedded, b.attrs, features=b.features, labels=b.labels,
+                          paths=b.paths, ids=b.ids, class_names=b.class_names,
+                          extra={"request_digest": "", "skipped": "[]"}, embed_rows=True)
+    # removing the store removes the dataset files whose rows live in it, after the targets
+    assert fc.cache_rm(store.name, cache_dir=cache, dry_run=True) == [str(store), str(b.path)]
+    assert b.path.exists() and store.exists()
+    assert fc.cache_rm(store.name, cache_dir=cache) == [str(store), str(b.path)]
+    assert not b.path.exists() and not store.exists()
+    np.testing.assert_array_equal(FeatureSet.load(embedded).features, b.features)
+    assert fc.cache_check(cache_dir=cache)
 
 
 def test_half_written_files_are_never_trusted(tmp_path, imgs, reference, make_dataset):
@@ -246,10 +320,10 @@ def test_rm_removes_featx_entries_by_path_name_and_pattern(scene, monkeypatch, m
     listed = {os.path.basename(e["path"]) for e in fc.cache_ls(scene["cache"])}
     assert listed == {scene["dataset"].name, scene["store"].name}  # only featx's entries
     assert fc.cache_rm("nothing-like-this-*", cache_dir=scene["cache"]) == []
-    # a row store by the name `cache ls` shows (no rows/ prefix), a dataset file by its path
+    # a dataset file by its path; a row store by the name `cache ls` shows (no rows/ prefix)
+    assert fc.cache_rm(str(scene["dataset"])) == [str(scene["dataset"])]
     assert fc.cache_info(scene["store"].name, cache_dir=scene["cache"])["kind"] == "store"
     assert fc.cache_rm(scene["store"].name, cache_dir=scene["cache"]) == [str(scene["store"])]
-    assert fc.cache_rm(str(scene["dataset"])) == [str(scene["dataset"])]
     assert fc.cache_ls(scene["cache"]) == [] and snapshot(scene["root"]) == foreign
     # by pattern, and a row store by its path
     fs, _ = counted(make_dataset(scene_imgs(scene), "ds"), scene["cache"])

@@ -92,6 +92,70 @@ def test_duplicates_run_once_and_batching_is_not_in_the_key(tmp_path, imgs, make
     assert_same(other.features, fs.features)  # partial, padded batches give the same rows
 
 
+class Reads:
+    """Count, per image path, the files opened (``os.open``: every featx read of a local file)
+    and the images decoded (:func:`featx.images.pool.decode_bytes`) while installed."""
+
+    def __init__(self, monkeypatch, paths) -> None:
+        import featx.images.pool as pool
+
+        self.paths, self.opened, self.decoded = set(map(str, paths)), [], []
+        real_open, real_decode = os.open, pool.decode_bytes
+
+        def counting_open(path, *args, **kw):
+            if os.fspath(path) in self.paths:
+                self.opened.append(os.fspath(path))
+            return real_open(path, *args, **kw)
+
+        def counting_decode(data, *args, source=None, **kw):
+            self.decoded.append(source)
+            return real_decode(data, *args, source=source, **kw)
+
+        monkeypatch.setattr(os, "open", counting_open)
+        monkeypatch.setattr(pool, "decode_bytes", counting_decode)
+
+    def take(self) -> tuple[dict[str, int], int]:
+        """``({path: times opened}, images decoded)`` since the last call."""
+        opened = {p: self.opened.count(p) for p in sorted(set(self.opened))}
+        out = (opened, len(self.decoded))
+        self.opened.clear(), self.decoded.clear()
+        return out
+
+
+def test_a_cold_extraction_reads_each_image_once(tmp_path, make_images, make_dataset,
+                                                 monkeypatch):
+    imgs = make_images(tmp_path / "imgs", 12, size=32)
+    twin = tmp_path / "imgs" / "twin.jpg"  # the content of imgs[0] under another name
+    shutil.copy(imgs[0], twin)
+    first = [*imgs[:8], str(twin)]
+    reads = Reads(monkeypatch, [*imgs, twin])
+    cache = tmp_path / "c"
+
+    # cold: no dataset file, an empty store. In-thread decoding (n_workers=0) takes one chunk of
+    # 8 paths at a time, so the twin is hashed after imgs[0] is queued and is not decoded; with
+    # decode threads a twin in flight with its original may be decoded too, but runs once.
+    fs, n = counted(make_dataset(first, "first"), cache, n_workers=0)
+    assert reads.take() == ({p: 1 for p in sorted(first)}, 8) and n == 8 and len(fs) == 9
+    np.testing.assert_array_equal(fs.features[-1], fs.features[0])  # the twin: one row, once
+
+    # another dataset sharing 4 images: read once each, only its 4 new contents decoded and run
+    second = [*imgs[4:12]]
+    fs2, n = counted(make_dataset(second, "second"), cache)
+    assert reads.take() == ({p: 1 for p in sorted(second)}, 4) and n == 4
+    np.testing.assert_array_equal(fs2.features[:4], fs.features[4:8])
+
+    again, n = counted(make_dataset(first, "first"), cache)  # warm: one hash pass, no decode
+    assert reads.take() == ({p: 1 for p in sorted(first)}, 0) and n == 0
+    np.testing.assert_array_equal(again.features, fs.features)
+
+    # a stale dataset file: the hash pass decides; only the missing row is read again, decoded
+    grown = [*first, *make_images(tmp_path / "imgs", 1, size=32, start=100)]
+    reads.paths.add(grown[-1])
+    fs3, n = counted(make_dataset(grown, "first"), cache)
+    assert fs3.path == fs.path and n == 1
+    assert reads.take() == ({p: 1 + (p == grown[-1]) for p in sorted(grown)}, 1)
+
+
 def test_featureset_load_subset_and_default_cache(imgs, make_dataset):
     fs, _ = counted(make_dataset(imgs, name="dflt"), None)
     assert fs.path.parent == Path(os.environ["FEATX_CACHE_DIR"])

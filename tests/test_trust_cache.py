@@ -30,6 +30,7 @@ from featx.cache import atomic
 from featx.cli.main import main as cli
 from featx.data import ImageDataset
 from featx.extract import FeatureSet, cache_verify
+from featx.extract.config import ExtractorConfig
 
 N = 12  # images of the shared dataset (tiny: 32 px, MobileNetV2 with random weights)
 LEGACY = Path(__file__).parent / "data" / "legacy"
@@ -76,10 +77,11 @@ def same_rows(fs: FeatureSet, ref: FeatureSet, exact: bool = True) -> None:
         assert_same(fs.features, ref.features)
 
 
-def features_offset(path: Path) -> int:
-    """Where the first feature row's bytes lie in an HDF5 file featx wrote."""
+def features_offset(path: Path, name: str = "features") -> int:
+    """Where the first feature row's (or ``name``'s first) bytes lie in an HDF5 file featx
+    wrote."""
     with h5py.File(path, "r") as f:
-        ds = f["features"]
+        ds = f[name]
         return ds.id.get_offset() if ds.chunks is None else ds.id.get_chunk_info(0).byte_offset
 
 
@@ -105,7 +107,7 @@ def test_rows_and_files_carry_digests(cache, clean):
         np.testing.assert_array_equal(f["digests"][:], fc.row_digests(f["features"][:],
                                                                       f["ids"][:]))
     with h5py.File(cache.dfile, "r") as f:
-        assert f["features"].chunks is not None  # the documented layout is kept
+        assert "features" not in f and f.attrs["row_store"] == cache.store.name  # rows: once
     for path in (cache.seg, cache.dfile):
         assert path.read_bytes().startswith(b"featx-digest\n")  # the HDF5 user block
         assert atomic.check_seal(path) is True
@@ -137,15 +139,14 @@ def _set(name, index, value):
     return change
 
 
-TAMPER = {  # the issue's cases, and a few more
-    "fewer feature rows than labels": _h5(lambda f: _rewrite("features",
-                                                             f["features"][: N - 3])(f)),
-    "one row constant": _h5(_set("features", 3, 1.0)),
-    "one NaN row": _h5(_set("features", 3, np.nan)),
+TAMPER = {  # the issue's cases, and a few more (the rows live in the store: ids point at them)
+    "fewer ids than labels": _h5(lambda f: _rewrite("ids", f["ids"][: N - 3])(f)),
+    "one id changed": _h5(_set("ids", 3, f"{3:064x}".encode())),
+    "two ids swapped": _h5(lambda f: _rewrite("ids", f["ids"][:][[1, 0, *range(2, N)]])(f)),
     "shifted labels": _h5(lambda f: _rewrite("labels", np.roll(f["labels"][:], 1))(f)),
     "swapped paths": _h5(lambda f: _rewrite("paths", f["paths"][:][[1, 0, *range(2, N)]])(f)),
     "class names changed": _h5(lambda f: f.attrs.__setitem__("class_names", ["c", "b", "a"])),
-    "random bytes mid-file": lambda p: poke(p, features_offset(p) + 5000,
+    "random bytes mid-file": lambda p: poke(p, features_offset(p, "ids") + 300,
                                             np.random.default_rng(0).bytes(40)),
     "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
     "junk": lambda p: p.write_bytes(b"not HDF5 at all\n" * 100),
@@ -173,12 +174,16 @@ def test_a_damaged_dataset_file_is_reported_moved_aside_and_rebuilt(case, cache,
 
 
 def _legacy_copy(src: Path, dst: Path, change=None) -> Path:
-    """``src`` rewritten as featx wrote dataset files before they were sealed (plain h5py)."""
+    """``src`` rewritten as featx wrote dataset files before they were sealed (plain h5py), its
+    rows in the file (gathered from its row store)."""
+    features = FeatureSet.load(src).features
     with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
-        for k in ("features", "labels", "paths", "ids"):
+        g["features"] = features
+        for k in ("labels", "paths", "ids"):
             g[k] = f[k][:]
         for k, v in f.attrs.items():
-            g.attrs[k] = v
+            if k not in ("row_store", "row_shape", "row_dtype"):
+                g.attrs[k] = v
         if change is not None:
             change(g)
     return dst
@@ -226,7 +231,7 @@ def test_cache_verify_reextracts_and_reports_shape_changes(cache, clean):
         assert not report and report.n_checked == 3
         assert all(why == f"the stored row has shape ({width},), the backbone gives (1280,)"
                    for _, why in report.failures)
-    for case in ("fewer feature rows than labels", "shifted labels", "one row constant"):
+    for case in ("fewer ids than labels", "shifted labels", "one id changed"):
         shutil.copy(clean.path, cache.dfile)
         TAMPER[case](cache.dfile)
         report = cache_verify(cache.dfile, n=8)  # was: ok, or IndexError / broadcast errors
@@ -247,6 +252,35 @@ def test_a_changed_segment_row_is_re_extracted_alone(cache, clean, imgs, make_da
                     f"{said[0].split(' kept in ')[1].split(';')[0]}; 1 of its 12 rows will be "
                     "extracted again when needed"]
     assert fc.cache_check(cache_dir=cache.root)
+
+
+@pytest.mark.parametrize("damage", ["row changed", "segment removed"])
+def test_a_dataset_file_whose_rows_are_lost_gets_them_extracted_again(damage, cache, clean,
+                                                                      imgs, make_dataset):
+    """The dataset file references its rows in the store by content id: a damaged or vanished
+    segment is never wrong features, only rows extracted again, with a warning."""
+    if damage == "row changed":
+        poke(cache.seg, features_offset(cache.seg) + 5 * 1280 * 4 + 17, b"\xff")  # row 5
+        why = f"its rows in row-store segment {cache.seg} are damaged (1 of its rows fails"
+    else:
+        cache.seg.unlink()
+        why = f"{N} of its {N} rows are missing from its row store {cache.store}"
+    with pytest.raises(fc.MissingRowsError, match=re.escape(f"{cache.dfile}: {why}")):
+        FeatureSet.load(cache.dfile)
+    report = fc.cache_check(cache_dir=cache.root)
+    assert not report and any(p == str(cache.dfile) and w.startswith(why)
+                              for p, w in report.failures)
+    fs, n, said = extract(make_dataset(imgs), cache.root)
+    same_rows(fs, clean, exact=False)
+    assert n == (1 if damage == "row changed" else N) and len(said) == 1
+    if damage == "row changed":  # the store's warning: the segment moved aside, 11 rows kept
+        assert said[0].startswith(f"featx: row-store segment {cache.seg} is damaged (1 of its "
+                                  f"rows fails its checksum); moved to "
+                                  f"{moved(cache.root, cache.seg)}")
+    else:
+        assert said == [f"featx: cache file {cache.dfile}: {why}; extracting them again"]
+    assert fs.path == cache.dfile and fc.cache_check(cache_dir=cache.root)
+    same_rows(FeatureSet.load(cache.dfile), fs)
 
 
 @pytest.mark.parametrize("damage, lost", [
@@ -308,8 +342,7 @@ def test_cache_verify_command(cache, capsys, tmp_path):
     code, out, _ = run(cache.dfile, "--sample", 2)
     assert code == 0 and out.startswith("ok: 2 rows checked, max abs diff ")
     assert f"; checksums of {N} " in out.splitlines()[0]
-    with h5py.File(cache.dfile, "r") as f:
-        scale = float(np.abs(f["features"][:]).max())
+    scale = float(np.abs(FeatureSet.load(cache.dfile).features).max())
     assert 0 <= printed_number(out, "max abs diff") <= FEATURE_RTOL * scale  # re-extracted
     code, out, _ = run(cache.dfile.name, "--all", "--cache-dir", cache.root)
     assert code == 0 and out.startswith(f"ok: {N} rows checked")
@@ -435,7 +468,8 @@ def test_the_size_reserved_before_a_write_covers_the_file(tmp_path, monkeypatch)
             store.commit([f"{i:064x}" for i in range(n)], rng.random((n, *shape)).astype(dtype))
     for n in (1, 500):
         path = tmp_path / f"ds{n}.h5"
-        fc.write_dataset_file(path, {"key": "0" * 64}, features=np.ones((n, 1280), "float32"),
+        fc.write_dataset_file(path, ExtractorConfig("mobilenet_v2", weights=None, input_size=32),
+                              features=np.ones((n, 1280), "float32"), embed_rows=n == 500,
                               labels=np.zeros(n, int), paths=[f"/{'x' * 300}/{i}.jpg"
                                                               for i in range(n)],
                               ids=[f"{i:064x}" for i in range(n)], class_names=["a"],

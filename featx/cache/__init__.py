@@ -22,10 +22,12 @@ from featx.cache.atomic import (
     CacheWriteError,
     DamagedCacheError,
     DamagedCacheWarning,
+    MissingRowsError,
     move_aside,
 )
 from featx.cache.files import (
     dataset_file,
+    dataset_rows,
     inspect_dataset_file,
     location_digest,
     read_attrs,
@@ -48,9 +50,10 @@ from featx.cache.maintenance import (
 from featx.cache.rowstore import RowStore
 
 __all__ = [
-    "CacheWriteError", "DamagedCacheError", "DamagedCacheWarning", "RowStore", "StoreKey",
-    "VerifyReport", "cache_check", "cache_info", "cache_ls", "cache_prune", "cache_rm",
-    "check_entries", "dataset_file", "inspect_dataset_file", "location_digest", "move_aside",
-    "parse_size", "path_bytes", "read_attrs", "read_dataset_file", "resolve_entry",
-    "row_digests", "row_store", "write_dataset_file",
+    "CacheWriteError", "DamagedCacheError", "DamagedCacheWarning", "MissingRowsError",
+    "RowStore", "StoreKey", "VerifyReport", "cache_check", "cache_info", "cache_ls",
+    "cache_prune", "cache_rm", "check_entries", "dataset_file", "dataset_rows",
+    "inspect_dataset_file", "location_digest", "move_aside", "parse_size", "path_bytes",
+    "read_attrs", "read_dataset_file", "resolve_entry", "row_digests", "row_store",
+    "write_dataset_file",
 ]

@@ -24,7 +24,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.errors import CacheWriteError, DamagedCacheError, DamagedCacheWarning
+from featx.errors import (
+    CacheWriteError,
+    DamagedCacheError,
+    DamagedCacheWarning,
+    MissingRowsError,
+)
 
 try:  # POSIX only: the process's file-size limit (`ulimit -f`)
     import resource
@@ -32,8 +37,9 @@ except ImportError:  # Windows
     resource = None
 
 __all__ = ["DAMAGED", "STORE_NAME", "TMP_PREFIX", "USERBLOCK", "CacheWriteError",
-           "DamagedCacheError", "DamagedCacheWarning", "cache_root_of", "check_seal", "chunk_rows",
-           "h5_error", "h5_size", "move_aside", "write_error", "write_h5_atomic"]
+           "DamagedCacheError", "DamagedCacheWarning", "MissingRowsError", "cache_root_of",
+           "check_seal", "chunk_rows", "h5_error", "h5_size", "move_aside", "write_error",
+           "write_h5_atomic"]
 
 TMP_PREFIX = ".tmp-"
 DAMAGED = "damaged"  # <cache>/damaged/: damaged files, moved aside and kept

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import h5py
 
+from featx.cache.atomic import DamagedCacheError, check_seal
 from featx.cache.files import (
     featx_attrs,
     inspect_dataset_file,
@@ -23,12 +24,12 @@ from featx.cache.files import (
     reading,
     store_problem,
 )
-from featx.cache.rowstore import SEGMENT_GLOB, RowStore
+from featx.cache.rowstore import SEGMENT_GLOB, RowStore, segment_ids
 from featx.utils.checks import type_name
 from featx.utils.config import cache_root
 
 __all__ = ["VerifyReport", "cache_check", "cache_info", "cache_ls", "cache_prune", "cache_rm",
-           "check_entries", "parse_size", "resolve_entry"]
+           "check_entries", "dataset_files_of", "parse_size", "resolve_entry"]
 
 
 def _entry_problem(path: Path) -> str | None:
@@ -102,6 +103,9 @@ def _info(path: Path) -> dict:
     with open_h5(path) as f, reading(path):  # h5py's errors on a damaged file: ValueError
         attrs = featx_attrs(f, path)
         shape = list(f["features"].shape) if "features" in f else None
+    if shape is None and "row_store" in attrs:  # its rows live in the row store: not counted here
+        shape = [attrs.get("n_rows"), *attrs.get("row_shape", [])]
+        attrs["rows_in"] = str(path.parent / "rows" / str(attrs["row_store"]))
     return {"path": str(path), "kind": "dataset", "shape": shape,
             "bytes": path.stat().st_size, **attrs}
 
@@ -166,7 +170,8 @@ def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None, *,
     Only featx's own entries are ever removed: a dataset file (an HDF5 file with featx's ``key``
     and ``featx_version`` attributes) or a row store (a ``<cache>/rows/<config>`` folder holding
     only featx's files). A row store is removed under its exclusive lock, so a running extraction
-    finishes first.
+    finishes first, together with the dataset files whose rows live in it
+    (:func:`dataset_files_of`): none is left pointing at rows that are gone.
 
     Parameters
     ----------
@@ -183,7 +188,7 @@ def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None, *,
     -------
     list of str
         The removed paths (with ``dry_run``, those that would be; empty when the pattern
-        matches nothing).
+        matches nothing): the targets, then the dataset files removed with their row store.
 
     Raises
     ------
@@ -205,25 +210,53 @@ def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None, *,
             f"cache_rm({target!r}) removed nothing: {'; '.join(refused)}. It only removes featx "
             "dataset files and row stores (see cache_ls())"
         )
+    stores = [p for p in targets if p.is_dir() and not p.is_symlink()]
     if dry_run:
-        return [str(p) for p in targets]
+        with _times_kept(_files_of(targets)):
+            extra = [f for s in stores for f in dataset_files_of(s) if f not in targets]
+        return [str(p) for p in dict.fromkeys([*targets, *extra])]
     removed = []
     for p in targets:
-        if p.is_dir() and not p.is_symlink():
-            _remove_store(p)
+        if p in stores:
+            removed.extend(_remove_store(p))  # its dataset files first: none points at nothing
         else:
             p.unlink(missing_ok=True)
-        removed.append(str(p))
-    return removed
+        removed.append(p)
+    return [str(p) for p in sorted(dict.fromkeys(removed), key=lambda p: p not in targets)]
 
 
-def _remove_store(store: Path) -> None:
-    """Remove a row store (checked to be featx's), under its exclusive lock."""
+def dataset_files_of(store: Path) -> list[Path]:
+    """The featx dataset files whose rows live in the row store ``store`` (the sound files,
+    named ``*__<store>.h5``, in the cache folder holding ``rows/``). A damaged file is left to
+    the next extraction, which moves it aside, and to :func:`cache_check`, which reports it."""
+    store = Path(store)
+    out = []
+    for p in sorted(store.parent.parent.glob("*.h5")):
+        if not p.name.endswith(f"__{store.name}.h5") or p.is_symlink():
+            continue
+        try:
+            check_seal(p)  # HDF5 never parses a damaged file
+            if read_attrs(p).get("row_store") == store.name:
+                out.append(p)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _remove_store(store: Path) -> list[Path]:
+    """Remove a row store (checked to be featx's) and the dataset files whose rows live in it
+    (:func:`dataset_files_of`, removed first), under the store's exclusive lock, so that an
+    extraction running now finishes first and none writes a file into it meanwhile. Returns the
+    dataset files removed."""
     with RowStore(store).lock(exclusive=True):
+        files = dataset_files_of(store)
+        for f in files:
+            f.unlink(missing_ok=True)
         for child in store.iterdir():
             if child.name != ".lock":
                 child.unlink()
     shutil.rmtree(store, ignore_errors=True)
+    return files
 
 
 # -- pruning by age and size ----------------------------------------------------------------------
@@ -305,7 +338,10 @@ def cache_prune(cache_dir: str | os.PathLike | None = None, *, older_than: float
     list of dict
         One per removed (with ``dry_run``: to be removed) file, oldest first: ``path``,
         ``kind`` (``"dataset"`` or ``"segment"``), ``bytes``, ``last_used`` (a POSIX time),
-        ``store`` (a segment's row store, else None).
+        ``store`` (a segment's row store, else None). Then the dataset files removed because
+        some of their rows were only in the removed segments (their ``store``: that store): a
+        dataset file's rows live in its row store, so none is left pointing at rows that are
+        gone.
 
     Examples
     --------
@@ -335,30 +371,66 @@ def cache_prune(cache_dir: str | os.PathLike | None = None, *, older_than: float
             chosen.append(u)
             total -= u["bytes"]
     chosen.sort(key=lambda u: u["last_used"])
-    if not dry_run:
-        _remove_units(chosen)
-    return chosen
+    return chosen + _remove_units(chosen, dry_run)
 
 
-def _remove_units(units: list[dict]) -> None:
+def _remove_units(units: list[dict], dry_run: bool = False) -> list[dict]:
+    """Remove the chosen files and, with a store's segments, the dataset files that referenced
+    rows only those segments held (:func:`_pruned_dependents`): no dataset file is left
+    pointing at rows that are gone. Returns those dataset files (as units; ``store``: the store
+    their rows were pruned from). ``dry_run``: remove nothing, return the same."""
     stores: dict[str, list[Path]] = {}
+    chosen = {u["path"] for u in units}
     for u in units:
         if u["kind"] == "dataset":
-            Path(u["path"]).unlink(missing_ok=True)
+            if not dry_run:
+                Path(u["path"]).unlink(missing_ok=True)
         else:
             stores.setdefault(u["store"], []).append(Path(u["path"]))
+    extra = []
     for store, segs in stores.items():
         store_path = Path(store)
-        with RowStore(store_path).lock(exclusive=True) as rs:
-            for seg in segs:
-                seg.unlink(missing_ok=True)
+        # under the exclusive lock: no extraction writes a dataset file into these rows meanwhile
+        with RowStore(store_path).lock(exclusive=not dry_run) as rs:
+            deps = [d for d in _pruned_dependents(store_path, segs) if str(d) not in chosen]
+            for d in deps:
+                with contextlib.suppress(OSError):
+                    extra.append({"path": str(d), "kind": "dataset", "bytes": d.stat().st_size,
+                                  "last_used": _last_used(d), "store": store})
+            if dry_run:
+                continue
+            for f in (*deps, *segs):
+                f.unlink(missing_ok=True)
             empty = not rs.segments()
             if empty:  # nothing left: the whole store goes, as with cache_rm
                 for child in store_path.iterdir():
                     if child.name != ".lock":
                         child.unlink()
-        if empty:
+        if not dry_run and empty:
             shutil.rmtree(store_path, ignore_errors=True)
+    return extra
+
+
+def _pruned_dependents(store: Path, segs: list[Path]) -> list[Path]:
+    """The dataset files of ``store`` (:func:`dataset_files_of`) that reference a content id
+    only the segments ``segs`` hold (call under the store's lock)."""
+    others = [s for s in RowStore(store).segments() if s not in segs]
+    gone: set[str] = set()
+    out = []
+    # reading is not using: the times cache_prune goes by stay as they were (dry runs too)
+    with _times_kept([*segs, *others, *store.parent.parent.glob(f"*__{store.name}.h5")]):
+        for seg in segs:
+            with contextlib.suppress(DamagedCacheError, OSError):
+                gone.update(segment_ids(seg))
+        for seg in others:
+            with contextlib.suppress(DamagedCacheError, OSError):
+                gone.difference_update(segment_ids(seg))
+        for f in dataset_files_of(store) if gone else ():
+            with contextlib.suppress(OSError, ValueError):
+                data = inspect_dataset_file(f, rows=False)["data"]
+                if data is not None and gone.intersection(data["ids"]):
+                    out.append(f)
+    return out
 
 
 # -- checking every row's digest ----------------------------------------------------------------

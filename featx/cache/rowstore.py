@@ -55,7 +55,7 @@ try:  # POSIX: flock, with shared locks for readers
 except ImportError:  # Windows: filelock's native lock (exclusive only)
     fcntl = None
 
-__all__ = ["SEGMENT_GLOB", "RowStore", "segment_problem"]
+__all__ = ["SEGMENT_GLOB", "RowStore", "segment_ids", "segment_problem"]
 
 SEGMENT_GLOB = "seg-*.h5"
 _MAX_SEGMENTS = 16  # more than this after a run: merge them all into one
@@ -86,6 +86,12 @@ def segment_problem(f: h5py.File, file_size: int) -> str | None:
     if max(d.size * d.dtype.itemsize for d in datasets) > file_size:
         return f"its datasets claim more bytes than its {file_size} bytes"
     return None
+
+
+def segment_ids(seg: Path) -> list[str]:
+    """The content ids of segment ``seg`` (its digest header and structure checked first; else
+    :class:`DamagedCacheError`)."""
+    return [raw.decode("ascii", "replace") for raw in _read_ids(seg)]
 
 
 def _read_ids(seg: Path) -> np.ndarray:
@@ -162,6 +168,11 @@ class RowStore:
         self.repairs = 0
 
     # -- locking ---------------------------------------------------------------------------------
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the store's lock now (shared or exclusive)."""
+        return self._lock_fd is not None
+
     @contextlib.contextmanager
     def lock(self, exclusive: bool = True, on_wait=None) -> Iterator[RowStore]:
         """Hold the lock on ``<store>/.lock`` (exclusive for writers, shared for readers; shared

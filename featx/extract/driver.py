@@ -1,10 +1,13 @@
 """The engine-neutral extraction driver: everything around the forward pass.
 
-Hash every file (SHA-256 of the bytes, the row key), return the dataset file at once when it
-already matches and passes its checks, else take the configuration's row-store lock, let the
-engine's ``compute`` step extract only the rows the store lacks, and assemble the dataset's rows in
-order. A damaged dataset file is moved aside and rebuilt; rows the store loses to damage are
-extracted again. The local engine (:mod:`featx.extract.local`) and the Ray engine
+Each image is read and hashed once (SHA-256 of the bytes: the row key). When the dataset file
+exists (the warm path), one hash pass decides whether it is current: then its rows are gathered
+from the row store and returned, with no lock and no model. Otherwise (a cold run) the driver
+takes the configuration's row-store lock and the engine's ``compute`` step reads, hashes and,
+only for content the store lacks, decodes and runs each image, in one pass; the dataset's rows
+are then assembled in order and its dataset file written (ids, labels, paths: the rows stay in
+the store). A damaged dataset file is moved aside and rebuilt; rows the store loses to damage
+are extracted again. The local engine (:mod:`featx.extract.local`) and the Ray engine
 (:mod:`featx.extract.ray`) differ only in ``compute``.
 """
 
@@ -24,8 +27,10 @@ from featx.cache import (
     DamagedCacheError,
     DamagedCacheWarning,
     dataset_file,
+    dataset_rows,
     move_aside,
     path_bytes,
+    read_dataset_file,
     row_store,
     write_dataset_file,
 )
@@ -80,16 +85,29 @@ def merge_skipped(*lists) -> list[tuple[str, str]]:
     return merged
 
 
-def load_if_current(path: Path, digest: str, repair: bool = False) -> FeatureSet | None:
-    """The dataset file at ``path`` when it was built for this request and passes its checks.
+def name_digest(dataset) -> str:
+    """SHA-256 of the dataset's class names, paths and labels: the name of a dataset that has
+    none (``dataset-<8 hex>``), known before any image is read."""
+    h = hashlib.sha256(json.dumps(list(dataset.class_names)).encode())
+    for p, y in zip(dataset.paths, dataset.labels.tolist(), strict=True):
+        h.update(path_bytes(p) + f"\0{y}\n".encode())
+    return h.hexdigest()
 
-    With ``repair`` (under the store's exclusive lock), a file there that cannot be read or fails
-    its checks is moved to ``<cache>/damaged/`` with a :class:`~featx.cache.DamagedCacheWarning`;
-    the caller rebuilds it. A file built for another request is simply replaced later.
+
+def load_if_current(path: Path, digest: str, store=None, repair: bool = False
+                    ) -> FeatureSet | None:
+    """The dataset file at ``path`` when it was built for this request, passes its checks and
+    its rows are in its row store.
+
+    With ``repair`` (under the store's exclusive lock, ``store`` the locked store), a file there
+    that cannot be read or fails its checks is moved to ``<cache>/damaged/`` with a
+    :class:`~featx.cache.DamagedCacheWarning`; the caller rebuilds it. A file built for another
+    request is simply replaced later; one whose rows the store lacks (pruned, or lost to a
+    damaged segment, which the locked store moves aside) is current but incomplete: ``None``,
+    and the caller extracts just those rows again.
     """
     try:
-        fs = FeatureSet.load(path)  # one read: digest, shapes, then the arrays
-        return fs if fs.attrs.get("request_digest") == digest else None
+        data = read_dataset_file(path, rows=False)  # one read: digest, shapes, then the arrays
     except FileNotFoundError:
         return None
     except (OSError, KeyError, ValueError) as exc:
@@ -100,6 +118,18 @@ def load_if_current(path: Path, digest: str, repair: bool = False) -> FeatureSet
             warnings.warn(f"featx: cache file {path} is damaged ({why}); moved to {dest} and "
                           "rebuilt from the row store", DamagedCacheWarning, stacklevel=2)
         return None
+    if data["attrs"].get("request_digest") != digest:
+        return None
+    if data["features"] is None:  # the rows live in the row store
+        repairs = store.repairs if store is not None else 0
+        try:
+            data["features"] = dataset_rows(path, data, store)
+        except DamagedCacheError as exc:
+            if repair and store.repairs == repairs:  # no segment warning said it already
+                warnings.warn(f"featx: cache file {path}: {exc.why}; extracting them again",
+                              DamagedCacheWarning, stacklevel=2)
+            return None
+    return FeatureSet.from_file(path, data)
 
 
 def missing_rows(paths: Sequence[str], ids: Sequence[str | None], have) -> list[str]:
@@ -111,72 +141,112 @@ def missing_rows(paths: Sequence[str], ids: Sequence[str | None], have) -> list[
     return list(first.values())
 
 
-def run_extraction(dataset, config: dict, cache, progress: Progress, compute) -> FeatureSet:
+def hash_all(paths: Sequence[str]) -> tuple[list[str | None], dict[str, str]]:
+    """Content ids of ``paths`` (``None`` where unreadable) and ``{path: reason}`` of those."""
+    hashed = hash_files(paths)
+    unreadable = {p: r for p, (cid, r) in zip(paths, hashed, strict=True) if cid is None}
+    return [cid for cid, _ in hashed], unreadable
+
+
+def run_extraction(dataset, config: dict, cache, progress: Progress, compute, *,
+                   one_pass: bool = False) -> FeatureSet:
     """Everything around the forward pass, shared by every engine.
 
-    Hash the files, return a current dataset file as is, else take the row store's lock, have
-    ``compute(todo_paths, sink) -> {id or path: reason}`` extract the rows the store lacks (each
-    engine brings its own: local threads, or Ray), and assemble the dataset's rows in order.
+    ``compute(todo_paths, sink) -> {id or path: reason}`` extracts rows (each engine brings its
+    own: local threads, or Ray) and hands them to ``sink(ids, features)``. A current dataset
+    file is returned as is (one hash pass decides); else, under the row store's lock, the rows
+    the store lacks are extracted and the dataset's rows assembled in order.
+
+    With ``one_pass``, ``compute`` also takes ``have`` and ``seen`` keywords: it then reads and
+    hashes each image once, calls ``seen(paths, ids)`` with the content id of the bytes it read
+    (``None``: unreadable), and decodes and runs only the images whose id ``have`` lacks (each
+    content once). A cold run (no dataset file yet) then needs no separate hash pass.
     """
     paths = list(dataset.paths)
-    hashed = hash_files(paths)
-    ids = [cid for cid, _ in hashed]
-    unreadable = {p: r for p, (cid, r) in zip(paths, hashed, strict=True) if cid is None}
-    name = dataset.name or f"dataset-{request_digest(dataset, ids)[:8]}"
-
     if cache is False:
+        ids, unreadable = hash_all(paths)
         rows: dict[str, np.ndarray] = {}
         todo = missing_rows(paths, ids, rows)
         progress.start(len(todo))
         failed = compute(todo, lambda i, f: rows.update(zip(i, f, strict=True))) if todo else {}
         get = lambda keep_ids: np.stack([rows[i] for i in keep_ids])  # noqa: E731
+        name = dataset.name or f"dataset-{name_digest(dataset)[:8]}"
         fs = assemble(dataset, ids, unreadable, failed, set(rows), get, config, None, name)
         progress.close(fs.skipped)
         return fs
 
     root = cache_root(cache)
+    name = dataset.name or f"dataset-{name_digest(dataset)[:8]}"
     dfile = dataset_file(root, name, config,
                                 [*paths, *(p for p, _ in dataset_skipped(dataset))])
-    digest = request_digest(dataset, ids)
-    if (hit := load_if_current(dfile, digest)) is not None:
-        return hit
+    ids = unreadable = None
+    if not one_pass or dfile.exists():  # the warm path: one hash pass says if it is current
+        ids, unreadable = hash_all(paths)
+        if (hit := load_if_current(dfile, request_digest(dataset, ids))) is not None:
+            return hit
     store = row_store(root, config)
     with store.lock(exclusive=True, on_wait=progress.waiting):
-        # another process may have built it; a damaged file is moved aside now
-        if (hit := load_if_current(dfile, digest, repair=True)) is not None:
-            return hit
-        todo = missing_rows(paths, ids, store.index())
-        progress.start(len(todo))
-        failed: dict[str, str] = {}
-        for _ in range(_ROUNDS):
-            if todo:
-                failed.update(compute(todo, store.commit))
-            repairs = store.repairs
-            store.compact()
-            if store.repairs == repairs:
-                try:
-                    fs = assemble(dataset, ids, unreadable, failed, store.index(), store.gather,
-                                  config, dfile, name, digest)
-                    break
-                except DamagedCacheError:  # the store moved the segment aside: rows to redo
-                    pass
-            # rows the store lost to a damaged segment: extract just those again
-            cid_of = dict(zip(paths, ids, strict=True))
-            todo = [p for p in missing_rows(paths, ids, store.index())
-                    if p not in failed and cid_of[p] not in failed]
+        if ids is None and dfile.exists():  # built by another process while this one waited
+            ids, unreadable = hash_all(paths)
+        if ids is not None:
+            # another process may have built it; a damaged file is moved aside now
+            if (hit := load_if_current(dfile, request_digest(dataset, ids), store,
+                                       repair=True)) is not None:
+                return hit
+            todo = missing_rows(paths, ids, store.index())
+            progress.start(len(todo))
+            failed = compute(todo, store.commit) if todo else {}
         else:
-            raise DamagedCacheError(store.directory, "its rows still fail their checksums after "
-                                    f"being extracted again {_ROUNDS} times",
-                                    "is the disk failing?")
+            ids, unreadable, failed = read_once(paths, store, compute, progress)
+        fs = finish(dataset, ids, unreadable, failed, store, compute, config, dfile, name)
     progress.close(fs.skipped)
     return fs
 
 
-_ROUNDS = 3  # extract, then at most twice more the rows lost to damage found on the way
+def read_once(paths, store, compute, progress):
+    """A cold run's one pass: every image read and hashed once by ``compute``, decoded and run
+    only when the store lacks its content. Returns ``(ids, unreadable, failed)``."""
+    todo = list(dict.fromkeys(paths))
+    id_of: dict[str, str | None] = {}
+    progress.start(len(todo))
+    failed = compute(todo, store.commit, have=store.index(),
+                     seen=lambda ps, cids: id_of.update(zip(ps, cids, strict=True)))
+    ids = [id_of.get(p) for p in paths]
+    unreadable = {p: failed.get(p) or "not read" for p, cid in zip(paths, ids, strict=True)
+                  if cid is None}
+    return ids, unreadable, failed
+
+
+def finish(dataset, ids, unreadable, failed, store, compute, config, dfile, name):
+    """Compact the store and assemble the dataset file; rows the store loses to damage found on
+    the way are extracted again (at most :data:`_ROUNDS` times)."""
+    paths = list(dataset.paths)
+    digest = request_digest(dataset, ids)
+    for round_ in range(_ROUNDS):
+        if round_:  # rows the store lost to a damaged segment: extract just those again
+            cid_of = dict(zip(paths, ids, strict=True))
+            todo = [p for p in missing_rows(paths, ids, store.index())
+                    if p not in failed and cid_of[p] not in failed]
+            if todo:
+                failed.update(compute(todo, store.commit))
+        repairs = store.repairs
+        store.compact()
+        if store.repairs == repairs:
+            try:
+                return assemble(dataset, ids, unreadable, failed, store.index(), store.gather,
+                                config, dfile, name, digest)
+            except DamagedCacheError:  # the store moved the segment aside: rows to redo
+                pass
+    raise DamagedCacheError(store.directory, "its rows still fail their checksums after "
+                            f"being extracted again {_ROUNDS} times", "is the disk failing?")
+
+
+_ROUNDS = 3  # assemble, and at most twice more after re-extracting rows lost to damage
 
 
 def assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, name, digest=None):
-    """Rows of the dataset that have features, in order; write the dataset file when asked."""
+    """Rows of the dataset that have features, in order; write the dataset file when asked (its
+    rows stay in the row store ``gather`` reads)."""
     keep, skipped = [], []
     for i, (p, cid) in enumerate(zip(dataset.paths, ids, strict=True)):
         if cid is None:
@@ -199,7 +269,8 @@ def assemble(dataset, ids, unreadable, failed, have, gather, config, dfile, name
              "request_digest": digest or "", "keras_backend": keras_backend()}
     if dfile is not None:
         write_dataset_file(dfile, config, features=features, labels=labels, paths=paths,
-                                  ids=keep_ids, class_names=dataset.class_names, extra=extra)
+                           ids=keep_ids, class_names=dataset.class_names, extra=extra,
+                           embed_rows=False)  # the rows stay in the store: each stored once
     attrs = {**config, **extra, "complete": True}
     return FeatureSet(features, labels, paths, keep_ids, dataset.class_names, dfile, attrs, skipped)
 

@@ -69,14 +69,22 @@ class FeatureSet:
 
         Raises ``FileNotFoundError`` for a missing path, ``ValueError`` ("<path> is not a
         featx cache file (...)") for anything else than a complete featx dataset file: another
-        HDF5 or text file, a row-store folder; and :class:`featx.cache.DamagedCacheError` (a
+        HDF5 or text file, a row-store folder; :class:`featx.cache.DamagedCacheError` (a
         ``ValueError``: "<path> is damaged (...)") for a file whose bytes differ from its digest
-        or whose datasets disagree on the number of rows. A FeatureSet is never misaligned.
+        or whose datasets disagree on the number of rows; and
+        :class:`featx.cache.MissingRowsError` (one) when the file's rows, which live in its
+        row store (``<folder>/rows/<configuration>``), are no longer all there and sound. A
+        FeatureSet is never misaligned.
         """
-        d = read_dataset_file(path)
-        skipped = json.loads(d["attrs"].get("skipped", "[]"))
-        return cls(d["features"], d["labels"], d["paths"], d["ids"], d["attrs"]["class_names"],
-                   path, d["attrs"], skipped)
+        return cls.from_file(path, read_dataset_file(path))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, data: dict) -> FeatureSet:
+        """The FeatureSet of dataset file ``path`` from what
+        :func:`featx.cache.read_dataset_file` read of it (its ``features`` gathered)."""
+        skipped = json.loads(data["attrs"].get("skipped", "[]"))
+        return cls(data["features"], data["labels"], data["paths"], data["ids"],
+                   data["attrs"]["class_names"], path, data["attrs"], skipped)
 
     def __len__(self) -> int:
         return len(self.labels)

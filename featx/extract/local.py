@@ -17,7 +17,7 @@ from featx.extract.driver import progress_label, run_extraction
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import BatchRunner, get_model, has_gpu
 from featx.extract.views import apply_view
-from featx.images import DecodePool
+from featx.images import SKIPPED, DecodePool
 from featx.utils.progress import Progress
 from featx.utils.threads import decode_threads
 
@@ -28,10 +28,26 @@ _COMMIT_ROWS = 4096  # ... or when this many are pending
 _CPU_BATCH, _GPU_BATCH = 32, 256
 
 
+class _Known:
+    """Content ids not to decode or run: ``have`` (the store's) and those queued in this run
+    (a content that two paths share runs once). Thread workers test it as they hash."""
+
+    def __init__(self, have) -> None:
+        self.have, self.queued = have, set()
+
+    def __contains__(self, cid) -> bool:
+        return cid in self.queued or cid in self.have
+
+
 def stream(paths, config, batch_size, n_workers, sink, progress,
-           runtime: str | None = None) -> dict[str, str]:
+           runtime: str | None = None, have=None, seen=None) -> dict[str, str]:
     """Decode ``paths`` and run the backbone; rows go to ``sink(ids, feats)`` in commit-sized
-    groups. Returns ``{content id or path: reason}`` for images that could not be decoded."""
+    groups. Returns ``{content id or path: reason}`` for images that could not be decoded.
+
+    The one-pass mode of :func:`~featx.extract.driver.run_extraction`: with ``have`` (content ids
+    whose rows exist), an image whose bytes hash to a known id is read and hashed but neither
+    decoded nor run; ``seen(paths, ids)`` gets each chunk's content ids (``None``: unreadable)."""
+    known = None if have is None else _Known(have)
     h, w = config["input_size"]
     runner = None  # built at the first decodable image: a run of unreadable files needs no model
     batch = np.empty((batch_size, h, w, 3), np.uint8)
@@ -59,16 +75,24 @@ def stream(paths, config, batch_size, n_workers, sink, progress,
                     window=max(4, 2 * batch_size // min(8, batch_size)),
                     decoder=config["decoder"]) as pool:
         start = 0
-        for ids, images, reasons in pool.imap(paths):
+        for ids, images, reasons in pool.imap(paths, skip=known):
+            if seen is not None:
+                seen(paths[start : start + len(ids)], ids)
             k = 0
             for j, (cid, reason) in enumerate(zip(ids, reasons, strict=True)):
                 if reason is not None:
-                    failed[cid or paths[start + j]] = reason
+                    if reason != SKIPPED:
+                        failed[cid or paths[start + j]] = reason
                     progress.update(1)
                     continue
-                batch[len(batch_ids)] = images[k]
-                batch_ids.append(cid)
                 k += 1
+                if known is not None:
+                    if cid in known:  # decoded before its twin was queued: runs once
+                        progress.update(1)
+                        continue
+                    known.queued.add(cid)
+                batch[len(batch_ids)] = images[k - 1]
+                batch_ids.append(cid)
                 if len(batch_ids) == batch_size:
                     forward()
                     if time.monotonic() - last >= _COMMIT_SECONDS or len(done_ids) >= _COMMIT_ROWS:
@@ -91,6 +115,7 @@ def extract_local(dataset, config: ExtractorConfig, options: ExecutionOptions) -
     progress = Progress(progress_label(dataset, config), options.verbose)
     return run_extraction(
         dataset, config, options.cache, progress,
-        lambda todo, sink: stream(todo, config, batch_size, n_workers, sink, progress,
-                                  options.runtime),
+        lambda todo, sink, **one_pass: stream(todo, config, batch_size, n_workers, sink, progress,
+                                              options.runtime, **one_pass),
+        one_pass=True,
     )

@@ -260,4 +260,8 @@ def ray_engine(dataset, config: ExtractorConfig, options: ExecutionOptions):
             return _run(ray, todo, config, int(bs), actors, ngpu, int(options.shard_size), sink,
                         progress, runtime)
 
+    # Two passes here, not one_pass: the driver hashes every file, then the decode tasks read
+    # only the images whose content the store lacks. Reading each image once would need the
+    # store's ids in every decode task on the cluster (to skip known content) or every image
+    # decoded and shipped back; the local engine does it (see run_extraction's one_pass).
     return run_extraction(dataset, config, options.cache, progress, run)

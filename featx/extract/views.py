@@ -3,8 +3,9 @@
 A *view* is a fixed transform of the decoded ``uint8`` batch (``(N, h, w, 3)``, already at the
 backbone's input size) applied just before the forward pass: the identity, a horizontal flip, a
 centre crop scaled back up to the input size, or their combinations. Each view's features are
-cached under their own key (the ``view`` field of :func:`featx.cache.extractor_config`; ``"none"``,
-the identity, leaves the keys of older caches unchanged). Heads train on every training view's rows
+cached under their own key (the ``view`` setting of
+:class:`featx.extract.config.ExtractorConfig`; ``"none"``, the identity, leaves the keys of older
+caches unchanged). Heads train on every training view's rows
 and average the views' test probabilities (test-time augmentation); the cost is one backbone pass
 per image per view.
 

@@ -33,9 +33,17 @@ from featx.images.locations import (
     url_to_fs,
 )
 from featx.images.pillow import RESIZE_MODES, ImageError, to_rgb
-from featx.images.pool import DecodePool, default_workers, hash_file, hash_files, load_chunk
+from featx.images.pool import (
+    SKIPPED,
+    DecodePool,
+    default_workers,
+    hash_file,
+    hash_files,
+    load_chunk,
+)
 
-__all__ = ["DECODERS", "IO_WORKERS", "READERS", "RESIZE_MODES", "RETRIES", "DecodePool",
+__all__ = ["DECODERS", "IO_WORKERS", "READERS", "RESIZE_MODES", "RETRIES", "SKIPPED",
+           "DecodePool",
            "ImageError", "check_decoder", "check_stores", "check_image_bytes", "container_location",
            "decode_bytes", "default_workers", "entry_problem", "hash_file", "hash_files",
            "image_cell", "io_executor", "is_remote", "is_url", "load_chunk", "location_suffix",

@@ -1,7 +1,8 @@
 """Parallel read + hash + decode + resize, with a bounded prefetch window.
 
 Workers (threads or processes) each take a small chunk of paths and return, per path, the SHA-256 of
-the bytes read and either the decoded ``uint8`` image or the reason it could not be read. At
+the bytes read and either the decoded ``uint8`` image or the reason it could not be read (or
+:data:`SKIPPED` for content the caller already has: its bytes are hashed, not decoded). At
 most ``window`` chunks are in flight, so memory stays ``O(window x chunk x image)`` whatever the
 number of paths.
 This module imports only numpy and Pillow (OpenCV on demand), so process workers start fast.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -33,9 +34,13 @@ from featx.images.pillow import ImageError
 from featx.utils.checks import check_choice
 from featx.utils.threads import usable_cores
 
-__all__ = ["DecodePool", "default_workers", "hash_file", "hash_files", "load_chunk"]
+__all__ = ["SKIPPED", "DecodePool", "default_workers", "hash_file", "hash_files", "load_chunk"]
 
 _HASH_BLOCK = 1 << 20
+
+#: The reason :func:`load_chunk` gives for an image whose content id is in ``skip``: read and
+#: hashed, not decoded (its features are known already). Not a failure.
+SKIPPED = "known content: not decoded"
 
 
 def hash_file(path: str) -> tuple[str | None, str | None]:
@@ -77,12 +82,14 @@ def hash_files(paths: Sequence[str]) -> list[tuple[str | None, str | None]]:
 
 
 def load_chunk(paths: Sequence[str], size: tuple[int, int], resize: str,
-                decoder: str = "pillow", data: Sequence[bytes | OSError] | None = None):
+                decoder: str = "pillow", data: Sequence[bytes | OSError] | None = None,
+                skip: Container[str] | None = None):
     """Worker: per path ``(sha256, image or None, reason or None)``; images stacked.
 
     ``data``: the bytes already read (or the ``OSError`` of the read), as
     :func:`featx.images.read_many` returns them; default: read here (remote locations
-    concurrently)."""
+    concurrently). ``skip``: content ids not to decode (their reason is :data:`SKIPPED`), so
+    one read both keys an image and, only when its content is new, decodes it."""
     ids, images, reasons = [], [], []
     if data is None:
         data = read_many(paths)
@@ -92,6 +99,9 @@ def load_chunk(paths: Sequence[str], size: tuple[int, int], resize: str,
             reasons.append(unreadable_reason(path, item))
             continue
         ids.append(hashlib.sha256(item).hexdigest())
+        if skip is not None and ids[-1] in skip:
+            images.append(None), reasons.append(SKIPPED)
+            continue
         try:
             images.append(decode_bytes(item, size, resize, decoder=decoder, source=path))
             reasons.append(None)
@@ -187,8 +197,14 @@ class DecodePool:
             cv2.setNumThreads(self._cv2_threads)
             self._cv2_threads = None
 
-    def imap(self, paths: Sequence[str]) -> Iterator[tuple[list, np.ndarray, list]]:
+    def imap(self, paths: Sequence[str], skip: Container[str] | None = None
+             ) -> Iterator[tuple[list, np.ndarray, list]]:
         """Yield ``(ids, images, reasons)`` per chunk, in order; ``images``: the decodable ones.
+
+        ``skip``: content ids not to decode (reason :data:`SKIPPED`); thread workers read it as
+        it is when they hash each file, so ids the caller adds while the pool runs count too.
+        Process workers would each get a copy per chunk, which costs more than the decodes it
+        saves: they decode everything and the caller drops what it already has.
 
         Remote locations (URLs, containers on a store) are read ahead by
         :func:`featx.images.io_executor`'s threads, up to ``2 * window`` chunks before the
@@ -196,8 +212,10 @@ class DecodePool:
         chunks = (paths[i : i + self.chunk] for i in range(0, len(paths), self.chunk))
         if self._executor is None:
             for c in chunks:
-                yield load_chunk(c, self.size, self.resize, self.decoder)
+                yield load_chunk(c, self.size, self.resize, self.decoder, skip=skip)
             return
+        if self.kind == "process":
+            skip = None
         remote = any(is_remote(p) for p in paths)
         fetching: deque = deque()  # (chunk, [future of bytes or OSError]) read ahead
         pending: deque = deque()
@@ -205,7 +223,7 @@ class DecodePool:
         def decode(c, reads) -> None:
             data = [f.result() for f in reads] if reads is not None else None
             pending.append(self._executor.submit(load_chunk, c, self.size, self.resize,
-                                                 self.decoder, data))
+                                                 self.decoder, data, skip))
 
         for c in chunks:
             if remote:
