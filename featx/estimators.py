@@ -30,7 +30,6 @@ from featx.data import (
 )
 from featx.extract import FeatureSet, extract_features
 from featx.extract.config import (
-    EXECUTION_PARAMS,
     EXTRACTOR_PARAMS,
     LATER_FIELDS,
     SETTINGS,
@@ -41,6 +40,7 @@ from featx.extract.config import (
     feature_widths,
     same_config,
 )
+from featx.extract.options import EXECUTION_PARAMS
 from featx.extract.views import check_views
 from featx.heads import fit_size, get_head_spec, head_param_grid, make_head
 from featx.utils.params import Constraint, Interval, Options, Rule, validate_params

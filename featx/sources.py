@@ -20,7 +20,6 @@ that many images per class in every split, for quick runs.
 
 from __future__ import annotations
 
-import difflib
 import glob
 import os
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from featx.data import ImageDataset, read_csv
 from featx.datasets import load_clothing_mini, load_fashion_mnist
 from featx.errors import DataNotFoundError
 from featx.images import is_url
+from featx.utils.checks import close_matches
 from featx.utils.registry import Registry
 
 __all__ = ["BUILTIN_DATA", "DATA_FORMATS", "SUFFIX_FORMATS", "DataNotFoundError", "data_format",
@@ -182,14 +182,11 @@ def _stem(path) -> str:
 def _missing(spec: str, fetch: str | None) -> DataNotFoundError:
     path = Path(spec).expanduser()
     parent = path.parent if str(path.parent) else Path(".")
-    close = []
-    if parent.is_dir():
-        close = difflib.get_close_matches(path.name, sorted(os.listdir(parent)), n=3)
-    close += difflib.get_close_matches(_normalise_name(spec), list(BUILTIN_DATA), n=2)
-    msg = (f"data {spec!r} was not found: it is neither an existing folder or CSV file "
+    names = sorted(os.listdir(parent)) if parent.is_dir() else []
+    hint = (close_matches(path.name, names) if close_matches(path.name, names)
+            else close_matches(_normalise_name(spec), list(BUILTIN_DATA)))
+    msg = (f"data {spec!r} was not found{hint}: it is neither an existing folder or CSV file "
            f"(looked at {str(path.resolve())!r}) nor a built-in name ({', '.join(BUILTIN_DATA)}).")
-    if close:
-        msg += f" Did you mean {', '.join(repr(c) for c in close)}?"
     if fetch:
         msg += f" To get it: {fetch}"
     return DataNotFoundError(msg)

@@ -79,7 +79,7 @@ def test_dataset_files_survive_compaction(tmp_path, imgs, make_dataset, monkeypa
 
     parts = [counted(make_dataset(imgs[k : k + 6], f"part{k}"), tmp_path)[0]
              for k in range(0, 24, 6)]
-    store = fc.row_store(tmp_path, parts[0].attrs)
+    store = fc.row_store(tmp_path, ExtractorConfig.from_attrs(parts[0].attrs))
     assert len(store.segments()) == 4
     monkeypatch.setattr(rowstore, "_MAX_SEGMENTS", 1)
     with store.lock():
@@ -156,7 +156,7 @@ def test_rm_and_prune_leave_no_dataset_file_pointing_at_nothing(tmp_path, imgs, 
     b, _ = counted(make_dataset(imgs[8:16], "b"), cache)
     c, n = counted(make_dataset(imgs[4:12], "c"), cache)  # rows of both a's and b's segment
     assert n == 0
-    store = fc.row_store(cache, a.attrs).directory
+    store = fc.row_store(cache, ExtractorConfig.from_attrs(a.attrs)).directory
     seg_a, seg_b = sorted(store.glob("seg-*.h5"))
     old = time.time() - 10 * 86400
     os.utime(seg_a, (old, old))
@@ -171,7 +171,7 @@ def test_rm_and_prune_leave_no_dataset_file_pointing_at_nothing(tmp_path, imgs, 
     assert fc.cache_check(cache_dir=cache)  # nothing dangling, nothing damaged
     # a file that carries its own rows (as featx wrote them before) does not need the store
     embedded = cache / f"old-000000__{store.name}.h5"
-    fc.write_dataset_file(embedded, b.attrs, features=b.features, labels=b.labels,
+    fc.write_dataset_file(embedded, ExtractorConfig.from_attrs(b.attrs), features=b.features, labels=b.labels,
                           paths=b.paths, ids=b.ids, class_names=b.class_names,
                           extra={"request_digest": "", "skipped": "[]"}, embed_rows=True)
     # removing the store removes the dataset files whose rows live in it, after the targets

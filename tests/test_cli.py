@@ -254,9 +254,9 @@ def test_show_augment(capsys, tiny, tmp_path):
 # --------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("argv, expected", [
     (["fit", "no-such-folder", "--out", "m.featx"], "was not found"),
-    (["extract", "clothng-mini"], "Did you mean 'clothing-mini'"),
+    (["extract", "clothng-mini"], "(did you mean 'clothing-mini'?)"),
     (["extract", "{tiny}", "--backbone", "mobilenet_v9", "--weights", "none"],
-     "Did you mean 'mobilenet_v2'"),
+     "did you mean 'mobilenet_v2'"),
     (["fit", "{tiny}", *BACKBONE, "--head", "svn", "--out", "{tmp}/m.featx"], "svm"),
     (["predict", "{tmp}/missing.featx", "{tiny}"], "does not exist"),
     (["run", "{tmp}/missing.toml"], "does not exist"),

@@ -128,7 +128,7 @@ def test_from_directory_with_splits(tmp_path, image_bytes):
 
 def test_missing_root_names_parameter(tmp_path):
     (tmp_path / "images").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"root=.*imagse.*Did you mean \['images'\]"):
+    with pytest.raises(FileNotFoundError, match=r"root=.*imagse.* \(did you mean 'images'\?\)"):
         ImageDataset.from_directory(tmp_path / "imagse")
 
 

@@ -179,7 +179,7 @@ def test_backbones_command_finds_words_and_suggests(capsys):
     assert code == 0 and "resnet50 " in out and "inception_resnet_v2" in out
     code, _, err = run(capsys, "backbones", "resnt")
     assert code == 1
-    assert "Did you mean 'resnet50'" in err and "'resnet*'" in err
+    assert "did you mean 'resnet50'" in err and "'resnet*'" in err
 
 
 # --------------------------------------------------------------------------- item 12: all errors
@@ -197,7 +197,7 @@ def test_every_config_error_at_once():
     assert lines[0] == "p.toml: 3 errors:"
     assert lines[1].strip().startswith("data.limit must be int, got '5'")
     assert lines[2].strip().startswith("extract.pooling = 'mean' is not allowed")
-    assert lines[3].strip().startswith("heads.names[1] = 'svn' is not allowed. Did you mean 'svm'")
+    assert lines[3].strip().startswith("heads.names[1] = 'svn' is not allowed (did you mean 'svm'")
     # one mistake reads as before: one line, no count
     with pytest.raises(ConfigError, match=r"^p\.toml: data\.limit must be int") as one:
         parse_config(MINIMAL + 'limit = "5"\n', source="p.toml")

@@ -99,11 +99,11 @@ def test_soft_vote_drops_heads_it_cannot_calibrate():
 
 @pytest.mark.parametrize("params, message", [
     ({"heads": ()}, "heads must name at least one head; got heads=()"),
-    ({"heads": ("logreg", "stack")}, "heads must name base heads of the table (not ensembles); "
-                                     "got 'stack' in heads=('logreg', 'stack'). Allowed: logreg, "
-                                     "linear_svm, svm, rf, mlp, knn."),
-    ({"heads": ("logrg",)}, "got 'logrg' in heads=('logrg',). Allowed: logreg, linear_svm, svm, "
-                            "rf, mlp, knn. Did you mean 'logreg'?"),
+    ({"heads": ("logreg", "stack")}, "heads must be one of ['logreg', 'linear_svm', 'svm', 'rf', "
+                                     "'mlp', 'knn'], got 'stack'; in heads=('logreg', 'stack') "
+                                     "(an ensemble combines base heads, not other ensembles)"),
+    ({"heads": ("logrg",)}, "heads must be one of ['logreg', 'linear_svm', 'svm', 'rf', 'mlp', "
+                            "'knn'], got 'logrg' (did you mean 'logreg'?); in heads=('logrg',)"),
     ({"blocks": (10, 10)}, "blocks must add up to the 24 feature columns; got blocks=(10, 10)"),
     ({"blocks": (24.0,)}, "blocks must be None or a non-empty sequence of ints >= 1"),
     ({"cv": 1}, "cv must be an int >= 2, got 1"),

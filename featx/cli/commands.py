@@ -23,18 +23,17 @@ from featx.cli.common import (
     _weights,
 )
 from featx.errors import CommandError
+from featx.utils.checks import close_matches
 
 
 def _no_backbone_matches(pattern: str) -> str:
     """Why PATTERN found nothing, with the close names and how patterns match."""
-    import difflib
 
     from featx.backbones import list_backbones
 
     word = pattern.lower().strip("*?[]")
-    close = difflib.get_close_matches(word, list_backbones(), n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-    return (f"no backbone matches PATTERN {pattern!r}.{hint} A word matches anywhere in a name "
+    hint = close_matches(word, list_backbones(), cutoff=0.5)
+    return (f"no backbone matches PATTERN {pattern!r}{hint}. A word matches anywhere in a name "
             "(`featx backbones resnet`), a glob matches whole names ('resnet*'); "
             "`featx backbones` lists them all")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import warnings
@@ -24,6 +23,7 @@ from featx.images import (
     read_bytes,
     unreadable_reason,
 )
+from featx.utils.checks import close_matches
 
 __all__ = [
     "IMAGE_EXTENSIONS", "LOOSE_FILE", "NESTED_FOLDER", "SPLIT_NAMES", "SkippedImagesWarning",
@@ -125,11 +125,10 @@ def missing_path_error(param: str, path: Path) -> FileNotFoundError:
     parent = path.parent if str(path.parent) else Path(".")
     if parent.is_dir():
         names = sorted(os.listdir(parent))
-        close = difflib.get_close_matches(path.name, names, n=3)
-        hint = f" Did you mean {close}?" if close else f" {parent} holds: {names[:10]}"
+        hint = close_matches(path.name, names) or f"; {parent} holds: {names[:10]}"
     else:
         hint = f" (its folder {parent} does not exist either)"
-    return FileNotFoundError(f"{param}={str(path)!r} does not exist.{hint}")
+    return FileNotFoundError(f"{param}={str(path)!r} does not exist{hint}")
 
 
 def loose_images(files: list[str]) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import PREPROCESSING, Preprocess
-from featx.deploy.formats import ExportError
+from featx.errors import ExportError
 from featx.extract.config import GRAPH_FIELDS, ExtractorConfig
 from featx.extract.graphs import build_keras
 from featx.extract.views import check_views

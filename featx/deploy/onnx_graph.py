@@ -24,8 +24,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
-from featx.deploy.formats import ExportError
 from featx.deploy.graphs import Exportable
+from featx.errors import ExportError
 from featx.extract.graphs import ONNX_OPSET, GraphExportError, export_onnx, onnx_graph
 
 __all__ = ["DELEGATES", "OPSET", "SKL2ONNX_OPTIONS", "backbone_graph", "build_onnx",

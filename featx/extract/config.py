@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,10 +39,10 @@ from featx.extract.views import check_view
 from featx.images import RESIZE_MODES, check_decoder
 from featx.utils.checks import check_choice
 from featx.utils.jsonable import jsonable
-from featx.utils.params import Constraint, Flag, Interval, Options, Rule, validate_params
+from featx.utils.params import Constraint, Flag, Options, Rule, validate_params
 
-__all__ = ["EXECUTION_PARAMS", "EXTRACTOR_PARAMS", "FEATURE_CODE_VERSION", "FIELDS",
-           "GRAPH_FIELDS", "KEY_FIELDS", "LATER_FIELDS", "SETTINGS", "ExecutionOptions",
+__all__ = ["EXTRACTOR_PARAMS", "FEATURE_CODE_VERSION", "FIELDS",
+           "GRAPH_FIELDS", "KEY_FIELDS", "LATER_FIELDS", "SETTINGS",
            "ExtractorConfig", "describe", "diff", "feature_config", "feature_widths", "key_of",
            "same_config"]
 
@@ -148,30 +147,6 @@ EXTRACTOR_PARAMS: dict[str, Constraint] = {
     "mixed_precision": Flag(),
     "view": Rule(_check_view, "a view name (featx.extract.views.VIEWS)"),
 }
-
-def _check_cache(name: str, cache):
-    if not (cache is None or isinstance(cache, bool) or isinstance(cache, str | os.PathLike)):
-        raise TypeError(f"{name} must be None (the featx cache dir), False (no disk) or a folder "
-                        f"path (str or os.PathLike), got {cache!r} of type "
-                        f"{type(cache).__name__}")
-    return cache
-
-
-#: How an extraction runs (nothing here changes a feature), declared once.
-EXECUTION_PARAMS: dict[str, Constraint] = {
-    "cache": Rule(_check_cache, "None (the cache folder setting), False (no disk) or a folder"),
-    "batch_size": Interval(int, 1, none=True),
-    "n_workers": Interval(int, 0, none=True),
-    "runtime": Rule(lambda name, r: r if r is None else _check_runtime(r),
-                    "None (the runtime setting), 'auto', 'onnxruntime' or 'keras'"),
-}
-
-
-def _check_runtime(runtime: str) -> str:
-    from featx.extract.forward import check_runtime  # the runtime table imports this module
-
-    return check_runtime(runtime)
-
 
 class ExtractorConfig(Mapping):
     """An extractor's settings, checked and resolved: frozen, hashable, one key.
@@ -394,40 +369,6 @@ class ExtractorConfig(Mapping):
     def feature_dim(self) -> int:
         """The width of a feature row: the sum of :attr:`widths`."""
         return int(sum(self.widths))
-
-
-@dataclass(frozen=True)
-class ExecutionOptions:
-    """How an extraction runs, as opposed to what it computes: nothing here changes a feature
-    (none of it is in the cache key). Checked by :func:`featx.extract_features`.
-
-    Attributes
-    ----------
-    cache : None, bool or path
-        ``None``/``True``: the cache folder setting; a path: that folder; ``False``: no disk.
-    batch_size : int >= 1 or None
-        Images per forward pass (``None``: 32 on a CPU, 256 on a GPU).
-    n_workers : int or None
-        Decode threads (local engine) or the embedded Ray instance's CPUs (Ray engine).
-    verbose : int
-        ``0`` silent, ``1`` progress, ``2`` also the engine's own logs.
-    runtime : str or None
-        What runs the forward (``None``: the ``runtime`` setting).
-    address : str or None
-        The Ray cluster to join (Ray engine).
-    concurrency, num_gpus, shard_size
-        Ray engine only: model actors, GPUs per actor, rows per committed segment.
-    """
-
-    cache: bool | str | os.PathLike | None = None
-    batch_size: int | None = 32
-    n_workers: int | None = None
-    verbose: int = 1
-    runtime: str | None = None
-    address: str | None = None
-    concurrency: int | tuple[int, int] | None = None
-    num_gpus: float | None = None
-    shard_size: int = 1024
 
 
 def key_of(attrs: Mapping[str, Any]) -> str:

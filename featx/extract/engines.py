@@ -14,11 +14,12 @@ import os
 from collections.abc import Callable, Sequence
 
 from featx.distributed import check_engine
-from featx.extract.config import EXECUTION_PARAMS, ExecutionOptions, ExtractorConfig
+from featx.extract.config import ExtractorConfig
 from featx.extract.driver import check_dataset
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import forward_pass_count
 from featx.extract.local import extract_local
+from featx.extract.options import EXECUTION_PARAMS, ExecutionOptions
 from featx.extract.ray import ray_engine
 from featx.utils.params import validate_params
 from featx.utils.registry import Registry

@@ -12,10 +12,11 @@ import time
 
 import numpy as np
 
-from featx.extract.config import ExecutionOptions, ExtractorConfig
+from featx.extract.config import ExtractorConfig
 from featx.extract.driver import progress_label, run_extraction
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import BatchRunner, get_model, has_gpu
+from featx.extract.options import ExecutionOptions
 from featx.extract.views import apply_view
 from featx.images import SKIPPED, DecodePool
 from featx.utils.progress import Progress

@@ -33,9 +33,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from featx.distributed import ensure_ray, require_ray
-from featx.extract.config import EXECUTION_PARAMS, ExecutionOptions, ExtractorConfig
+from featx.extract.config import ExtractorConfig
 from featx.extract.driver import check_dataset, progress_label, run_extraction
 from featx.extract.forward import BatchRunner, add_count, check_runtime, get_model
+from featx.extract.options import EXECUTION_PARAMS, ExecutionOptions
 from featx.images import load_chunk, process_local
 from featx.utils.checks import check_int
 from featx.utils.params import validate_params

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from featx.pipeline.schema import ConfigError, close_matches, source_label, validate_config
+from featx.pipeline.schema import ConfigError, source_label, validate_config
+from featx.utils.checks import close_matches
 
 __all__ = ["BUILTIN_DIR", "copy_pipeline", "list_pipelines", "load_config", "parse_config",
            "parse_override", "pipeline_path", "set_dotted"]
@@ -99,20 +100,20 @@ def pipeline_path(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
     parent = path.parent.as_posix()
     if stem in builtins and (parent == "." or parent == "pipelines" and path.suffix == ".toml"):
         return builtins[stem], stem
-    listing = (f" Built-in: {', '.join(builtins)} (`featx pipelines` describes them; "
+    listing = (f". Built-in: {', '.join(builtins)} (`featx pipelines` describes them; "
                "`featx init NAME` writes one to edit)")
     if parent == "." and path.suffix != ".toml":  # a name, not a file
-        raise FileNotFoundError(f"pipeline {text!r} is neither a file nor a built-in pipeline."
-                                f"{close_matches(stem, list(builtins))}{listing}")
+        raise FileNotFoundError(f"pipeline {text!r} is neither a file nor a built-in pipeline"
+                                f"{close_matches(stem, list(builtins), cutoff=0.5)}{listing}")
     folder = ""
     if path.parent.is_dir():
         names = sorted(p.name for p in path.parent.glob("*.toml"))
-        folder = close_matches(path.name, names) or (f" {path.parent} holds: {', '.join(names)}"
-                                                     if names and parent != "." else "")
-    builtin = close_matches(stem, list(builtins))
+        folder = close_matches(path.name, names, cutoff=0.5) or (
+            f"; {path.parent} holds: {', '.join(names)}" if names and parent != "." else "")
+    builtin = close_matches(stem, list(builtins), cutoff=0.5)
     builtin = builtin and builtin + listing
     hint = (builtin or folder) if parent == "." else (folder or builtin)
-    raise FileNotFoundError(f"pipeline file {text!r} does not exist.{hint}")
+    raise FileNotFoundError(f"pipeline file {text!r} does not exist{hint}")
 
 
 def copy_pipeline(name: str, out: str | os.PathLike | None = None, *,
@@ -125,8 +126,9 @@ def copy_pipeline(name: str, out: str | os.PathLike | None = None, *,
     builtins = _builtins()
     key = name[: -len(".toml")] if name.endswith(".toml") else name
     if key not in builtins:
-        raise ValueError(f"NAME {name!r} is not a built-in pipeline.{close_matches(key, builtins)}"
-                         f" Built-in: {', '.join(builtins)}")
+        raise ValueError(f"NAME {name!r} is not a built-in pipeline"
+                         f"{close_matches(key, builtins, cutoff=0.5)}. Built-in: "
+                         f"{', '.join(builtins)}")
     out = Path(out if out is not None else f"{key}.toml")
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {os.fspath(out)!r} exists already; choose another --out "

@@ -7,13 +7,13 @@ Re-exported by :mod:`featx.pipeline`, the public home of these names.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from featx.errors import ConfigError
 from featx.sources import BUILTIN_DATA, DATA_FORMATS
+from featx.utils.checks import close_matches
 
 
 class _Errors:
@@ -258,11 +258,6 @@ def _is(value, t: str) -> bool:
     return False
 
 
-def close_matches(value, allowed: Sequence) -> str:
-    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=3, cutoff=0.5)
-    return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-
-
 def _check_value(key: Key, value, where: str) -> Any:
     if not any(_is(value, t) for t in key.type.split("|")):
         raise ConfigError(f"{where}{key.path} must be {key.type.replace('|', ' or ')}, got "
@@ -271,7 +266,7 @@ def _check_value(key: Key, value, where: str) -> Any:
     if allowed is not None:
         items = value if isinstance(value, list) else [value]
         wrong = [f"{where}{key.path}{f'[{i}]' if isinstance(value, list) else ''} = {item!r} "
-                 f"is not allowed.{close_matches(item, allowed)} "
+                 f"is not allowed{close_matches(str(item), allowed, cutoff=0.5)}. "
                  f"Allowed: {', '.join(map(repr, allowed))}"
                  for i, item in enumerate(items) if item not in allowed]
         if wrong:
@@ -333,8 +328,9 @@ def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
         allowed = _augment_options()
         for name in cfg["finetune"]["augment"]:
             if name not in allowed:
-                errors.add(f"{where}finetune.augment.{name} is not an augmentation option."
-                           f"{close_matches(name, allowed)} Allowed: {', '.join(allowed)}")
+                errors.add(f"{where}finetune.augment.{name} is not an augmentation option"
+                           f"{close_matches(name, allowed, cutoff=0.5)}. Allowed: "
+                           f"{', '.join(allowed)}")
     compared = {"heads.names", "finetune.strategies"}
     if not cfg["heads"]["names"] and not cfg["finetune"]["strategies"] \
             and not compared & errors.failed:
@@ -371,9 +367,9 @@ def validate_config(raw: Mapping, source: str | None = None) -> dict:
     cfg: dict[str, dict] = {}
     for section in raw:
         if section not in SECTIONS:
-            hint = (f" Did you mean {all_keys[section]!r}?" if section in all_keys
-                    else close_matches(section, list(SECTIONS)))
-            errors.add(f"{where}unknown section or key {section!r}.{hint} Sections: "
+            hint = (f" (did you mean {all_keys[section]!r}?)" if section in all_keys
+                    else close_matches(section, list(SECTIONS), cutoff=0.5))
+            errors.add(f"{where}unknown section or key {section!r}{hint}. Sections: "
                        f"{', '.join(f'[{s}]' for s in SECTIONS)}")
         elif not isinstance(raw[section], Mapping):
             errors.add(f"{where}{section} must be a table ([{section}]), got {raw[section]!r}")
@@ -382,10 +378,10 @@ def validate_config(raw: Mapping, source: str | None = None) -> dict:
         given = dict(given) if isinstance(given, Mapping) else {}
         for name in given:
             if name not in keys:
-                hint = close_matches(name, list(keys))
+                hint = close_matches(name, list(keys), cutoff=0.5)
                 if not hint and name in all_keys:
-                    hint = f" Did you mean {all_keys[name]!r}?"
-                errors.add(f"{where}unknown key {section}.{name}.{hint} Keys of "
+                    hint = f" (did you mean {all_keys[name]!r}?)"
+                errors.add(f"{where}unknown key {section}.{name}{hint}. Keys of "
                            f"[{section}]: {', '.join(keys)}")
         cfg[section] = {
             name: errors.check(key, given[name]) if name in given else _copy(key.default_value())

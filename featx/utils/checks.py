@@ -38,7 +38,7 @@ def close_matches(value: Any, names: Iterable[str], n: int = 3, cutoff: float = 
     """
     if not isinstance(value, str):
         return ""
-    names = [str(x) for x in names]
+    names = [str(x) for x in names if x is not None]
     lower = {x.lower(): x for x in names}
     close = [lower[m] for m in difflib.get_close_matches(value.lower(), list(lower), n, cutoff)]
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""

@@ -44,10 +44,9 @@ _SET: dict[str, Any] = {}
 
 def _check_name(name: str) -> None:
     if name not in SETTINGS:
-        import difflib
+        from featx.utils.checks import close_matches
 
-        close = difflib.get_close_matches(name, list(SETTINGS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = close_matches(name, list(SETTINGS))
         raise TypeError(f"featx has no setting {name!r}{hint}; the settings are "
                         f"{sorted(SETTINGS)}")
 
