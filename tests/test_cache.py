@@ -171,7 +171,8 @@ def test_rm_and_prune_leave_no_dataset_file_pointing_at_nothing(tmp_path, imgs, 
     assert fc.cache_check(cache_dir=cache)  # nothing dangling, nothing damaged
     # a file that carries its own rows (as featx wrote them before) does not need the store
     embedded = cache / f"old-000000__{store.name}.h5"
-    fc.write_dataset_file(embedded, ExtractorConfig.from_attrs(b.attrs), features=b.features, labels=b.labels,
+    fc.write_dataset_file(embedded, ExtractorConfig.from_attrs(b.attrs), features=b.features,
+                          labels=b.labels,
                           paths=b.paths, ids=b.ids, class_names=b.class_names,
                           extra={"request_digest": "", "skipped": "[]"}, embed_rows=True)
     # removing the store removes the dataset files whose rows live in it, after the targets

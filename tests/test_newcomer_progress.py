@@ -180,7 +180,7 @@ def test_mistakes_and_static_commands_never_import_tensorflow(tmp_path):
     assert "resnet5O" in errors[1]
     assert "nope.weights.h5" in errors[2] and "no-such-folder" in errors[3]
     assert "invalid TOML" in errors[4] and "bad.toml" in errors[4]
-    assert "head='svn'" in errors[5] and "did you mean 'svm'" in errors[5]
+    assert "head must be one of" in errors[5] and "got 'svn'" in errors[5] and "did you mean 'svm'" in errors[5]
     table = results[6][2]
     assert table.splitlines()[0].split()[:2] == ["name", "input"] and "mobilenet_v2" in table
     assert "efficientnet" not in results[7][2] and "mobilenet_v2" in results[7][2]

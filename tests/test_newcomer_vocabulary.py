@@ -66,8 +66,14 @@ def test_one_set_of_fine_tuning_defaults():
     assert ft.epochs == cmp.epochs == 3
     text = _option(parser, "finetune", "epochs").help
     assert "CPU" in text and "10" in text
-    # heads: one list
-    assert cmp.heads.split(",") == SECTIONS["heads"]["names"].default
+    # heads: one set, the head table's defaults, in the API, the command line and pipelines
+    from featx.comparison import DEFAULT_HEADS
+    from featx.heads import list_heads
+
+    assert cmp.heads is None  # the command passes the API's default on
+    assert list(DEFAULT_HEADS) == SECTIONS["heads"]["names"].default_value() \
+        == list_heads(default_only=True)
+    assert inspect.signature(compare).parameters["heads"].default == DEFAULT_HEADS
 
 
 def test_cache_option_is_one_name_everywhere(capsys, tmp_path):

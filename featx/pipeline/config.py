@@ -113,7 +113,7 @@ def pipeline_path(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
     builtin = close_matches(stem, list(builtins), cutoff=0.5)
     builtin = builtin and builtin + listing
     hint = (builtin or folder) if parent == "." else (folder or builtin)
-    raise FileNotFoundError(f"pipeline file {text!r} does not exist{hint}")
+    raise FileNotFoundError(f"pipeline file {text!r} does not exist{hint}.")
 
 
 def copy_pipeline(name: str, out: str | os.PathLike | None = None, *,
