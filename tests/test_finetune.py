@@ -163,7 +163,7 @@ def test_strategy_phase_shapes(tiny_base):
 
 def test_unknown_strategy_and_params_list_allowed(images, tiny_base):
     paths, y = images
-    with pytest.raises(ValueError, match=r"strategy must be one of \['blocks', 'frozen'"):
+    with pytest.raises(ValueError, match=r"strategy must be one of \['frozen', 'full'"):
         FineTunedClassifier(BACKBONE, strategy="bogus", **TINY).fit(paths, y)
     spec = get_backbone_spec(BACKBONE)
     allowed = r"not used by strategy 'last_n'; allowed: \['lr_decay', 'n'\]"

@@ -21,6 +21,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from featx.backbones import POOLINGS
 from featx.cli.cache_commands import cmd_cache
 from featx.cli.commands import (
     cmd_advise,
@@ -40,6 +41,7 @@ from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE
 from featx.deploy.formats import FORMATS
 from featx.errors import CommandError, FeatxError
 from featx.extract.forward import RUNTIME_CHOICES
+from featx.images import DECODERS
 from featx.sources import DATA_FORMATS
 from featx.utils.config import config_context
 from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
@@ -146,13 +148,13 @@ def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.Arg
                    help="'imagenet' (default), 'none' (random init, for tests) or a weights file")
     g.add_argument("--input-size", type=_size, default=None, metavar="S",
                    help="input size, S or HxW (default: the backbone's own)")
-    g.add_argument("--pooling", choices=("avg", "max"), default="avg",
+    g.add_argument("--pooling", choices=[p for p in POOLINGS if p is not None], default="avg",
                    help="global pooling (default: avg)")
     g.add_argument("--batch-size", type=_count, default=32, metavar="N",
                    help="images per forward pass (default: 32)")
     g.add_argument("--cache", default=None, metavar="DIR",
                    help="feature-cache folder (default: $FEATX_CACHE_DIR or ./cache)")
-    g.add_argument("--decoder", choices=("pillow", "opencv"), default="pillow",
+    g.add_argument("--decoder", choices=list(DECODERS), default="pillow",
                    help="image decoder (default: pillow); opencv is about 2x faster per core "
                         "(pip install 'featx[opencv]')")
     _runtime_arg(g)

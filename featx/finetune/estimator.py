@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import build_base, check_weights, get_backbone_spec, preprocessing_layer
 from featx.extract import extract_features, forward_pass_count
+from featx.extract.config import EXTRACTOR_PARAMS
 from featx.finetune.augment import resolve_augment
 from featx.finetune.data import Batches, ImageSource, as_images
 from featx.finetune.optim import DiscriminativeAdam
@@ -42,8 +43,7 @@ from featx.finetune.train import (
     lr_callback,
     parse_lr_schedule,
 )
-from featx.images import check_decoder
-from featx.utils.checks import check_choice, check_int
+from featx.utils.params import Constraint, Interval, Options, Rule, validate_params
 from featx.utils.runtime import dtype_policy, resolve_precision, seeded
 
 __all__ = ["FineTunedClassifier"]
@@ -51,6 +51,21 @@ __all__ = ["FineTunedClassifier"]
 WARMUP_LR = 1e-3  # head-only warm-up when warm_start=False
 #: ``monitor`` choices -> whether higher is better.
 _MONITORS = {"val_loss": False, "val_accuracy": True}
+
+
+def _checked(parse):
+    """A constraint's check from a parser that raises on a bad value: the value, unchanged."""
+    def check(name: str, value):
+        parse(value)
+        return value
+
+    return check
+
+
+def _check_class_weight(name: str, value):
+    if value not in ("balanced", None) and not isinstance(value, dict):
+        raise ValueError(f"{name} must be 'balanced', a dict or None, got {value!r}")
+    return value
 
 
 class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator):
@@ -191,22 +206,29 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         self.run_eagerly = run_eagerly
 
     # ------------------------------------------------------------------ validation
+    #: What each parameter accepts, declared once (the extractor's rows are
+    #: :data:`featx.extract.config.EXTRACTOR_PARAMS`, shared with the frozen-feature side).
+    _parameter_constraints: dict[str, Constraint] = {
+        **{k: EXTRACTOR_PARAMS[k] for k in ("backbone", "weights", "input_size", "decoder")},
+        "strategy": Options(lambda: list(STRATEGIES)),
+        "epochs": Interval(int, 1),
+        "batch_size": Interval(int, 1),
+        "learning_rate": Interval(float, 0, none=True),
+        "dropout": Interval(float, 0, 1, high_open=True),
+        "l2": Interval(float, 0),
+        "validation_split": Interval(float, 0, 1, high_open=True),
+        "patience": Interval(int, 0),
+        "class_weight": Rule(_check_class_weight, "'balanced', a dict or None"),
+        "monitor": Options(tuple(_MONITORS)),
+        "lr_schedule": Rule(_checked(parse_lr_schedule), "a learning-rate schedule (see "
+                            "featx.finetune.train.parse_lr_schedule)"),
+        "augment": Rule(_checked(resolve_augment), "'default', True, False, None or a dict of "
+                        "augmentation settings"),
+        "mixed_precision": Rule(_checked(resolve_precision), "'auto', True or False"),
+    }
+
     def _check_params(self) -> None:
-        check_choice("strategy", self.strategy, sorted(STRATEGIES))
-        for name in ("epochs", "batch_size"):
-            check_int(name, getattr(self, name), 1)
-        if not 0.0 <= self.validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {self.validation_split!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.class_weight not in ("balanced", None) and not isinstance(self.class_weight, dict):
-            raise ValueError(
-                f"class_weight must be 'balanced', a dict or None, got {self.class_weight!r}")
-        check_choice("monitor", self.monitor, list(_MONITORS))
-        check_decoder(self.decoder)
-        parse_lr_schedule(self.lr_schedule)
-        resolve_augment(self.augment)
-        resolve_precision(self.mixed_precision)
+        validate_params(self._parameter_constraints, self.get_params(deep=False))
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, *, warm_start_features=None) -> FineTunedClassifier:

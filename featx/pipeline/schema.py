@@ -61,6 +61,10 @@ def _heads() -> list[str]:
     return list_heads()
 
 
+def _backbone_or_empty() -> list[str]:
+    return ["", *_backbones()]
+
+
 def _default_heads() -> list[str]:
     from featx.heads import list_heads
 
@@ -77,6 +81,30 @@ def _plots() -> list[str]:
     from featx.report import PLOTS
 
     return list(PLOTS)
+
+
+def _row_poolings() -> list[str]:
+    from featx.backbones import POOLINGS
+
+    return [p for p in POOLINGS if p is not None]  # one row per image: no spatial maps
+
+
+def _resize_modes() -> list[str]:
+    from featx.images import RESIZE_MODES
+
+    return list(RESIZE_MODES)
+
+
+def _decoders() -> list[str]:
+    from featx.images import DECODERS
+
+    return list(DECODERS)
+
+
+def _runtimes() -> list[str]:
+    from featx.extract.forward import RUNTIME_CHOICES
+
+    return ["", *RUNTIME_CHOICES]
 
 
 def _views() -> list[str]:
@@ -152,11 +180,11 @@ SCHEMA: tuple[Key, ...] = (
     Key("extract", "input_size", "int|list[int]", 0, "input size, an int or [h, w] (0: the "
         "backbone's own)"),
     Key("extract", "pooling", "str", "avg", "global pooling of the last feature map",
-        ("avg", "max")),
+        _row_poolings),
     Key("extract", "resize", "str", "bilinear", "stretch ('bilinear') or keep aspect and centre "
-        "crop ('crop')", ("bilinear", "crop")),
+        "crop ('crop')", _resize_modes),
     Key("extract", "decoder", "str", "pillow", "image decoder: 'pillow', or 'opencv' (about 2x "
-        "faster per core; pip install 'featx[opencv]')", ("pillow", "opencv")),
+        "faster per core; pip install 'featx[opencv]')", _decoders),
     Key("extract", "layers", "list", [], "intermediate layers to tap, pool and concatenate "
         "(earlier, more generic features for data unlike ImageNet); with `taps`, the pool the "
         "tap sets are sliced from ([]: their union)"),
@@ -173,7 +201,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("extract", "batch_size", "int", 32, "images per forward pass (does not change features)"),
     Key("extract", "runtime", "str", "", "what runs the frozen backbone: 'auto' (ONNX Runtime on "
         "a CPU, Keras on a GPU), 'onnxruntime' or 'keras' ('': $FEATX_RUNTIME, else auto); "
-        "features agree within ~2e-6 and share the cache", ("", "auto", "onnxruntime", "keras")),
+        "features agree within ~2e-6 and share the cache", _runtimes),
     Key("extract", "cache", "str", "", "feature-cache folder ('': $FEATX_CACHE_DIR or ./cache)"),
     Key("heads", "names", "list[str]", _default_heads,
         "scikit-learn heads fitted on the cached features (default: every head but the "
@@ -193,7 +221,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("finetune", "strategies", "list[str]", [], "unfreeze strategies to fine-tune and compare "
         "([]: none)", _strategies),
     Key("finetune", "backbone", "str", "", "backbone to fine-tune ('': the first of "
-        "extract.backbone)", lambda: ["", *_backbones()]),
+        "extract.backbone)", _backbone_or_empty),
     Key("finetune", "input_size", "int|list[int]", 0, "fine-tuning input size (0: "
         "extract.input_size, else the backbone's own); smaller is much faster on CPU"),
     Key("finetune", "epochs", "int", 10, "epochs per phase (as `FineTunedClassifier`; "
@@ -425,8 +453,12 @@ def schema_markdown() -> str:
                 allowed = {"_backbones": "`featx backbones`", "_heads": "heads: "
                            + ", ".join(_heads()), "_strategies": ", ".join(_strategies()),
                            "_plots": ", ".join(_plots()),
-                           "_views": ", ".join(_views())}.get(k.allowed.__name__,
-                                                              "`featx backbones` or empty")
+                           "_views": ", ".join(_views()),
+                           "_backbone_or_empty": "`featx backbones` or empty",
+                           }.get(k.allowed.__name__)
+                if allowed is None:  # a table's names, read from the table
+                    allowed = ", ".join(f"`{a}`" if a != "" else '`""`'
+                                        for a in k.allowed_values())
             else:
                 allowed = ", ".join(f"`{a}`" for a in k.allowed)
             out.append(f"| `{k.name}` | {k.type.replace('|', ' or ')} | {_default_md(k)} | "
