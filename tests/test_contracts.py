@@ -12,7 +12,6 @@ from featx import FeatureExtractor, FineTunedClassifier, TransferClassifier, ext
 from featx.data import IMAGE_INPUTS, ImageDataset
 from featx.finetune.data import memory_budget
 from featx.images import read_image
-from featx.utils.runtime import seeded
 
 ESTIMATORS = {
     "FeatureExtractor": lambda: FeatureExtractor("mobilenet_v2", weights=None, input_size=32),
@@ -116,15 +115,6 @@ def test_fine_tuning_leaves_the_callers_random_state_as_it_was(photos):
     FineTunedClassifier("mobilenet_v2", weights=None, input_size=32, epochs=1,
                         validation_split=0.0, random_state=7, run_eagerly=True).fit(paths, y)
     assert (random.random(), np.random.rand()) == expected
-
-
-def test_seeded_restores_even_on_error():
-    np.random.seed(5)
-    expected = np.random.get_state()[1].copy()
-    with pytest.raises(RuntimeError), seeded(0):
-        np.random.rand(3)
-        raise RuntimeError
-    assert (np.random.get_state()[1] == expected).all()
 
 
 def test_memory_budget_is_read_at_call_time(monkeypatch):

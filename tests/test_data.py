@@ -11,7 +11,6 @@ from PIL import Image
 
 from featx import ImageDataset, ImageError, read_image
 from featx.data import SkippedImagesWarning
-from featx.datasets import load_clothing_mini
 from featx.images import decode_bytes
 
 RNG = np.random.default_rng(0)
@@ -251,13 +250,3 @@ def test_subset_gets_its_own_name():
     a, b, again = ds.subset([0, 1, 2]), ds.subset([3, 4, 5]), ds.subset([0, 1, 2])
     assert a.name.startswith("shapes-sub") and a.name != b.name and a.name == again.name
     assert ds.subset([0, 1], name="mine").name == "mine"
-
-
-def test_bundled_demo_data():
-    data = load_clothing_mini()
-    assert set(data) == {"train", "test"}
-    assert len(data["train"]) == 300 and len(data["test"]) == 100
-    assert not data["train"].skipped
-    assert set(data["train"].class_counts().values()) == {30}
-    img = read_image(data["train"].paths[0], size=224)
-    assert img.shape == (224, 224, 3) and img.std() > 10  # a real photo, not a blank

@@ -1,6 +1,7 @@
 """featx.distributed without Ray: the friendly error, engine validation, the no-op local backend.
 
-These always run (the default test install has no Ray); ``tests/test_ray.py`` runs the engine.
+These always run (the default test install has no Ray); ``tests/test_extract_ray.py`` runs the
+engine.
 """
 
 from __future__ import annotations

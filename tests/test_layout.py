@@ -169,3 +169,23 @@ def test_design_doc_package_table_is_current():
 def test_module_has_a_docstring(module):
     tree = ast.parse(MODULES[module].read_text())
     assert ast.get_docstring(tree), f"{module} has no module docstring"
+
+
+#: Test modules about featx as a whole rather than one stage (its layout, its docs, its
+#: packaging, what it wrote before, the Keras backends, contracts several stages share).
+CROSS_CUTTING = {"test_layout", "test_docstrings", "test_docs_examples", "test_readme",
+                 "test_constraints", "test_legacy", "test_backends", "test_contracts"}
+
+
+def test_tests_mirror_the_stages():
+    """A stage's tests are found by its name: ``tests/test_<stage>.py`` or
+    ``tests/test_<stage>_<aspect>.py`` (a module stage: ``test_estimators_*``), every stage has
+    at least one, and only the cross-cutting modules are named otherwise."""
+    tests = sorted(p.stem for p in (ROOT.parent / "tests").glob("test_*.py"))
+    stages = [name for name, _ in STAGES]
+    stray = [t for t in tests if t not in CROSS_CUTTING
+             and not any(t == f"test_{s}" or t.startswith(f"test_{s}_") for s in stages)]
+    assert not stray, f"name these after the stage they test (test_<stage>_<aspect>.py): {stray}"
+    untested = [s for s in stages
+                if not any(t == f"test_{s}" or t.startswith(f"test_{s}_") for t in tests)]
+    assert not untested, f"stages without a test module of their own: {untested}"

@@ -39,7 +39,8 @@ def test_defaults_fill_every_key():
 
 @pytest.mark.parametrize("text, match", [
     # unknown key, close match in its section
-    (MINIMAL + "[heads]\nname = ['logreg']\n", r"unknown key heads\.name \(did you mean 'names'\?\)\."),
+    (MINIMAL + "[heads]\nname = ['logreg']\n",
+     r"unknown key heads\.name \(did you mean 'names'\?\)\."),
     # a key put in the wrong section
     (MINIMAL + "[heads]\nbackbone = 'resnet50'\n", r"\(did you mean 'extract\.backbone'\?\)"),
     # unknown section

@@ -48,7 +48,7 @@ class _Errors:
 
 # --------------------------------------------------------------------------- allowed values, lazily
 # Imported when a value is checked, not with this module, so a pipeline file's syntax errors are
-# reported before any table loads. None of these tables imports Keras (tests/test_newcomer_fast.py).
+# reported before any table loads. None of these tables imports Keras (tests/test_cli_imports.py).
 def _backbones() -> list[str]:
     from featx.backbones import list_backbones
 

@@ -119,7 +119,9 @@ class Flag(Constraint):
         return "a bool"
 
     def check(self, name: str, value: Any) -> bool:
-        if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        numpy_bool = getattr(getattr(value, "dtype", None), "kind", "") == "b" \
+            and getattr(value, "ndim", 1) == 0  # NumPy is not imported: the start stays light
+        if not isinstance(value, bool) and not numpy_bool:
             raise TypeError(f"{name} must be a bool, got {value!r} of type {type_name(value)}")
         return bool(value)
 

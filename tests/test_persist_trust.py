@@ -1,4 +1,4 @@
-"""featx.load on hostile and damaged files (issue 14): members a manifest names stay inside the
+"""featx.load on hostile and damaged files: members a manifest names stay inside the
 archive, parameters naming a place on disk are reset unless trusted, every malformed file is one
 ModelFileError naming the user's file, and the number of members is capped before unpacking."""
 

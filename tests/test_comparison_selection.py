@@ -1,4 +1,4 @@
-"""Feature quality, the features half (issue #17): layer taps from one pass, concatenation across
+"""Feature selection: layer taps from one pass, concatenation across
 backbones, multi-view features with TTA, and feature choice by cross-validation on train only."""
 
 from __future__ import annotations

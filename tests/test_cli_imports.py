@@ -1,4 +1,4 @@
-"""A newcomer's first hour (#16, item 3, its tail): work that needs no network never starts Keras.
+"""The command's imports: work that needs no network never starts Keras.
 
 A feature-cache hit of ``featx extract`` (its key holds the weights' fingerprint), a pipeline
 whose only mistake is in its schema (checked against the strategy and augmentation tables) and

@@ -1,4 +1,4 @@
-"""Hostile inputs (issue #14): one bad file never sinks a run, and nothing is left out silently.
+"""Hostile inputs: one bad file never sinks a run, and nothing is left out silently.
 
 A decompression bomb, a dangling symlink, a symlink loop, a FIFO, a nested folder, a file
 outside any class folder and a file name that is not UTF-8 each become one entry of

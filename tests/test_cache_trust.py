@@ -1,4 +1,4 @@
-"""The feature cache never returns wrong or misaligned rows (issue #14, part A).
+"""The feature cache never returns wrong or misaligned rows.
 
 Every row-store row carries a digest and every HDF5 file featx writes is sealed with the digest of
 its bytes; a damaged dataset file or segment is moved to ``<cache>/damaged/`` and rebuilt (from

@@ -1,4 +1,4 @@
-"""Issue #16 items 7, 8 and 10: reports a reader trusts, ``featx predict --proba``, PIL images.
+"""Reports a reader trusts, ``featx predict --proba``, PIL images.
 
 Real files and real Keras models (random weights, 32 px); the report's plots are checked on the
 matplotlib figures themselves (axis limits, ticks, colours, labels), not only on the PNG files.

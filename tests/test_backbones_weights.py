@@ -1,4 +1,4 @@
-"""Weights files never silently change features (issue #14, part B).
+"""Weights files never silently change features.
 
 * The converted ImageNet weights (``<cache>/weights/...weights.h5``) carry the digest recorded
   when they were written; an edited, truncated or unrecorded file is converted again from the

@@ -1,4 +1,4 @@
-"""Issue #16, one vocabulary: the command line, the API and the pipeline schema share defaults and
+"""One vocabulary: the command line, the API and the pipeline schema share defaults and
 option names; a warm comparison reports the backbone passes it ran; CSV columns are options;
 backbone patterns match words; a pipeline's mistakes are reported all at once.
 

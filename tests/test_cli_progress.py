@@ -1,4 +1,4 @@
-"""A newcomer's first hour (#16, items 1, 3, 4): progress that shows anywhere, mistakes reported
+"""The command's output: progress that shows anywhere, mistakes reported
 before TensorFlow starts, and TensorFlow's start-up chatter kept out of featx's output.
 
 The command runs in a subprocess with stderr a pipe (what a log file, CI or ``nohup`` gives):
@@ -180,7 +180,8 @@ def test_mistakes_and_static_commands_never_import_tensorflow(tmp_path):
     assert "resnet5O" in errors[1]
     assert "nope.weights.h5" in errors[2] and "no-such-folder" in errors[3]
     assert "invalid TOML" in errors[4] and "bad.toml" in errors[4]
-    assert "head must be one of" in errors[5] and "got 'svn'" in errors[5] and "did you mean 'svm'" in errors[5]
+    assert "head must be one of" in errors[5] and "got 'svn'" in errors[5]
+    assert "did you mean 'svm'" in errors[5]
     table = results[6][2]
     assert table.splitlines()[0].split()[:2] == ["name", "input"] and "mobilenet_v2" in table
     assert "efficientnet" not in results[7][2] and "mobilenet_v2" in results[7][2]
