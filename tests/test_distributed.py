@@ -39,7 +39,7 @@ def test_missing_ray_names_the_pip_command(tmp_path, no_ray, make_dataset, make_
 
 def test_engine_and_address_are_validated(tmp_path, make_dataset, make_images):
     ds = make_dataset(make_images(tmp_path / "i", 2))
-    engine = r"engine must be one of \['local', 'ray', None\], got 'spark'"
+    engine = r"engine must be one of \['local', 'ray'\], got 'spark'"
     with pytest.raises(ValueError, match=engine):
         featx.extract_features(ds, engine="spark", cache=False, **MODEL)
     with pytest.raises(ValueError, match="address is only used with engine='ray'"):

@@ -137,7 +137,7 @@ def test_input_errors_name_the_parameter():
     other = SimpleNamespace(**{**vars(good), "class_names": ["a", "b", "c"]})
     with pytest.raises(ValueError, match=r"test.class_names must equal"):
         evaluate_heads(good, other)
-    with pytest.raises(ValueError, match=r"head='nope'"):
+    with pytest.raises(ValueError, match=r"head must be one of .*got 'nope'"):
         evaluate_heads(good, good, heads=["logreg", "nope"])
     with pytest.raises(ValueError, match=r"by='loss'"):
         HeadTable().best("loss")

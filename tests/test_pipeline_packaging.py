@@ -239,11 +239,13 @@ def test_the_wheel_runs_the_quickstart_without_matplotlib(wheel, tmp_path, fresh
 
 # --------------------------------------------------------------------------- cache prune / rm
 def _dataset(root: Path, name: str, n: int = 4, dim: int = 2000) -> Path:
+    from featx.cache import PlainKey
     from featx.cache.files import write_dataset_file
 
     path = root / f"{name}-abcdef__mobilenet_v2-32-avg__0123abcd.h5"
     rng = np.random.default_rng(len(name))
-    write_dataset_file(path, {"key": "0123abcd" + "0" * 56}, features=rng.random((n, dim),
+    key = PlainKey("0123abcd" + "0" * 56, "mobilenet_v2-32-avg__0123abcd")
+    write_dataset_file(path, key, features=rng.random((n, dim),
                        np.float32), labels=np.zeros(n), paths=[f"{name}{i}.jpg" for i in range(n)],
                        ids=[f"{i:064x}" for i in range(n)], class_names=["a"], extra={})
     return path

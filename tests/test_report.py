@@ -102,7 +102,7 @@ def test_few_shot_curve_custom_make_and_failures():
                                     make=lambda name: KNeighborsClassifier(5))  # used as given
     assert np.isnan(curve["scores"]["k5"][0]) and "n_neighbors" in curve["failed"]["k5"][0]
     assert curve["scores"]["k5"][1] > 0.8
-    with pytest.raises(ValueError, match=r"head='nope'"):
+    with pytest.raises(ValueError, match=r"head must be one of .*got 'nope'"):
         few_shot.few_shot_curve(train, test, ["nope"], shots=[1])
 
 

@@ -35,7 +35,7 @@ from featx.cache.files import (
     row_store,
     write_dataset_file,
 )
-from featx.cache.keys import StoreKey, path_bytes, row_digests
+from featx.cache.keys import PlainKey, StoreKey, path_bytes, row_digests
 from featx.cache.maintenance import (
     VerifyReport,
     cache_check,
@@ -51,7 +51,7 @@ from featx.cache.rowstore import RowStore
 
 __all__ = [
     "CacheWriteError", "DamagedCacheError", "DamagedCacheWarning", "MissingRowsError",
-    "RowStore", "StoreKey", "VerifyReport", "cache_check", "cache_info", "cache_ls",
+    "PlainKey", "RowStore", "StoreKey", "VerifyReport", "cache_check", "cache_info", "cache_ls",
     "cache_prune", "cache_rm", "check_entries", "dataset_file", "dataset_rows",
     "inspect_dataset_file", "location_digest", "move_aside", "parse_size", "path_bytes",
     "read_attrs", "read_dataset_file", "resolve_entry", "row_digests", "row_store",

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["DIGEST_SIZE", "ROW_DIGEST", "StoreKey", "path_bytes", "row_digests"]
+__all__ = ["DIGEST_SIZE", "ROW_DIGEST", "PlainKey", "StoreKey", "path_bytes", "row_digests"]
 
 class StoreKey(Protocol):
     """What the cache needs to know of a configuration, and all it reads of it: its ``key``
@@ -32,6 +34,25 @@ class StoreKey(Protocol):
     def slug(self) -> str: ...
 
     def attrs(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PlainKey:
+    """A :class:`StoreKey` made of given parts (a tool writing cache files of its own, a test).
+
+    Examples
+    --------
+    >>> k = PlainKey("ab" * 32, "mine-32-avg__abababab", {"backbone": "mine"})
+    >>> k.attrs() == {"backbone": "mine", "key": "ab" * 32}
+    True
+    """
+
+    key: str
+    slug: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def attrs(self) -> dict[str, Any]:
+        return {**self.attributes, "key": self.key}
 
 
 # -- row digests ----------------------------------------------------------------------------------
