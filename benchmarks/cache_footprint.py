@@ -10,8 +10,9 @@ shared with whatever else runs, so compare only ratios measured in the same run.
 Run from the repository root::
 
     python benchmarks/cache_footprint.py                               # this checkout only
-    python benchmarks/cache_footprint.py --baseline /work/wt-base \\
-        --baseline-python /work/wt-base/.venv/bin/python               # before / after
+    git worktree add ../featx-before <commit>                          # the code before
+    python benchmarks/cache_footprint.py --baseline ../featx-before \\
+        --baseline-python ../featx-before/.venv/bin/python             # before / after
 
 It prints a markdown table and the ratios after / before, and checks that both versions return
 the same rows.
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = "/work/shared/datasets/clothing-small/train"
+DATA = ROOT.parent / "shared" / "datasets" / "clothing-small" / "train"  # ../shared/datasets
 
 # Run inside each checkout: cold call, warm calls, bytes of the cache's feature files.
 _CHILD = r"""
