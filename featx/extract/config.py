@@ -148,6 +148,7 @@ EXTRACTOR_PARAMS: dict[str, Constraint] = {
     "view": Rule(_check_view, "a view name (featx.extract.views.VIEWS)"),
 }
 
+
 class ExtractorConfig(Mapping):
     """An extractor's settings, checked and resolved: frozen, hashable, one key.
 
