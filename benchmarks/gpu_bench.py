@@ -484,7 +484,9 @@ def main(argv=None) -> None:
             _forward.MODELS.clear()
             gc.collect()
             t = time.perf_counter()
-            model = get_model(config)
+            # the Keras model on the device: row c measures the backend's compute ceiling ("auto"
+            # would pick ONNX Runtime on a machine without a GPU)
+            model = get_model(config, "keras")
             build_s = time.perf_counter() - t
             policy = model.dtype_policy.name
             c = comp[label] = compute_rate(
