@@ -125,3 +125,40 @@ def test_featx_never_writes_the_environment(tmp_path, make_images, make_dataset)
     featx.extract_features(ds, cache=tmp_path / "c2", runtime="onnxruntime", **MODEL)
     featx.TransferClassifier(head="logreg", cache=tmp_path / "c", **MODEL).fit(ds)
     assert dict(os.environ) == before
+
+
+_FRESH = """
+import json, os, sys
+before = dict(os.environ)
+import featx
+from featx.data import ImageDataset
+paths = sys.argv[2:]
+ds = ImageDataset.from_paths(paths, [0, 1] * (len(paths) // 2), verify="none")
+with featx.config_context(runtime="keras"):   # imports TensorFlow through featx's quiet import
+    featx.extract_features(ds, "mobilenet_v2", weights=None, input_size=32, cache=sys.argv[1],
+                           verbose=0)
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print(json.dumps(changed))  # TensorFlow's and OpenCV's own imports add variables of theirs
+"""
+
+
+def test_a_fresh_process_keeps_its_environment(tmp_path, make_images):
+    """TensorFlow's first import (featx quiets it) happens in this fresh interpreter: featx sets
+    none of the variables it reads or quiets with, there or in the extraction after it (the
+    libraries' own imports add theirs, such as KMP_DUPLICATE_LIB_OK)."""
+    import json
+    import subprocess
+    import sys
+
+    paths = make_images(tmp_path / "imgs", 4)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    cache = tmp_path / "c"
+    cache.mkdir()
+    os.symlink(os.environ["FEATX_TEST_WEIGHTS"], cache / "weights")
+    proc = subprocess.run([sys.executable, "-c", _FRESH, str(cache), *map(str, paths)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    changed = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours = [k for k in changed if k.startswith("FEATX_")
+            or k in ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "RAY_USAGE_STATS_ENABLED")]
+    assert ours == [], changed
