@@ -57,7 +57,10 @@ def test_defaults_fill_every_key():
     # types and ranges
     (MINIMAL + "[data]\n", r"invalid TOML"),
     ('[data]\nname = "clothing-mini"\nlimit = "5"\n', r"data\.limit must be int, got '5'"),
-    ('[data]\nname = "clothing-mini"\ntest_size = 1.5\n', r"data\.test_size must be a fraction"),
+    ('[data]\nname = "clothing-mini"\ntest_size = 1.5\n',
+     r"data\.test_size must be a number >= 0 and < 1, got 1.5"),
+    ('[data]\nname = "clothing-mini"\n[extract]\nbatch_size = 0\n',
+     r"extract\.batch_size must be an int >= 1, got 0 of type int"),
     (MINIMAL + "[heads]\ncv = 1\n", r"heads\.cv"),
     (MINIMAL + "[heads]\nnames = []\n", r"nothing to compare: heads\.names and finetune"),
     ('[data]\nname = "fashion_mnist"\n', r"data\.name = 'fashion_mnist'.*'fashion-mnist'"),

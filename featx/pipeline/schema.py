@@ -8,12 +8,13 @@ Re-exported by :mod:`featx.pipeline`, the public home of these names.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from featx.errors import ConfigError
 from featx.sources import BUILTIN_DATA, DATA_FORMATS
 from featx.utils.checks import close_matches
+from featx.utils.params import Constraint, Interval
 
 
 class _Errors:
@@ -134,6 +135,7 @@ class Key:
     default: Any
     doc: str
     allowed: tuple | Callable[[], Sequence] | None = None
+    rule: Constraint | None = None  # a numeric range, declared as the API's are
 
     @property
     def path(self) -> str:
@@ -262,6 +264,23 @@ SCHEMA: tuple[Key, ...] = (
     Key("report", "few_shot_repeats", "int", 2, "random subsamples averaged per few-shot point"),
     Key("report", "augment_images", "int", 4, "images in the augmentation preview"),
 )
+
+#: The declared constraints of the numeric keys (:mod:`featx.utils.params`): the same rows and
+#: the same message shape as the API's parameters (``... must be an int >= 1, got 0 of type int``).
+_RULES: dict[str, Constraint] = {
+    "data.test_size": Interval(float, 0, 1, high_open=True),
+    "data.val_size": Interval(float, 0, 1, high_open=True),
+    "data.limit": Interval(int, 0),
+    "extract.batch_size": Interval(int, 1),
+    "heads.cv": Interval(int, 0),
+    "select.folds": Interval(int, 2),
+    "finetune.epochs": Interval(int, 1),
+    "finetune.batch_size": Interval(int, 1),
+    "finetune.n": Interval(int, 1),
+    "report.few_shot_repeats": Interval(int, 1),
+    "report.augment_images": Interval(int, 0),
+}
+SCHEMA = tuple(replace(k, rule=_RULES[k.path]) if k.path in _RULES else k for k in SCHEMA)
 SECTIONS: dict[str, dict[str, Key]] = {}
 for _k in SCHEMA:
     SECTIONS.setdefault(_k.section, {})[_k.name] = _k
@@ -301,6 +320,11 @@ def _check_value(key: Key, value, where: str) -> Any:
             raise ConfigError(wrong[0], wrong)
     if key.type.startswith("float"):
         value = float(value)
+    if key.rule is not None:
+        try:
+            key.rule.check(f"{where}{key.path}", value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
     return value
 
 
@@ -309,19 +333,8 @@ def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
         errors.add(f"{where}{path} must be {what}, got {value!r}")
 
     d = cfg["data"]
-    for name in ("test_size", "val_size"):
-        if not 0 <= d[name] < 1:
-            fail(f"data.{name}", d[name], "a fraction in [0, 1)")
     if d["test_size"] + d["val_size"] >= 1:
         fail("data.test_size + data.val_size", d["test_size"] + d["val_size"], "< 1")
-    for path in ("data.limit", "extract.batch_size", "heads.cv", "finetune.epochs",
-                 "finetune.batch_size", "finetune.n", "report.few_shot_repeats",
-                 "report.augment_images"):
-        s, k = path.split(".")
-        v = cfg[s][k]
-        positive = k in ("batch_size", "epochs", "n", "few_shot_repeats")
-        if v < (1 if positive else 0):
-            fail(path, v, "a positive int" if positive else ">= 0")
     for i, layer in enumerate(cfg["extract"]["layers"]):
         if not (isinstance(layer, str) or isinstance(layer, int) and not isinstance(layer, bool)
                 and layer < 0):
@@ -341,8 +354,6 @@ def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
         errors.add(f"{where}heads.cv = {cfg['heads']['cv']} cannot be combined with a feature "
                    "choice (extract.taps, extract.views or extract.concat) yet: its heads use "
                    "their defaults; set heads.cv = 0")
-    if cfg["select"]["folds"] < 2:
-        fail("select.folds", cfg["select"]["folds"], "at least 2")
     if cfg["heads"]["cv"] == 1:
         fail("heads.cv", 1, "0 (no search) or at least 2 folds")
     for s in ("extract", "finetune"):
