@@ -25,9 +25,8 @@ __all__ = [
     "CacheWriteError", "CheckpointError", "CommandError", "ConfigError", "DamagedCacheError",
     "DamagedCacheWarning", "DamagedWeightsError", "DataNotFoundError", "ExportError", "FeatxError",
     "FeatxWarning", "GraphExportError", "ImageError", "MissingRowsError", "ModelFileError",
-    "PlotsSkippedWarning",
-    "SkippedImagesWarning", "UntrustedModelError", "WeightsCacheWarning", "WeightsDownloadError",
-    "WeightsFileNotFoundError",
+    "OutputExistsError", "PlotsSkippedWarning", "SkippedImagesWarning", "UntrustedModelError",
+    "WeightsCacheWarning", "WeightsDownloadError", "WeightsFileNotFoundError",
 ]
 
 
@@ -100,6 +99,11 @@ class DamagedCacheError(FeatxError, ValueError):
         self.path, self.why = Path(path), why
         super().__init__(f"{os.fspath(path)} is damaged ({why})" + (f"; {action}" if action
                                                                     else ""))
+
+
+class OutputExistsError(FeatxError, FileExistsError):
+    """An output path holds something featx did not write (a user's file or folder): featx
+    refuses to replace it rather than delete it."""
 
 
 class MissingRowsError(DamagedCacheError):

@@ -223,6 +223,31 @@ def test_cli_export_writes_a_file_onnxruntime_runs(logreg, images, tmp_path, cap
     assert main(["export", str(model), "--format", "tflite", "--out", "x"]) == 2
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "keras"])
+def test_an_export_never_replaces_what_featx_did_not_write(logreg, tmp_path, capsys, fmt):
+    """A user's folder or file at the output path is left as it is (refused before any export
+    work); an earlier featx export there is replaced."""
+    from featx.cli.main import main
+    from featx.errors import OutputExistsError
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "keep.jpg").write_bytes(b"mine")
+    mine = tmp_path / f"notes{FORMATS[fmt].suffix}"
+    mine.write_text("mine")
+    for target in (folder, mine):
+        with pytest.raises(OutputExistsError, match="featx export did not write; it is left"):
+            featx.export(logreg, target, format=fmt)
+    model = featx.save(logreg, tmp_path / "model.featx")
+    assert main(["export", str(model), "--format", fmt, "--out", str(folder)]) == 1
+    assert "did not write" in capsys.readouterr().err
+    assert (folder / "sub" / "keep.jpg").read_bytes() == b"mine" and mine.read_text() == "mine"
+    ours = tmp_path / f"model{FORMATS[fmt].suffix}"
+    featx.export(logreg, ours, format=fmt)
+    first = ours.stat().st_mtime_ns
+    assert featx.export(logreg, ours, format=fmt) == ours and ours.stat().st_mtime_ns >= first
+
+
 def test_errors_name_what_is_wrong(logreg, tmp_path):
     with pytest.raises(ValueError, match=r"format must be one of \['onnx', 'litert', 'keras', "
                                          r"'saved_model'\], got 'tf'"):

@@ -43,6 +43,8 @@ BUILTIN_BASES = {
     "ModelFileError": (ValueError,),
     "ConfigError": (ValueError,),
     "DataNotFoundError": (FileNotFoundError,),
+    "OutputExistsError": (FileExistsError,),
+    "MissingRowsError": (ValueError,),
     "CommandError": (),
 }
 #: Exceptions with no builtin base but ``Exception``: the base itself, and one whose callers

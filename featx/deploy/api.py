@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from featx.deploy.formats import FORMATS, ExportError, check_format, labels_file, require_modules
+from featx.deploy.formats import (
+    FORMATS,
+    ExportError,
+    check_format,
+    labels_file,
+    require_modules,
+    written_by_featx,
+)
+from featx.errors import OutputExistsError
 
 __all__ = ["export", "formats_for"]
 
@@ -85,13 +92,20 @@ def export(model: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
             f"; formats that work for this model: {', '.join(formats_for(exp))} (or refit with "
             "a linear head: logreg, linear_svm)")
     path = Path(path)
+    if (path.exists() or path.is_symlink()) and not written_by_featx(path, spec.name):
+        what = "a folder" if path.is_dir() and not path.is_symlink() else "a file"
+        raise OutputExistsError(
+            f"out={os.fspath(path)!r} is {what} featx export did not write; it is left as it "
+            f"is: choose a new path (e.g. {os.fspath(path.with_name('model' + spec.suffix))!r})"
+            " or remove it yourself")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target, then moved into place: a failed export leaves no half file.
+    # Written beside the target, then moved into place: a failed export leaves no half file,
+    # and an earlier export's folder (SavedModel) is swapped out whole, never half-replaced.
     with tempfile.TemporaryDirectory(prefix=".featx-export-", dir=path.parent) as tmp:
         staged = Path(tmp) / path.name
         spec.write(exp, staged)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+        if path.is_dir():  # an earlier featx export (checked above): into the temp folder
+            os.replace(path, Path(tmp) / ".replaced")
         os.replace(staged, path)
         labels = labels_file(staged, spec.name)
         if spec.name != "saved_model" and labels.exists():

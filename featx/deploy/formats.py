@@ -58,6 +58,28 @@ class FormatSpec:
 
 
 # -- the writers: each imports what it needs when it runs (the table itself imports no Keras) --
+def written_by_featx(path: Path, fmt: str) -> bool:
+    """Whether ``path`` holds what ``featx export`` writes in ``fmt``: an ONNX file with featx's
+    metadata, a LiteRT or Keras file with its class-names file beside it, or a SavedModel folder
+    with its ``labels.txt``. Only such a path is replaced; anything else is the user's."""
+    if path.is_symlink():
+        return False
+    if fmt == "saved_model":
+        return path.is_dir() and (path / "saved_model.pb").is_file() \
+            and (path / "labels.txt").is_file()
+    if not path.is_file():
+        return False
+    if fmt == "onnx":
+        try:
+            import onnx
+
+            model = onnx.load(os.fspath(path), load_external_data=False)
+        except Exception:  # noqa: BLE001 - not an ONNX file at all: not ours
+            return False
+        return any(p.key == "featx.model" for p in model.metadata_props)
+    return labels_file(path, fmt).is_file()
+
+
 def labels_file(path: Path, fmt: str) -> Path:
     """Where the class names of an exported file go (formats without a place for them inside)."""
     return path / "labels.txt" if fmt == "saved_model" else path.with_name(path.name +
