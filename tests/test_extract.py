@@ -156,6 +156,20 @@ def test_a_cold_extraction_reads_each_image_once(tmp_path, make_images, make_dat
     assert reads.take() == ({p: 1 + (p == grown[-1]) for p in sorted(grown)}, 1)
 
 
+def test_an_extraction_without_cache_reads_each_image_once(tmp_path, make_images, make_dataset,
+                                                           monkeypatch):
+    """``cache=False`` is always cold: the same one pass (a twin hashed after its original is
+    queued, the next chunk of 8, is not decoded; as for a cold cache above)."""
+    imgs = make_images(tmp_path / "imgs", 8, size=32)
+    twin = tmp_path / "imgs" / "twin.jpg"
+    shutil.copy(imgs[0], twin)
+    paths = [*imgs, str(twin)]
+    reads = Reads(monkeypatch, paths)
+    fs, n = counted(make_dataset(paths, "nocache"), False, n_workers=0)
+    assert reads.take() == ({p: 1 for p in sorted(paths)}, 8) and n == 8 and len(fs) == 9
+    np.testing.assert_array_equal(fs.features[-1], fs.features[0])
+
+
 def test_featureset_load_subset_and_default_cache(imgs, make_dataset):
     fs, _ = counted(make_dataset(imgs, name="dflt"), None)
     assert fs.path.parent == Path(os.environ["FEATX_CACHE_DIR"])

@@ -35,6 +35,7 @@ from featx.cache import (
     write_dataset_file,
 )
 from featx.data import ImageDataset
+from featx.extract.config import ExtractorConfig
 from featx.extract.featureset import FeatureSet
 from featx.images import hash_files
 from featx.utils.checks import type_name
@@ -148,7 +149,7 @@ def hash_all(paths: Sequence[str]) -> tuple[list[str | None], dict[str, str]]:
     return [cid for cid, _ in hashed], unreadable
 
 
-def run_extraction(dataset, config: dict, cache, progress: Progress, compute, *,
+def run_extraction(dataset, config: ExtractorConfig, cache, progress: Progress, compute, *,
                    one_pass: bool = False) -> FeatureSet:
     """Everything around the forward pass, shared by every engine.
 
@@ -163,22 +164,27 @@ def run_extraction(dataset, config: dict, cache, progress: Progress, compute, *,
     content once). A cold run (no dataset file yet) then needs no separate hash pass.
     """
     paths = list(dataset.paths)
-    if cache is False:
-        ids, unreadable = hash_all(paths)
+    name = dataset.name or f"dataset-{name_digest(dataset)[:8]}"
+    if cache is False:  # always cold: in one pass too when the engine can
         rows: dict[str, np.ndarray] = {}
-        todo = missing_rows(paths, ids, rows)
-        progress.start(len(todo))
-        failed = compute(todo, lambda i, f: rows.update(zip(i, f, strict=True))) if todo else {}
+
+        def keep(new_ids, feats) -> None:
+            rows.update(zip(new_ids, feats, strict=True))
+
+        if one_pass:
+            ids, unreadable, failed = read_once(paths, keep, rows, compute, progress)
+        else:
+            ids, unreadable = hash_all(paths)
+            todo = missing_rows(paths, ids, rows)
+            progress.start(len(todo))
+            failed = compute(todo, keep) if todo else {}
         get = lambda keep_ids: np.stack([rows[i] for i in keep_ids])  # noqa: E731
-        name = dataset.name or f"dataset-{name_digest(dataset)[:8]}"
         fs = assemble(dataset, ids, unreadable, failed, set(rows), get, config, None, name)
         progress.close(fs.skipped)
         return fs
 
     root = cache_root(cache)
-    name = dataset.name or f"dataset-{name_digest(dataset)[:8]}"
-    dfile = dataset_file(root, name, config,
-                                [*paths, *(p for p, _ in dataset_skipped(dataset))])
+    dfile = dataset_file(root, name, config, [*paths, *(p for p, _ in dataset_skipped(dataset))])
     ids = unreadable = None
     if not one_pass or dfile.exists():  # the warm path: one hash pass says if it is current
         ids, unreadable = hash_all(paths)
@@ -197,19 +203,21 @@ def run_extraction(dataset, config: dict, cache, progress: Progress, compute, *,
             progress.start(len(todo))
             failed = compute(todo, store.commit) if todo else {}
         else:
-            ids, unreadable, failed = read_once(paths, store, compute, progress)
+            ids, unreadable, failed = read_once(paths, store.commit, store.index(), compute,
+                                                progress)
         fs = finish(dataset, ids, unreadable, failed, store, compute, config, dfile, name)
     progress.close(fs.skipped)
     return fs
 
 
-def read_once(paths, store, compute, progress):
+def read_once(paths, sink, have, compute, progress):
     """A cold run's one pass: every image read and hashed once by ``compute``, decoded and run
-    only when the store lacks its content. Returns ``(ids, unreadable, failed)``."""
+    only when ``have`` (the store's ids) lacks its content, rows handed to ``sink``. Returns
+    ``(ids, unreadable, failed)``."""
     todo = list(dict.fromkeys(paths))
     id_of: dict[str, str | None] = {}
     progress.start(len(todo))
-    failed = compute(todo, store.commit, have=store.index(),
+    failed = compute(todo, sink, have=have,
                      seen=lambda ps, cids: id_of.update(zip(ps, cids, strict=True)))
     ids = [id_of.get(p) for p in paths]
     unreadable = {p: failed.get(p) or "not read" for p, cid in zip(paths, ids, strict=True)
