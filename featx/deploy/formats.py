@@ -20,7 +20,8 @@ import numpy as np
 from featx.errors import ExportError
 from featx.utils.registry import Registry
 
-__all__ = ["FORMATS", "ExportError", "FormatSpec", "check_format", "labels_file", "require_modules"]
+__all__ = ["FORMATS", "ExportError", "FormatSpec", "check_format", "labels_file",
+           "require_modules", "written_by_featx"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,6 @@ class FormatSpec:
     write: Callable[[Any, Path], None] = field(repr=False, compare=False)
 
 
-# -- the writers: each imports what it needs when it runs (the table itself imports no Keras) --
 def written_by_featx(path: Path, fmt: str) -> bool:
     """Whether ``path`` holds what ``featx export`` writes in ``fmt``: an ONNX file with featx's
     metadata, a LiteRT or Keras file with its class-names file beside it, or a SavedModel folder
@@ -86,6 +86,7 @@ def labels_file(path: Path, fmt: str) -> Path:
                                                                            ".labels.txt")
 
 
+# -- the writers: each imports what it needs when it runs (the table itself imports no Keras) --
 def _write_labels(path: Path, fmt: str, classes) -> None:
     lines = "".join(f"{c}\n" for c in np.asarray(classes).tolist())
     labels_file(path, fmt).write_text(lines, encoding="utf-8")

@@ -193,7 +193,7 @@ class ExtractorConfig(Mapping):
     TypeError: layers must be a list of layer names, got the string 'block_3_add'; use ...
     """
 
-    __slots__ = ("_attrs", "_settings")
+    __slots__ = ("_attrs",)
 
     def __init__(self, backbone: str = "efficientnet_lite0", *,
                  weights: str | os.PathLike | None = "imagenet",
@@ -228,7 +228,6 @@ class ExtractorConfig(Mapping):
             attrs["view"] = view
         attrs["key"] = _key(attrs)
         object.__setattr__(self, "_attrs", attrs)
-        object.__setattr__(self, "_settings", None)
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any] | None) -> ExtractorConfig | None:
@@ -249,7 +248,6 @@ class ExtractorConfig(Mapping):
         self = cls.__new__(cls)
         object.__setattr__(self, "_attrs",
                            {k: jsonable(attrs[k]) for k in (*FIELDS, "key") if k in attrs})
-        object.__setattr__(self, "_settings", None)
         return self
 
     # -- the mapping of stored attributes --------------------------------------------------
@@ -323,22 +321,19 @@ class ExtractorConfig(Mapping):
     def settings(self) -> dict[str, Any]:
         """The user settings (:data:`SETTINGS`' names) that build this configuration again:
         ``ExtractorConfig(**c.settings()) == c`` for a configuration made here."""
-        if self._settings is None:
-            a = self._attrs
-            layers = json.loads(a.get("layers") or "null")
-            object.__setattr__(self, "_settings", {
-                "backbone": a["backbone"],
-                "weights": None if a.get("weights") in (None, "none") else a.get("weights"),
-                "input_size": tuple(a["input_size"]),
-                "pooling": None if a.get("pooling") == "none" else a.get("pooling"),
-                "layers": layers,
-                "resize": a.get("resize", "bilinear"),
-                "decoder": a.get("decoder", "pillow"),
-                "dtype": a.get("dtype", "float32"),
-                "mixed_precision": bool(a.get("mixed_precision", False)),
-                "view": a.get("view", "none"),
-            })
-        return dict(self._settings)
+        a = self._attrs
+        return {
+            "backbone": a["backbone"],
+            "weights": None if a.get("weights") in (None, "none") else a.get("weights"),
+            "input_size": tuple(a["input_size"]),
+            "pooling": None if a.get("pooling") == "none" else a.get("pooling"),
+            "layers": json.loads(a.get("layers") or "null"),
+            "resize": a.get("resize", "bilinear"),
+            "decoder": a.get("decoder", "pillow"),
+            "dtype": a.get("dtype", "float32"),
+            "mixed_precision": bool(a.get("mixed_precision", False)),
+            "view": a.get("view", "none"),
+        }
 
     def replace(self, **changes: Any) -> ExtractorConfig:
         """A new configuration with some settings changed (checked as in the constructor)."""

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from featx.utils.checks import check_choice, check_int, close_matches
+
 __all__ = ["SETTINGS", "cache_dir", "cache_root", "config_context", "get_config", "set_config"]
 
 #: Setting name -> (environment variable, default, what it means). The one list of them.
@@ -44,8 +46,6 @@ _SET: dict[str, Any] = {}
 
 def _check_name(name: str) -> None:
     if name not in SETTINGS:
-        from featx.utils.checks import close_matches
-
         hint = close_matches(name, list(SETTINGS))
         raise TypeError(f"featx has no setting {name!r}{hint}; the settings are "
                         f"{sorted(SETTINGS)}")
@@ -98,12 +98,8 @@ def set_config(**settings: Any) -> None:
     for name in settings:
         _check_name(name)
     if "runtime" in settings and settings["runtime"] is not None:
-        from featx.utils.checks import check_choice
-
         check_choice("runtime", settings["runtime"], ("auto", "onnxruntime", "keras"))
     if settings.get("threads") is not None:
-        from featx.utils.checks import check_int
-
         check_int("threads", settings["threads"], 1)
     if settings.get("cache_dir") is not None and not isinstance(settings["cache_dir"],
                                                                  str | os.PathLike):

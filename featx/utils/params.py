@@ -37,10 +37,6 @@ class Constraint:
     def describe(self) -> str:  # pragma: no cover - every row overrides it
         raise NotImplementedError
 
-    def choices(self) -> list | None:
-        """The allowed values when they are a finite set, else ``None``."""
-        return None
-
 
 @dataclass(frozen=True)
 class Interval(Constraint):
@@ -124,9 +120,6 @@ class Flag(Constraint):
         if not isinstance(value, bool) and not numpy_bool:
             raise TypeError(f"{name} must be a bool, got {value!r} of type {type_name(value)}")
         return bool(value)
-
-    def choices(self) -> list:
-        return [True, False]
 
 
 @dataclass(frozen=True)

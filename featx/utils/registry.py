@@ -12,7 +12,7 @@ keras.applications' tables.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from featx.utils.checks import close_matches
@@ -152,7 +152,3 @@ class Registry(Mapping[str, T], Generic[T]):
         rows = [{h: fn(name, row) for h, fn in columns.items()}
                 for name, row in self._rows.items()]
         return markdown_table(rows, list(columns), **cell)
-
-    def rows(self) -> Iterable[tuple[Any, T]]:
-        """``(name, row)`` pairs, in table order."""
-        return self._rows.items()

@@ -22,6 +22,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+from featx.utils.config import get_config
+
 __all__ = ["blas_limit", "blas_threads", "compute_threads", "decode_threads", "usable_cores"]
 
 
@@ -66,8 +68,6 @@ def compute_threads() -> int:
     >>> compute_threads() >= 1
     True
     """
-    from featx.utils.config import get_config
-
     value = get_config("threads")
     if isinstance(value, int):  # set with config_context (checked there)
         return value
