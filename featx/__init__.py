@@ -47,6 +47,7 @@ __all__ = ["__version__", *_EXPORTS]
 STAGES: tuple[tuple[str, str], ...] = (
     ("errors", "exceptions and warnings"),
     ("utils", "shared plumbing"),
+    ("trust", "sealed store, bounded reads, owned outputs"),
     ("images", "disk -> RGB uint8"),
     ("data", "labelled image lists"),
     ("datasets", "bundled and installable data"),
