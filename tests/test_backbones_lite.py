@@ -77,8 +77,8 @@ def test_imagenet_weights_are_converted_once_and_cached(tmp_path, monkeypatch):
     full = build_efficientnet_lite(variant, include_top=True, input_shape=(64, 64, 3))
 
     target = tmp_path / "weights" / f"{variant}-{pth_sha256(variant)[:12]}-c1.weights.h5"
-    # no temp file left; the converted file's digest record beside it
-    assert sorted(p.name for p in target.parent.iterdir()) == [target.name, target.name + ".json"]
+    # no temp file left; the converted file's seal beside it
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name, target.name + ".seal"]
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
 
     def no_pth(*args, **kwargs):

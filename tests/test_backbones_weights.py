@@ -94,7 +94,7 @@ def _build_full():
 
 def test_conversion_records_size_and_digest(cache):
     record = json.loads(record_path(cache).read_text())
-    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name, cache.name + ".json"]
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name, cache.name + ".seal"]
     assert record["file"] == cache.name
     assert record["size"] == cache.stat().st_size
     assert record["sha256"] == _sha256(cache)
@@ -125,7 +125,7 @@ def _scale_first_kernel(path: Path, factor: float) -> None:
 def _check_repaired(cache: Path, lite0, model, *, kept: bool) -> None:
     assert _same(model.get_weights(), lite0["weights"])
     assert _sha256(cache) == json.loads(record_path(cache).read_text())["sha256"]
-    rejected = cache.with_name(cache.name + ".rejected")
+    rejected = cache.parents[1] / "damaged" / "weights" / cache.name
     assert rejected.exists() == kept
     with warnings.catch_warnings():  # repaired for good: the next load is quiet
         warnings.simplefilter("error", WeightsCacheWarning)
@@ -135,11 +135,11 @@ def _check_repaired(cache: Path, lite0, model, *, kept: bool) -> None:
 def test_edited_kernel_is_converted_again(cache, lite0):
     """Before: features off by up to 6.0 under the unchanged cache key, no word."""
     _scale_first_kernel(cache, 1.5)
-    with pytest.warns(WeightsCacheWarning, match=re.escape(str(cache)) + ".*SHA-256.*"
-                      r"Converted again from .*\.pth"):
+    with pytest.warns(WeightsCacheWarning, match=re.escape(str(cache)) + ".*differ from the "
+                      r"digest.*Converted again from .*\.pth"):
         model = _build_full()
     _check_repaired(cache, lite0, model, kept=True)
-    with h5py.File(cache.with_name(cache.name + ".rejected")) as f:  # the evidence is kept
+    with h5py.File(cache.parents[1] / "damaged" / "weights" / cache.name) as f:  # kept
         kernels = []
         f.visititems(lambda n, o: kernels.append(o[...]) if getattr(o, "shape", None)
                      == (3, 3, 3, 32) else None)
@@ -159,9 +159,9 @@ def test_truncated_file_is_converted_again(cache, lite0):
 def test_file_without_record_is_converted_again(cache, lite0):
     """A file written before records existed (or whose record is lost) is not trusted."""
     record_path(cache).unlink()
-    with pytest.warns(WeightsCacheWarning, match=re.escape(str(cache)) + ".*no digest"):
+    with pytest.warns(WeightsCacheWarning, match=re.escape(str(cache)) + ".*no seal"):
         model = _build_full()
-    _check_repaired(cache, lite0, model, kept=False)
+    _check_repaired(cache, lite0, model, kept=True)
 
 
 def test_damaged_pth_is_refused(lite0, tmp_path, monkeypatch):
@@ -237,7 +237,7 @@ def test_two_processes_converting_at_once(lite0, tmp_path):
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and out.strip() == "ok", err[-3000:]
     target = cache / "weights" / lite0["name"]
-    assert sorted(p.name for p in target.parent.iterdir()) == [target.name, target.name + ".json"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name, target.name + ".seal"]
     assert json.loads(record_path(target).read_text())["sha256"] == _sha256(target)
     assert _sha256(target) == _sha256(lite0["cache"] / "weights" / lite0["name"])
 

@@ -10,6 +10,7 @@ exported once per run (conftest.py); every test here names its runtime.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -21,7 +22,9 @@ from featx.backbones import get_backbone_spec, list_backbones
 from featx.datasets import load_clothing_mini
 from featx.extract import extract_features, forward_pass_count, graphs
 from featx.extract import forward as fw
+from featx.cache import DamagedCacheWarning
 from featx.extract.config import ExtractorConfig
+from featx.trust.store import artifacts_under
 from featx.utils.threads import blas_limit, blas_threads, compute_threads
 
 
@@ -117,17 +120,21 @@ def test_graph_is_exported_once_and_reused(photos):
     assert fw.get_model(config, "onnxruntime") is again  # the process keeps it
 
 
-def test_damaged_graph_is_exported_again(photos):
+def test_damaged_graph_is_moved_aside_and_exported_again(tmp_path):
     config = ExtractorConfig("mobilenet_v2", weights=None, input_size=48)
-    path = graphs.onnx_graph(config)
-    good = extract_features(photos, "mobilenet_v2", weights=None, input_size=48, cache=False,
-                            verbose=0, runtime="onnxruntime").features
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # truncated
-    fw.MODELS.clear()
-    again = extract_features(photos, "mobilenet_v2", weights=None, input_size=48, cache=False,
-                             verbose=0, runtime="onnxruntime").features
+    x = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    root = tmp_path / "cache"
+    with artifacts_under(root):
+        path = graphs.onnx_graph(config)
+        fw.MODELS.clear()
+        good = fw.get_model(config, "onnxruntime").predict_on_batch(x)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # truncated
+        fw.MODELS.clear()
+        with pytest.warns(DamagedCacheWarning, match=re.escape(str(path)) + ".* bytes where "):
+            again = fw.get_model(config, "onnxruntime").predict_on_batch(x)
     np.testing.assert_allclose(again, good, rtol=1e-6, atol=1e-6)
-    assert path.with_suffix(".onnx.damaged").exists()  # kept for a look, as cache files are
+    assert (root / "damaged" / "weights" / "onnx" / path.name).exists()  # kept for a look
+    assert graphs.graph_path(config, root).exists()
 
 
 @pytest.mark.parametrize("name", list(_unexportable_params()))
@@ -143,7 +150,7 @@ def test_unexportable_rows_fall_back_to_keras(name, photos, monkeypatch):
     def again(*args):
         raise AssertionError("a failed export was tried again in the same process")
 
-    monkeypatch.setattr(graphs, "_export", again)
+    monkeypatch.setattr(graphs, "_called_model", again)
     with pytest.raises(graphs.GraphExportError, match=rf"{name}.*runtime='keras'"):
         fw.get_model(config, "onnxruntime")  # the same refusal, not a second export
     monkeypatch.setattr(fw, "has_gpu", lambda: False)

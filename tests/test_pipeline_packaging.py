@@ -369,7 +369,7 @@ def test_importable_without_fcntl_and_resource(tmp_path):
 import sys
 sys.modules["fcntl"] = None
 sys.modules["resource"] = None
-import featx.cache.atomic as atomic, featx.cache.rowstore as rowstore
+import featx.trust.store as atomic, featx.cache.rowstore as rowstore
 from featx.cli import build_parser
 from pathlib import Path
 assert atomic.resource is None and rowstore.fcntl is None

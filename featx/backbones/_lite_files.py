@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featx.backbones._weights import DamagedWeightsError
-from featx.utils.config import cache_dir
+from featx.trust.store import artifact_root
 
 __all__ = ["CONVERTER_VERSION", "LITE_VARIANTS", "LiteVariant", "pth_path", "pth_sha256",
            "weights_fingerprint"]
@@ -133,7 +133,7 @@ CONVERTER_VERSION = 1
 
 def _converted_path(variant: str) -> Path:
     name = f"{variant}-{pth_sha256(variant)[:12]}-c{CONVERTER_VERSION}.weights.h5"
-    return cache_dir() / "weights" / name
+    return artifact_root() / "weights" / name
 
 
 def weights_fingerprint(variant: str) -> str:

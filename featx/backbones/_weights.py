@@ -3,13 +3,18 @@ converted weights files that carry their own digest.
 
 A converted weights file (``<cache_dir>/weights/...weights.h5``, written from a ``.pth`` by
 :mod:`featx.backbones.efficientnet_lite`) is derived data, and reused under a cache key that says
-nothing of its bytes. So :func:`save_converted` records its size and SHA-256 next to it
-(``<file>.json``) and :func:`load_converted` checks both before HDF5 opens the file: a file that
-differs from its record (edited, truncated, bit rot) is set aside as ``<file>.rejected`` and
-converted again, with a :class:`WeightsCacheWarning` naming it; when that conversion is
-impossible, :class:`DamagedWeightsError` names the file. Writers never share a temporary file,
-and the record is replaced before the file, so two processes converting at once each leave a
-consistent pair (the conversion is deterministic: the same source gives the same bytes).
+nothing of its bytes. So it lives in the sealed-artifact store (:mod:`featx.trust.store`):
+:func:`save_converted` writes it atomically with its space reserved (a full disk or a file-size
+limit is one :class:`~featx.errors.CacheWriteError`, never a crash inside HDF5) and seals it
+beside itself (``<file>.seal``: size, SHA-256, the key of the weights it holds, where they came
+from); :func:`load_converted` checks the seal before HDF5 opens the file: a file that differs
+from it (edited, truncated, bit rot, another variant's file under this name) is moved to
+``<cache>/damaged/`` and converted again, with a :class:`WeightsCacheWarning` naming it; when
+that conversion is impossible, :class:`DamagedWeightsError` names the file. Writers never share
+a temporary file, and the seal is replaced before the file, so two processes converting at once
+each leave a consistent pair (the conversion is deterministic: the same source gives the same
+bytes). Under ``cache=False`` (:func:`featx.trust.store.nothing_on_disk`) nothing is written:
+the weights are converted in memory.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
-import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import numpy as np
 
 from featx.backbones._registry import REGISTRY, BackboneSpec, get_backbone_spec
 from featx.errors import (
@@ -30,6 +35,13 @@ from featx.errors import (
     WeightsCacheWarning,
     WeightsDownloadError,
     WeightsFileNotFoundError,
+)
+from featx.trust.store import (
+    artifact_problem,
+    move_aside,
+    persistent,
+    seal_path,
+    write_artifact,
 )
 
 __all__ = [
@@ -172,82 +184,44 @@ def weights_fingerprint(name: str, weights="imagenet") -> str:
 
 
 def record_path(target: Path) -> Path:
-    """Where the digest of the converted weights file ``target`` is recorded."""
-    return target.with_name(target.name + ".json")
+    """Where the seal of the converted weights file ``target`` is kept (``<file>.seal``)."""
+    return seal_path(target)
 
 
-def _write_atomic(target: Path, write: Callable[[str], None], suffix: str) -> None:
-    """``write(tmp)`` to a private temporary file beside ``target``, then rename it over it."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache is shared
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _key(target: Path, key: str | None) -> str:
+    # the file's name carries its source's digest and the converter version: a fine default key
+    return str(key) if key else Path(target).name
 
 
-def save_converted(model, target: Path, extra: Mapping | None = None) -> None:
-    """Write ``model``'s weights to ``target`` (a ``.weights.h5``) with its digest record.
+def save_converted(model, target: Path, extra: Mapping | None = None, *,
+                   key: str | None = None) -> None:
+    """Write ``model``'s weights to ``target`` (a ``.weights.h5``) through the sealed store.
 
     Parameters
     ----------
     model : keras.Model
         Holds the converted weights.
     target : pathlib.Path
-        The file; its record is :func:`record_path` ``(target)``.
+        The file; its seal is :func:`record_path` ``(target)``.
     extra : mapping, optional
-        More JSON fields for the record (where the weights came from).
+        More JSON fields for the seal (where the weights came from).
+    key : str, optional
+        What the weights are (their fingerprint); default: ``target``'s name.
+
+    Raises
+    ------
+    featx.errors.CacheWriteError
+        When the disk refuses the file (nothing is left behind then).
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-
-    def write_weights(tmp: str) -> None:
-        model.save_weights(tmp)
-        record = {**(extra or {}), "file": target.name, "size": os.path.getsize(tmp),
-                  "sha256": _sha256_file(Path(tmp))}
-        # the record first: a reader that finds the new file always finds its record
-        _write_atomic(record_path(target),
-                      lambda t: Path(t).write_text(json.dumps(record, indent=1) + "\n"), ".json")
-
-    _write_atomic(target, write_weights, ".weights.h5")
-
-
-def _check_converted(target: Path) -> tuple[str | None, bool]:
-    """``(problem, damaged)``: what is wrong with ``target`` against its record (``None`` when
-    nothing), and whether the file itself differs from a readable record. Raises
-    ``FileNotFoundError`` (or ``NotADirectoryError``) when ``target`` does not exist."""
-    actual = target.stat().st_size
-    record_file = record_path(target)
-    try:
-        record = json.loads(record_file.read_text())
-        size, digest = record["size"], record["sha256"]
-        if not (isinstance(size, int) and isinstance(digest, str)):
-            raise TypeError("size or sha256 of the wrong type")
-    except FileNotFoundError:
-        return f"no digest was recorded for it ({record_file.name} is missing)", False
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        return f"its digest record {record_file.name} is unreadable ({type(exc).__name__})", False
-    if actual != size:
-        return f"it has {actual} bytes where {size} were recorded (truncated or overwritten)", True
-    if _sha256_file(target) != digest:
-        return "its SHA-256 is not the one recorded when it was written (modified)", True
-    return None, False
-
-
-def _set_aside(target: Path) -> Path | None:
-    aside = target.with_name(target.name + ".rejected")
-    try:
-        os.replace(target, aside)
-    except OSError:  # another process set it aside first, or the folder is read-only
-        return None
-    return aside
+    # float32 weights plus HDF5's headers: reserved before Keras' HDF5 writer runs
+    size = 2 * sum(int(np.prod(w.shape)) * 4 for w in model.weights) + (1 << 20)
+    write_artifact(target, _key(target, key), lambda tmp: model.save_weights(tmp), size=size,
+                   kind="converted weights", meta={"file": Path(target).name, **(extra or {})})
 
 
 def load_converted(model, target: Path, convert: Callable[[object], None], *, source: str,
-                   extra: Mapping | None = None) -> None:
-    """Load the converted weights file ``target`` into ``model`` if it matches its record, else
+                   extra: Mapping | None = None, key: str | None = None) -> None:
+    """Load the converted weights file ``target`` into ``model`` if its seal holds, else
     convert again (``convert(model)``) and rewrite it.
 
     Parameters
@@ -261,7 +235,10 @@ def load_converted(model, target: Path, convert: Callable[[object], None], *, so
     source : str
         The source, for messages (the ``.pth`` path).
     extra : mapping, optional
-        More fields for a new record.
+        More fields for a new seal.
+    key : str, optional
+        What the weights are (their fingerprint); the seal must name it. Default: ``target``'s
+        name.
 
     Raises
     ------
@@ -271,23 +248,29 @@ def load_converted(model, target: Path, convert: Callable[[object], None], *, so
     Warns
     -----
     WeightsCacheWarning
-        When an existing ``target`` failed its check and was converted again (naming the file
-        and what was wrong), or when a conversion could not be written.
+        When an existing ``target`` failed its check and was converted again (naming the file,
+        what was wrong and where it was moved), or when a conversion could not be written.
     """
+    target, key = Path(target), _key(target, key)
     problem = None
-    try:
-        problem, damaged = _check_converted(target)
-        if problem is None:
-            model.load_weights(target)
-            return
-    except (FileNotFoundError, NotADirectoryError):  # not converted yet (or just set aside)
-        problem = None
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # Keras disagrees
-        problem, damaged = f"it cannot be loaded ({type(exc).__name__}: {exc})", True
-    if problem is not None and damaged:
-        aside = _set_aside(target)
-        if aside is not None:
-            problem += f"; set aside as {aside.name}"
+    if persistent():
+        try:
+            problem = artifact_problem(target, key)
+        except (FileNotFoundError, NotADirectoryError):  # not converted yet
+            problem = None
+        else:
+            if problem is None:
+                try:
+                    model.load_weights(target)
+                    return
+                except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+                    problem = f"it cannot be loaded ({type(exc).__name__}: {exc})"
+            try:
+                problem += f"; moved to {move_aside(target, problem)}"
+                if record_path(target).exists():
+                    move_aside(record_path(target), problem)
+            except OSError:  # another process moved it first, or the folder is read-only
+                pass
     try:
         convert(model)
     except Exception as exc:
@@ -302,7 +285,7 @@ def load_converted(model, target: Path, convert: Callable[[object], None], *, so
             f"converted weights file {str(target)!r}: {problem}. Converted again from {source}."
         ), stacklevel=2)
     try:
-        save_converted(model, target, extra)
+        save_converted(model, target, extra, key=key)
     except OSError as exc:
         warnings.warn(WeightsCacheWarning(
             f"could not write converted weights file {str(target)!r} ({exc}); the weights in use "

@@ -18,13 +18,6 @@ row's digest is :func:`cache_check`; re-extracting rows to compare them is the e
 job: :func:`featx.extract.cache_verify`.
 """
 
-from featx.cache.atomic import (
-    CacheWriteError,
-    DamagedCacheError,
-    DamagedCacheWarning,
-    MissingRowsError,
-    move_aside,
-)
 from featx.cache.files import (
     dataset_file,
     dataset_rows,
@@ -48,6 +41,13 @@ from featx.cache.maintenance import (
     resolve_entry,
 )
 from featx.cache.rowstore import RowStore
+from featx.trust.store import (
+    CacheWriteError,
+    DamagedCacheError,
+    DamagedCacheWarning,
+    MissingRowsError,
+    move_aside,
+)
 
 __all__ = [
     "CacheWriteError", "DamagedCacheError", "DamagedCacheWarning", "MissingRowsError",

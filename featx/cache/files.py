@@ -26,7 +26,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.cache.atomic import (
+from featx.cache.keys import StoreKey, path_bytes
+from featx.cache.rowstore import SEGMENT_GLOB, RowStore
+from featx.images import is_url
+from featx.trust.store import (
     STORE_NAME,
     TMP_PREFIX,
     CacheWriteError,
@@ -36,11 +39,9 @@ from featx.cache.atomic import (
     chunk_rows,
     h5_error,
     h5_size,
+    regular_problem,
     write_h5_atomic,
 )
-from featx.cache.keys import StoreKey, path_bytes
-from featx.cache.rowstore import SEGMENT_GLOB, RowStore
-from featx.images import is_url
 from featx.utils.jsonable import jsonable
 from featx.utils.version import __version__
 
@@ -52,7 +53,7 @@ DATASETS = ("features", "labels", "paths", "ids")  # a self-contained (older) da
 INDEX_DATASETS = ("labels", "paths", "ids")  # a dataset file whose rows live in its row store
 
 
-_STORE_FILES = (".lock", "config.json")
+_STORE_FILES = (".lock", "config.json", "config.json.seal")
 
 
 def store_problem(path: Path) -> str | None:
@@ -138,7 +139,7 @@ def write_dataset_file(path: Path, config: StoreKey, *, features: np.ndarray, la
                        class_names, extra: dict, embed_rows: bool = True) -> None:
     """Write a complete dataset file atomically (temporary name, fsync, ``os.replace``), sealed
     with the SHA-256 of its bytes in its HDF5 user block (checked by every read:
-    :func:`~featx.cache.atomic.check_seal`).
+    :func:`~featx.trust.store.check_seal`).
 
     With ``embed_rows=False`` (what extraction writes) the file keeps ``labels``, ``paths``,
     ``ids`` and the attributes, and the rows ``features`` stay in the configuration's row store
@@ -147,7 +148,7 @@ def write_dataset_file(path: Path, config: StoreKey, *, features: np.ndarray, la
     them by content id. With ``embed_rows=True`` the file carries its own ``features`` dataset,
     as featx wrote every dataset file before (readable without a store).
 
-    Raises :class:`~featx.cache.atomic.CacheWriteError` naming the cache folder when the disk
+    Raises :class:`~featx.trust.store.CacheWriteError` naming the cache folder when the disk
     refuses the file (full, file-size limit, read-only); the old file, if any, is kept then.
     """
     features = np.asarray(features)
@@ -184,7 +185,7 @@ def write_dataset_file(path: Path, config: StoreKey, *, features: np.ndarray, la
             f.attrs[k] = v
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_h5_atomic(path, fill, size)
+    write_h5_atomic(path, fill, size, key=config.key)
 
 
 def dataset_store(path: str | os.PathLike, attrs: dict) -> RowStore | None:
@@ -208,7 +209,7 @@ def dataset_rows(path: str | os.PathLike, data: dict, store: RowStore | None = N
     store, read without a lock (segments never change once named), then once more under its
     shared lock when that fails (a concurrent compaction may have just merged a segment away).
 
-    Raises :class:`~featx.cache.atomic.MissingRowsError` (a ``ValueError``) naming the file and
+    Raises :class:`~featx.trust.store.MissingRowsError` (a ``ValueError``) naming the file and
     the store when the store lacks some of its rows, or holds them damaged or of another shape.
     """
     attrs = data["attrs"]
@@ -273,6 +274,8 @@ def open_h5(path: str | os.PathLike):
         why = ("it is a row-store folder; dataset files are the <name>-<where>__<config>.h5 files "
                "listed by cache_ls()" if store_problem(path) is None else "it is a folder")
         raise not_featx(path, why)
+    if why := regular_problem(path):  # a FIFO or a device would block or never end
+        raise not_featx(path, f"it is {why}")
     if not h5py.is_hdf5(path):
         raise not_featx(path, "not an HDF5 file")
     try:
@@ -293,7 +296,7 @@ def featx_attrs(f: h5py.File, path) -> dict:
 @contextlib.contextmanager
 def reading(path):
     """Anything h5py raises while reading a featx file (``RuntimeError``, ``OSError``, ...) ->
-    :class:`~featx.cache.atomic.DamagedCacheError` naming it; ``ValueError`` passes as is."""
+    :class:`~featx.trust.store.DamagedCacheError` naming it; ``ValueError`` passes as is."""
     try:
         yield
     except ValueError:
@@ -304,7 +307,7 @@ def reading(path):
 
 def read_attrs(path: str | os.PathLike) -> dict:
     """The attributes of a featx dataset file (``ValueError`` for any other file, and
-    :class:`~featx.cache.atomic.DamagedCacheError`, a ``ValueError``, for one h5py cannot
+    :class:`~featx.trust.store.DamagedCacheError`, a ``ValueError``, for one h5py cannot
     read)."""
     with open_h5(path) as f, reading(path):
         return featx_attrs(f, path)
@@ -313,14 +316,17 @@ def read_attrs(path: str | os.PathLike) -> dict:
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 
 
-def inspect_dataset_file(path: str | os.PathLike, *, rows: bool = True) -> dict:
+def inspect_dataset_file(path: str | os.PathLike, *, rows: bool = True,
+                         key: str | None = None) -> dict:
     """Read a dataset file and check it; never raises for a damaged featx file.
 
     First its bytes against the digest sealed into it (before HDF5 parses anything: a damaged
     HDF5 file can crash or hang the library), then that ``labels``, ``paths``, ``ids`` (and
     ``features`` in a file that carries its own rows) agree with each other and with ``n_rows``
     on the number of rows, that labels index ``class_names`` and that ids are SHA-256 hex.
-    Files written before featx sealed them (``legacy``) get the shape checks only. With
+    Files written before featx sealed them (``legacy``) get the shape checks only: their
+    reader checks them against what it knows (:func:`featx.extract` checks ids, labels and
+    paths against the request). With ``key``, the seal must name that configuration. With
     ``rows``, the rows of a file whose rows live in its row store are gathered from it
     (:func:`dataset_rows`): rows missing there, or damaged, are a problem of this file.
 
@@ -335,9 +341,9 @@ def inspect_dataset_file(path: str | os.PathLike, *, rows: bool = True) -> dict:
     path = Path(path)
     out = {"path": path, "data": None, "problems": [], "bad_rows": [], "legacy": True,
            "n_rows": None, "in_store": False}
-    if path.is_file():
+    if path.exists() and not path.is_dir():
         try:
-            out["legacy"] = not check_seal(path)
+            out["legacy"] = not check_seal(path, key)
         except DamagedCacheError as exc:
             out["problems"].append(exc.why)
             out["legacy"] = False
@@ -412,20 +418,21 @@ def _check_file(f: h5py.File, path: Path, attrs: dict, wanted: tuple, out: dict)
         "attrs": attrs}
 
 
-def read_dataset_file(path: str | os.PathLike, *, rows: bool = True) -> dict:
+def read_dataset_file(path: str | os.PathLike, *, rows: bool = True,
+                      key: str | None = None) -> dict:
     """All arrays and attributes of a dataset file, checked (:func:`inspect_dataset_file`), its
     ``features`` gathered from its row store when they live there (:func:`dataset_rows`).
 
     ``rows=False`` reads the file alone: ``features`` is then ``None`` for a file whose rows
-    live in its row store.
+    live in its row store. ``key``: the configuration the file's seal must name.
 
-    Raises :class:`~featx.cache.atomic.DamagedCacheError` (a ``ValueError``) naming the file
+    Raises :class:`~featx.trust.store.DamagedCacheError` (a ``ValueError``) naming the file
     and what is wrong when its bytes differ from its digest or its shapes disagree,
-    :class:`~featx.cache.atomic.MissingRowsError` (one) naming the file and its row store when
+    :class:`~featx.trust.store.MissingRowsError` (one) naming the file and its row store when
     the store no longer holds its rows sound, and ``ValueError`` if it is not a complete featx
     dataset file.
     """
-    info = inspect_dataset_file(path, rows=False)
+    info = inspect_dataset_file(path, rows=False, key=key)
     if info["problems"]:
         raise DamagedCacheError(path, "; ".join(info["problems"]))
     data = info["data"]

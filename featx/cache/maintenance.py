@@ -15,7 +15,6 @@ from pathlib import Path
 
 import h5py
 
-from featx.cache.atomic import DamagedCacheError, check_seal
 from featx.cache.files import (
     featx_attrs,
     inspect_dataset_file,
@@ -25,6 +24,7 @@ from featx.cache.files import (
     store_problem,
 )
 from featx.cache.rowstore import SEGMENT_GLOB, RowStore, segment_ids
+from featx.trust.store import DamagedCacheError, check_seal
 from featx.utils.checks import type_name
 from featx.utils.config import cache_root
 

@@ -6,8 +6,10 @@ A store is a folder holding immutable HDF5 *segments*. Each segment has three da
 ``digests`` (``(n, 32)`` ``uint8``: the SHA-256 of each row's id and feature bytes,
 :func:`featx.cache.keys.row_digests`), and the store's configuration as attributes. Every HDF5
 file featx writes starts with a digest header in its HDF5 user block (:func:`check_seal`): the
-SHA-256 of its bytes, less a segment's feature rows, checked before HDF5 parses the file.
-Segments written before the digests existed have neither and are shape-checked only.
+SHA-256 of its bytes, less a segment's feature rows, and the key of the store's configuration,
+checked before HDF5 parses the file. A segment without that header (written before featx sealed
+its files, or by hand) is not read: nothing the request knows (only content ids) can vouch for
+its rows, so it is moved aside like a damaged one and its rows are extracted again.
 
 A segment is written under a temporary name, flushed, ``fsync``-ed and then ``os.replace``-d to its
 final ``seg-*.h5`` name, so a segment with a final name is always complete; temporary files left by
@@ -37,7 +39,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.cache.atomic import (
+from featx.cache.keys import DIGEST_SIZE, ROW_DIGEST, row_digests
+from featx.trust.store import (
     TMP_PREFIX,
     DamagedCacheError,
     DamagedCacheWarning,
@@ -45,10 +48,10 @@ from featx.cache.atomic import (
     h5_error,
     h5_size,
     move_aside,
+    write_artifact,
     write_error,
     write_h5_atomic,
 )
-from featx.cache.keys import DIGEST_SIZE, ROW_DIGEST, row_digests
 
 try:  # POSIX: flock, with shared locks for readers
     import fcntl
@@ -88,16 +91,23 @@ def segment_problem(f: h5py.File, file_size: int) -> str | None:
     return None
 
 
-def segment_ids(seg: Path) -> list[str]:
-    """The content ids of segment ``seg`` (its digest header and structure checked first; else
-    :class:`DamagedCacheError`)."""
-    return [raw.decode("ascii", "replace") for raw in _read_ids(seg)]
+def segment_ids(seg: Path, key: str | None = None) -> list[str]:
+    """The content ids of segment ``seg`` (its seal, for ``key`` when given, and its structure
+    checked first; else :class:`DamagedCacheError`)."""
+    return [raw.decode("ascii", "replace") for raw in _read_ids(seg, key)]
 
 
-def _read_ids(seg: Path) -> np.ndarray:
-    """A segment's ids after its digest header and structure are checked; else
+#: Why a segment without featx's seal is not read.
+UNSEALED = ("it has no seal (written before featx sealed its files, or not by featx): its rows "
+            "cannot be vouched for")
+
+
+def _read_ids(seg: Path, key: str | None = None) -> np.ndarray:
+    """A segment's ids after its seal (bound to ``key``) and structure are checked; else
     :class:`DamagedCacheError`."""
-    check_seal(seg)  # everything but the feature rows, before HDF5 reads a byte of it
+    # everything but the feature rows, before HDF5 reads a byte of it
+    if not check_seal(seg, key):
+        raise DamagedCacheError(seg, UNSEALED)
     try:
         size = seg.stat().st_size
         with h5py.File(seg, "r") as f:
@@ -167,6 +177,13 @@ class RowStore:
         self.problems: list[tuple[Path, str]] = []
         self.repairs = 0
 
+    @property
+    def key(self) -> str:
+        """The key of the store's configuration (its attributes' ``key``; else the 8 hex digits
+        its folder's name ends with), which every segment's seal must name."""
+        key = self.attrs.get("key")
+        return str(key) if key else self.directory.name.rsplit("__", 1)[-1]
+
     # -- locking ---------------------------------------------------------------------------------
     @property
     def locked(self) -> bool:
@@ -223,15 +240,9 @@ class RowStore:
     def _write_config(self) -> None:
         path = self.directory / "config.json"
         if not path.exists():
-            tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-config.json")
-            try:
-                tmp.write_text(json.dumps(self.attrs, indent=2, sort_keys=True, default=str)
-                               + "\n")
-                os.replace(tmp, path)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise write_error(path, exc) from None
+            text = json.dumps(self.attrs, indent=2, sort_keys=True, default=str) + "\n"
+            write_artifact(path, self.key, lambda tmp: tmp.write_text(text),
+                           size=len(text) + 4096, kind="row-store configuration")
 
     # -- reading ---------------------------------------------------------------------------------
     def segments(self) -> list[Path]:
@@ -249,7 +260,7 @@ class RowStore:
             damaged = None
             for seg in self.segments():
                 try:
-                    ids = _read_ids(seg)
+                    ids = _read_ids(seg, self.key)
                 except DamagedCacheError as exc:
                     if self._exclusive:
                         damaged = exc
@@ -342,7 +353,7 @@ class RowStore:
         for seg in self.segments():
             out["segments"] += 1
             try:
-                ids = _read_ids(seg)
+                ids = _read_ids(seg, self.key)
                 with h5py.File(seg, "r") as f:
                     n = len(ids)
                     out["rows"] += n
@@ -409,7 +420,7 @@ class RowStore:
             offset, nbytes = ds.id.get_offset(), ds.id.get_storage_size()
             return None if offset is None or not nbytes else (offset, nbytes)
 
-        write_h5_atomic(final, fill, size)
+        write_h5_atomic(final, fill, size, key=self.key)
         return final
 
     def commit(self, ids: Sequence[str], features: np.ndarray) -> Path:
@@ -456,7 +467,7 @@ class RowStore:
         Only rows of a segment whose digest header matches (all but its rows are sound) are
         read: HDF5 never parses a damaged file."""
         try:
-            if not check_seal(seg):
+            if not check_seal(seg, self.key):
                 return [], [], None, None, None
             with h5py.File(seg, "r") as f:
                 raw = f["ids"][:]
@@ -512,7 +523,7 @@ class RowStore:
         shapes: dict[tuple, int] = {}
         try:
             for seg in merge:
-                raw = [r.decode("ascii", "replace") for r in _read_ids(seg)]
+                raw = [r.decode("ascii", "replace") for r in _read_ids(seg, self.key)]
                 with h5py.File(seg, "r") as f:
                     key = (f["features"].shape[1:], f["features"].dtype.str)
                 shapes[key] = shapes.get(key, 0) + len(raw)

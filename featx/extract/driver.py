@@ -38,6 +38,7 @@ from featx.data import ImageDataset
 from featx.extract.config import ExtractorConfig
 from featx.extract.featureset import FeatureSet
 from featx.images import hash_files
+from featx.trust.store import artifacts_under
 from featx.utils.checks import type_name
 from featx.utils.config import cache_root
 from featx.utils.progress import Progress
@@ -95,31 +96,68 @@ def name_digest(dataset) -> str:
     return h.hexdigest()
 
 
-def load_if_current(path: Path, digest: str, store=None, repair: bool = False
-                    ) -> FeatureSet | None:
-    """The dataset file at ``path`` when it was built for this request, passes its checks and
-    its rows are in its row store.
+def request_problem(data: dict, dataset, ids: Sequence[str | None], config: ExtractorConfig
+                    ) -> str | None:
+    """Why a dataset file's contents are not what this request builds, or ``None``.
+
+    What the request knows is checked against what the file holds: the configuration's key,
+    the class names, and each kept row's path, content id and label in order (the rows the file
+    lists as skipped left out). A sealed file passes unless another file was put in its place;
+    this is what stands between a file without a seal (an older featx's, or one rewritten by
+    hand) and a misaligned result.
+    """
+    attrs = data["attrs"]
+    if str(attrs.get("key")) != config.key:
+        return f"it was built for another configuration (key {str(attrs.get('key'))[:8]})"
+    if [str(c) for c in attrs.get("class_names") or []] != [str(c) for c in
+                                                           dataset.class_names]:
+        return "its class names are not the dataset's"
+    try:
+        skipped = {str(p) for p, _ in json.loads(attrs.get("skipped") or "[]")}
+    except (TypeError, ValueError):
+        return "its list of skipped images is unreadable"
+    keep = [i for i, (p, cid) in enumerate(zip(dataset.paths, ids, strict=True))
+            if cid is not None and p not in skipped]
+    if len(keep) != len(data["ids"]):
+        return f"it holds {len(data['ids'])} rows where the dataset has {len(keep)}"
+    labels = dataset.labels.tolist()
+    for k, i in enumerate(keep):
+        if (data["paths"][k], data["ids"][k], int(data["labels"][k])) != (
+                dataset.paths[i], ids[i], labels[i]):
+            return (f"its row {k} names {data['paths'][k]!r} (label {int(data['labels'][k])}), "
+                    f"the dataset {dataset.paths[i]!r} (label {labels[i]})")
+    return None
+
+
+def load_if_current(path: Path, dataset, ids: Sequence[str | None], config: ExtractorConfig,
+                    store=None, repair: bool = False) -> FeatureSet | None:
+    """The dataset file at ``path`` when it was built for this request (``dataset`` with content
+    ``ids`` under ``config``), passes its checks and its rows are in its row store.
 
     With ``repair`` (under the store's exclusive lock, ``store`` the locked store), a file there
-    that cannot be read or fails its checks is moved to ``<cache>/damaged/`` with a
+    that cannot be read, fails its checks or holds other rows than its request says
+    (:func:`request_problem`) is moved to ``<cache>/damaged/`` with a
     :class:`~featx.cache.DamagedCacheWarning`; the caller rebuilds it. A file built for another
     request is simply replaced later; one whose rows the store lacks (pruned, or lost to a
     damaged segment, which the locked store moves aside) is current but incomplete: ``None``,
     and the caller extracts just those rows again.
     """
-    try:
-        data = read_dataset_file(path, rows=False)  # one read: digest, shapes, then the arrays
+    try:  # one read: seal (bound to the configuration), shapes, then the arrays
+        data = read_dataset_file(path, rows=False, key=config.key)
+        why = None
+        if data["attrs"].get("request_digest") != request_digest(dataset, ids):
+            return None
+        why = request_problem(data, dataset, ids, config)
     except FileNotFoundError:
         return None
     except (OSError, KeyError, ValueError) as exc:
+        why = (exc.why if isinstance(exc, DamagedCacheError)
+               else str(exc).replace(os.fspath(path), "it"))
+    if why is not None:
         if repair and path.exists():
-            why = (exc.why if isinstance(exc, DamagedCacheError)
-                   else str(exc).replace(os.fspath(path), "it"))
             dest = move_aside(path, why)
             warnings.warn(f"featx: cache file {path} is damaged ({why}); moved to {dest} and "
                           "rebuilt from the row store", DamagedCacheWarning, stacklevel=2)
-        return None
-    if data["attrs"].get("request_digest") != digest:
         return None
     if data["features"] is None:  # the rows live in the row store
         repairs = store.repairs if store is not None else 0
@@ -163,6 +201,12 @@ def run_extraction(dataset, config: ExtractorConfig, cache, progress: Progress, 
     (``None``: unreadable), and decodes and runs only the images whose id ``have`` lacks (each
     content once). A cold run (no dataset file yet) then needs no separate hash pass.
     """
+    # graphs and converted weights go under the same cache (nowhere with cache=False)
+    with artifacts_under(cache_root(cache) if cache is not False else False):
+        return _extract(dataset, config, cache, progress, compute, one_pass)
+
+
+def _extract(dataset, config, cache, progress, compute, one_pass) -> FeatureSet:
     paths = list(dataset.paths)
     name = dataset.name or f"dataset-{name_digest(dataset)[:8]}"
     if cache is False:  # always cold: in one pass too when the engine can
@@ -188,7 +232,7 @@ def run_extraction(dataset, config: ExtractorConfig, cache, progress: Progress, 
     ids = unreadable = None
     if not one_pass or dfile.exists():  # the warm path: one hash pass says if it is current
         ids, unreadable = hash_all(paths)
-        if (hit := load_if_current(dfile, request_digest(dataset, ids))) is not None:
+        if (hit := load_if_current(dfile, dataset, ids, config)) is not None:
             return hit
     store = row_store(root, config)
     with store.lock(exclusive=True, on_wait=progress.waiting):
@@ -196,7 +240,7 @@ def run_extraction(dataset, config: ExtractorConfig, cache, progress: Progress, 
             ids, unreadable = hash_all(paths)
         if ids is not None:
             # another process may have built it; a damaged file is moved aside now
-            if (hit := load_if_current(dfile, request_digest(dataset, ids), store,
+            if (hit := load_if_current(dfile, dataset, ids, config, store,
                                        repair=True)) is not None:
                 return hit
             todo = missing_rows(paths, ids, store.index())

@@ -11,7 +11,6 @@ the backend's compiled predict step (``tf.function`` on TensorFlow, ``jax.jit`` 
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -20,7 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from featx.extract.graphs import GraphExportError, OnnxBackbone, build_keras, onnx_graph
+from featx.extract.graphs import GraphExportError, OnnxBackbone, build_keras, graph_file
+from featx.trust.store import move_aside, persistent, seal_path
 from featx.utils.checks import check_choice
 from featx.utils.config import get_config
 from featx.utils.registry import Registry
@@ -68,13 +68,20 @@ class Runtime(NamedTuple):
 
 
 def _build_onnx(config: dict) -> OnnxBackbone:
-    """The config's graph on ONNX Runtime (exported by Keras the first time)."""
-    path = onnx_graph(config)
-    try:
+    """The config's graph on ONNX Runtime (exported by Keras the first time). A sealed graph
+    ONNX Runtime still cannot load is moved aside and exported once more."""
+    with graph_file(config) as path:
+        try:
+            return OnnxBackbone(path, compute_threads())
+        except Exception as exc:  # ONNX Runtime's own error types
+            if not persistent():
+                raise
+            why = f"ONNX Runtime cannot load it: {str(exc).splitlines()[0][:200]}"
+            move_aside(path, why)
+            if seal_path(path).exists():
+                move_aside(seal_path(path), why)
+    with graph_file(config) as path:
         return OnnxBackbone(path, compute_threads())
-    except Exception:  # a damaged graph file (ONNX Runtime's own error types): export it again
-        os.replace(path, path.with_suffix(".onnx.damaged"))
-        return OnnxBackbone(onnx_graph(config), compute_threads())
 
 
 def _onnxruntime_installed() -> bool:

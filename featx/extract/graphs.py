@@ -4,17 +4,23 @@ weights, run by ONNX Runtime.
 The graph comes from Keras' own ``model.export(format="onnx")`` (no converter of featx's), so it
 computes what the Keras model computes (features agree within ~2e-6 relative; the
 ``runtime="onnxruntime"`` tests check rtol 1e-4 on real photos). It is keyed by everything that
-changes it (:data:`GRAPH_FIELDS` plus the Keras version) and written atomically under a lock, so
-concurrent processes export it once. Once it exists, an extraction on ONNX Runtime builds no Keras
-model at all.
+changes it (:data:`GRAPH_FIELDS` plus the Keras version) and kept in the sealed-artifact store
+(:mod:`featx.trust.store`): written atomically under a lock, so concurrent processes export it
+once, and sealed with that key, so a graph edited, truncated or copied from another
+configuration is moved aside and exported again, never run. Once it exists, an extraction on
+ONNX Runtime builds no Keras model at all. Under ``cache=False`` the graph lives in a temporary
+folder removed once ONNX Runtime has loaded it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import warnings
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from unittest import mock
@@ -22,13 +28,13 @@ from unittest import mock
 import numpy as np
 
 from featx.backbones import check_weights
-from featx.errors import GraphExportError
+from featx.errors import CacheWriteError, GraphExportError
 from featx.extract.config import GRAPH_FIELDS, ExtractorConfig
-from featx.utils.config import cache_dir
+from featx.trust.store import artifact_root, open_artifact, persistent, write_artifact
 from featx.utils.runtime import dtype_policy, seeded
 
 __all__ = ["ONNX_OPSET", "GraphExportError", "OnnxBackbone", "build_keras", "export_onnx",
-           "graph_path", "onnx_graph"]
+           "graph_file", "graph_key", "graph_path", "onnx_graph"]
 
 #: The ONNX opset of every graph featx exports from Keras (the forward's and ``featx export``'s,
 #: which reuses the forward's backbone graph: they must agree to be merged with a head).
@@ -58,10 +64,22 @@ def _version(package: str) -> str:
         return "none"
 
 
+def graph_key(config: ExtractorConfig) -> str:
+    """The SHA-256 (hex) of everything that changes the graph of ``config``: its graph fields
+    (:data:`featx.extract.config.GRAPH_FIELDS`), the opset and the Keras version. A cached
+    graph's seal names it."""
+    material = {k: config.get(k) for k in GRAPH_FIELDS}
+    material["keras"] = _version("keras")
+    material["opset"] = ONNX_OPSET
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def graph_path(config: ExtractorConfig, root: str | os.PathLike | None = None) -> Path:
-    """Where the graph of ``config`` is cached: ``<cache_dir>/weights/onnx/<backbone>-<key>.onnx``
-    (beside the converted weights), the key hashing the configuration's graph fields
-    (:data:`featx.extract.config.GRAPH_FIELDS`), the opset and the Keras version.
+    """Where the graph of ``config`` is cached: ``<cache>/weights/onnx/<backbone>-<key>.onnx``
+    (beside the converted weights), ``<key>`` the first 16 hex digits of :func:`graph_key`;
+    ``<cache>`` is ``root``, else the extraction's cache
+    (:func:`featx.trust.store.artifact_root`).
 
     Examples
     --------
@@ -72,15 +90,10 @@ def graph_path(config: ExtractorConfig, root: str | os.PathLike | None = None) -
     >>> graph_path(c.replace(resize="crop"), "/tmp/c") == p  # not a graph field
     True
     """
-    material = {k: config.get(k) for k in GRAPH_FIELDS}
-    material["keras"] = _version("keras")
-    material["opset"] = ONNX_OPSET
-    blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     h, w = config["input_size"]
     size = f"{h}" if h == w else f"{h}x{w}"
-    folder = (Path(root) if root is not None else cache_dir()) / "weights" / "onnx"
-    return folder / f"{config['backbone']}-{size}-{key}.onnx"
+    folder = (Path(root) if root is not None else artifact_root()) / "weights" / "onnx"
+    return folder / f"{config['backbone']}-{size}-{graph_key(config)[:16]}.onnx"
 
 
 def _check_graph(path: Path) -> None:
@@ -127,45 +140,77 @@ def export_onnx(model, target: str | os.PathLike, opset: int = ONNX_OPSET) -> Pa
     return target
 
 
-def _export(config: ExtractorConfig, target: Path) -> None:
-    """Build the Keras model of ``config`` and export its graph to ``target``, checked."""
+def _called_model(config: ExtractorConfig):
+    """The Keras model of ``config``, called once (Keras exports called models only)."""
     model = build_keras(config)
     h, w = config["input_size"]
-    model.predict_on_batch(np.zeros((1, h, w, 3), np.float32))  # Keras exports called models only
-    tmp = target.with_name(f".tmp-check-{os.getpid()}-{target.name}")
-    try:
-        export_onnx(model, tmp)
-        _check_graph(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    model.predict_on_batch(np.zeros((1, h, w, 3), np.float32))
+    return model
+
+
+def _export_checked(model, target: Path) -> None:
+    export_onnx(model, target)
+    _check_graph(target)
+
+
+def _export_error(config: ExtractorConfig, exc: BaseException) -> GraphExportError:
+    return GraphExportError(
+        f"Keras could not export backbone {config['backbone']!r} to ONNX "
+        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+        "use runtime='keras'")
 
 
 def onnx_graph(config: ExtractorConfig, root: str | os.PathLike | None = None) -> Path:
     """The cached ONNX graph of ``config``, exported by Keras the first time (under a lock, so
-    concurrent processes export it once). A graph ONNX Runtime cannot load is exported again.
+    concurrent processes export it once) and sealed with :func:`graph_key`. A cached graph that
+    fails its seal (edited, truncated, another configuration's) is moved aside with a
+    :class:`~featx.cache.DamagedCacheWarning` and exported again.
 
     Raises
     ------
     GraphExportError
         When Keras cannot export this backbone (the message says why); the Keras runtime still
         runs it.
+    featx.cache.CacheWriteError
+        When the disk refuses the graph (full, file-size limit, read-only).
     """
     import filelock
 
-    target = graph_path(config, root)
+    target, key = graph_path(config, root), graph_key(config)
     target.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(target) + ".lock"):
-        if target.exists():
+        if open_artifact(target, key) is not None:
             return target
         try:
-            _export(config, target)
+            model = _called_model(config)
+            # the float32 weights plus room: reserved before the export writes a byte
+            size = 2 * 4 * int(model.count_params()) + (4 << 20)
+            write_artifact(target, key, lambda tmp: _export_checked(model, tmp), size=size,
+                           kind="ONNX graph")
+        except CacheWriteError:
+            raise
         except Exception as exc:  # tf2onnx raises many kinds: one error that names the backbone
-            raise GraphExportError(
-                f"Keras could not export backbone {config['backbone']!r} to ONNX "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                "use runtime='keras'") from exc
+            raise _export_error(config, exc) from exc
     return target
+
+
+@contextlib.contextmanager
+def graph_file(config: ExtractorConfig, root: str | os.PathLike | None = None
+               ) -> Iterator[Path]:
+    """The ONNX graph of ``config`` as a file for the duration of the block: the cached one
+    (:func:`onnx_graph`), or, where nothing may stay on disk (``cache=False``:
+    :func:`featx.trust.store.nothing_on_disk`), one exported into a temporary folder that is
+    removed after the block."""
+    if persistent():
+        yield onnx_graph(config, root)
+        return
+    with tempfile.TemporaryDirectory(prefix="featx-graph-") as tmp:
+        target = Path(tmp) / graph_path(config, tmp).name
+        try:
+            _export_checked(_called_model(config), target)
+        except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
+            raise _export_error(config, exc) from exc
+        yield target
 
 
 class OnnxBackbone:
