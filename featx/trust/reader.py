@@ -356,10 +356,12 @@ def read_url(url: str, budget: Budget, offset: int = 0, size: int | None = None)
             budget.check_size(len(data), url, streamed=True)
         return _short(data, size, offset, url)
     if size is None:
-        with contextlib.suppress(Exception):  # no declared size: the stream's cap decides
+        try:
             declared = fs.size(path)
-            if declared is not None:
-                budget.check_size(int(declared) - offset, url)
+        except Exception:  # noqa: BLE001 - no declared size: the stream's cap decides
+            declared = None
+        if declared is not None:
+            budget.check_size(int(declared) - offset, url)
     lock = _TAR_LOCK if "tar" in _protocols(fs) else contextlib.nullcontext()
     with lock, fs.open(path, "rb") as f:
         if offset:
