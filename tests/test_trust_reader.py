@@ -338,6 +338,17 @@ def test_a_decode_pool_skips_over_limit_items_and_reads_the_rest(tmp_path, jpegs
             "6 GiB, over the 64 KiB" in reasons[3]] == [True, True, True], reasons
 
 
+def test_a_remote_csv_is_read_bounded_too():
+    """The list itself is an input: an endless or trickling CSV ends with an error naming it."""
+    with Hostile(delay=0.5) as srv, config_context(max_item_bytes=64 * KiB, item_timeout=1):
+        with elapsed_at_most(1 + MARGIN):
+            with pytest.raises(ItemTooLargeError, match=r"more than 64 KiB.*endless-list.csv"):
+                ImageDataset.from_csv(f"{srv.url}/endless-list.csv")
+            with pytest.raises(ItemTimeoutError, match=r"within 1 s.*trickle-list.csv"):
+                ImageDataset.from_csv(f"{srv.url}/trickle-list.csv")
+    assert srv.counts["/endless-list.csv"] == srv.counts["/trickle-list.csv"] == 1
+
+
 # -- reaching outside -------------------------------------------------------------------------
 @pytest.fixture
 def local_photo(tmp_path, jpegs):
