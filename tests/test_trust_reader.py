@@ -119,6 +119,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that hangs up mid-answer is what these tests make happen
+
 
 class Hostile:
     """``with Hostile(files) as url:`` the hostile server on 127.0.0.1; ``.counts`` holds the
@@ -322,6 +325,32 @@ def test_a_ranged_read_keeps_only_its_range_from_a_server_that_ignores_range(jpe
     assert srv.counts["/shard.tar"] == 1
 
 
+def test_parquet_cells_and_row_groups_are_bounded(tmp_path, jpegs):
+    """A cell over the cap is refused; a row group's image column (read whole, its rows then
+    served from memory) is refused from the footer's size when over 4 x the cap."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from featx.images import container_location
+
+    blob = random.Random(0).randbytes(300 * KiB)  # incompressible
+    for cap, name in ((100 * KiB, "cells.parquet"), (50 * KiB, "group.parquet")):
+        pq.write_table(pa.table({"image": [jpegs[0], blob], "label": ["a", "b"]}),
+                       tmp_path / name)
+        small, big = (container_location("parquet", str(tmp_path / name), "image", 0, row)
+                      for row in (0, 1))
+        with config_context(max_item_bytes=cap):
+            if cap == 100 * KiB:
+                assert read_bytes(small) == jpegs[0]
+                with pytest.raises(ItemTooLargeError, match="over the 100 KiB allowed"):
+                    read_bytes(big)
+            else:
+                for location in (small, big):
+                    with pytest.raises(ItemTooLargeError, match=r"row group's 'image' column "
+                                                                r"is \d+ bytes, over 4 x"):
+                        read_bytes(location)
+
+
 def test_a_decode_pool_skips_over_limit_items_and_reads_the_rest(tmp_path, jpegs):
     good = tmp_path / "good.jpg"
     good.write_bytes(jpegs[2])
@@ -455,7 +484,7 @@ def test_fuzz_a_slow_huge_endless_server(jpegs, no_backoff):
     keeps exactly its good URLs and skips each bad one with a reason; every trial ends within
     its deadline (+ margin) and the whole run's memory stays bounded. Trials run 8 at a time
     (their slow items wait on the deadline together)."""
-    files = {}
+    files = {"/warm/ok-0.jpg": jpegs[0]}
     trials = []
     for seed in range(100):
         rng = random.Random(seed)
@@ -466,8 +495,9 @@ def test_fuzz_a_slow_huge_endless_server(jpegs, no_backoff):
             files[path.replace(kind, "ok")] = jpegs[rng.randrange(len(jpegs))]
             urls.append((path, kind))
         trials.append(urls)
-    cap, deadline = 128 * KiB, 0.3
+    cap, deadline = 128 * KiB, 1.0  # a good item (a few 500s first) takes milliseconds
     with Hostile(files, delay=0.05) as srv:
+        assert read_bytes(f"{srv.url}/warm/ok-0.jpg") == jpegs[0]  # the HTTP client started
         def trial(urls):
             start = time.monotonic()
             ds = ImageDataset.from_paths([srv.url + p for p, _ in urls], ["a"] * len(urls))
@@ -478,7 +508,7 @@ def test_fuzz_a_slow_huge_endless_server(jpegs, no_backoff):
                 results = list(pool.map(trial, trials))
     for urls, (ds, took) in zip(trials, results, strict=True):
         good = [srv.url + p for p, kind in urls if kind in GOOD]
-        assert ds.paths == good, urls
+        assert ds.paths == good, (urls, ds.skipped)
         assert sorted(p for p, _ in ds.skipped) == sorted(
             srv.url + p for p, kind in urls if kind not in GOOD)
         assert all(reason for _, reason in ds.skipped)
@@ -492,6 +522,17 @@ def test_fuzz_a_slow_huge_endless_server(jpegs, no_backoff):
     assert max(endless) < cap + 32 * MiB  # each cut after the cap (socket buffers aside)
     assert all(n == 1 for p, n in srv.counts.items() if "/trickle-" in p or "/huge-" in p
                or "/endless-" in p)
+
+
+def test_a_file_url_is_a_local_read(tmp_path, jpegs):
+    """``file://`` goes through the same checks as a path: a FIFO is refused, never waited on."""
+    (tmp_path / "a.jpg").write_bytes(jpegs[0])
+    os.mkfifo(tmp_path / "fifo.jpg")
+    with elapsed_at_most(MARGIN):
+        ds = skipped_dataset([f"file://{tmp_path}/a.jpg", f"file://{tmp_path}/fifo.jpg"])
+    assert ds.paths == [f"file://{tmp_path}/a.jpg"]
+    assert ds.skipped == [(f"file://{tmp_path}/fifo.jpg",
+                           "cannot read file (a FIFO, not a regular file)")]
 
 
 def test_read_capped_stops_one_byte_past_the_cap():

@@ -41,6 +41,7 @@ from featx.trust.reader import (
     EXTRAS,
     RETRIES,
     Budget,
+    is_local,
     is_url,
     open_regular,
     read_item,
@@ -251,9 +252,9 @@ def read_bytes(location: str | os.PathLike) -> bytes:
     docstring).
 
     Read by the bounded reader (:func:`featx.trust.reader.read_item`): at most
-    ``max_item_bytes``, within ``item_timeout``. Local files are read once
-    (:func:`featx.images.open_regular`: only regular files). Remote reads are retried
-    :data:`RETRIES` times on transient errors.
+    ``max_item_bytes``, within ``item_timeout``. Local items (files, ``file://``,
+    ``memory://``) are read once (:func:`featx.images.open_regular`: only regular files).
+    Remote reads are retried :data:`RETRIES` times on transient errors.
 
     Raises
     ------
@@ -274,7 +275,7 @@ def read_bytes(location: str | os.PathLike) -> bytes:
     location = os.fspath(location)
     scheme, _ = split_url(location)
     reader = READERS[scheme if scheme in _CONTAINERS else "url" if is_url(location) else ""]
-    return read_item(location, reader, retries=RETRIES if is_remote(location) else 0)
+    return read_item(location, reader, retries=0 if is_local(location) else RETRIES)
 
 
 _IO: ThreadPoolExecutor | None = None

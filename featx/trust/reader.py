@@ -347,6 +347,8 @@ def read_url(url: str, budget: Budget, offset: int = 0, size: int | None = None)
     if size is not None:
         budget.check_size(size, url)
     fs, path = url_to_fs(url)
+    if {"file", "local"} & set(_protocols(fs)) and "::" not in url:  # a FIFO must not block
+        return read_local(path, budget, offset, size)
     if {"http", "https"} & set(_protocols(fs)):
         return _sync(fs, _http_read(fs, path, budget, url, offset, size), budget, url)
     if getattr(fs, "async_impl", False) and getattr(fs, "loop", None) is not None:
@@ -445,7 +447,7 @@ def read_item(location: str, read: Callable[[str, Budget], bytes], *,
 
     Transient failures are retried ``retries`` times with a doubling pause while the deadline
     allows; an item over the cap, past the deadline, missing, or failing for good is not
-    read again. With ``retries=0`` (local files) an ``OSError`` is raised as the OS gave it.
+    read again. With ``retries=0`` (local items) an OS error is raised as the OS gave it.
 
     Raises
     ------
@@ -483,8 +485,8 @@ def read_item(location: str, read: Callable[[str, Budget], bytes], *,
         except Exception as exc:  # noqa: BLE001 - any store's error becomes this item's reason
             if budget.remaining() <= 0:
                 raise budget.timed_out(location, _reason(exc)) from None
-            if retries == 0 and isinstance(exc, OSError):
-                raise
+            if retries == 0 and isinstance(exc, OSError) and exc.strerror:
+                raise  # a local file's error, as the OS gave it
             if isinstance(exc, FileNotFoundError):
                 raise FileNotFoundError(errno.ENOENT, "not found", location) from None
             if not _transient(exc) or retries == 0:
