@@ -24,7 +24,8 @@ from pathlib import Path
 __all__ = [
     "CacheWriteError", "CheckpointError", "CommandError", "ConfigError", "DamagedCacheError",
     "DamagedCacheWarning", "DamagedWeightsError", "DataNotFoundError", "ExportError", "FeatxError",
-    "FeatxWarning", "GraphExportError", "ImageError", "MissingRowsError", "ModelFileError",
+    "FeatxWarning", "GraphExportError", "ImageError", "ItemTimeoutError", "ItemTooLargeError",
+    "MissingRowsError", "ModelFileError",
     "OutputExistsError", "PlotsSkippedWarning", "SkippedImagesWarning", "UntrustedModelError",
     "WeightsCacheWarning", "WeightsDownloadError", "WeightsFileNotFoundError",
 ]
@@ -52,6 +53,17 @@ class SkippedImagesWarning(FeatxWarning):
 
 class DataNotFoundError(FeatxError, FileNotFoundError):
     """The data a command or pipeline needs is not on disk; the message says what to fetch."""
+
+
+class ItemTooLargeError(FeatxError, OSError):
+    """One item (an image file, a URL's body, an archive member, a container record) has more
+    bytes than the ``max_item_bytes`` setting allows; it was not read (or not read past the
+    limit). Its ``strerror`` is the reason a dataset's ``skipped`` shows."""
+
+
+class ItemTimeoutError(FeatxError, TimeoutError):
+    """One item could not be read, retries included, within the ``item_timeout`` setting (a
+    store that answers too slowly, or a body that never ends). An ``OSError`` too."""
 
 
 # --------------------------------------------------------------------------- backbones

@@ -79,13 +79,13 @@ def limit_per_class(dataset, limit: int | None, seed: int = 0):
 
 
 def _from_csv(path: Path, name: str | None, path_column: str = "path",
-              label_column: str = "label"):
+              label_column: str = "label", allow_local: bool = False):
     """A CSV with ``path,label`` columns (or the ones named); a ``split`` column, when present,
     gives the splits.
 
     Read by :func:`featx.data.read_csv`, as :meth:`ImageDataset.from_csv` reads: a row without
     a usable label or split value is refused with its line number, never made a class of its
-    own."""
+    own. A CSV at a remote location names only remote images unless ``allow_local``."""
     columns = dict(path_column=path_column, label_column=label_column)
     try:
         rows = read_csv(path, split_column="split", **columns)
@@ -94,7 +94,7 @@ def _from_csv(path: Path, name: str | None, path_column: str = "path",
                        "label_column (command line: --path-column, --label-column; pipeline: "
                        "data.path_column, data.label_column)") from None
     if not rows or "split" not in rows[0]:
-        return ImageDataset.from_csv(path, name=name, **columns)
+        return ImageDataset.from_csv(path, name=name, allow_local=allow_local, **columns)
     class_names = sorted({r["label"] for r in rows})
     out = {}
     for split in ("train", "validation", "test"):
@@ -102,43 +102,47 @@ def _from_csv(path: Path, name: str | None, path_column: str = "path",
         if picked:
             out[split] = ImageDataset.from_paths(
                 [r["path"] for r in picked], [r["label"] for r in picked],
-                class_names=class_names, name=f"{name or _stem(path)}-{split}")
+                class_names=class_names, name=f"{name or _stem(path)}-{split}",
+                origin=path, allow_local=allow_local)
     if "train" not in out:
         raise ValueError(f"the CSV {str(path)!r} has no train rows (split values: "
                          f"{sorted(out)}); allowed: train, validation (or val), test")
     return out
 
 
-def _folder(spec: str, name, path_column, label_column):
+def _folder(spec: str, name, path_column, label_column, allow_local):
     return ImageDataset.from_directory(spec, name=name)
 
 
-def _csv(spec: str, name, path_column, label_column):
-    return _from_csv(spec if is_url(spec) else Path(spec), name, path_column, label_column)
+def _csv(spec: str, name, path_column, label_column, allow_local):
+    return _from_csv(spec if is_url(spec) else Path(spec), name, path_column, label_column,
+                     allow_local)
 
 
 def _column(given: str, default_given: str, default: str) -> str:
     return default if given == default_given else given
 
 
-def _tfrecord(spec: str, name, path_column, label_column):
+def _tfrecord(spec: str, name, path_column, label_column, allow_local):
     return ImageDataset.from_tfrecords(
         spec, image_key=_column(path_column, "path", "image/encoded"),
         label_key=_column(label_column, "label", "image/class/label"), name=name)
 
 
-def _parquet(spec: str, name, path_column, label_column):
+def _parquet(spec: str, name, path_column, label_column, allow_local):
     return ImageDataset.from_parquet(spec, image_column=_column(path_column, "path", "image"),
-                                     label_column=label_column, name=name)
+                                     label_column=label_column, name=name,
+                                     allow_local=allow_local)
 
 
-def _webdataset(spec: str, name, path_column, label_column):
+def _webdataset(spec: str, name, path_column, label_column, allow_local):
     return ImageDataset.from_webdataset(spec, name=name)
 
 
-#: ``format`` -> loader(spec, name, path_column, label_column) returning a dataset or splits.
-#: ``path_column`` / ``label_column`` name a CSV's columns, a Parquet file's image and label
-#: columns, or a TFRecord's image and label features (each format has its own default).
+#: ``format`` -> loader(spec, name, path_column, label_column, allow_local) returning a dataset
+#: or splits. ``path_column`` / ``label_column`` name a CSV's columns, a Parquet file's image and
+#: label columns, or a TFRecord's image and label features (each format has its own default);
+#: ``allow_local`` lets a list (a CSV, Parquet path cells) name local files it would not.
 DATA_FORMATS: Registry[Callable] = Registry("data format", {
     "folder": _folder,
     "csv": _csv,
@@ -195,7 +199,8 @@ def _missing(spec: str, fetch: str | None) -> DataNotFoundError:
 def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: float | None = None,
                  limit: int | None = None, seed: int = 0, name: str | None = None,
                  fetch: str | None = None, path_column: str = "path",
-                 label_column: str = "label", format: str | None = None) -> dict:
+                 label_column: str = "label", format: str | None = None,
+                 allow_local: bool = False) -> dict:
     """Resolve ``spec`` into ``{"train": ImageDataset, ["validation": ...,] "test": ...}``.
 
     Parameters
@@ -221,6 +226,10 @@ def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: f
         ``image/encoded``, ``image/class/label``); not used by folders and built-in names.
     format : {"folder", "csv", "tfrecord", "parquet", "webdataset"}, optional
         How to read ``spec`` when its name does not say (see :func:`data_format`).
+    allow_local : bool, default=False
+        Let a list read from a remote location (a CSV over HTTP) name local files, and a
+        Parquet file's path cells name files outside its folder; without it such items are
+        skipped with the reason (:func:`featx.trust.reader.confine`).
 
     Examples
     --------
@@ -239,7 +248,7 @@ def resolve_data(spec: str | os.PathLike, *, test_size: float = 0.2, val_size: f
     elif (kind := data_format(spec_s, format)) is not None:
         local = spec_s if is_url(spec_s) else str(path)
         try:
-            data = DATA_FORMATS[kind](local, name, path_column, label_column)
+            data = DATA_FORMATS[kind](local, name, path_column, label_column, allow_local)
         except FileNotFoundError as exc:
             raise DataNotFoundError(f"{exc} {fetch}" if fetch else str(exc)) from None
     else:

@@ -111,9 +111,9 @@ def test_http_retries_transient_errors_and_skips_a_404(served, server, tree, ref
 
 
 def test_http_500_forever_is_one_skipped_file(tmp_path, image_bytes, monkeypatch):
-    from featx.images import locations
+    from featx.trust import reader
 
-    monkeypatch.setattr(locations, "_BACKOFF", 0.0)
+    monkeypatch.setattr(reader, "_BACKOFF", 0.0)
     (tmp_path / "flaky-always.jpg").write_bytes(image_bytes())
     (tmp_path / "ok.jpg").write_bytes(image_bytes(colour=(0, 0, 200)))
     server = LoopbackServer(tmp_path)

@@ -29,6 +29,7 @@ from featx.images import (
     require_pyarrow,
     url_to_fs,
 )
+from featx.trust.reader import confine
 
 __all__ = ["CONTAINER_FORMATS", "expand_pattern", "label_codes", "list_parquet",
            "list_tfrecords", "list_url_tree", "list_webdataset", "open_location"]
@@ -153,11 +154,13 @@ def _hf_label_names(schema, label_column: str) -> list[str] | None:
 
 
 def list_parquet(files: Sequence[str], image_column: str, label_column: str,
-                 verify: str = "header") -> tuple[list[str], list, list, list[str] | None]:
+                 verify: str = "header", *, allow_local: bool = False,
+                 ) -> tuple[list[str], list, list, list[str] | None]:
     """The images of a Parquet image-bytes column (plain ``binary`` or the ``{bytes, path}``
     struct), one row group at a time, with the labels and the class names a Hugging Face
     dataset stores with them (or ``None``). A cell without bytes but with a ``path`` is read
-    from that path (relative to the Parquet file's folder)."""
+    from that path (relative to the Parquet file's folder; one that leaves it is skipped
+    unless ``allow_local``: :func:`featx.trust.reader.confine`)."""
     pq = require_pyarrow()
     locations, labels, skipped, names = [], [], [], None
     for file in files:
@@ -184,6 +187,10 @@ def list_parquet(files: Sequence[str], image_column: str, label_column: str,
                         if not path:
                             skipped.append((where, "the image cell holds no bytes and no path"))
                             continue
+                        if reason := confine(path, file, allow_local=allow_local,
+                                             contained=True):
+                            skipped.append((where, reason))
+                            continue
                         where = path if is_url(path) or os.path.isabs(path) else (
                             _sibling(file, path))
                     elif reason := _checked(data, where, verify):
@@ -195,8 +202,12 @@ def list_parquet(files: Sequence[str], image_column: str, label_column: str,
 
 
 def _sibling(file: str, name: str) -> str:
-    if is_url(file) and "::" not in file:
-        return file.rsplit("/", 1)[0] + "/" + name
+    """``name`` (relative, inside the folder: :func:`featx.trust.reader.confine` checked it) in
+    the folder of ``file``: a path, a URL, or a member of a chain (``zip://d/x.parquet::a.zip``
+    -> ``zip://d/<name>::a.zip``)."""
+    if is_url(file):
+        head, sep, tail = file.partition("::")
+        return head.rsplit("/", 1)[0] + "/" + name + sep + tail
     return os.path.join(os.path.dirname(os.path.abspath(file)), name)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 from featx.data.files import SPLIT_NAMES, display_path, missing_path_error
-from featx.images import is_url, require_fsspec
+from featx.images import is_url, read_bytes
 
 __all__ = [
     "MISSING_LABELS", "is_missing_label", "read_csv",
@@ -169,10 +170,12 @@ def is_missing_label(label: Any) -> bool:
 
 
 def _open_text(file):
-    """The CSV as text: a local file, or any fsspec URL."""
+    """The CSV as text: a local file, or any fsspec URL, read by the bounded reader (at most
+    ``max_item_bytes``, within ``item_timeout``, transient failures retried: an endless or
+    trickling answer ends as an ``OSError`` naming the URL)."""
     if isinstance(file, str) and is_url(file):
-        return require_fsspec().open(file, "rt", newline="", encoding="utf-8-sig",
-                                     errors="surrogateescape")
+        return io.TextIOWrapper(io.BytesIO(read_bytes(file)), newline="", encoding="utf-8-sig",
+                                errors="surrogateescape")
     return open(file, newline="", encoding="utf-8-sig", errors="surrogateescape")
 
 

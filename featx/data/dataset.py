@@ -24,6 +24,7 @@ from featx.data.files import (
     warn_skipped,
 )
 from featx.images import check_stores, is_url
+from featx.trust.reader import confine
 from featx.utils.config import cache_dir
 
 __all__ = [
@@ -203,6 +204,8 @@ class ImageDataset:
         class_names: Sequence[str] | None = None,
         verify: Verify = "header",
         name: str | None = None,
+        origin: str | os.PathLike | None = None,
+        allow_local: bool = False,
     ) -> ImageDataset:
         """Build from parallel lists of paths and labels (strings, or ints with ``class_names``).
 
@@ -213,6 +216,18 @@ class ImageDataset:
         (``os.path.abspath``: symlinks are kept, not resolved); ``bytes`` paths are decoded with
         :func:`os.fsdecode`. A missing label (``None``, NaN, ``pd.NA``, a blank string) is
         refused with its positions: it would otherwise become a class of its own.
+
+        ``origin``: where the list was read (a CSV's path or URL). A list read at a remote
+        location names only remote images: local paths in it (``/etc/...``, ``file://...``)
+        are skipped with the reason, unless ``allow_local=True``
+        (:func:`featx.trust.reader.confine`).
+
+        Examples
+        --------
+        >>> ds = ImageDataset.from_paths(["https://h/a.jpg", "/etc/hostname"], ["a", "b"],
+        ...                              verify="none", origin="https://h/list.csv")
+        >>> ds.paths, ds.skipped[0][1]
+        (['https://h/a.jpg'], 'a local file named by a list read from a remote location: ...')
         """
         paths = [p if is_url(p) else os.path.abspath(p) for p in map(os.fsdecode, paths)]
         check_stores(paths)  # a missing s3fs or aiohttp is one error now, not one per image
@@ -242,7 +257,12 @@ class ImageDataset:
                     codes.append(index[str(y)])
                 else:
                     raise ValueError(f"label {y!r} is not in class_names={class_names}")
-        reasons = check_files(paths, verify)
+        refused = ([confine(p, os.fspath(origin), allow_local=allow_local) for p in paths]
+                   if origin is not None else [None] * len(paths))
+        allowed = [i for i, r in enumerate(refused) if r is None]
+        checked = dict(zip(allowed, check_files([paths[i] for i in allowed], verify),
+                           strict=True))
+        reasons = [refused[i] or checked[i] for i in range(len(paths))]
         keep = [i for i, r in enumerate(reasons) if r is None]
         skipped = [(paths[i], r) for i, r in enumerate(reasons) if r is not None]
         warn_skipped(skipped, name or "the given paths")
@@ -258,15 +278,21 @@ class ImageDataset:
         root: str | os.PathLike | None = None,
         verify: Verify = "header",
         name: str | None = None,
+        allow_local: bool = False,
     ) -> ImageDataset:
         """Read a CSV with one row per image; relative paths resolve against ``root`` (default:
         the CSV's folder) and are stored absolute. The CSV, ``root`` and the rows may be URLs
         (a relative row under a CSV at ``https://host/x/list.csv`` is ``https://host/x/<row>``).
+
+        A CSV read from a remote location names only remote images: a row naming a local file
+        (``/abs/path.jpg``, ``file:///...``, or a relative row under a local ``root``) is
+        skipped with the reason unless ``allow_local=True`` (you trust the CSV).
         """
         rows = read_csv(file, path_column=path_column, label_column=label_column, root=root)
         stem = os.fspath(file).rsplit("::", 1)[-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]
         return cls.from_paths([r["path"] for r in rows], [r["label"] for r in rows],
-                              verify=verify, name=name or stem)
+                              verify=verify, name=name or stem, origin=file,
+                              allow_local=allow_local)
 
     # Images inside other files (TFRecord, Parquet, WebDataset): featx/data/from_containers.py.
     from_tfrecords = classmethod(from_containers.from_tfrecords)

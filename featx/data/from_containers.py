@@ -109,12 +109,15 @@ def from_parquet(
     label_names: Sequence[str] | None = None,
     verify: Verify = "header",
     name: str | None = None,
+    allow_local: bool = False,
 ) -> ImageDataset:
     """Read images stored in a Parquet column (a file, a glob pattern, local or a URL).
 
     The column holds the encoded bytes, either as ``binary`` or as the ``{bytes, path}``
     struct Hugging Face ``datasets`` writes (a cell with only a ``path`` is read from that
-    path). Read with pyarrow one row group at a time. Labels are ints (indexing
+    path, relative to the Parquet file's folder; a path that leaves the folder, absolute or
+    ``../``, or a local one in a remote file, is skipped with the reason unless
+    ``allow_local=True``). Read with pyarrow one row group at a time. Labels are ints (indexing
     ``label_names``; default: the ``ClassLabel`` names a Hugging Face file stores, else
     ``"0"``, ``"1"``, ...) or class names. Each image's location is
     ``parquet://<file>#<column>@<row group>/<row>``.
@@ -136,7 +139,8 @@ def from_parquet(
     ['blue', 'red']
     """
     files = expand_pattern(path_or_url, "path_or_url")
-    locs, labels, skipped, names = list_parquet(files, image_column, label_column, verify)
+    locs, labels, skipped, names = list_parquet(files, image_column, label_column, verify,
+                                                allow_local=allow_local)
     return _from_listing(cls, locs, labels, skipped, label_names or names,
                              name or _stem(path_or_url, "parquet"))
 

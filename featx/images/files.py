@@ -2,8 +2,8 @@
 one (a dangling symlink, a symlink loop, a folder, a FIFO, a device) has a short reason.
 
 A FIFO or a device given as an image would otherwise block the reader forever or never end;
-:func:`open_regular` refuses them at once. The reasons are the ones ``ImageDataset.skipped``
-and ``featx predict`` show.
+:func:`open_regular` (the bounded reader's, :mod:`featx.trust.reader`) refuses them at once.
+The reasons are the ones ``ImageDataset.skipped`` and ``featx predict`` show.
 """
 
 from __future__ import annotations
@@ -11,45 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import BinaryIO
+
+# read_bytes: a regular file's bytes, bounded (over max_item_bytes: refused from its size)
+from featx.trust.reader import file_kind, open_regular
+from featx.trust.reader import read_file as read_bytes
 
 __all__ = ["entry_problem", "open_regular", "read_bytes", "unreadable_reason"]
-
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-# O_NONBLOCK: opening a FIFO does not wait for a writer (no effect on regular files)
-_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-
-
-def _kind(mode: int) -> str:
-    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
-
-
-def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """Open ``path`` for binary reading if it is a regular file (or a symlink to one).
-
-    Raises
-    ------
-    OSError
-        The usual ones (missing, no permission, symlink loop), and ``EINVAL`` with
-        ``strerror`` "a FIFO, not a regular file" (or a folder, socket, device) for anything
-        that is not a regular file, raised without reading from it.
-    """
-    fd = os.open(path, _FLAGS)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"{_kind(mode)}, not a regular file", os.fspath(path))
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of a regular file (see :func:`open_regular`)."""
-    with open_regular(path) as f:
-        return f.read()
 
 
 def unreadable_reason(path: str | os.PathLike, exc: OSError) -> str:
@@ -92,4 +59,4 @@ def entry_problem(path: str | os.PathLike) -> str | None:
         return None
     if stat.S_ISDIR(mode):
         return "folder"
-    return f"cannot read file ({_kind(mode)}, not a regular file)"
+    return f"cannot read file ({file_kind(mode)}, not a regular file)"

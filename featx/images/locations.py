@@ -16,25 +16,41 @@ worker on another machine) reads just those bytes with one ranged read, without 
 index. :data:`READERS` maps a scheme to its reader; everything that reads pixels (hashing, the
 decode pool, Ray's decode tasks, ``read_image``) goes through :func:`read_bytes`.
 
-Remote reads retry transient failures (a 5xx or 429 answer, a reset connection, a time-out)
-:data:`RETRIES` times with a short back-off; what still fails raises ``OSError`` with the reason,
-which callers list in ``skipped``.
+Every read goes through the bounded reader (:mod:`featx.trust.reader`): at most
+``max_item_bytes`` per item, one ``item_timeout`` deadline per item, and transient failures of
+remote reads (a 5xx or 429 answer, a reset connection) retried :data:`RETRIES` times with a
+short back-off; what still fails raises ``OSError`` with the reason, which callers list in
+``skipped``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
-from featx.images.files import open_regular
-from featx.images.files import read_bytes as read_file
+from featx.errors import ItemTooLargeError
+from featx.trust.reader import (
+    CONTAINER_SCHEMES,
+    EXTRAS,
+    RETRIES,
+    Budget,
+    is_local,
+    is_url,
+    open_regular,
+    read_item,
+    read_local,
+    read_url,
+    require_fsspec,
+    split_url,
+    url_to_fs,
+)
 from featx.utils.registry import Registry
 
 __all__ = ["EXTRAS", "IO_WORKERS", "READERS", "RETRIES", "Record", "check_stores",
@@ -43,45 +59,9 @@ __all__ = ["EXTRAS", "IO_WORKERS", "READERS", "RETRIES", "Record", "check_stores
            "process_local", "require_pyarrow", "url_to_fs",
            "read_bytes", "read_many", "require_fsspec", "split_url"]
 
-#: Attempts after the first for a transient failure of a remote read.
-RETRIES = 3
-_BACKOFF = 0.1  # seconds before the first retry, doubled each time
 #: Threads reading remote locations ahead of the decoders (I/O bound: many more than cores).
 IO_WORKERS = 16
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
-              ValueError, KeyError, ImportError, TypeError)
-
-
-def require_fsspec():
-    """``fsspec``, or an ``ImportError`` saying what to install."""
-    try:
-        import fsspec
-    except ImportError:  # pragma: no cover - fsspec comes with the ray extra and most stacks
-        raise ImportError("reading URLs needs fsspec: pip install 'featx[remote]' "
-                          "(and 'featx[s3]' or 'featx[gcs]' for those stores)") from None
-    return fsspec
-
-
-def is_url(location: str) -> bool:
-    """Whether ``location`` is a URL (``scheme://...``) or an fsspec chain (``a::b``) rather than
-    a local path.
-
-    Examples
-    --------
-    >>> is_url("s3://bucket/a.jpg"), is_url("zip://a.jpg::photos.zip"), is_url("/data/a.jpg")
-    (True, True, False)
-    """
-    s = os.fspath(location)
-    return isinstance(s, str) and ("://" in s or "::" in s)
-
-
-def split_url(location: str) -> tuple[str, str]:
-    """``(scheme, rest)`` of a URL; ``("", location)`` for a local path."""
-    if not is_url(location):
-        return "", location
-    head = location.split("::", 1)[0]
-    scheme, sep, _ = head.partition("://")
-    return (scheme.lower(), location[len(scheme) + 3:]) if sep else ("", location)
+_CONTAINERS = CONTAINER_SCHEMES
 
 
 class Record(NamedTuple):
@@ -158,26 +138,6 @@ def process_local(location: str) -> bool:
 
 
 # -- readers --------------------------------------------------------------------------------------
-_TAR_LOCK = threading.Lock()  # fsspec's tar file system reads every member through one handle
-
-
-#: URL scheme -> the featx extra that installs its fsspec file system.
-EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "remote",
-          "https": "remote"}
-
-
-def url_to_fs(url: str):
-    """``(file system, path)`` of an fsspec URL; an ``ImportError`` naming the featx extra to
-    install when the store's package is missing."""
-    fsspec = require_fsspec()
-    try:
-        return fsspec.core.url_to_fs(url)
-    except ImportError as exc:
-        extra = EXTRAS.get(split_url(url)[0], "remote")
-        raise ImportError(f"reading {url!r} needs a package that is not installed ({exc}): "
-                          f"pip install 'featx[{extra}]'") from None
-
-
 def check_stores(locations: Sequence[str]) -> None:
     """Fail now, with the extra to install, when a URL scheme among ``locations`` (or among
     their containers' files) has no installed file system; one check per scheme."""
@@ -201,37 +161,16 @@ def require_pyarrow():
     return pq
 
 
-_fs = url_to_fs
-
-
-def _read_url(url: str) -> bytes:
-    fs, path = _fs(url)
-    if "tar" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
-        with _TAR_LOCK:
-            return fs.cat_file(path)
-    return fs.cat_file(path)
-
-
-def _read_range(file: str, offset: int, size: int) -> bytes:
+def _read_range(file: str, offset: int, size: int, budget: Budget) -> bytes:
     """``size`` bytes of ``file`` from ``offset``: one ranged read (one HTTP Range request)."""
-    if not is_url(file):
-        with open_regular(file) as f:
-            f.seek(offset)
-            data = f.read(size)
-    else:
-        fs, path = _fs(file)
-        data = fs.cat_file(path, start=offset, end=offset + size)
-        if len(data) >= offset + size > size:  # a server that ignores Range sends the whole file
-            data = data[offset:offset + size]
-    if len(data) != size:
-        raise OSError(errno.EIO, f"short read: {len(data)} of {size} bytes at offset {offset}",
-                      file)
-    return data
+    if is_url(file):
+        return read_url(file, budget, offset, size)
+    return read_local(file, budget, offset, size)
 
 
-def _read_record(location: str) -> bytes:
+def _read_record(location: str, budget: Budget) -> bytes:
     rec = parse_container(location)
-    return _read_range(rec.file, rec.offset, rec.size)
+    return _read_range(rec.file, rec.offset, rec.size, budget)
 
 
 _ROW_GROUPS: OrderedDict = OrderedDict()  # (file, column, row group) -> list of bytes
@@ -247,21 +186,44 @@ def image_cell(value) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def _read_parquet_row(location: str) -> bytes:
+#: A row group's image column is read whole (its cells are then kept for the neighbouring rows),
+#: so it may hold at most this many times ``max_item_bytes`` (1 GiB by default).
+ROW_GROUP_ITEMS = 4
+
+
+def _column_bytes(pf, row_group: int, column: str) -> int:
+    """The declared uncompressed size of ``column`` (all its leaves: a struct's ``bytes`` and
+    ``path``) in one row group, from the file's footer."""
+    meta = pf.metadata.row_group(row_group)
+    return sum(meta.column(i).total_uncompressed_size for i in range(meta.num_columns)
+               if meta.column(i).path_in_schema.split(".", 1)[0] == column)
+
+
+def _read_parquet_row(location: str, budget: Budget) -> bytes:
     """One cell of a Parquet image column. Decode threads read neighbouring rows, so the last few
-    row groups read are kept (a row group of images is a few MB: Hugging Face writes 100 rows)."""
+    row groups read are kept (a row group of images is a few MB: Hugging Face writes 100 rows).
+    A row group whose image column declares more than :data:`ROW_GROUP_ITEMS` times the cap
+    is refused before it is read."""
     pq = require_pyarrow()
     rec = parse_container(location)
     key = (rec.file, rec.name, rec.offset)
     with _ROW_GROUP_LOCK:
         cells = _ROW_GROUPS.get(key)
         if cells is None:
-            if is_url(rec.file):
-                fs, path = _fs(rec.file)
-                with fs.open(path, "rb") as f:
-                    table = pq.ParquetFile(f).read_row_group(rec.offset, columns=[rec.name])
-            else:
-                table = pq.ParquetFile(rec.file).read_row_group(rec.offset, columns=[rec.name])
+            budget.left(location)
+            with contextlib.ExitStack() as stack:
+                if is_url(rec.file):
+                    fs, path = url_to_fs(rec.file)
+                    pf = pq.ParquetFile(stack.enter_context(fs.open(path, "rb")))
+                else:
+                    pf = pq.ParquetFile(stack.enter_context(open_regular(rec.file)))
+                declared = _column_bytes(pf, rec.offset, rec.name)
+                if declared > ROW_GROUP_ITEMS * budget.limit:
+                    raise ItemTooLargeError(
+                        errno.EFBIG, f"its row group's {rec.name!r} column is {declared} bytes, "
+                        f"over {ROW_GROUP_ITEMS} x max_item_bytes ({budget.limit}; "
+                        "FEATX_MAX_ITEM_BYTES): write smaller row groups", location)
+                table = pf.read_row_group(rec.offset, columns=[rec.name])
             cells = [image_cell(v) for v in table.column(0).to_pylist()]
             _ROW_GROUPS[key] = cells
             while len(_ROW_GROUPS) > _ROW_GROUPS_KEPT:
@@ -270,48 +232,37 @@ def _read_parquet_row(location: str) -> bytes:
     data = cells[rec.size]
     if data is None:
         raise OSError(errno.ENODATA, "the image cell holds no bytes", location)
+    budget.check_size(len(data), location)
     return data
 
 
-#: Location scheme -> reader(location) -> bytes. ``""``: a local path; ``"url"``: any other URL.
-READERS: Registry[Callable[[str], bytes]] = Registry("reader", {
-    "": read_file,
-    "url": _read_url,
+#: Location scheme -> ``reader(location, budget) -> bytes`` (:class:`featx.trust.reader.Budget`:
+#: the item's cap and deadline). ``""``: a local path; ``"url"``: any other URL.
+READERS: Registry[Callable[[str, Budget], bytes]] = Registry("reader", {
+    "": read_local,
+    "url": read_url,
     "tfrecord": _read_record,
     "webdataset": _read_record,
     "parquet": _read_parquet_row,
 })
-_CONTAINERS = ("tfrecord", "webdataset", "parquet")
-
-
-def _transient(exc: BaseException) -> bool:
-    status = getattr(exc, "status", None)
-    if isinstance(status, int):  # an HTTP answer (aiohttp's ClientResponseError)
-        return status >= 500 or status in (408, 429)
-    return not isinstance(exc, _PERMANENT)
-
-
-def _reason(exc: BaseException) -> str:
-    status = getattr(exc, "status", None)
-    if isinstance(status, int):
-        return f"HTTP {status} {getattr(exc, 'message', '')}".strip()
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def read_bytes(location: str | os.PathLike) -> bytes:
     """The bytes at ``location`` (a local path, a URL or a container record: see the module
     docstring).
 
-    Local files are read once (:func:`featx.images.open_regular`: only regular files). Remote
-    reads are retried :data:`RETRIES` times on transient errors.
+    Read by the bounded reader (:func:`featx.trust.reader.read_item`): at most
+    ``max_item_bytes``, within ``item_timeout``. Local items (files, ``file://``,
+    ``memory://``) are read once (:func:`featx.images.open_regular`: only regular files).
+    Remote reads are retried :data:`RETRIES` times on transient errors.
 
     Raises
     ------
     OSError
-        ``FileNotFoundError`` for a location that does not exist (a 404), else an ``OSError``
-        whose ``strerror`` is the reason (``"HTTP 403 Forbidden"``, ``"... after 4 attempts"``).
+        ``FileNotFoundError`` for a location that does not exist (a 404),
+        :class:`~featx.errors.ItemTooLargeError` or :class:`~featx.errors.ItemTimeoutError`
+        for an item over the bounds, else an ``OSError`` whose ``strerror`` is the reason
+        (``"HTTP 403 Forbidden"``, ``"... after 4 attempts"``).
 
     Examples
     --------
@@ -324,23 +275,7 @@ def read_bytes(location: str | os.PathLike) -> bytes:
     location = os.fspath(location)
     scheme, _ = split_url(location)
     reader = READERS[scheme if scheme in _CONTAINERS else "url" if is_url(location) else ""]
-    if reader is read_file:
-        return read_file(location)
-    for attempt in range(RETRIES + 1):
-        try:
-            return reader(location)
-        except Exception as exc:  # noqa: BLE001 - any store's error becomes this file's reason
-            if isinstance(exc, FileNotFoundError):
-                raise FileNotFoundError(errno.ENOENT, "not found", location) from None
-            if isinstance(exc, ImportError):
-                raise
-            if not _transient(exc):
-                raise OSError(errno.EIO, _reason(exc), location) from None
-            if attempt == RETRIES:
-                raise OSError(errno.EIO, f"{_reason(exc)} (after {RETRIES + 1} attempts)",
-                              location) from None
-            time.sleep(_BACKOFF * 2**attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return read_item(location, reader, retries=0 if is_local(location) else RETRIES)
 
 
 _IO: ThreadPoolExecutor | None = None

@@ -19,14 +19,12 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 import numpy as np
 
 from featx.images.decode import decode_bytes
-from featx.images.files import open_regular, unreadable_reason
+from featx.images.files import unreadable_reason
 from featx.images.locations import (
     IO_WORKERS,
     _read_or_error,
     io_executor,
     is_remote,
-    is_url,
-    read_bytes,
     read_many,
 )
 from featx.images.opencv import require_cv2
@@ -36,8 +34,6 @@ from featx.utils.threads import usable_cores
 
 __all__ = ["SKIPPED", "DecodePool", "default_workers", "hash_file", "hash_files", "load_chunk"]
 
-_HASH_BLOCK = 1 << 20
-
 #: The reason :func:`load_chunk` gives for an image whose content id is in ``skip``: read and
 #: hashed, not decoded (its features are known already). Not a failure.
 SKIPPED = "known content: not decoded"
@@ -45,17 +41,9 @@ SKIPPED = "known content: not decoded"
 
 def hash_file(path: str) -> tuple[str | None, str | None]:
     """``(sha256 hex, None)`` of the bytes at a location (a file, a URL, a container record: see
-    :func:`featx.images.read_bytes`), or ``(None, reason)`` if it cannot be read."""
-    try:
-        if is_url(path):
-            return _digest(path, read_bytes(path))
-        h = hashlib.sha256()
-        with open_regular(path) as f:
-            while block := f.read(_HASH_BLOCK):
-                h.update(block)
-        return h.hexdigest(), None
-    except OSError as exc:
-        return None, unreadable_reason(path, exc)
+    :func:`featx.images.read_bytes`, which bounds every read), or ``(None, reason)`` if it
+    cannot be read."""
+    return _digest(path, _read_or_error(path))
 
 
 def _digest(path: str, data: bytes | OSError) -> tuple[str | None, str | None]:

@@ -1,13 +1,14 @@
 """Process-wide settings: one source, read in one order.
 
-featx has three settings that belong to the process rather than to one call: the ``runtime``
-that runs frozen backbones, the ``cache_dir`` that holds features, and the ``threads`` a
-backbone forward may use. Each is read, at the moment it is needed, from
+featx's settings belong to the process rather than to one call: the ``runtime`` that runs
+frozen backbones, the ``cache_dir`` that holds features, the ``threads`` a backbone forward may
+use, and the bounds of every read (``max_item_bytes``, ``item_timeout``: see
+:mod:`featx.trust.reader`). Each is read, at the moment it is needed, from
 
 1. the innermost :func:`config_context` (or :func:`set_config`) that set it,
 2. else its environment variable (``FEATX_RUNTIME``, ``FEATX_CACHE_DIR``,
-   ``FEATX_COMPUTE_THREADS``),
-3. else its default (``"auto"``, ``./cache``, one thread per core).
+   ``FEATX_COMPUTE_THREADS``, ``FEATX_MAX_ITEM_BYTES``, ``FEATX_ITEM_TIMEOUT``),
+3. else its default (:data:`SETTINGS`).
 
 An explicit argument (``extract_features(..., runtime="keras")``, ``cache=...``) always wins over
 all three. featx reads the environment and never writes it: a setting made here stays in this
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from featx.utils.checks import check_choice, check_int, close_matches
+from featx.utils.params import Interval
 
 __all__ = ["SETTINGS", "cache_dir", "cache_root", "config_context", "get_config", "set_config"]
 
@@ -35,7 +37,20 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
     "cache_dir": ("FEATX_CACHE_DIR", "cache", "the feature-cache folder"),
     "threads": ("FEATX_COMPUTE_THREADS", None,
                 "threads of a backbone forward (None: one per core)"),
+    # Generous for photos (a 50-megapixel JPEG is ~25 MB), small enough that a few items read
+    # at once by the I/O threads cannot exhaust memory.
+    "max_item_bytes": ("FEATX_MAX_ITEM_BYTES", 256 * 2**20,
+                       "the most bytes one item (an image, a URL's body, a member, a record) "
+                       "may have"),
+    # A photo takes seconds even on a slow link (10 MB at 2 MB/s: 5 s), so a minute leaves room
+    # for retries and a cold store, while a stalled or trickling store costs at most a minute
+    # per item (the I/O threads wait on many at once), not the tens of minutes of a socket's
+    # default time-outs times the retries.
+    "item_timeout": ("FEATX_ITEM_TIMEOUT", 60.0,
+                     "seconds to read one item, retries included"),
 }
+#: Numeric settings: what they accept (set values are checked, environment values parsed).
+_NUMBERS = {"max_item_bytes": Interval(int, 1), "item_timeout": Interval(float, 0.01)}
 
 _UNSET = object()
 _LOCK = threading.Lock()
@@ -57,13 +72,13 @@ def get_config(name: str | None = None) -> Any:
     Parameters
     ----------
     name : str, optional
-        ``"runtime"``, ``"cache_dir"`` or ``"threads"``; ``None`` returns all three.
+        A name of :data:`SETTINGS`; ``None`` returns all of them.
 
     Returns
     -------
     object
-        The set value, else the environment's (a string; ``""`` counts as unset), else the
-        default.
+        The set value, else the environment's (a string, a number for the numeric settings;
+        ``""`` counts as unset), else the default.
 
     Examples
     --------
@@ -80,7 +95,22 @@ def get_config(name: str | None = None) -> Any:
     if value is not _UNSET:
         return value
     env, default, _ = SETTINGS[name]
-    return os.environ.get(env) or default
+    raw = os.environ.get(env)
+    if raw and name in _NUMBERS:
+        return _parse_env(name, env, raw)
+    return raw or default
+
+
+def _parse_env(name: str, env: str, raw: str) -> int | float:
+    """A numeric setting's environment value, or a ``ValueError`` naming the variable."""
+    try:
+        value = _NUMBERS[name].kind(raw.strip())
+    except ValueError:
+        value = None
+    try:
+        return _NUMBERS[name].check(env, value)
+    except ValueError:
+        raise ValueError(f"{env} must be {_NUMBERS[name].describe()}, got {raw!r}") from None
 
 
 def set_config(**settings: Any) -> None:
@@ -101,6 +131,9 @@ def set_config(**settings: Any) -> None:
         check_choice("runtime", settings["runtime"], ("auto", "onnxruntime", "keras"))
     if settings.get("threads") is not None:
         check_int("threads", settings["threads"], 1)
+    for name, constraint in _NUMBERS.items():
+        if settings.get(name) is not None:
+            settings = {**settings, name: constraint.check(name, settings[name])}
     if settings.get("cache_dir") is not None and not isinstance(settings["cache_dir"],
                                                                  str | os.PathLike):
         raise TypeError("cache_dir must be a folder path (str or os.PathLike) or None, got "
@@ -121,7 +154,8 @@ def config_context(**settings: Any) -> Iterator[None]:
     ----------
     **settings
         ``runtime=`` (``"auto"``, ``"onnxruntime"``, ``"keras"``), ``cache_dir=`` (a folder),
-        ``threads=`` (an int >= 1); ``None`` leaves a setting as it is.
+        ``threads=`` (an int >= 1), ``max_item_bytes=`` (an int >= 1), ``item_timeout=``
+        (seconds, a number >= 0.01); ``None`` leaves a setting as it is.
 
     Examples
     --------
