@@ -59,7 +59,7 @@ def masked_crc(data: bytes) -> int:
     Examples
     --------
     >>> hex(masked_crc(b"123456789"))
-    '0x8cbd45b9'
+    '0xc78ab0e5'
     """
     crc = google_crc32c.value(bytes(data))
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
@@ -152,13 +152,19 @@ def tfrecords(f: BinaryIO) -> Iterator[Unit]:
             continue
         else:
             data, tail = f.read(length), f.read(4)
-            if len(data) < length or len(tail) < 4 or masked_crc(data) != struct.unpack(
+            n += 1
+            if len(data) == length and len(tail) == 4 and masked_crc(data) == struct.unpack(
                     "<I", tail)[0]:
-                yield Unit(pos, end - pos, str(n), "damaged: the record's data fails its "
-                                                   "checksum")
-            else:
-                yield Unit(pos + 12, length, str(n), data=data)
-            pos, n = end, n + 1
+                yield Unit(pos + 12, length, str(n - 1), data=data)
+                pos = end
+                continue
+            # the length checked, so the next record most likely starts at `end`; but a
+            # length forged with its checksum would hide records behind it: look from here
+            nxt = _next_record(f, pos + 12, size, cap)
+            yield Unit(pos, nxt - pos, str(n - 1), "damaged: the record's data fails its "
+                       "checksum" + ("" if nxt == end else f"; bytes {pos}-{nxt} skipped to the "
+                                     "next record header that checks"))
+            pos = nxt
             continue
         nxt = _next_record(f, pos + 1, size, cap)
         yield Unit(pos, nxt - pos, problem=f"{problem}; bytes {pos}-{nxt} skipped to the next "
