@@ -105,6 +105,15 @@ def _example_image(data: bytes, image_key: str, label_key: str) -> tuple[bytes, 
     return image, label
 
 
+def _find(data: bytes, image: bytes) -> int:
+    """Where the image's own bytes sit in the serialised Example: found by their first 64
+    bytes, then compared whole (``bytes.find`` of a whole 100 KB image costs ~0.15 ms)."""
+    at = data.find(image[:64])
+    while at != -1 and data[at: at + len(image)] != image:
+        at = data.find(image[:64], at + 1)
+    return at
+
+
 def list_tfrecords(files: Sequence[str], image_key: str, label_key: str,
                    verify: str = "header") -> Listing:
     """The images of ``tf.train.Example`` records: the location of the bytes under
@@ -128,8 +137,7 @@ def list_tfrecords(files: Sequence[str], image_key: str, label_key: str,
                 if reason := _checked(image, where, verify):
                     skipped.append((where, reason))
                     continue
-                # the image's own bytes, wherever they sit in the serialised Example
-                start = unit.offset + unit.data.find(image)
+                start = unit.offset + _find(unit.data, image)
                 locations.append(container_location("tfrecord", file, unit.name, start,
                                                     len(image)))
                 labels.append(stored_label(label))
