@@ -12,12 +12,12 @@ from __future__ import annotations
 import glob
 import json
 import os
-import struct
-import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from featx.data.framing import Unit, tar_members, tfrecords
+from featx.data.labels import label_problem, stored_label
 from featx.images import (
     ImageError,
     check_image_bytes,
@@ -29,7 +29,7 @@ from featx.images import (
     require_pyarrow,
     url_to_fs,
 )
-from featx.trust.reader import confine
+from featx.trust.reader import confine, max_item_bytes
 
 __all__ = ["CONTAINER_FORMATS", "expand_pattern", "label_codes", "list_parquet",
            "list_tfrecords", "list_url_tree", "list_webdataset", "open_location"]
@@ -79,65 +79,68 @@ def _checked(data: bytes, where: str, verify: str) -> str | None:
 
 
 # -- TFRecord ---------------------------------------------------------------------------------
-def _tfrecords(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """``(offset of the data, data)`` of each record of a TFRecord file, read front to back.
-
-    Hand-written because tf.data's TFRecordDataset yields records but not where they are; the
-    framing is ``uint64 length, uint32 CRC of it, data, uint32 CRC of the data``. The CRCs are
-    not checked: each image's SHA-256 is its cache key, so a changed byte is a new image."""
-    pos = 0
-    while header := f.read(12):
-        if len(header) < 12:
-            raise ValueError(f"truncated TFRecord header at byte {pos}")
-        (length,) = struct.unpack("<Q", header[:8])
-        data = f.read(length)
-        if len(data) < length or len(f.read(4)) < 4:
-            raise ValueError(f"truncated TFRecord record at byte {pos}")
-        yield pos + 12, data
-        pos += 16 + length
-
-
 def _feature_value(feature):
     kind = feature.WhichOneof("kind")
     values = getattr(feature, kind).value if kind else []
     return values[0] if len(values) else None
 
 
+def _example_image(data: bytes, image_key: str, label_key: str) -> tuple[bytes, object] | str:
+    """``(image bytes, label)`` of a serialised ``tf.train.Example``, or why it has none."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    try:
+        feats = tf.train.Example.FromString(data).features.feature
+    except DecodeError as exc:
+        return f"not a tf.train.Example ({exc})"
+    missing = [k for k in (image_key, label_key) if k not in feats]
+    if missing:
+        return f"record has no feature {missing[0]!r} (it has {sorted(feats)[:8]})"
+    image, label = _feature_value(feats[image_key]), _feature_value(feats[label_key])
+    if not isinstance(image, bytes):
+        return f"{image_key!r} holds no image bytes"
+    if problem := label_problem(label):
+        return f"{label_key!r}: {problem}"
+    return image, label
+
+
+def _find(data: bytes, image: bytes) -> int:
+    """Where the image's own bytes sit in the serialised Example: found by their first 64
+    bytes, then compared whole (``bytes.find`` of a whole 100 KB image costs ~0.15 ms)."""
+    at = data.find(image[:64])
+    while at != -1 and data[at: at + len(image)] != image:
+        at = data.find(image[:64], at + 1)
+    return at
+
+
 def list_tfrecords(files: Sequence[str], image_key: str, label_key: str,
                    verify: str = "header") -> Listing:
     """The images of ``tf.train.Example`` records: the location of the bytes under
-    ``image_key`` inside the shard, and the label under ``label_key`` (an int or a name)."""
-    import tensorflow as tf
+    ``image_key`` inside the shard, and the label under ``label_key`` (an int or a name).
 
+    Each record's framing is checked (:func:`featx.data.framing.tfrecords`): a damaged record
+    or stretch of the shard, a record over the size limit, one that is not an Example, or one
+    without a usable image or label is listed in ``skipped`` with its reason, and the records
+    after it are still read."""
     locations, labels, skipped = [], [], []
     for file in files:
         with open_location(file) as f:
-            try:
-                for i, (offset, data) in enumerate(_tfrecords(f)):
-                    where = f"tfrecord://{file}#{i}"
-                    feats = tf.train.Example.FromString(data).features.feature
-                    missing = [k for k in (image_key, label_key) if k not in feats]
-                    if missing:
-                        skipped.append((where, f"record has no feature {missing[0]!r} (it has "
-                                               f"{sorted(feats)[:8]})"))
-                        continue
-                    image = _feature_value(feats[image_key])
-                    label = _feature_value(feats[label_key])
-                    if not isinstance(image, bytes) or label is None:
-                        skipped.append((where, f"{image_key!r} holds no image bytes"
-                                        if label is not None else f"{label_key!r} is empty"))
-                        continue
-                    if reason := _checked(image, where, verify):
-                        skipped.append((where, reason))
-                        continue
-                    # the image's own bytes, wherever they sit in the serialised Example
-                    start = offset + data.find(image)
-                    locations.append(container_location("tfrecord", file, str(i), start,
-                                                        len(image)))
-                    labels.append(label.decode("utf-8", "replace") if isinstance(label, bytes)
-                                  else int(label))
-            except ValueError as exc:
-                skipped.append((f"tfrecord://{file}", f"cannot read shard ({exc})"))
+            for unit in tfrecords(f):
+                where = container_location("tfrecord", file, unit.name or "bytes", unit.offset,
+                                           unit.size)
+                found = unit.problem or _example_image(unit.data, image_key, label_key)
+                if isinstance(found, str):
+                    skipped.append((where, found))
+                    continue
+                image, label = found
+                if reason := _checked(image, where, verify):
+                    skipped.append((where, reason))
+                    continue
+                start = unit.offset + _find(unit.data, image)
+                locations.append(container_location("tfrecord", file, unit.name, start,
+                                                    len(image)))
+                labels.append(stored_label(label))
     return locations, labels, skipped
 
 
@@ -160,27 +163,57 @@ def list_parquet(files: Sequence[str], image_column: str, label_column: str,
     struct), one row group at a time, with the labels and the class names a Hugging Face
     dataset stores with them (or ``None``). A cell without bytes but with a ``path`` is read
     from that path (relative to the Parquet file's folder; one that leaves it is skipped
-    unless ``allow_local``: :func:`featx.trust.reader.confine`)."""
+    unless ``allow_local``: :func:`featx.trust.reader.confine`).
+
+    Page checksums are verified where the file has them. A file whose footer cannot be read,
+    or that lacks the columns, is listed in ``skipped`` and the next file is read; a row group
+    that cannot be read or decoded is listed there (naming the file and the row group) and the
+    next row group is read. ``KeyError`` when no file has the columns."""
     pq = require_pyarrow()
+    import pyarrow as pa
+
+    # what pyarrow raises for a damaged file: its own errors (a footer or page that does not
+    # parse, a checksum that fails), and the builtins some of them are
+    arrow_errors = (pa.ArrowException, OSError, ValueError, EOFError)
     locations, labels, skipped, names = [], [], [], None
+    no_column = None
+    cap = max_item_bytes()
     for file in files:
         with open_location(file) as f:
-            pf = pq.ParquetFile(f)
-            columns = pf.schema_arrow.names
-            for param, col in (("image_column", image_column), ("label_column", label_column)):
-                if col not in columns:
-                    raise KeyError(f"{param}={col!r} is not a column of {file!r}; its columns "
-                                   f"are {columns}")
+            try:
+                pf = pq.ParquetFile(f, page_checksum_verification=True)
+                columns = pf.schema_arrow.names
+            except arrow_errors as exc:
+                skipped.append((file, f"cannot read the Parquet footer ({_short(exc)}): the "
+                                      "file is skipped"))
+                continue
+            missing = [(param, col) for param, col in (("image_column", image_column),
+                                                       ("label_column", label_column))
+                       if col not in columns]
+            if missing:
+                param, col = missing[0]
+                no_column = no_column or (f"{param}={col!r} is not a column of {file!r}; its "
+                                          f"columns are {columns}")
+                skipped.append((file, f"{param}={col!r} is not a column (its columns are "
+                                      f"{columns}): the file is skipped"))
+                continue
             names = names or _hf_label_names(pf.schema_arrow, label_column)
             for rg in range(pf.num_row_groups):
-                table = pf.read_row_group(rg, columns=[image_column, label_column])
-                cells = table.column(image_column).to_pylist()
-                for row, (cell, label) in enumerate(zip(
-                        cells, table.column(label_column).to_pylist(), strict=True)):
+                try:
+                    table = pf.read_row_group(rg, columns=[image_column, label_column])
+                    cells = table.column(image_column).to_pylist()
+                    stored = table.column(label_column).to_pylist()
+                except arrow_errors as exc:
+                    rows = pf.metadata.row_group(rg).num_rows
+                    skipped.append((container_location("parquet", file, image_column, rg, 0)
+                                    .rsplit("/", 1)[0], f"row group {rg} ({rows} rows) cannot be "
+                                    f"read ({_short(exc)}): its rows are skipped"))
+                    continue
+                for row, (cell, label) in enumerate(zip(cells, stored, strict=True)):
                     where = container_location("parquet", file, image_column, rg, row)
                     data = image_cell(cell)
-                    if label is None:
-                        skipped.append((where, f"{label_column!r} is empty"))
+                    if problem := label_problem(label):
+                        skipped.append((where, f"{label_column!r}: {problem}"))
                         continue
                     if data is None:
                         path = cell.get("path") if isinstance(cell, dict) else None
@@ -193,12 +226,25 @@ def list_parquet(files: Sequence[str], image_column: str, label_column: str,
                             continue
                         where = path if is_url(path) or os.path.isabs(path) else (
                             _sibling(file, path))
+                    elif len(data) > cap:
+                        skipped.append((where, f"{len(data)} bytes, over the limit of {cap} "
+                                               "bytes per item (max_item_bytes)"))
+                        continue
                     elif reason := _checked(data, where, verify):
                         skipped.append((where, reason))
                         continue
                     locations.append(where)
-                    labels.append(label)
+                    labels.append(stored_label(label))
+    if no_column and not locations and all(r.endswith("the file is skipped")
+                                           for _, r in skipped):
+        raise KeyError(no_column)
     return locations, labels, skipped, names
+
+
+def _short(exc: BaseException) -> str:
+    """An exception's first line, at most 200 characters (pyarrow's can be long)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
 
 
 def _sibling(file: str, name: str) -> str:
@@ -218,9 +264,15 @@ _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"(\xb5/
 def list_webdataset(files: Sequence[str], image_extensions: Sequence[str],
                     label_extension: str = "cls", verify: str = "header") -> Listing:
     """The images of WebDataset tar shards: members ``<key>.<image extension>`` labelled by the
-    text of ``<key>.<label_extension>``, each shard streamed once."""
+    text of ``<key>.<label_extension>``, each shard read once, front to back.
+
+    Each tar header's checksum is checked (:func:`featx.data.framing.tar_members`): a damaged
+    header or stretch is listed in ``skipped`` and the members after it are still read; an
+    image over the size limit, without a usable label, or not usable is skipped with its
+    reason."""
     locations, labels, skipped = [], [], []
     label_ext = "." + label_extension.lstrip(".")
+    cap = max_item_bytes()
     for file in files:
         with open_location(file) as f:
             magic = f.read(6)
@@ -229,33 +281,58 @@ def list_webdataset(files: Sequence[str], image_extensions: Sequence[str],
                 raise ValueError(f"{file!r} is a {kind}-compressed tar: featx reads each image "
                                  "by its byte range, so WebDataset shards must be plain .tar "
                                  "(decompress it once: the images inside are compressed anyway)")
-            f.seek(0)
-            images: dict[str, tuple[str, bytes | None]] = {}
-            found: dict[str, object] = {}
-            with tarfile.open(fileobj=f, mode="r|") as tar:
-                for m in tar:
-                    if not m.isfile():
-                        continue
-                    base = m.name.rsplit("/", 1)[-1]
-                    key = m.name[: len(m.name) - len(base)] + base.split(".", 1)[0]
-                    suffix = location_suffix(m.name)
-                    if suffix in image_extensions:
-                        data = tar.extractfile(m).read() if verify != "none" else None
-                        loc = container_location("webdataset", file, m.name, m.offset_data,
-                                                 m.size)
-                        images[key] = (loc, data)
-                    elif m.name.endswith(label_ext):
-                        text = tar.extractfile(m).read().decode("utf-8", "replace").strip()
-                        found[key] = int(text) if text.lstrip("-").isdigit() else text
-            for key, (loc, data) in images.items():
-                if key not in found or found[key] == "":
-                    skipped.append((loc, f"no label: {key}{label_ext} is missing or empty"))
-                elif data is not None and (reason := _checked(data, loc, verify)):
+            images: list[tuple[str, str, str | None]] = []  # (key, location, why not usable)
+            found: dict[str, bytes | str] = {}  # a label's bytes, or (str) why it is none
+            for unit in tar_members(f):
+                where = container_location("webdataset", file, unit.name or "bytes",
+                                           unit.offset, unit.size)
+                if unit.problem:
+                    skipped.append((where, unit.problem))
+                    continue
+                base = unit.name.rsplit("/", 1)[-1]
+                key = unit.name[: len(unit.name) - len(base)] + base.split(".", 1)[0]
+                if location_suffix(unit.name) in image_extensions:
+                    images.append((key, where, _member_problem(f, unit, where, cap, verify)))
+                elif unit.name.endswith(label_ext):
+                    found[key] = _member_label(f, unit)
+            for key, loc, reason in images:
+                label = found.get(key)
+                if label is None:
+                    reason = f"no label: {key}{label_ext} is missing"
+                elif not reason and (problem := label if isinstance(label, str)
+                                     else label_problem(label)):
+                    reason = f"{key}{label_ext}: {problem}"
+                if reason:
                     skipped.append((loc, reason))
-                else:
-                    locations.append(loc)
-                    labels.append(found[key])
+                    continue
+                text = stored_label(label)
+                locations.append(loc)
+                labels.append(int(text) if text.lstrip("-").isdigit() else text)
     return locations, labels, skipped
+
+
+#: The most bytes a label member may have: a class name or number, never more.
+_MAX_LABEL_BYTES = 2**16
+
+
+def _read_member(f: BinaryIO, unit: Unit) -> bytes:
+    f.seek(unit.offset)
+    return f.read(unit.size)
+
+
+def _member_problem(f: BinaryIO, unit: Unit, where: str, cap: int,
+                    verify: str) -> str | None:
+    """Why an image member cannot be used (read only when ``verify`` checks it)."""
+    if unit.size > cap:
+        return f"{unit.size} bytes, over the limit of {cap} bytes per item (max_item_bytes)"
+    return None if verify == "none" else _checked(_read_member(f, unit), where, verify)
+
+
+def _member_label(f: BinaryIO, unit: Unit) -> bytes | str:
+    """A label member's bytes, or (text) why it is not read: far too big to be a label."""
+    if unit.size > _MAX_LABEL_BYTES:
+        return f"{unit.size} bytes, too big for a label (at most {_MAX_LABEL_BYTES})"
+    return _read_member(f, unit)
 
 
 # -- class folders behind a URL ----------------------------------------------------------------

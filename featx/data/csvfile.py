@@ -6,30 +6,14 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any
 
 from featx.data.files import SPLIT_NAMES, display_path, missing_path_error
+from featx.data.labels import MISSING_LABELS, is_missing_label, label_problem
 from featx.images import is_url, read_bytes
 
 __all__ = [
     "MISSING_LABELS", "is_missing_label", "read_csv",
 ]
-
-#: Label values read as "no label": the spellings pandas reads as missing by default (a CSV
-#: written from a DataFrame with a missing label holds one of them), and blank.
-MISSING_LABELS = frozenset({"", "nan", "NaN", "NAN", "-nan", "-NaN", "NA", "N/A", "n/a", "#N/A",
-                            "#NA", "<NA>", "NULL", "null", "None"})
-
-
-def label_problem(label: str) -> str | None:
-    if label in MISSING_LABELS:
-        return "empty label" if not label else f"label {label!r} reads as a missing value"
-    try:
-        label.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"label '{display_path(label)}' is not UTF-8 text (save the CSV as UTF-8)"
-    return None
-
 
 def row_problem(fields: list[str], n_columns: int, at: dict[str, int]) -> str | None:
     """Why a CSV row cannot be used (``at``: column name -> index, for path, label, split)."""
@@ -155,18 +139,6 @@ def read_csv(file: str | os.PathLike, *, path_column: str = "path", label_column
         if "split" in at:
             r["split"] = SPLIT_NAMES[split.strip().lower()]
     return rows
-
-
-def is_missing_label(label: Any) -> bool:
-    """``None``, NaN (float, ``pd.NA``, ``NaT``) or a blank string."""
-    if label is None:
-        return True
-    if isinstance(label, str):
-        return not label.strip()
-    try:
-        return bool(label != label)
-    except (TypeError, ValueError):  # pd.NA: its comparisons are NA, which has no truth value
-        return True
 
 
 def _open_text(file):
