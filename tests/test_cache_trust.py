@@ -26,11 +26,11 @@ import pytest
 from helpers import FEATURE_RTOL, ROOT, assert_same, counted, printed_number
 
 from featx import cache as fc
-from featx.trust import store as atomic
 from featx.cli.main import main as cli
 from featx.data import ImageDataset
 from featx.extract import FeatureSet, cache_verify
 from featx.extract.config import ExtractorConfig
+from featx.trust import store as atomic
 
 N = 12  # images of the shared dataset (tiny: 32 px, MobileNetV2 with random weights)
 LEGACY = Path(__file__).parent / "data" / "legacy"

@@ -299,9 +299,6 @@ def _uint8_images(n_per_class=4):
     return np.stack(images).astype(np.uint8), np.repeat(["red", "green"], n_per_class)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, seen since the suite runs the users' "
-                   "runtime: on ONNX Runtime, cache=False still writes the backbone's exported "
-                   "graph (and converted weights) to the default cache folder")
 def test_cache_false_leaves_nothing_on_disk(tmp_path, monkeypatch):
     cwd, default_cache, scratch = (tmp_path / name for name in ("cwd", "cache", "tmp"))
     for folder in (cwd, default_cache, scratch):
@@ -315,7 +312,10 @@ def test_cache_false_leaves_nothing_on_disk(tmp_path, monkeypatch):
     assert clf.score(images, labels) == 1.0
     fx = FeatureExtractor(**params).fit(images)
     np.testing.assert_allclose(fx.transform(images), fx.extract(images).features)
-    assert [list(folder.rglob("*")) for folder in (cwd, default_cache, scratch)] == [[], [], []]
+    # TensorFlow's autograph leaves the modules it generates while tracing in the temporary
+    # folder (Keras' ONNX export traces the backbone): TensorFlow's files, not featx's
+    left = [p for p in scratch.rglob("*") if not p.name.startswith("__autograph_generated")]
+    assert [list(cwd.rglob("*")), list(default_cache.rglob("*")), left] == [[], [], []]
 
 
 def test_arrays_are_written_under_the_given_cache_folder(tmp_path, monkeypatch):

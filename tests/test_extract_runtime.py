@@ -19,10 +19,10 @@ import pytest
 from helpers import ROOT
 
 from featx.backbones import get_backbone_spec, list_backbones
+from featx.cache import DamagedCacheWarning
 from featx.datasets import load_clothing_mini
 from featx.extract import extract_features, forward_pass_count, graphs
 from featx.extract import forward as fw
-from featx.cache import DamagedCacheWarning
 from featx.extract.config import ExtractorConfig
 from featx.trust.store import artifacts_under
 from featx.utils.threads import blas_limit, blas_threads, compute_threads

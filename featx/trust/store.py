@@ -39,7 +39,6 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import h5py
 import numpy as np
@@ -50,6 +49,7 @@ from featx.errors import (
     DamagedCacheWarning,
     MissingRowsError,
 )
+from featx.trust.reader import file_kind, open_regular
 from featx.utils.config import cache_dir
 
 try:  # POSIX only: the process's file-size limit (`ulimit -f`)
@@ -125,41 +125,12 @@ def artifact_root() -> Path:
 
 
 # -- regular files only ---------------------------------------------------------------------------
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-# O_NONBLOCK: opening a FIFO does not wait for a writer (no effect on regular files)
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-
-
-def _kind(mode: int) -> str:
-    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
-
-
-def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """Open ``path`` for binary reading if it is a regular file (or a symlink to one), without
-    waiting on a FIFO or a device.
-
-    Raises the usual ``OSError`` (missing, no permission, symlink loop), and ``OSError(EINVAL)``
-    whose ``strerror`` says what it is ("a FIFO, not a regular file") for anything else, raised
-    before a byte is read.
-    """
-    fd = os.open(path, _READ_FLAGS)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"{_kind(mode)}, not a regular file", os.fspath(path))
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def regular_problem(path: str | os.PathLike) -> str | None:
     """``None`` when ``path`` is a regular file (or a symlink to one), else what it is
     (``"a FIFO, not a regular file"``); ``FileNotFoundError`` when it does not exist. One
     ``stat``: nothing is opened."""
     mode = os.stat(path).st_mode
-    return None if stat.S_ISREG(mode) else f"{_kind(mode)}, not a regular file"
+    return None if stat.S_ISREG(mode) else f"{file_kind(mode)}, not a regular file"
 
 
 def chunk_rows(n: int, shape: tuple, itemsize: int = 4, target: int = 256 * 1024) -> int:
@@ -438,7 +409,10 @@ def write_artifact(final: str | os.PathLike, key: str, produce: Callable[[Path],
     if not persistent():
         return None
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(final, exc, size) from None
     tmp, seal_tmp = _tmp_name(final), _tmp_name(seal_path(final))
     try:
         try:
