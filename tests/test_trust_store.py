@@ -255,7 +255,7 @@ def test_a_dataset_file_rewritten_without_a_seal_is_checked_against_the_request(
                 f.create_dataset(k, data=v, dtype=h5py.string_dtype() if v.dtype == object
                                  else None)
             f.attrs.update(attrs)
-        with pytest.warns(DamagedCacheWarning, match=f"its row 0 names .*moved to"):
+        with pytest.warns(DamagedCacheWarning, match="its row 0 names .*moved to"):
             again, n = _extract(photos, root)
         assert n == 0  # rebuilt from the row store
         assert again.paths == photos.paths and list(again.labels) == list(photos.labels)
