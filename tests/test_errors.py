@@ -45,6 +45,8 @@ BUILTIN_BASES = {
     "DataNotFoundError": (FileNotFoundError,),
     "OutputExistsError": (FileExistsError,),
     "MissingRowsError": (ValueError,),
+    "ItemTooLargeError": (OSError,),
+    "ItemTimeoutError": (TimeoutError,),
     "CommandError": (),
 }
 #: Exceptions with no builtin base but ``Exception``: the base itself, and one whose callers

@@ -38,6 +38,7 @@ from featx.extract.driver import check_dataset, progress_label, run_extraction
 from featx.extract.forward import BatchRunner, add_count, check_runtime, get_model
 from featx.extract.options import EXECUTION_PARAMS, ExecutionOptions
 from featx.images import load_chunk, process_local
+from featx.trust.store import artifact_root, artifacts_under, persistent
 from featx.utils.checks import check_int
 from featx.utils.params import validate_params
 from featx.utils.progress import Progress
@@ -68,9 +69,13 @@ class _Embed:
     and are dropped by the driver.
     """
 
-    def __init__(self, config: dict, batch_size: int, runtime: str | None = None) -> None:
-        # the runtime resolves on the worker: ONNX Runtime on a CPU-only node, Keras on a GPU
-        self.runner = BatchRunner(get_model(config, runtime), batch_size, config["dtype"])
+    def __init__(self, config: dict, batch_size: int, runtime: str | None = None,
+                 artifacts: str | bool | None = None) -> None:
+        # the runtime resolves on the worker: ONNX Runtime on a CPU-only node, Keras on a GPU;
+        # its graph or converted weights go where the driver's would (nowhere with cache=False)
+        with artifacts_under(artifacts):
+            model = get_model(config, runtime)
+        self.runner = BatchRunner(model, batch_size, config["dtype"])
 
     def __call__(self, batch: dict) -> dict:
         return {"path": batch["path"], "id": batch["id"], "reason": batch["reason"],
@@ -95,7 +100,9 @@ def _pipeline(ray, todo, config, batch_size, concurrency, num_gpus, runtime=None
     env = {"KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return ds.map_batches(
         _Embed,  # looked up at call time: tests swap in a crashing subclass
-        fn_constructor_args=(config, batch_size, runtime), batch_size=batch_size,
+        fn_constructor_args=(config, batch_size, runtime,
+                             str(artifact_root()) if persistent() else False),
+        batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=int(concurrency[0]),
                                            max_size=int(concurrency[1]))
