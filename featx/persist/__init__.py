@@ -42,6 +42,7 @@ from featx.persist.hooks import PAYLOAD, hook_class, load_hook
 from featx.persist.manifest import MANIFEST, new_manifest, qualname, read_manifest
 from featx.persist.path_params import PATH_PARAMS, reset_path_params
 from featx.persist.skops_parts import SAFE_TYPES, SKOPS_FILE, load_skops, save_skops
+from featx.trust.outputs import check_outputs, staged
 
 __all__ = ["MAX_MEMBERS", "MAX_SIZE", "PATH_PARAMS", "SAFE_TYPES", "ModelFileError",
            "UntrustedModelError", "load", "load_skops", "save", "save_skops"]
@@ -67,12 +68,20 @@ def save(model: Any, path: str | os.PathLike) -> Path:
         A scikit-learn estimator or pipeline (stored with skops), or an object with a
         ``_featx_save(dirpath) -> dict`` method.
     path : str or path-like
-        Destination file, replaced atomically if it exists.
+        Destination file. A model file featx saved there before is replaced atomically;
+        anything else there (a user's file or folder, a file edited since featx wrote it) is
+        refused before the model is serialised, and left as it is.
 
     Returns
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    OutputExistsError
+        If ``path`` holds something featx did not write; the message names it. A
+        :class:`FileExistsError`.
 
     Examples
     --------
@@ -87,6 +96,7 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     ['a', 'a']
     """
     path = Path(path)
+    check_outputs([path], param="path")  # before the model is serialised
     manifest = new_manifest(model)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -109,11 +119,10 @@ def save(model: Any, path: str | os.PathLike) -> Path:
                 f"got model of type {qualname(model)}."
             )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=repr))
-        partial = path.with_name(path.name + ".partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+        with staged(path, param="path") as partial, \
+                zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
             for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
                 zf.write(file, file.relative_to(tmp).as_posix())
-        os.replace(partial, path)
     return path
 
 
