@@ -94,7 +94,9 @@ def refuse_read_paths(model: Any, path, read_params: dict[str, str]) -> None:
     names a file; nothing is read before."""
     named = []
     for est in estimators_in(model):
-        if not type(est).__module__.startswith("featx."):
+        # featx's estimators of a backbone (a head's own "weights", e.g. SoftVoteHead's, is
+        # something else)
+        if not type(est).__module__.startswith("featx.") or "backbone" not in vars(est):
             continue
         for name in read_params:
             value = vars(est).get(name)
