@@ -89,15 +89,15 @@ def export(model: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
 
     spec = check_format(format)
     require_modules(spec)
+    path = Path(path)
+    paths = output_paths(spec, path)  # the model, and its labels file beside it if any
+    check_outputs(paths, param="path")  # before any export work
     exp = exportable(model)
     if spec.keras_graph and exp.head is not None:
         raise ExportError(
             f"format={format!r} needs the whole model as one Keras graph, but {exp.why_not_keras}"
             f"; formats that work for this model: {', '.join(formats_for(exp))} (or refit with "
             "a linear head: logreg, linear_svm)")
-    path = Path(path)
-    paths = output_paths(spec, path)  # the model, and its labels file beside it if any
-    check_outputs(paths, param="path")  # before the export work
     with staged(path, param="path") as tmp:
         spec.write(exp, tmp)
     for labels in paths[1:]:
