@@ -298,10 +298,10 @@ def staged(path: str | os.PathLike, *, param: str = "path") -> Iterator[Path]:
         yield target
         if not os.path.lexists(target):
             raise FileNotFoundError(f"the writer of {os.fspath(path)!r} wrote nothing")
-        _fsync(target)
-        digest = _digest(target)
+        digest = _digest(target)  # first: it never opens a link or a special file
         if digest is None:
             raise OSError(f"the writer of {os.fspath(path)!r} left a link or a special file")
+        _fsync(target)
         folder = path.parent
         with _locked(folder):
             check_outputs([path], param=param)  # nobody put anything there meanwhile
@@ -311,7 +311,9 @@ def staged(path: str | os.PathLike, *, param: str = "path") -> Iterator[Path]:
                     f"{os.fspath(folder / LEDGER)!r} is not featx's record of its outputs (a "
                     f"file of that name that featx did not write); featx leaves it as it is: "
                     f"choose another folder for {param} or move it away yourself")
-            if path.is_dir() and not path.is_symlink():  # featx's own folder (checked): aside
+            if os.path.lexists(path) and (path.is_dir() or target.is_dir()):
+                # featx's own (checked) folder, or a file where a folder goes: os.replace swaps
+                # only file for file, so the old one goes aside into the staging folder first
                 os.replace(path, staging / ".replaced")
             os.replace(target, path)
             _fsync_folder(folder)
