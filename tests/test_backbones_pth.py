@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -15,6 +16,7 @@ from helpers import pickle_str as _str
 from helpers import pickle_tuple as _tuple
 
 from featx.backbones._pth import load_pth
+from featx.errors import CheckpointError
 
 # ---------------------------------------------------------------- a tiny pickle writer
 # Checkpoints are written opcode by opcode (protocol 2), exactly as torch.save lays
@@ -162,6 +164,51 @@ def test_truncated_legacy_file(tmp_path):
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(pickle.UnpicklingError, match="truncated"):
         load_pth(path)
+
+
+def _deflated(path, storages: dict[str, tuple[int, bytes]]) -> None:
+    """A zip checkpoint whose storages (key -> (declared float count, bytes)) are deflated."""
+    items = b"".join(_str(f"t{key}") + _tensor("FloatStorage", key, numel, 0, (numel,), (1,),
+                                                legacy=False)
+                     for key, (numel, _) in storages.items())
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02" + _ODICT + b"(" + items + b"u.")
+        for key, (_, data) in storages.items():
+            zf.writestr(f"archive/data/{key}", data)
+
+
+def test_deflated_storages_cannot_inflate_past_the_file(tmp_path):
+    """Before: many deflated 1 MiB storages (3,000 in a 4.5 MB file) were each read whole,
+    2.3 GB, ending in a raw MemoryError. Now all storages together stay within twice the file's
+    size: refused with the module's CheckpointError, having inflated nothing past it."""
+    path = tmp_path / "bomb.pth"
+    mib = 2**20
+    _deflated(path, {str(i): (mib // 4, bytes(mib)) for i in range(64)})
+    assert path.stat().st_size < mib // 4
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"bomb\.pth.*would take the storages past "
+                                                  r"2x the file's size"):
+            load_pth(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * mib, peak
+
+
+def test_a_storage_must_inflate_to_what_its_pickle_declares(tmp_path):
+    """A member larger (or smaller) than its declared elements is refused before it is read."""
+    path = tmp_path / "liar.pth"
+    _deflated(path, {"0": (1, bytes(2**20))})
+    with pytest.raises(CheckpointError, match=r"liar\.pth.*storage data/0 holds 1048576 bytes, "
+                                              r"but the checkpoint declares 1 elements of 4 "
+                                              r"bytes \(4 bytes\)"):
+        load_pth(path)
+    _deflated(path, {"0": (6, np.arange(4, dtype="<f4").tobytes())})
+    with pytest.raises(CheckpointError, match="holds 16 bytes, but the checkpoint declares 6"):
+        load_pth(path)
+    _deflated(path, {"0": (4, np.arange(4, dtype="<f4").tobytes())})  # exact: read
+    np.testing.assert_array_equal(load_pth(path)["t0"], np.arange(4, dtype="f4"))
 
 
 def test_real_lite0_checkpoint():

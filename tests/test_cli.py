@@ -167,6 +167,29 @@ def test_fit_then_predict_csv(capsys, tiny, cache, tmp_path):
     assert code == 1 and "does not exist" in err and "no/such" in err
 
 
+def test_predict_out_replaces_its_own_csv_and_refuses_yours(capsys, tiny, cache, tmp_path):
+    """The same `featx predict --out p.csv` twice just works; a user's file (or featx's CSV
+    edited since) at --out is refused before any work and left as it is; so is `fit --out`."""
+    model = tmp_path / "model.featx"
+    assert run(capsys, "fit", tiny, *BACKBONE, "--cache", cache, "--head", "logreg",
+               "--out", model, "-q")[0] == 0
+    image, csv_path = tiny / "red" / "0.jpg", tmp_path / "p.csv"
+    for _ in range(2):
+        code, _, err = run(capsys, "predict", model, image, "--out", csv_path, "--trust")
+        assert code == 0, err
+    assert len(csv_path.read_text().splitlines()) == 2
+    csv_path.write_text("my edits\n")
+    mine = tmp_path / "mine.csv"
+    mine.write_text("mine\n")
+    for target, what in ((csv_path, "featx wrote that was changed since"),
+                         (mine, "featx did not write")):
+        code, out, err = run(capsys, "predict", model, image, "--out", target, "--trust")
+        assert code == 1 and out == "" and f"--out={str(target)!r} is a file {what}" in err
+    assert csv_path.read_text() == "my edits\n" and mine.read_text() == "mine\n"
+    code, out, err = run(capsys, "fit", "no-such-data", "--out", mine)  # before the data
+    assert code == 1 and "is a file featx did not write" in err and mine.read_text() == "mine\n"
+
+
 def test_predict_uses_the_cache_you_choose_not_the_files(capsys, tiny, cache, tmp_path):
     """A saved model's cache folder is the file author's choice: without --trust, predict says
     it was not used and how to choose one; --cache DIR is used, silently."""
@@ -204,6 +227,22 @@ def test_compare_heads_only(capsys, tiny, cache, tmp_path):
     assert "| logreg | head | mobilenet_v2 | 32x32 |" in out and "best:" in out
     assert COMPARISON_HEADER in out  # the table `featx run` prints
     assert [r["name"] for r in json.loads(out_json.read_text())["rows"]] == ["logreg", "knn"]
+
+
+def test_compare_out_never_replaces_a_users_file(capsys, tiny, cache, tmp_path):
+    mine = tmp_path / "table.md"
+    mine.write_text("# my notes\n")
+    code, out, err = run(capsys, "compare", tiny, *BACKBONE, "--cache", cache,
+                         "--heads", "logreg", "--out", mine, "-q")
+    assert code == 1 and out == "", out  # refused before the comparison ran
+    assert f"--out={str(mine)!r} is a file featx did not write" in err
+    assert mine.read_text() == "# my notes\n"
+    ours = tmp_path / "ours.md"
+    for _ in range(2):  # the same command twice: its own table replaced
+        code, _, err = run(capsys, "compare", tiny, *BACKBONE, "--cache", cache,
+                           "--heads", "logreg", "--out", ours, "-q")
+        assert code == 0, err
+    assert ours.read_text().startswith("| name | kind |")
 
 
 def test_run_pipeline_command(capsys, tiny, cache, tmp_path):

@@ -183,6 +183,10 @@ def test_linear_head_exports_to_keras_and_saved_model(logreg, images, tmp_path):
     np.testing.assert_allclose(keras_out, expected, atol=1e-4)
     np.testing.assert_allclose(served, expected, atol=1e-4)
     assert (sm / "labels.txt").read_text().splitlines() == logreg.classes_.tolist()
+    from featx.trust.outputs import owned
+
+    assert owned(sm) and owned(tmp_path / "m.keras") and owned(tmp_path / "m.keras.labels.txt")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".featx-staging-")]
 
 
 def test_nonlinear_head_names_the_formats_that_work(features, tmp_path):
@@ -223,12 +227,16 @@ def test_cli_export_writes_a_file_onnxruntime_runs(logreg, images, tmp_path, cap
     assert main(["export", str(model), "--format", "tflite", "--out", "x"]) == 2
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "keras"])
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_an_export_never_replaces_what_featx_did_not_write(logreg, tmp_path, capsys, fmt):
-    """A user's folder or file at the output path is left as it is (refused before any export
-    work); an earlier featx export there is replaced."""
+    """A user's folder (with its contents) or file at the output path, or at the labels file
+    beside it, is left as it is: refused before any export work, by the function and by
+    `featx export`. featx's own earlier export is replaced (a SavedModel folder swapped whole);
+    one edited since is not featx's any more."""
     from featx.cli.main import main
+    from featx.deploy.formats import output_paths
     from featx.errors import OutputExistsError
+    from featx.trust.outputs import owned
 
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
@@ -236,16 +244,28 @@ def test_an_export_never_replaces_what_featx_did_not_write(logreg, tmp_path, cap
     mine = tmp_path / f"notes{FORMATS[fmt].suffix}"
     mine.write_text("mine")
     for target in (folder, mine):
-        with pytest.raises(OutputExistsError, match="featx export did not write; it is left"):
+        with pytest.raises(OutputExistsError, match="featx did not write; featx leaves it as"):
             featx.export(logreg, target, format=fmt)
     model = featx.save(logreg, tmp_path / "model.featx")
     assert main(["export", str(model), "--format", fmt, "--out", str(folder)]) == 1
-    assert "did not write" in capsys.readouterr().err
+    assert f"--out={str(folder)!r} is a folder featx did not write" in capsys.readouterr().err
     assert (folder / "sub" / "keep.jpg").read_bytes() == b"mine" and mine.read_text() == "mine"
-    ours = tmp_path / f"model{FORMATS[fmt].suffix}"
-    featx.export(logreg, ours, format=fmt)
-    first = ours.stat().st_mtime_ns
-    assert featx.export(logreg, ours, format=fmt) == ours and ours.stat().st_mtime_ns >= first
+    ours = tmp_path / f"model{FORMATS[fmt].suffix or '_dir'}"
+    paths = output_paths(FORMATS[fmt], ours)
+    for user_file in paths[1:]:  # the labels file's name is taken: nothing is exported
+        user_file.write_text("my labels")
+        with pytest.raises(OutputExistsError, match=r"labels\.txt' is a file featx did not"):
+            featx.export(logreg, ours, format=fmt)
+        assert not ours.exists() and user_file.read_text() == "my labels"
+        user_file.unlink()
+    if fmt in ("litert", "saved_model"):  # the slow writers: their refusals above are what
+        return  # this test is about (test_trust_outputs swaps featx's own folder whole)
+    assert featx.export(logreg, ours, format=fmt) == ours and all(map(owned, paths))
+    assert featx.export(logreg, ours, format=fmt) == ours and all(map(owned, paths))
+    ours.write_bytes(ours.read_bytes() + b"\n")
+    with pytest.raises(OutputExistsError, match="featx wrote that was changed since"):
+        featx.export(logreg, ours, format=fmt)
+    assert ours.read_bytes().endswith(b"\n")
 
 
 def test_errors_name_what_is_wrong(logreg, tmp_path):

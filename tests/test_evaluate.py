@@ -67,6 +67,21 @@ def test_json_round_trip_drops_estimators(table):
     assert again.to_markdown() == table.to_markdown()
 
 
+def test_to_json_replaces_its_own_file_and_refuses_yours(table, tmp_path):
+    from featx.errors import OutputExistsError
+
+    path = tmp_path / "heads.json"
+    for _ in range(2):  # featx's own file: replaced
+        text = table.to_json(path)
+    assert path.read_text() == text + "\n"
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"mine": true}')
+    with pytest.raises(OutputExistsError, match=r"path='.*mine\.json' is a file featx did not "
+                                                "write"):
+        table.to_json(mine)
+    assert mine.read_text() == '{"mine": true}'
+
+
 def test_grid_search_with_tuples_and_custom_heads():
     train, test = feature_set(90, 1), feature_set(30, 2)
     heads = {"logreg": "logreg", "strong_C": make_head("logreg", C=100.0)}

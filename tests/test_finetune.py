@@ -270,6 +270,14 @@ def test_keras_export_loads_in_safe_mode(staged, images, tmp_path):
                   for p in paths]).astype("float32")
     np.testing.assert_allclose(model.predict(x, verbose=0), clf.predict_proba(paths), atol=1e-6)
     assert not any(isinstance(lyr, keras.layers.Lambda) for lyr in model.layers)
+    assert clf.export(path) == path  # featx's own file: replaced
+    from featx.errors import OutputExistsError
+
+    mine = tmp_path / "mine.keras"
+    mine.write_bytes(b"my model")
+    with pytest.raises(OutputExistsError, match="mine.keras' is a file featx did not write"):
+        clf.export(mine)
+    assert mine.read_bytes() == b"my model"
 
 
 def test_featx_persist_hooks(staged, images, tmp_path):

@@ -298,6 +298,27 @@ def test_save_refuses_non_estimators(tmp_path):
 
 
 
+def test_save_replaces_its_own_file_and_refuses_yours(fitted, tmp_path):
+    """Before: save() replaced whatever was at ``path``. Now featx's own earlier model file is
+    replaced atomically; a user's file or folder there is refused and left as it is."""
+    from featx.errors import OutputExistsError
+
+    model = fitted[2]["logreg"]
+    path = tmp_path / "model.featx"
+    save(model, path)
+    first = path.stat().st_ino
+    assert save(model, path) == path and path.stat().st_ino != first
+    mine = tmp_path / "mine.featx"
+    mine.write_bytes(b"my own archive")
+    (tmp_path / "folder.featx").mkdir()
+    for target in (mine, tmp_path / "folder.featx"):
+        with pytest.raises(OutputExistsError, match=r"path='.*' is a (file|folder) featx did "
+                                                    "not write"):
+            save(model, target)
+    assert mine.read_bytes() == b"my own archive" and not any(
+        (tmp_path / "folder.featx").iterdir())
+
+
 def _save_quietly(model, path):
     """save(), failing on its 'will need trust=True' warning."""
     with warnings.catch_warnings():

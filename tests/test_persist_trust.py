@@ -225,6 +225,60 @@ def test_previous_versions_files_load_without_a_reset(name):
     assert model.cache in (None, False)
 
 
+# ----------------------------------------------------------------------------- loaded bounds
+def test_runtime_parameters_are_bounded_unless_trusted(tmp_path):
+    """Before: a stored ``batch_size=200000`` was used as is (9 GiB for 6 images) and a stored
+    ``n_jobs`` started that many workers. Now each is brought within its bound, one warning
+    names both with the file's values, and predicting six images works."""
+    X = np.random.default_rng(0).normal(size=(12, 1280))
+    y = np.array(["cat", "dog"])[np.arange(12) % 2]
+    clf = TransferClassifier(head="logreg", batch_size=200_000, n_jobs=10**6, cache=False,
+                             **MODEL).fit(X, y)
+    path = save(clf, tmp_path / "clf.featx")
+    with pytest.warns(UserWarning, match=(
+            r"bounded TransferClassifier\.batch_size=200000 -> 1024 .*, "
+            r"TransferClassifier\.n_jobs=1000000 -> \d+ .*load\(path, trust=True\)")) as rec:
+        loaded = load(path)
+    assert len([w for w in rec if "bounded" in str(w.message)]) == 1
+    assert loaded.batch_size == featx.persist.MAX_BATCH_SIZE == 1024
+    assert loaded.n_jobs == (os.cpu_count() or 1)
+    images = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3), np.uint8)
+    expected = loaded.predict_proba(images)
+    # trusted, the file's 200000 is kept: the batch is still never larger than its 6 images
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*bounded", category=UserWarning)
+        trusted = load(path, trust=True)
+    assert trusted.batch_size == 200_000
+    np.testing.assert_allclose(trusted.predict_proba(images), expected, atol=1e-6)
+
+
+def test_a_weights_file_the_model_names_is_not_read_unless_trusted(tmp_path, finetuned):
+    """Before: a stored ``weights="/etc/hostname"`` was read and its digest printed. Now the
+    load is refused naming the parameter (no digest), as a hook class outside featx is; with
+    ``trust=True`` the file's value is kept."""
+    hostname = tmp_path / "hostname"
+    hostname.write_text("a file of this machine\n")
+    X, y = _matrix()
+    clf = TransferClassifier(head="logreg", weights=str(hostname), backbone="mobilenet_v2",
+                             input_size=32).fit(X, y)
+    path = save(clf, tmp_path / "clf.featx")
+    with pytest.raises(UntrustedModelError, match=(
+            rf"Refusing path={re.escape(repr(str(path)))}: it names a file on this machine to "
+            rf"read \(TransferClassifier\.weights={re.escape(repr(str(hostname)))}\).*"
+            r"load\(path, trust=True\)")) as info:
+        load(path)
+    assert not re.search(r"[0-9a-f]{16}", str(info.value))
+    assert load(path, trust=True).weights == str(hostname)
+    params = {**finetuned[0]["hook"]["params"], "weights": str(hostname)}
+    ft = hook_file(tmp_path / "ft.featx", finetuned, params=params)
+    with pytest.raises(UntrustedModelError, match=r"FineTunedClassifier\.weights="):
+        load(ft)
+    for weights in ("imagenet", None, "none"):  # name no file: loaded as they are
+        clf.set_params(weights=weights)
+        other = save(clf, tmp_path / f"{weights}.featx")
+        assert load(other).weights == weights
+
+
 # ----------------------------------------------------------------------------- 3. malformed
 def _skops_without_schema() -> bytes:
     buffer = io.BytesIO()

@@ -213,6 +213,34 @@ def test_second_run_reuses_the_cache(tiny_run):
     assert not list(report.out_dir.glob("*.png"))
 
 
+def test_a_rerun_replaces_its_report_and_a_users_file_is_refused_first(tiny_run):
+    """Re-running into the same folder just works (featx's files replaced); a user's file named
+    like one of the report's is refused before any work (no image read, no forward pass) and
+    left as it is, with everything else in the folder."""
+    from featx.errors import OutputExistsError
+    from featx.extract import forward_pass_count
+
+    cheap = {"finetune.strategies": [], "report.plots": ["comparison"], "report.few_shot": []}
+    out = tiny_run["base"] / "rerun"
+    for _ in range(2):
+        report = run_pipeline(tiny_run["toml"], out=out, verbose=0, echo=None, overrides=cheap)
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "comparison.png",
+                                               ".featx-outputs.json"}
+    mine = tiny_run["base"] / "mine"
+    mine.mkdir()
+    (mine / "comparison.png").write_bytes(b"my own chart")
+    (mine / "notes.txt").write_text("mine")
+    before = forward_pass_count()
+    with pytest.raises(OutputExistsError, match=r"out_dir='.*comparison\.png' is a file featx "
+                                                r"did not write; .*choose another report folder"):
+        run_pipeline(tiny_run["toml"], out=mine, verbose=0, echo=None,
+                     overrides={**cheap, "data.path": str(tiny_run["base"] / "absent")})
+    assert forward_pass_count() == before
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == {
+        "comparison.png": b"my own chart", "notes.txt": b"mine"}
+    assert report.files["report.md"].exists()
+
+
 # --------------------------------------------------------------------------- DATA resolution
 def test_resolve_folder_csv_and_limit(tmp_path, make_images):
     from featx.sources import resolve_data

@@ -20,6 +20,7 @@ from featx.cache import RowStore
 from featx.cache import rowstore as rowstore_module
 from featx.cache.maintenance import cache_check, cache_ls, cache_prune, cache_rm, parse_size
 from featx.cli import build_parser, main
+from featx.errors import OutputExistsError
 from featx.pipeline import (
     copy_pipeline,
     list_pipelines,
@@ -96,9 +97,13 @@ def test_featx_init_writes_a_copy_to_edit(capsys, tmp_path, monkeypatch):
     code, out, _ = run(capsys, "init", "flowers")
     assert code == 0 and "wrote flowers.toml" in out and "featx run flowers.toml" in out
     assert (tmp_path / "flowers.toml").read_bytes() == (BUILTIN_DIR / "flowers.toml").read_bytes()
+    code, out, _ = run(capsys, "init", "flowers")  # its own unedited copy: written again
+    assert code == 0 and "wrote flowers.toml" in out
     (tmp_path / "flowers.toml").write_text("# mine\n")
     code, _, err = run(capsys, "init", "flowers")  # never overwrites an edited copy
-    assert code == 1 and "--out 'flowers.toml' exists already" in err
+    assert code == 1 and ("--out='flowers.toml' is a file featx wrote that was changed since; "
+                          "featx leaves it as it is: choose another --out (e.g. "
+                          "'flowers-1.toml')") in err
     assert (tmp_path / "flowers.toml").read_text() == "# mine\n"
     code, _, _ = run(capsys, "init", "quickstart", "--out", tmp_path / "q.toml")
     assert code == 0 and load_config(tmp_path / "q.toml")["data"]["name"] == "clothing-mini"
@@ -108,6 +113,24 @@ def test_featx_init_writes_a_copy_to_edit(capsys, tmp_path, monkeypatch):
     assert code == 1 and "does not exist" in err and not (tmp_path / "no").exists()
     with pytest.raises(ValueError, match="Built-in: cats_vs_dogs"):
         copy_pipeline("nope")
+
+
+def test_featx_init_out_never_replaces_a_users_file(capsys, tmp_path):
+    """A file featx did not write at --out is refused and kept; so is any existing file when
+    the library is asked not to overwrite, featx's own copy included."""
+    mine = tmp_path / "pipeline.toml"
+    mine.write_text("[data]\n# my own pipeline\n")
+    code, _, err = run(capsys, "init", "flowers", "--out", mine)
+    assert code == 1 and f"--out={str(mine)!r} is a file featx did not write" in err
+    assert mine.read_text() == "[data]\n# my own pipeline\n"
+    with pytest.raises(OutputExistsError, match=r"--out '.*pipeline\.toml' exists already; "
+                                                "featx leaves it as it is"):
+        copy_pipeline("flowers", mine)
+    ours = copy_pipeline("flowers", tmp_path / "ours.toml")
+    with pytest.raises(OutputExistsError, match="exists already"):
+        copy_pipeline("flowers", ours)
+    assert copy_pipeline("quickstart", ours, overwrite=True) == ours
+    assert load_config(ours)["data"]["name"] == "clothing-mini"
 
 
 @pytest.mark.parametrize("argv", [["pipelines"], ["init"], ["cache", "prune"],

@@ -117,6 +117,30 @@ def test_plots_subset_and_missing_inputs(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["notes.png"]
 
 
+def test_a_users_file_named_like_a_plot_is_never_replaced(tmp_path):
+    """Before: a plot's file name in the report folder was unlinked or overwritten whoever
+    wrote it. Now a user's file of that name is refused before anything is written and left
+    as it is; featx's own plot of an earlier report is replaced, or removed when not drawn."""
+    from featx.errors import OutputExistsError
+
+    (tmp_path / "confusion.png").write_bytes(b"the user's own chart")
+    with pytest.raises(OutputExistsError, match=r"out_dir='.*confusion\.png' is a file featx "
+                                                r"did not write; featx leaves it as it is: "
+                                                r"choose another report folder"):
+        rp.write_report(tmp_path, rows=ROWS, plots=["comparison", "confusion"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png"]  # nothing written
+    report = rp.write_report(tmp_path, rows=ROWS, plots=["comparison"])  # not drawn: kept
+    first = report.files["comparison"].stat().st_ino
+    again = rp.write_report(tmp_path, rows=ROWS, plots=["comparison"])
+    assert again.files["comparison"].stat().st_ino != first  # featx's own: replaced
+    assert (tmp_path / "confusion.png").read_bytes() == b"the user's own chart"
+    (tmp_path / "report.md").write_text("my edits to the report")
+    with pytest.raises(OutputExistsError, match="report.md' is a file featx wrote that was "
+                                                "changed since"):
+        rp.write_report(tmp_path, rows=ROWS, plots=[])
+    assert (tmp_path / "comparison.png").exists()  # refused before featx's plot was removed
+
+
 def test_missing_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)

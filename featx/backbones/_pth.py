@@ -21,9 +21,11 @@ the opcodes of plain values, containers, allowed globals and persistent ids; mem
 the stream; nesting at most :data:`MAX_DEPTH` levels (deeper values crash CPython when hashed);
 ``BUILD`` only on an ``OrderedDict`` (torch's ``_metadata``; the state is dropped), never on a
 function or a tensor; no container changed after it went into another one (no cycles). Sizes
-are bounded by the file: a storage never holds more bytes than the file has, a tensor never more
-elements than its storage, and all tensors together never more than twice the file's size. Every
-failure is one :class:`CheckpointError` naming the file.
+are bounded by the file: a storage never holds more bytes than the file has (in the zip layout,
+a storage member must inflate to exactly the bytes its pickle declares, read streamed and
+stopping there), all storages together and all tensors together never more than twice the
+file's size, a tensor never more elements than its storage. Every failure is one
+:class:`CheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -348,14 +350,38 @@ def _load_zip(zf: zipfile.ZipFile, size: int) -> object:
     if root + "byteorder" in zf.namelist():
         little = member(root + "byteorder")[:16].decode("latin1").strip() != "big"
     storages: dict[str, _Storage] = {}
+    budget = [_TENSOR_BUDGET * size]  # bytes all storages together may inflate to
+
+    def storage_bytes(key: str, numel: int, itemsize: int) -> bytes:
+        """A storage member's bytes, which must be exactly what the pickle declares: read
+        streamed and stopping there, so a deflated member cannot inflate past it."""
+        name = f"{root}data/{key}"
+        try:
+            info = zf.getinfo(name)
+        except KeyError:
+            raise pickle.UnpicklingError(f"zip checkpoint lacks {name}") from None
+        want = numel * itemsize
+        if numel < 0 or info.file_size != want:
+            raise pickle.UnpicklingError(
+                f"storage data/{key:.80} holds {info.file_size} bytes, but the checkpoint "
+                f"declares {numel} elements of {itemsize} bytes ({want} bytes)")
+        if want > budget[0]:
+            raise pickle.UnpicklingError(
+                f"storage data/{key:.80} would take the storages past {_TENSOR_BUDGET}x the "
+                f"file's size ({size} bytes)")
+        budget[0] -= want
+        with zf.open(info) as f:  # zipfile stops at file_size and checks the CRC there
+            raw = f.read(want)
+        if len(raw) != want:
+            raise pickle.UnpicklingError(f"storage data/{key:.80} is truncated: {len(raw)} of "
+                                         f"{want} bytes")
+        return raw
 
     def persistent_load(pid):
         stype, key, numel, _ = _storage_pid(pid)
         if key not in storages:
             dtype = stype.dtype.newbyteorder("<" if little else ">")
-            raw = member(f"{root}data/{key}")
-            if not 0 <= numel * dtype.itemsize <= len(raw):
-                raise pickle.UnpicklingError(f"storage data/{key} is shorter than {numel} elements")
+            raw = storage_bytes(key, numel, dtype.itemsize)
             data = np.frombuffer(raw, dtype, count=numel).astype(stype.dtype, copy=False)
             storages[key] = _Storage(stype, numel, data)
         return storages[key]

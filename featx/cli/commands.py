@@ -7,6 +7,7 @@ the ``featx cache ...`` commands are in :mod:`featx.cli.cache_commands`.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import warnings
@@ -23,6 +24,7 @@ from featx.cli.common import (
     _weights,
 )
 from featx.errors import CommandError
+from featx.trust.outputs import check_outputs, write_output
 from featx.utils.checks import close_matches
 
 
@@ -65,6 +67,7 @@ def cmd_extract(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    check_outputs([args.out], param="--out")  # refused before the work, not after it
     splits = _resolve(args)
     from featx.estimators import TransferClassifier
     from featx.persist import save
@@ -191,6 +194,8 @@ def cmd_predict(args) -> int:
     if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise FileNotFoundError(f"--out {args.out!r}: folder "
                                 f"{os.path.dirname(os.path.abspath(args.out))!r} does not exist")
+    if args.out:  # a file featx did not write there is refused now, before any work
+        check_outputs([args.out], param="--out")
     _keras(args)
     from featx.backbones import Preprocess  # noqa: F401  (registers featx's Keras layers)
     from featx.data import display_path
@@ -235,18 +240,15 @@ def cmd_predict(args) -> int:
               file=sys.stderr)
     if not paths:
         raise CommandError("no readable image to predict")
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
-    try:
-        w = csv.writer(out, lineterminator="\n")  # LF on every platform
-        w.writerow(["path", "label"] + (_proba_columns(model) if proba is not None else []))
-        for i, (p, y) in enumerate(zip(paths, labels, strict=True)):
-            w.writerow([display_path(p), y]
-                       + ([f"{v:.6f}" for v in (proba[i].max(), *proba[i])]
-                          if proba is not None else []))
-    finally:
-        if args.out:
-            out.close()
+    out = io.StringIO() if args.out else sys.stdout
+    w = csv.writer(out, lineterminator="\n")  # LF on every platform
+    w.writerow(["path", "label"] + (_proba_columns(model) if proba is not None else []))
+    for i, (p, y) in enumerate(zip(paths, labels, strict=True)):
+        w.writerow([display_path(p), y]
+                   + ([f"{v:.6f}" for v in (proba[i].max(), *proba[i])]
+                      if proba is not None else []))
     if args.out:
+        write_output(args.out, out.getvalue(), param="--out")
         _say(args, f"{len(paths)} predictions written to {args.out}")
     return 0
 
@@ -255,8 +257,12 @@ def cmd_export(args) -> int:
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"MODEL {args.model!r} does not exist; make one with "
                                 "`featx fit DATA --head logreg --out model.featx`")
+    from featx.deploy.formats import FORMATS, output_paths
+
+    if args.format in FORMATS:  # refused before loading the model (export checks it too)
+        check_outputs(output_paths(FORMATS[args.format], args.out), param="--out")
     _keras(args)
-    from featx.deploy import FORMATS, export
+    from featx.deploy import export
     from featx.persist import UntrustedModelError, load
 
     try:
@@ -278,6 +284,8 @@ def _ft_params(args, strategy: str) -> dict:
 
 
 def cmd_finetune(args) -> int:
+    if args.out:  # refused before the work, not after it
+        check_outputs([args.out], param="--out")
     splits = _resolve(args)
     from featx.finetune import FineTunedClassifier
     from featx.persist import save
@@ -307,6 +315,8 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    if args.out:  # refused before the work, not after it
+        check_outputs([args.out], param="--out")
     splits = _resolve(args)
     from featx.comparison import DEFAULT_HEADS, compare
     from featx.evaluate import comparison_markdown
@@ -329,11 +339,8 @@ def cmd_compare(args) -> int:
     except ValueError:
         pass
     if args.out:
-        if args.out.endswith(".md"):
-            with open(args.out, "w", encoding="utf-8") as f:
-                f.write(table.to_markdown() + "\n")
-        else:
-            table.to_json(args.out)
+        text = table.to_markdown() if args.out.endswith(".md") else table.to_json()
+        write_output(args.out, text + "\n", param="--out")
         _say(args, f"table written to {args.out}")
     return 0
 
@@ -369,7 +376,8 @@ def cmd_init(args) -> int:
     from featx.pipeline import copy_pipeline
 
     try:
-        path = copy_pipeline(args.name, args.out)
+        # featx's own unedited copy is replaced; a user's file or an edited copy is refused
+        path = copy_pipeline(args.name, args.out, overwrite=True)
     except FileExistsError as exc:
         raise CommandError(str(exc)) from None
     print(f"wrote {path}: edit it, then `featx run {path}`")
@@ -394,6 +402,7 @@ def cmd_advise(args) -> int:
 
 
 def cmd_show_augment(args) -> int:
+    check_outputs([args.out], param="--out")  # refused before the work, not after it
     import numpy as np
 
     from featx.images import read_image

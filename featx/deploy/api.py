@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +10,11 @@ from featx.deploy.formats import (
     FORMATS,
     ExportError,
     check_format,
-    labels_file,
+    labels_text,
+    output_paths,
     require_modules,
-    written_by_featx,
 )
-from featx.errors import OutputExistsError
+from featx.trust.outputs import check_outputs, staged, write_output
 
 __all__ = ["export", "formats_for"]
 
@@ -39,9 +38,11 @@ def export(model: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
     model : TransferClassifier or FineTunedClassifier
         A fitted model (e.g. from :func:`featx.load`).
     path : path-like
-        The file to write (a directory for ``saved_model``); replaced if it exists. Its
-        suffix is not checked (``.onnx``, ``.tflite``, ``.keras`` by convention; Keras needs
-        ``.keras`` for the ``keras`` format).
+        The file to write (a directory for ``saved_model``). An earlier export featx wrote
+        there is replaced atomically; anything else there (a user's file or folder, or an
+        export edited since) is refused before any work and left as it is (see "What featx
+        writes" in ``docs/export.md``). Its suffix is not checked (``.onnx``, ``.tflite``,
+        ``.keras`` by convention; Keras needs ``.keras`` for the ``keras`` format).
     format : {"onnx", "litert", "keras", "saved_model"}, default="onnx"
         A row of :data:`featx.deploy.FORMATS`. A :class:`~featx.estimators.TransferClassifier`
         exports to every format when its head is linear (``logreg``, ``linear_svm``: folded
@@ -55,6 +56,9 @@ def export(model: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
 
     Raises
     ------
+    OutputExistsError
+        If ``path`` (or its labels file) holds something featx did not write; the message
+        names it. A :class:`FileExistsError`.
     ExportError
         If the model cannot be written in ``format``; the message names the formats that work.
     ValueError
@@ -85,30 +89,17 @@ def export(model: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
 
     spec = check_format(format)
     require_modules(spec)
+    path = Path(path)
+    paths = output_paths(spec, path)  # the model, and its labels file beside it if any
+    check_outputs(paths, param="path")  # before any export work
     exp = exportable(model)
     if spec.keras_graph and exp.head is not None:
         raise ExportError(
             f"format={format!r} needs the whole model as one Keras graph, but {exp.why_not_keras}"
             f"; formats that work for this model: {', '.join(formats_for(exp))} (or refit with "
             "a linear head: logreg, linear_svm)")
-    path = Path(path)
-    if (path.exists() or path.is_symlink()) and not written_by_featx(path, spec.name):
-        what = "a folder" if path.is_dir() and not path.is_symlink() else "a file"
-        raise OutputExistsError(
-            f"out={os.fspath(path)!r} is {what} featx export did not write; it is left as it "
-            f"is: choose a new path (e.g. {os.fspath(path.with_name('model' + spec.suffix))!r})"
-            " or remove it yourself")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target, then moved into place: a failed export leaves no half file,
-    # and an earlier export's folder (SavedModel) is swapped out whole, never half-replaced.
-    with tempfile.TemporaryDirectory(prefix=".featx-export-", dir=path.parent) as tmp:
-        staged = Path(tmp) / path.name
-        spec.write(exp, staged)
-        if path.is_dir():  # an earlier featx export (checked above): into the temp folder
-            os.replace(path, Path(tmp) / ".replaced")
-        os.replace(staged, path)
-        labels = labels_file(staged, spec.name)
-        if spec.name != "saved_model" and labels.exists():
-            os.replace(labels, labels_file(path, spec.name))
+    with staged(path, param="path") as tmp:
+        spec.write(exp, tmp)
+    for labels in paths[1:]:
+        write_output(labels, labels_text(exp.classes), param="path")
     return path
-

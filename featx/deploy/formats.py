@@ -21,7 +21,7 @@ from featx.errors import ExportError
 from featx.utils.registry import Registry
 
 __all__ = ["FORMATS", "ExportError", "FormatSpec", "check_format", "labels_file",
-           "require_modules", "written_by_featx"]
+           "labels_text", "output_paths", "require_modules"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,9 @@ class FormatSpec:
     keras_graph : bool
         The whole model must be one Keras graph (a linear head or a fine-tuned network).
     write : callable
-        ``write(exportable, path)``: writes the file (importing what it needs then).
+        ``write(exportable, path)``: writes the file (importing what it needs then); a
+        folder format writes its class names inside. :func:`featx.export` gives it a path in
+        a staging folder (:mod:`featx.trust.outputs`), never the user's path itself.
     """
 
     name: str
@@ -58,39 +60,35 @@ class FormatSpec:
     write: Callable[[Any, Path], None] = field(repr=False, compare=False)
 
 
-def written_by_featx(path: Path, fmt: str) -> bool:
-    """Whether ``path`` holds what ``featx export`` writes in ``fmt``: an ONNX file with featx's
-    metadata, a LiteRT or Keras file with its class-names file beside it, or a SavedModel folder
-    with its ``labels.txt``. Only such a path is replaced; anything else is the user's."""
-    if path.is_symlink():
-        return False
-    if fmt == "saved_model":
-        return path.is_dir() and (path / "saved_model.pb").is_file() \
-            and (path / "labels.txt").is_file()
-    if not path.is_file():
-        return False
-    if fmt == "onnx":
-        try:
-            import onnx
-
-            model = onnx.load(os.fspath(path), load_external_data=False)
-        except Exception:  # noqa: BLE001 - not an ONNX file at all: not ours
-            return False
-        return any(p.key == "featx.model" for p in model.metadata_props)
-    return labels_file(path, fmt).is_file()
-
-
 def labels_file(path: Path, fmt: str) -> Path:
     """Where the class names of an exported file go (formats without a place for them inside)."""
     return path / "labels.txt" if fmt == "saved_model" else path.with_name(path.name +
                                                                            ".labels.txt")
 
 
-# -- the writers: each imports what it needs when it runs (the table itself imports no Keras) --
-def _write_labels(path: Path, fmt: str, classes) -> None:
-    lines = "".join(f"{c}\n" for c in np.asarray(classes).tolist())
-    labels_file(path, fmt).write_text(lines, encoding="utf-8")
+def output_paths(spec: FormatSpec, path: str | os.PathLike) -> list[Path]:
+    """Every path an export in ``spec``'s format writes: the file (or folder) and, for the Keras
+    file formats, which hold no class names, the labels file beside it (a folder holds its
+    own; ONNX holds them in the graph).
 
+    Examples
+    --------
+    >>> [p.name for p in output_paths(FORMATS["keras"], "out/m.keras")]
+    ['m.keras', 'm.keras.labels.txt']
+    >>> [p.name for p in output_paths(FORMATS["onnx"], "m.onnx")]
+    ['m.onnx']
+    """
+    path = Path(path)
+    beside = spec.keras_graph and spec.suffix != ""
+    return [path, *([labels_file(path, spec.name)] if beside else [])]
+
+
+def labels_text(classes) -> str:
+    """The class names, one per line in output column order (the labels file's text)."""
+    return "".join(f"{c}\n" for c in np.asarray(classes).tolist())
+
+
+# -- the writers: each imports what it needs when it runs (the table itself imports no Keras) --
 
 def _write_onnx(exp, path: Path) -> None:
     import onnx
@@ -117,14 +115,14 @@ def _write_keras_export(fmt: str) -> Callable:
         exp.backbone.export(os.fspath(path), format=keras_format, verbose=False)
         if fmt == "litert":
             _check_litert(path, exp)
-        _write_labels(path, fmt, exp.classes)
+        else:  # a folder: its class names inside it (beside a file: featx.export writes them)
+            labels_file(path, fmt).write_text(labels_text(exp.classes), encoding="utf-8")
 
     return write
 
 
 def _write_keras(exp, path: Path) -> None:
     exp.backbone.save(os.fspath(path))
-    _write_labels(path, "keras", exp.classes)
 
 
 

@@ -22,6 +22,7 @@ from sklearn.model_selection import GridSearchCV
 
 from featx.extract.config import describe, diff, feature_config, same_config
 from featx.heads import fit_size, head_param_grid, limited_params, list_heads, make_head
+from featx.trust.outputs import write_output
 from featx.utils.jsonable import jsonable
 from featx.utils.tables import markdown_table, text_table
 from featx.utils.threads import blas_limit
@@ -226,11 +227,15 @@ class HeadTable(Sequence):
         return cls(data["rows"], class_names=data.get("class_names"))
 
     def to_json(self, path=None, *, indent: int = 2) -> str:
-        """:meth:`to_dict` as JSON text; also written to ``path`` when given."""
+        """:meth:`to_dict` as JSON text; also written to ``path`` when given.
+
+        featx's own earlier file at ``path`` is replaced atomically; a file featx did not
+        write (or one edited since) is refused with :class:`~featx.errors.OutputExistsError`
+        and left as it is.
+        """
         text = json.dumps(self.to_dict(), indent=indent)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+            write_output(path, text + "\n", param="path")
         return text
 
     def to_markdown(self, columns: Sequence[str] | None = None, *, digits: int = _DIGITS) -> str:

@@ -49,6 +49,7 @@ def stream(paths, config, batch_size, n_workers, sink, progress,
     whose rows exist), an image whose bytes hash to a known id is read and hashed but neither
     decoded nor run; ``seen(paths, ids)`` gets each chunk's content ids (``None``: unreadable)."""
     known = None if have is None else _Known(have)
+    batch_size = max(1, min(batch_size, len(paths)))  # a batch never outgrows its images
     h, w = config["input_size"]
     runner = None  # built at the first decodable image: a run of unreadable files needs no model
     batch = np.empty((batch_size, h, w, 3), np.uint8)

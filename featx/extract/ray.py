@@ -260,6 +260,7 @@ def ray_engine(dataset, config: ExtractorConfig, options: ExecutionOptions):
         gpus = _cluster_gpus(ray)
         bs = options.batch_size
         bs = bs if bs is not None else (_GPU_BATCH if gpus else _CPU_BATCH)
+        bs = max(1, min(int(bs), len(todo)))  # a batch never outgrows its images
         actors = options.concurrency
         if actors is None:
             actors = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)) // 8)

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 import featx.backbones  # noqa: F401  (registers the featx layers a .keras file names)
+from featx.trust.outputs import staged
 from featx.utils.jsonable import jsonable
 
 __all__ = ["KerasModelPersistence"]
@@ -33,7 +34,8 @@ class KerasModelPersistence:
         path = Path(path)
         if path.suffix != ".keras":
             raise ValueError(f"path must end in .keras, got {str(path)!r}")
-        self.model_.save(path, include_optimizer=False)
+        with staged(path, param="path") as tmp:  # never over a file featx did not write
+            self.model_.save(tmp, include_optimizer=False)
         return path
 
     def __getstate__(self):
@@ -54,7 +56,8 @@ class KerasModelPersistence:
 
     def _featx_save(self, dirpath) -> dict:
         """featx.persist hook: the model as ``model.keras``, the rest as JSON in the manifest."""
-        self.export(Path(dirpath) / "model.keras")
+        check_is_fitted(self, "model_")  # into featx.persist's own temporary folder
+        self.model_.save(Path(dirpath) / "model.keras", include_optimizer=False)
         params = self.get_params()
         params["validation_data"] = None  # data, not configuration
         return {"format": HOOK_FORMAT, "params": jsonable(params),

@@ -19,9 +19,11 @@ live in the ``featx`` package, and zip members (and the members a manifest names
 escape the extraction directory. An archive may hold at most :data:`MAX_MEMBERS` members and
 unpack to at most ``max_size`` bytes (:data:`MAX_SIZE` by default), counting the archives
 inside it (``.skops``, ``.keras``) by what they unpack to, so a zip bomb is refused before it
-fills the disk or memory. Parameters that name a place on disk (:data:`PATH_PARAMS`) are reset
-to their defaults unless ``trust=True``. Whatever is wrong with a file, the error is one
-:class:`ModelFileError` (or :class:`UntrustedModelError`) naming it.
+fills the disk or memory. Unless ``trust=True``, parameters that name a place a model writes to
+(:data:`PATH_PARAMS`) are reset to their defaults, a file a model would read
+(:data:`READ_PATH_PARAMS`: ``weights``) makes the load refused, and runtime parameters
+(:data:`RUNTIME_PARAMS`: ``batch_size``, ``n_jobs``) are bounded. Whatever is wrong with a
+file, the error is one :class:`ModelFileError` (or :class:`UntrustedModelError`) naming it.
 """
 
 from __future__ import annotations
@@ -40,11 +42,19 @@ from featx.persist.archive import unpack
 from featx.persist.errors import UNPACKED, ModelFileError, UntrustedModelError, not_a_model
 from featx.persist.hooks import PAYLOAD, hook_class, load_hook
 from featx.persist.manifest import MANIFEST, new_manifest, qualname, read_manifest
-from featx.persist.path_params import PATH_PARAMS, reset_path_params
+from featx.persist.path_params import (
+    PATH_PARAMS,
+    READ_PATH_PARAMS,
+    refuse_read_paths,
+    reset_path_params,
+)
+from featx.persist.runtime_params import MAX_BATCH_SIZE, RUNTIME_PARAMS, bound_runtime_params
 from featx.persist.skops_parts import SAFE_TYPES, SKOPS_FILE, load_skops, save_skops
+from featx.trust.outputs import check_outputs, staged
 
-__all__ = ["MAX_MEMBERS", "MAX_SIZE", "PATH_PARAMS", "SAFE_TYPES", "ModelFileError",
-           "UntrustedModelError", "load", "load_skops", "save", "save_skops"]
+__all__ = ["MAX_BATCH_SIZE", "MAX_MEMBERS", "MAX_SIZE", "PATH_PARAMS", "READ_PATH_PARAMS",
+           "RUNTIME_PARAMS", "SAFE_TYPES", "ModelFileError", "UntrustedModelError", "load",
+           "load_skops", "save", "save_skops"]
 
 #: Default ``max_size`` of :func:`load`, in bytes (4 GiB): the largest model featx saves, a
 #: fine-tuned ``convnext_xlarge`` (~350M float32 weights), unpacks to about 1.4 GB.
@@ -67,12 +77,20 @@ def save(model: Any, path: str | os.PathLike) -> Path:
         A scikit-learn estimator or pipeline (stored with skops), or an object with a
         ``_featx_save(dirpath) -> dict`` method.
     path : str or path-like
-        Destination file, replaced atomically if it exists.
+        Destination file. A model file featx saved there before is replaced atomically;
+        anything else there (a user's file or folder, a file edited since featx wrote it) is
+        refused before the model is serialised, and left as it is.
 
     Returns
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    OutputExistsError
+        If ``path`` holds something featx did not write; the message names it. A
+        :class:`FileExistsError`.
 
     Examples
     --------
@@ -87,6 +105,7 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     ['a', 'a']
     """
     path = Path(path)
+    check_outputs([path], param="path")  # before the model is serialised
     manifest = new_manifest(model)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -109,11 +128,10 @@ def save(model: Any, path: str | os.PathLike) -> Path:
                 f"got model of type {qualname(model)}."
             )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=repr))
-        partial = path.with_name(path.name + ".partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+        with staged(path, param="path") as partial, \
+                zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
             for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
                 zf.write(file, file.relative_to(tmp).as_posix())
-        os.replace(partial, path)
     return path
 
 
@@ -139,8 +157,9 @@ def load(path: str | os.PathLike, *, trust: bool = False,
         A file written by :func:`save` (or a directory holding the same members).
     trust : bool, default=False
         Allow types outside :data:`SAFE_TYPES` and hook classes outside ``featx``, and keep
-        the parameters that name a place on disk as the file has them (see below). Only for
-        files from a source you trust: it lets the file run code.
+        the parameters that name a place on disk and the runtime parameters as the file has
+        them (see below). Only for files from a source you trust: it lets the file run code
+        and choose what is read on this machine.
     max_size : int or None, default=MAX_SIZE (4 GiB)
         The most bytes the file may unpack to, counting an archive inside it (the
         ``.skops`` or ``.keras`` part) by what it unpacks to. The members' declared sizes
@@ -156,8 +175,9 @@ def load(path: str | os.PathLike, *, trust: bool = False,
     Raises
     ------
     UntrustedModelError
-        If the file needs ``trust=True`` (the message lists what was refused), or a member's
-        name would unpack outside the archive's folder.
+        If the file needs ``trust=True`` (the message lists what was refused: types, a hook
+        class, or a ``weights`` file it names, which is not read), or a member's name would
+        unpack outside the archive's folder.
     ModelFileError
         If the file is not a featx model: not a zip archive or a truncated one, a manifest
         missing, not JSON, not an object, or with a missing key or a value of the wrong
@@ -177,8 +197,13 @@ def load(path: str | os.PathLike, *, trust: bool = False,
         writes features and checkpoints where you choose (the featx cache dir), not where
         the file's author chose. One warning names every parameter reset, with the file's
         value; ``set_params`` sets them again. ``cache=False`` and ``None`` are kept (they
-        name no place), and so is ``weights`` (a file that is only read, and that defines
-        the features).
+        name no place). ``weights`` is not reset (it defines the features): a ``weights``
+        that names a file refuses the load instead (see Raises).
+    UserWarning
+        When runtime parameters (:data:`RUNTIME_PARAMS`) were out of bounds: a
+        ``batch_size`` above :data:`MAX_BATCH_SIZE` (1024), an ``n_jobs`` beyond this
+        machine's cores (in any estimator of the model, scikit-learn heads included). They
+        are brought within the bound and one warning names each, with the file's value.
     """
     max_size = _check_max_size(max_size)
     path = Path(path)
@@ -208,5 +233,7 @@ def load(path: str | os.PathLike, *, trust: bool = False,
             if token is not None:
                 UNPACKED.reset(token)
     if not trust:
+        refuse_read_paths(model, path, READ_PATH_PARAMS)
         reset_path_params(model, path, PATH_PARAMS)
+        bound_runtime_params(model, path)
     return model

@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from featx.errors import OutputExistsError
 from featx.pipeline.schema import ConfigError, source_label, validate_config
+from featx.trust.outputs import write_output
 from featx.utils.checks import close_matches
 
 __all__ = ["BUILTIN_DIR", "copy_pipeline", "list_pipelines", "load_config", "parse_config",
@@ -120,8 +122,11 @@ def copy_pipeline(name: str, out: str | os.PathLike | None = None, *,
                   overwrite: bool = False) -> Path:
     """Write the built-in pipeline ``name`` to ``out`` (default ``<name>.toml`` here) to edit.
 
-    Raises ``ValueError`` for an unknown name (with close matches) and ``FileExistsError`` when
-    ``out`` exists and ``overwrite`` is false.
+    Raises ``ValueError`` for an unknown name (with close matches) and
+    :class:`~featx.errors.OutputExistsError` (a ``FileExistsError``) when ``out`` exists and
+    ``overwrite`` is false. With ``overwrite=True`` a copy featx wrote there and nobody edited
+    is replaced; a file featx did not write, or a copy edited since, is still refused: an
+    edited pipeline is never lost.
     """
     builtins = _builtins()
     key = name[: -len(".toml")] if name.endswith(".toml") else name
@@ -130,13 +135,13 @@ def copy_pipeline(name: str, out: str | os.PathLike | None = None, *,
                          f"{close_matches(key, builtins, cutoff=0.5)}. Built-in: "
                          f"{', '.join(builtins)}")
     out = Path(out if out is not None else f"{key}.toml")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"--out {os.fspath(out)!r} exists already; choose another --out "
-                              "or remove it")
+    if os.path.lexists(out) and not overwrite:
+        raise OutputExistsError(f"--out {os.fspath(out)!r} exists already; featx leaves it as "
+                                "it is: choose another --out or move it away yourself")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"--out {os.fspath(out)!r}: folder {os.fspath(out.parent)!r} "
                                 "does not exist")
-    out.write_bytes(builtins[key].read_bytes())
+    write_output(out, builtins[key].read_bytes(), param="--out")
     return out
 
 

@@ -260,6 +260,10 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
     stem = Path(cfg.get("_file") or "pipeline").stem
     title = cfg["report"]["title"] or f"featx pipeline: {stem}"
     out_dir = Path(out or cfg["report"]["out"] or Path("reports") / stem)
+    from featx.report import check_report_folder
+
+    # a user's file where the report goes is refused now, before any work, not after it
+    check_report_folder(out_dir, cfg["report"]["plots"])
     timings: dict[str, float] = {}
 
     t = time.perf_counter()

@@ -25,10 +25,17 @@ from featx.report.plots import (
     plots_available,
     worst_confusions,
 )
-from featx.report.writer import PLOTS, Report, rows_to_markdown, write_report
+from featx.report.writer import (
+    PLOTS,
+    Report,
+    check_report_folder,
+    rows_to_markdown,
+    write_report,
+)
 
 __all__ = [
     "PLOTS", "PLOTS_EXTRA", "PlotsSkippedWarning", "Report", "augment_images",
+    "check_report_folder",
     "few_shot_curve", "library_versions", "per_class_metrics", "plot_augmentation",
     "plot_comparison", "plot_confusion", "plot_few_shot", "plot_learning_curves",
     "plot_misclassified", "plots_available", "rows_to_markdown", "worst_confusions",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from featx.errors import PlotsSkippedWarning
+from featx.trust.outputs import staged
 
 __all__ = [
     "PLOTS_EXTRA", "PlotsSkippedWarning", "augment_images", "plot_augmentation",
@@ -64,11 +65,12 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: str | os.PathLike, *, rect=None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Every plot is written here, through featx's output writer: a file featx did not write
+    at ``path`` is refused (:class:`~featx.errors.OutputExistsError`), featx's own replaced."""
     fig.tight_layout(rect=rect)
-    fig.savefig(path, facecolor="white")
-    return path
+    with staged(path, param="path") as tmp:
+        fig.savefig(tmp, facecolor="white")
+    return Path(path)
 
 
 def metric_value(row: Mapping, metric: str) -> float:

@@ -48,11 +48,12 @@ from featx.report.plots import (
     plots_available,
     worst_confusions,
 )
+from featx.trust.outputs import check_outputs, remove_output, write_output
 from featx.utils.jsonable import jsonable
 from featx.utils.tables import format_cell, markdown_table
 from featx.utils.version import __version__
 
-__all__ = ["PLOTS", "Report", "rows_to_markdown", "write_report"]
+__all__ = ["PLOTS", "Report", "check_report_folder", "rows_to_markdown", "write_report"]
 
 #: Plot name -> (file name, what it shows). ``[report] plots`` takes these names.
 PLOTS: dict[str, tuple[str, str]] = {
@@ -220,6 +221,30 @@ def _run_markdown(d: dict) -> list[str]:
     return lines + [""] if len(lines) > 2 else []
 
 
+def check_report_folder(out_dir: str | os.PathLike, plots: Sequence[str] = tuple(PLOTS)) -> None:
+    """Raise :class:`~featx.errors.OutputExistsError` when ``out_dir`` holds a file featx did not
+    write (or one changed since) under a name the report writes: ``report.md``, ``report.json``
+    or the file of one of ``plots``. Nothing is touched; :func:`featx.pipeline.run_pipeline`
+    calls it before any work.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = (Path(folder) / "comparison.png").write_bytes(b"a user's picture")
+    ...     check_report_folder(folder, plots=[])  # the report draws no comparison.png
+    ...     check_report_folder(folder)
+    Traceback (most recent call last):
+    ...
+    featx.errors.OutputExistsError: out_dir=...comparison.png' is a file featx did not write; ...
+    """
+    out = Path(out_dir)
+    names = ["report.md", "report.json", *(PLOTS[p][0] for p in plots if p in PLOTS)]
+    check_outputs([out / name for name in names], param="out_dir",
+                  hint="choose another report folder, or move those files away yourself")
+
+
 def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: str = "",
                  data: Mapping | None = None, confusion: Mapping | None = None,
                  histories: Mapping | None = None, few_shot: Mapping | None = None,
@@ -259,11 +284,20 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         The name of the row chosen without the test split (a pipeline's feature choice, by
         cross-validation on the training split): the report's ``best``. Default: the row of
         highest test accuracy.
+
+    Raises
+    ------
+    OutputExistsError
+        If ``out_dir`` holds a file featx did not write (or one edited since) named like a file
+        of the report (:func:`check_report_folder`): checked before anything is written, and
+        left as it is. featx's own files of an earlier report are replaced, and its plots that
+        this report does not draw are removed; nothing else in the folder is touched.
     """
     unknown = [p for p in plots if p not in PLOTS]
     if unknown:
         raise ValueError(f"plots has unknown name(s) {unknown}; allowed: {list(PLOTS)}")
     out = Path(out_dir)
+    check_report_folder(out, plots)
     out.mkdir(parents=True, exist_ok=True)
     rows = sorted(({k: v for k, v in r.items() if k != "estimator"} for r in rows),
                   key=lambda r: -np.nan_to_num(metric_value(r, "accuracy"), nan=-1))
@@ -305,9 +339,9 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         ready, draw = inputs[name]
         if ready:
             made[name] = draw(out / PLOTS[name][0])
-    for name, (file, _) in PLOTS.items():  # a plot of an earlier report in this folder
+    for name, (file, _) in PLOTS.items():  # featx's plot of an earlier report in this folder
         if name not in made:
-            (out / file).unlink(missing_ok=True)
+            remove_output(out / file)  # a user's file of that name stays
     payload = {
         "title": title, "featx_version": _version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -322,8 +356,8 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
         **dict(extra or {}),
     }
     payload = jsonable(payload, nan_as_none=True)
-    (out / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (out / "report.md").write_text(_markdown(payload, made))
+    write_output(out / "report.json", json.dumps(payload, indent=2) + "\n", param="out_dir")
+    write_output(out / "report.md", _markdown(payload, made), param="out_dir")
     files = {"report.md": out / "report.md", "report.json": out / "report.json", **made}
     return Report(out, rows, best, files, payload)
 
