@@ -15,6 +15,7 @@ from featx.deploy.formats import (
     require_modules,
 )
 from featx.trust.outputs import check_outputs, staged, write_output
+from featx.trust.store import artifacts_under
 
 __all__ = ["export", "formats_for"]
 
@@ -92,14 +93,23 @@ def export(model: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
     path = Path(path)
     paths = output_paths(spec, path)  # the model, and its labels file beside it if any
     check_outputs(paths, param="path")  # before any export work
-    exp = exportable(model)
-    if spec.keras_graph and exp.head is not None:
-        raise ExportError(
-            f"format={format!r} needs the whole model as one Keras graph, but {exp.why_not_keras}"
-            f"; formats that work for this model: {', '.join(formats_for(exp))} (or refit with "
-            "a linear head: logreg, linear_svm)")
-    with staged(path, param="path") as tmp:
-        spec.write(exp, tmp)
+    # the backbone's cached graph and weights are the model's own cache's (none: cache=False)
+    with artifacts_under(_cache_of(model)):
+        exp = exportable(model)
+        if spec.keras_graph and exp.head is not None:
+            raise ExportError(
+                f"format={format!r} needs the whole model as one Keras graph, but "
+                f"{exp.why_not_keras}; formats that work for this model: "
+                f"{', '.join(formats_for(exp))} (or refit with a linear head: logreg, "
+                "linear_svm)")
+        with staged(path, param="path") as tmp:
+            spec.write(exp, tmp)
     for labels in paths[1:]:
         write_output(labels, labels_text(exp.classes), param="path")
     return path
+
+
+def _cache_of(model: Any):
+    """The feature cache a featx estimator names (``None``: the ``cache_dir`` setting)."""
+    cache = getattr(model, "cache", None)
+    return cache if cache is None or isinstance(cache, bool | str | os.PathLike) else None

@@ -26,7 +26,7 @@ from sklearn.preprocessing import Normalizer
 
 from featx.deploy.graphs import Exportable
 from featx.errors import ExportError
-from featx.extract.graphs import ONNX_OPSET, GraphExportError, export_onnx, onnx_graph
+from featx.extract.graphs import ONNX_OPSET, GraphExportError, export_onnx, graph_file
 
 __all__ = ["DELEGATES", "OPSET", "SKL2ONNX_OPTIONS", "backbone_graph", "build_onnx",
            "keras_to_onnx", "sklearn_to_onnx"]
@@ -53,13 +53,14 @@ def keras_to_onnx(model) -> onnx.ModelProto:
 
 def backbone_graph(exp: Exportable) -> onnx.ModelProto | None:
     """The backbone graph the forward runs on ONNX Runtime (:func:`featx.extract.graphs.
-    onnx_graph`: exported once per configuration and cached beside the weights), behind a
+    graph_file`: exported once per configuration and cached beside the weights), behind a
     ``uint8`` input named ``image``; ``None`` when there is none (Keras cannot export this
     backbone, or it has several outputs): the caller exports ``exp.backbone`` then."""
     if exp.config is None:
         return None
     try:
-        model = onnx.load(str(onnx_graph(exp.config)))
+        with graph_file(exp.config) as path:
+            model = onnx.load(str(path))
     except GraphExportError:
         return None
     graph = model.graph
