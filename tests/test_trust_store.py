@@ -173,47 +173,52 @@ def _graph(root, **model) -> Path:
     return graphs.graph_path(ExtractorConfig(**{**MODEL, **model}), root)
 
 
-def _swap_in_graph(target: Path, source: Path) -> None:
-    """Put another graph (with its own seal) where ``target`` is."""
-    shutil.copy(source, target)
-    shutil.copy(store.seal_path(source), store.seal_path(target))
+@pytest.fixture(scope="module")
+def warm(photos, reference, tmp_path_factory):
+    """A cache the photos were extracted into (its graph exported once for the module), and the
+    graph of another input size: copies of it are damaged by the tests below."""
+    root = tmp_path_factory.mktemp("warm") / "cache"
+    default = root.parent / "default"
+    with featx.config_context(cache_dir=default):
+        fs, n = _extract(photos, root)
+    assert n == len(photos)
+    np.testing.assert_allclose(fs.features, reference, rtol=1e-4, atol=1e-5)
+    with store.artifacts_under(root.parent / "other"):
+        other = graphs.onnx_graph(ExtractorConfig(**{**MODEL, "input_size": 40}))
+    # the graph and the weights live in the extraction's cache, never in the default one
+    assert _graph(root).exists() and not default.exists()
+    return {"root": root, "dfile": fs.path, "other_graph": other}
 
 
-@pytest.mark.parametrize("damage", ["one weight changed", "another backbone's graph",
-                                    "a graph for another input size", "no seal"])
-def test_a_cached_graph_that_is_not_this_configurations_is_never_run(photos, reference, tmp_path,
-                                                                     damage):
-    """Before: 18/18 wrong rows under the unchanged key (a changed weight, another backbone's
-    graph), or a raw ONNX Runtime error on every later run (another input size)."""
+def _copy(warm, tmp_path) -> tuple[Path, Path]:
+    """A copy of the warm cache, and where its dataset file is."""
     root = tmp_path / "cache"
-    first, _ = _extract(photos, root)
-    np.testing.assert_allclose(first.features, reference, rtol=1e-4, atol=1e-5)
+    shutil.copytree(warm["root"], root)
+    return root, root / warm["dfile"].name
+
+
+@pytest.mark.parametrize("damage", ["one weight changed", "a graph for another input size"])
+def test_a_cached_graph_that_is_not_this_configurations_is_never_run(photos, reference, warm,
+                                                                     tmp_path, damage):
+    """Before: 18/18 wrong rows under the unchanged key (a changed weight, or another
+    backbone's graph), or a raw ONNX Runtime error on every later run (another input size).
+    (Every kind of damage a seal catches, a missing seal included, is in DAMAGES above.)"""
+    root, dfile = _copy(warm, tmp_path)
     graph = _graph(root)
     if damage == "one weight changed":
         data = bytearray(graph.read_bytes())
         data[len(data) // 2] ^= 0x40  # inside the weights (most of the file)
         graph.write_bytes(bytes(data))
-    elif damage == "no seal":
-        store.seal_path(graph).unlink()
-    else:
-        other = ({"backbone": "efficientnet_lite0"} if damage.startswith("another backbone")
-                 else {"input_size": 40})
-        with store.artifacts_under(root):
-            source = graphs.onnx_graph(ExtractorConfig(**{**MODEL, **other}))
-        _swap_in_graph(graph, source)
+    else:  # another configuration's graph, with its own (sound) seal, under this name
+        shutil.copy(warm["other_graph"], graph)
+        shutil.copy(store.seal_path(warm["other_graph"]), store.seal_path(graph))
     shutil.rmtree(root / "rows")  # so that every row is computed again, by the graph
-    first.path.unlink()
+    dfile.unlink()
     with pytest.warns(DamagedCacheWarning, match=re.escape(str(graph))):
         again, n = _extract(photos, root)
     assert n == len(photos)
     np.testing.assert_allclose(again.features, reference, rtol=1e-4, atol=1e-5)
     assert (root / "damaged" / "weights" / "onnx" / graph.name).exists()
-
-
-def test_graphs_and_weights_live_in_the_extractions_cache(photos, tmp_path, monkeypatch):
-    monkeypatch.setenv("FEATX_CACHE_DIR", str(tmp_path / "default"))
-    _extract(photos, tmp_path / "mine")
-    assert _graph(tmp_path / "mine").exists() and not (tmp_path / "default").exists()
 
 
 def test_cache_false_writes_nothing_anywhere(photos, reference, tmp_path, monkeypatch):
@@ -240,17 +245,16 @@ def _featx_files(folder: Path) -> list[str]:
 
 
 def test_a_dataset_file_rewritten_without_a_seal_is_checked_against_the_request(
-        photos, reference, tmp_path):
+        photos, reference, warm, tmp_path):
     """Before: a dataset file rewritten with plain h5py (no seal), labels rolled or paths
     swapped, was served misaligned."""
-    root = tmp_path / "cache"
-    first, _ = _extract(photos, root)
+    root, dfile = _copy(warm, tmp_path)
     for change in ("labels", "paths"):
-        with h5py.File(first.path, "r") as f:
+        with h5py.File(dfile, "r") as f:
             data = {k: f[k][()] for k in f}
             attrs = dict(f.attrs)
         data[change] = np.roll(data[change], 1)
-        with h5py.File(first.path, "w") as f:  # no user block: no seal
+        with h5py.File(dfile, "w") as f:  # no user block: no seal
             for k, v in data.items():
                 f.create_dataset(k, data=v, dtype=h5py.string_dtype() if v.dtype == object
                                  else None)
@@ -262,10 +266,9 @@ def test_a_dataset_file_rewritten_without_a_seal_is_checked_against_the_request(
         np.testing.assert_allclose(again.features, reference, rtol=1e-4, atol=1e-5)
 
 
-def test_an_unsealed_segment_is_not_read(photos, reference, tmp_path):
+def test_an_unsealed_segment_is_not_read(photos, reference, warm, tmp_path):
     """Before: a segment rewritten without featx's seal, one row changed, was served."""
-    root = tmp_path / "cache"
-    first, _ = _extract(photos, root)
+    root, dfile = _copy(warm, tmp_path)
     (seg,) = row_store(root, ExtractorConfig(**MODEL)).segments()
     with h5py.File(seg, "r") as f:
         ids, feats = f["ids"][()], f["features"][()]
@@ -273,43 +276,52 @@ def test_an_unsealed_segment_is_not_read(photos, reference, tmp_path):
     with h5py.File(seg, "w") as f:  # plain h5py: no seal, no row digests
         f.create_dataset("ids", data=ids)
         f.create_dataset("features", data=feats)
-    first.path.unlink()  # so the rows are read from the store
+    dfile.unlink()  # so that the rows are read from the store
     with pytest.warns(DamagedCacheWarning, match="has no seal"):
         again, n = _extract(photos, root)
     assert n == len(photos)  # extracted again, not served
     np.testing.assert_allclose(again.features, reference, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("where", ["segment", "dataset file"])
-def test_a_fifo_named_like_a_cache_file_hangs_nothing(photos, reference, tmp_path, where):
-    """Before: extraction and ``featx cache verify`` blocked forever on the FIFO."""
-    root = tmp_path / "cache"
-    first, _ = _extract(photos, root)
-    if where == "segment":
-        (seg,) = row_store(root, ExtractorConfig(**MODEL)).segments()
-        seg.unlink()
-        os.mkfifo(seg)
-        first.path.unlink()
-    else:
-        first.path.unlink()
-        os.mkfifo(first.path)
-    script = (
-        "import featx, sys, warnings; warnings.simplefilter('ignore');"
-        "from featx.data import ImageDataset;"
-        f"ds = ImageDataset.from_paths({photos.paths!r}, {photos.labels.tolist()!r}, "
-        f"class_names={list(photos.class_names)!r}, name='photos');"
-        f"fs = featx.extract_features(ds, 'mobilenet_v2', weights=None, input_size=32, "
-        f"cache={str(root)!r}, verbose=0, runtime='onnxruntime');"
-        "print(len(fs));"
-        "from featx.cache import cache_check;"
-        f"print(bool(cache_check(cache_dir={str(root)!r})))")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=240, cwd=ROOT,
+_FIFO_RUN = """
+import sys, warnings
+import featx
+from featx.cache import cache_check
+from featx.data import ImageDataset
+warnings.simplefilter("ignore")
+paths, labels, classes = {paths!r}, {labels!r}, {classes!r}
+for root in sys.argv[1:]:
+    ds = ImageDataset.from_paths(paths, labels, class_names=classes, name="photos")
+    fs = featx.extract_features(ds, "mobilenet_v2", weights=None, input_size=32, cache=root,
+                                verbose=0, runtime="onnxruntime")
+    print(len(fs), bool(cache_check(cache_dir=root)))
+"""
+
+
+def test_a_fifo_named_like_a_cache_file_hangs_nothing(photos, warm, tmp_path):
+    """Before: extraction and ``featx cache verify`` blocked forever on a FIFO named like a
+    segment or a dataset file. (A child process: a hang fails the test by its time-out.)"""
+    roots = []
+    for where in ("segment", "dataset file"):
+        root, dfile = _copy(warm, tmp_path / where)
+        dfile.unlink()
+        if where == "segment":
+            (seg,) = row_store(root, ExtractorConfig(**MODEL)).segments()
+            seg.unlink()
+            os.mkfifo(seg)
+        else:
+            os.mkfifo(dfile)
+        roots.append(str(root))
+    script = _FIFO_RUN.format(paths=list(photos.paths), labels=photos.labels.tolist(),
+                              classes=list(photos.class_names))
+    proc = subprocess.run([sys.executable, "-c", script, *roots], capture_output=True,
+                          text=True, timeout=240, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    n, healthy = proc.stdout.split()
-    assert int(n) == len(photos) and healthy == "True"  # moved aside, rebuilt
-    assert any((root / "damaged").rglob("*"))
+    # each: every photo's row, and a sound cache (the FIFO moved aside, the file rebuilt)
+    assert proc.stdout.split() == [str(len(photos)), "True"] * 2
+    for root in roots:
+        assert any((Path(root) / "damaged").rglob("*"))
 
 
 def test_a_file_size_limit_on_an_empty_cache_does_not_crash(tmp_path, make_images):
