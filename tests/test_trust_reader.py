@@ -27,9 +27,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from featx import ImageDataset, config_context, get_config, set_config
+from featx.cli.common import _resolve
+from featx.cli.main import build_parser
 from featx.data import SkippedImagesWarning
 from featx.errors import ItemTimeoutError, ItemTooLargeError
 from featx.images import DecodePool, hash_files, read_bytes
+from featx.pipeline.run import _load_data
+from featx.pipeline.schema import validate_config
 from featx.sources import resolve_data
 from featx.trust import reader
 from featx.trust.reader import Budget, confine, is_local, max_item_bytes, read_capped
@@ -402,8 +406,8 @@ def test_a_remote_csv_naming_local_files_reads_none_of_them(local_photo, jpegs):
         assert ds.paths == [f"{srv.url}/lists/ok-a.jpg"]
         assert [p for p, _ in ds.skipped] == [str(local_photo), f"file://{local_photo}", zipped]
         assert {r for _, r in ds.skipped} == {
-            "a local file named by a list read from a remote location: not read (pass "
-            "allow_local=True to read it)"}
+            "a local file named by a list read from a remote location: not read "
+            "(allow_local=True, or --allow-local, reads it)"}
         trusted = ImageDataset.from_csv(url, allow_local=True)
     assert len(trusted.paths) == 4 and trusted.skipped == []
 
@@ -417,9 +421,14 @@ def test_a_remote_csv_with_splits_is_confined_too(local_photo, jpegs):
         warnings.simplefilter("ignore", SkippedImagesWarning)
         splits = resolve_data(f"{srv.url}/l/list.csv")
         trusted = resolve_data(f"{srv.url}/l/list.csv", allow_local=True)
+        # the same switch on the command line and in a pipeline
+        args = build_parser().parse_args(["extract", f"{srv.url}/l/list.csv", "--allow-local"])
+        on_cli = _resolve(args)
+        piped = _load_data(validate_config({"data": {"path": f"{srv.url}/l/list.csv",
+                                                    "allow_local": True}}))
     assert len(splits["train"]) == 2 and len(splits["test"]) == 2
     assert [p for p, r in splits["train"].skipped if "allow_local" in r] == [str(local_photo)]
-    assert len(trusted["train"]) == 3
+    assert len(trusted["train"]) == len(on_cli["train"]) == len(piped["train"]) == 3
 
 
 def test_a_local_csv_still_names_local_files(tmp_path, jpegs):

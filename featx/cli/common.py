@@ -58,7 +58,8 @@ def _resolve(args) -> dict:
                           limit=args.limit, seed=args.seed,
                           path_column=getattr(args, "path_column", "path"),
                           label_column=getattr(args, "label_column", "label"),
-                          format=getattr(args, "data_format", None))
+                          format=getattr(args, "data_format", None),
+                          allow_local=getattr(args, "allow_local", False))
     return splits
 
 

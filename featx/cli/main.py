@@ -136,6 +136,9 @@ def _data_args() -> argparse.ArgumentParser:
                    help="a CSV's column of image paths (default: path)")
     g.add_argument("--label-column", default="label", metavar="NAME",
                    help="a CSV's column of class names (default: label)")
+    g.add_argument("--allow-local", action="store_true",
+                   help="let a list read from a URL (a CSV, a Parquet file's path cells) name "
+                        "files on this machine (default: remote lists name remote images only)")
     return p
 
 

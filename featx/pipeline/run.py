@@ -50,7 +50,7 @@ def _load_data(cfg: dict) -> dict:
     return resolve_data(_data_path(cfg), test_size=d["test_size"] or 0.2,
                         val_size=d["val_size"] or None, limit=d["limit"] or None, seed=d["seed"],
                         fetch=fetch, path_column=d["path_column"], label_column=d["label_column"],
-                        format=d["format"] or None)
+                        format=d["format"] or None, allow_local=d["allow_local"])
 
 
 def _merge_histories(history: Sequence[Mapping]) -> dict[str, Any]:

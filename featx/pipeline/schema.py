@@ -169,6 +169,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("data", "label_column", "str", "label", "a CSV's column of class names "
         "(`--label-column`); for Parquet the label column, for TFRecord the label feature "
         "('label': `image/class/label`)"),
+    Key("data", "allow_local", "bool", False, "let a list read from a URL (a CSV, a Parquet "
+        "file's path cells) name files on this machine (`--allow-local`; default: a remote "
+        "list names remote images only)"),
     Key("data", "test_size", "float", 0.2, "test fraction, used only when the data has no test "
         "split"),
     Key("data", "val_size", "float", 0.0, "validation fraction when the data has none (0: none; "

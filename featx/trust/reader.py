@@ -222,7 +222,7 @@ def confine(item: str, origin: str, *, allow_local: bool = False,
     if allow_local:
         return None
     outside = (f"{item!r} leaves the folder of the file that names it: a container is read "
-               "only inside itself (pass allow_local=True to read it)")
+               "only inside itself (allow_local=True, or --allow-local, reads it)")
     if contained and not is_url(item):
         norm = posixpath.normpath(item.replace(os.sep, "/"))
         if os.path.isabs(item) or posixpath.isabs(norm) or norm == ".." or norm.startswith("../"):
@@ -230,8 +230,8 @@ def confine(item: str, origin: str, *, allow_local: bool = False,
         return None  # inside origin's folder: as local as origin
     if is_local(item) and (contained or not is_local(origin)):
         return outside if contained else (
-            "a local file named by a list read from a remote location: not read (pass "
-            "allow_local=True to read it)")
+            "a local file named by a list read from a remote location: not read "
+            "(allow_local=True, or --allow-local, reads it)")
     return None
 
 
