@@ -10,7 +10,6 @@ exported once per run (conftest.py); every test here names its runtime.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 
@@ -19,12 +18,10 @@ import pytest
 from helpers import ROOT
 
 from featx.backbones import get_backbone_spec, list_backbones
-from featx.cache import DamagedCacheWarning
 from featx.datasets import load_clothing_mini
 from featx.extract import extract_features, forward_pass_count, graphs
 from featx.extract import forward as fw
 from featx.extract.config import ExtractorConfig
-from featx.trust.store import artifacts_under
 from featx.utils.threads import blas_limit, blas_threads, compute_threads
 
 
@@ -118,23 +115,6 @@ def test_graph_is_exported_once_and_reused(photos):
     assert again is not model and again.path == path
     assert path.stat().st_mtime_ns == stamp  # read, not exported again
     assert fw.get_model(config, "onnxruntime") is again  # the process keeps it
-
-
-def test_damaged_graph_is_moved_aside_and_exported_again(tmp_path):
-    config = ExtractorConfig("mobilenet_v2", weights=None, input_size=48)
-    x = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
-    root = tmp_path / "cache"
-    with artifacts_under(root):
-        path = graphs.onnx_graph(config)
-        fw.MODELS.clear()
-        good = fw.get_model(config, "onnxruntime").predict_on_batch(x)
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # truncated
-        fw.MODELS.clear()
-        with pytest.warns(DamagedCacheWarning, match=re.escape(str(path)) + ".* bytes where "):
-            again = fw.get_model(config, "onnxruntime").predict_on_batch(x)
-    np.testing.assert_allclose(again, good, rtol=1e-6, atol=1e-6)
-    assert (root / "damaged" / "weights" / "onnx" / path.name).exists()  # kept for a look
-    assert graphs.graph_path(config, root).exists()
 
 
 @pytest.mark.parametrize("name", list(_unexportable_params()))

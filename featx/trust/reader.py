@@ -213,7 +213,7 @@ def confine(item: str, origin: str, *, allow_local: bool = False,
     >>> confine("https://h/b.jpg", "https://h/list.csv") is None
     True
     >>> print(confine("/etc/passwd", "https://h/list.csv"))
-    a local file named by a list read from a remote location: not read (pass allow_local=True ...
+    a local file named by a list read from a remote location: not read (allow_local=True, or ...)
     >>> confine("/etc/passwd", "https://h/list.csv", allow_local=True) is None
     True
     >>> print(confine("../../x.jpg", "/data/train.parquet", contained=True))
