@@ -12,7 +12,9 @@ import pytest
 from helpers import assert_same, assert_same_proba
 
 import featx
+from featx.cache import DamagedCacheWarning, dataset_file
 from featx.extract import forward_pass_count
+from featx.extract.config import ExtractorConfig
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 EXTRACTOR = {"backbone": "efficientnet_lite0", "weights": None, "input_size": 64}
@@ -33,14 +35,39 @@ def photos(expected):
     return test.subset([index[p] for p in paths])
 
 
-def test_old_cache_is_reused_without_a_backbone_pass(photos, expected, tmp_path):
+def _old_cache(photos, tmp_path) -> tuple[Path, Path]:
+    """A copy of the old cache, its dataset file named for this checkout's folder (the name
+    hashes where the photos live: as if the cache had been made here); and that file."""
     cache = tmp_path / "cache"
     shutil.copytree(LEGACY / "cache", cache)
+    (old,) = cache.glob("*.h5")
+    here = dataset_file(cache, photos.name, ExtractorConfig(**EXTRACTOR), photos.paths)
+    old.rename(here)
+    return cache, here
+
+
+def test_old_cache_is_reused_without_a_backbone_pass(photos, expected, tmp_path):
+    """Its dataset file (unsealed, rows inside) agrees with the request: served as it is."""
+    cache, _ = _old_cache(photos, tmp_path)
     before = forward_pass_count()
     fs = featx.extract_features(photos, **EXTRACTOR, cache=str(cache), verbose=0)
-    assert forward_pass_count() == before, "the old row store was not reused"
+    assert forward_pass_count() == before, "the old dataset file was not reused"
     assert list(fs.ids) == list(expected["ids"])
     np.testing.assert_array_equal(fs.features, expected["features"])
+
+
+def test_an_old_unsealed_segment_alone_is_extracted_again(photos, expected, tmp_path):
+    """Without its dataset file, the old segment (no seal, no row digests) cannot be vouched
+    for: it is moved aside and its rows computed again, equal to the old ones."""
+    cache, dfile = _old_cache(photos, tmp_path)
+    dfile.unlink()
+    before = forward_pass_count()
+    with pytest.warns(DamagedCacheWarning, match="has no seal"):
+        fs = featx.extract_features(photos, **EXTRACTOR, cache=str(cache), verbose=0)
+    assert forward_pass_count() - before == len(photos)
+    assert list(fs.ids) == list(expected["ids"])
+    assert_same(fs.features, expected["features"])
+    assert any((cache / "damaged" / "rows").rglob("seg-*.h5"))
 
 
 def test_old_cache_holds_what_the_backbone_computes_today(photos, expected):
