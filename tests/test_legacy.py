@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from helpers import assert_same, assert_same_proba
@@ -15,6 +16,7 @@ import featx
 from featx.cache import DamagedCacheWarning, dataset_file
 from featx.extract import forward_pass_count
 from featx.extract.config import ExtractorConfig
+from featx.extract.driver import request_digest
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 EXTRACTOR = {"backbone": "efficientnet_lite0", "weights": None, "input_size": 64}
@@ -36,13 +38,22 @@ def photos(expected):
 
 
 def _old_cache(photos, tmp_path) -> tuple[Path, Path]:
-    """A copy of the old cache, its dataset file named for this checkout's folder (the name
-    hashes where the photos live: as if the cache had been made here); and that file."""
+    """A copy of the old cache as if it had been made in this checkout: its dataset file (which
+    records where the photos were, and is named after that folder) names the photos where they
+    are now. Returns the cache and that file."""
     cache = tmp_path / "cache"
     shutil.copytree(LEGACY / "cache", cache)
     (old,) = cache.glob("*.h5")
     here = dataset_file(cache, photos.name, ExtractorConfig(**EXTRACTOR), photos.paths)
     old.rename(here)
+    with h5py.File(here, "r+") as f:  # unsealed: written before featx sealed its files
+        names = [Path(p.decode()).name for p in f["paths"][()]]
+        assert names == [Path(p).name for p in photos.paths]
+        del f["paths"]
+        f.create_dataset("paths", data=[p.encode() for p in photos.paths],
+                         dtype=h5py.string_dtype("utf-8"))
+        ids = [i.decode() for i in f["ids"][()]]
+        f.attrs["request_digest"] = request_digest(photos, ids)
     return cache, here
 
 
