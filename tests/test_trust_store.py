@@ -367,3 +367,27 @@ def test_converted_weights_of_another_variant_under_this_name_are_not_loaded(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_converted(model, target, lambda m: 1 / 0, source="mine.pth")  # sealed now
+
+
+def test_array_images_are_checked_against_their_sealed_manifest(tmp_path):
+    """The PNG files ``from_arrays`` writes under the cache are reused only while they are the
+    bytes featx wrote: one replaced by another image is written again from its array."""
+    from featx.data import ImageDataset
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (4, 12, 12, 3), dtype=np.uint8)
+    folder = tmp_path / "cache" / "arrays" / "x"
+    first = ImageDataset.from_arrays(images, [0, 1, 0, 1], directory=folder)
+    written = {p: Path(p).read_bytes() for p in first.paths}
+    stamps = {p: Path(p).stat().st_mtime_ns for p in first.paths}
+    again = ImageDataset.from_arrays(images, [0, 1, 0, 1], directory=folder)
+    assert again.paths == first.paths
+    assert {p: Path(p).stat().st_mtime_ns for p in first.paths} == stamps  # reused, unread
+    shutil.copy(first.paths[1], first.paths[0])  # another image under the first one's name
+    ImageDataset.from_arrays(images, [0, 1, 0, 1], directory=folder)
+    assert {p: Path(p).read_bytes() for p in first.paths} == written
+    (folder / "arrays.json").write_text('{"files": {}}')  # the manifest itself changed
+    with pytest.warns(DamagedCacheWarning, match="arrays.json cannot be used"):
+        ImageDataset.from_arrays(images, [0, 1, 0, 1], directory=folder)
+    assert (tmp_path / "cache" / "damaged" / "arrays" / "x" / "arrays.json").exists()
+    assert {p: Path(p).read_bytes() for p in first.paths} == written

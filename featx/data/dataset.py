@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,12 +26,27 @@ from featx.data.files import (
     warn_skipped,
 )
 from featx.images import check_stores, is_url
-from featx.trust.reader import confine
+from featx.trust.reader import confine, open_regular
+from featx.trust.store import open_artifact, write_artifact
 from featx.utils.config import cache_dir
 
 __all__ = [
     "ImageDataset",
 ]
+
+
+#: The sealed list of the PNG files :meth:`ImageDataset.from_arrays` wrote in a folder, with the
+#: SHA-256 of each (see :mod:`featx.trust.store`).
+ARRAYS_MANIFEST = "arrays.json"
+
+
+def _png_digest(path: Path) -> str | None:
+    """SHA-256 of a regular file's bytes, ``None`` when it is missing or not a regular file."""
+    try:
+        with open_regular(path) as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 class ImageDataset:
@@ -313,7 +330,9 @@ class ImageDataset:
 
         The images are written once as PNG files under ``directory`` (default:
         ``<cache dir>/arrays/<content hash>/``), so every later stage sees files; a second call
-        with the same arrays reuses them.
+        with the same arrays reuses them, each only while its bytes are those recorded in the
+        folder's sealed manifest (``arrays.json``): a PNG changed since is written again from
+        its array.
 
         Examples
         --------
@@ -339,12 +358,29 @@ class ImageDataset:
         folder.mkdir(parents=True, exist_ok=True)
         width = max(5, len(str(len(images))))
         paths = [folder / f"{i:0{width}d}.png" for i in range(len(images))]
+        # a second call reuses each PNG only while it has the digest the sealed manifest
+        # recorded when featx wrote it: one changed since is written again from its array
+        key = f"arrays-{digest}"
+        manifest = folder / ARRAYS_MANIFEST
+        known: dict[str, str] = {}
+        if open_artifact(manifest, key) is not None:
+            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                with open_regular(manifest) as f:
+                    known = dict(json.loads(f.read(64 << 20))["files"])
+        fresh = not known
         for path, img in zip(paths, images, strict=True):
-            if not path.exists():
-                tmp = path.with_suffix(".tmp.png")
-                Image.fromarray(img.squeeze(-1) if img.ndim == 3 and img.shape[-1] == 1 else img
-                                ).save(tmp)
-                os.replace(tmp, path)
+            if known.get(path.name) is not None and _png_digest(path) == known[path.name]:
+                continue
+            tmp = path.with_name(f".tmp-{path.name}")
+            Image.fromarray(img.squeeze(-1) if img.ndim == 3 and img.shape[-1] == 1 else img
+                            ).save(tmp, format="PNG")
+            known[path.name] = _png_digest(tmp)
+            os.replace(tmp, path)
+            fresh = True
+        if fresh:
+            text = json.dumps({"files": known}, sort_keys=True)
+            write_artifact(manifest, key, lambda tmp: tmp.write_text(text),
+                           size=len(text) + 4096, kind="array images")
         return cls.from_paths(
             [str(p) for p in paths], labels, class_names=class_names, verify="none",
             name=name or f"arrays-{digest[:8]}",

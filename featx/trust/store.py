@@ -166,6 +166,8 @@ def cache_root_of(path: Path) -> Path:
         return path.parents[2]
     if path.parent.name == "rows" and STORE_NAME.fullmatch(path.name):
         return path.parents[1]
+    if path.parent.parent.name == "arrays":  # <cache>/arrays/<digest>/x
+        return path.parents[2]
     if path.parent.name == "onnx" and path.parent.parent.name == ARTIFACTS:
         return path.parents[2]
     if path.parent.name == ARTIFACTS:
