@@ -391,3 +391,24 @@ def test_array_images_are_checked_against_their_sealed_manifest(tmp_path):
         ImageDataset.from_arrays(images, [0, 1, 0, 1], directory=folder)
     assert (tmp_path / "cache" / "damaged" / "arrays" / "x" / "arrays.json").exists()
     assert {p: Path(p).read_bytes() for p in first.paths} == written
+
+
+def test_array_images_from_an_older_featx_are_adopted_and_a_users_folder_is_kept(tmp_path):
+    from featx.data import ImageDataset
+    from featx.errors import OutputExistsError
+
+    images = np.random.default_rng(4).integers(0, 256, (3, 10, 10), dtype=np.uint8)
+    folder = tmp_path / "cache" / "arrays" / "y"
+    first = ImageDataset.from_arrays(images, [0, 1, 0], directory=folder)
+    for name in ("arrays.json", "arrays.json.seal"):  # as an older featx left the folder
+        (folder / name).unlink()
+    stamps = {p: Path(p).stat().st_mtime_ns for p in first.paths}
+    ImageDataset.from_arrays(images, [0, 1, 0], directory=folder)
+    assert {p: Path(p).stat().st_mtime_ns for p in first.paths} == stamps  # same pixels: kept
+    assert (folder / "arrays.json").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "00000.png").write_bytes(b"my own picture")
+    with pytest.raises(OutputExistsError, match="00000.png, which is not the image"):
+        ImageDataset.from_arrays(images, [0, 1, 0], directory=mine)
+    assert (mine / "00000.png").read_bytes() == b"my own picture"

@@ -25,6 +25,7 @@ from featx.data.files import (
     scan_folder,
     warn_skipped,
 )
+from featx.errors import OutputExistsError
 from featx.images import check_stores, is_url
 from featx.trust.reader import confine, open_regular
 from featx.trust.store import open_artifact, write_artifact
@@ -38,6 +39,20 @@ __all__ = [
 #: The sealed list of the PNG files :meth:`ImageDataset.from_arrays` wrote in a folder, with the
 #: SHA-256 of each (see :mod:`featx.trust.store`).
 ARRAYS_MANIFEST = "arrays.json"
+
+
+def _same_pixels(path: Path, image: np.ndarray) -> bool:
+    """Whether the image file at ``path`` decodes to exactly ``image`` (written by featx before
+    it recorded digests, or by anyone: the pixels are what matters)."""
+    from PIL import Image
+
+    want = image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image
+    try:
+        with open_regular(path) as f, Image.open(f) as im:
+            got = np.asarray(im)
+    except Exception:  # noqa: BLE001 - not an image Pillow reads: not the same
+        return False
+    return got.shape == want.shape and np.array_equal(got, want)
 
 
 def _png_digest(path: Path) -> str | None:
@@ -368,9 +383,19 @@ class ImageDataset:
                 with open_regular(manifest) as f:
                     known = dict(json.loads(f.read(64 << 20))["files"])
         fresh = not known
+        in_cache = folder.parent.name == "arrays"  # else a folder the caller named
         for path, img in zip(paths, images, strict=True):
-            if known.get(path.name) is not None and _png_digest(path) == known[path.name]:
+            have = _png_digest(path)
+            if have is not None and known.get(path.name) == have:
                 continue
+            if have is not None and _same_pixels(path, img):  # right, though not recorded
+                known[path.name], fresh = have, True
+                continue
+            if have is not None and not in_cache:
+                raise OutputExistsError(
+                    f"directory={os.fspath(folder)!r} holds {path.name}, which is not the image "
+                    "featx writes there for these arrays: featx does not replace a file it did "
+                    "not write (choose an empty folder, or leave directory=None)")
             tmp = path.with_name(f".tmp-{path.name}")
             Image.fromarray(img.squeeze(-1) if img.ndim == 3 and img.shape[-1] == 1 else img
                             ).save(tmp, format="PNG")
