@@ -26,6 +26,7 @@ from featx.data import (
     check_image_input,
     image_input_error,
     is_image_input,
+    labelled_targets,
     looks_like_images,
 )
 from featx.extract import FeatureSet, extract_features
@@ -529,6 +530,12 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[scores.argmax(axis=1)]
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Mean accuracy on ``X``; ``y`` may be left out when ``X`` is an ImageDataset or a
+        FeatureSet (their labels), as in :meth:`fit`."""
+        y = labelled_targets(X, y, f"{type(self).__name__}.score")
+        return super().score(X, y, sample_weight=sample_weight)
 
     @available_if(_head_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -308,6 +308,10 @@ def test_show_augment(capsys, tiny, tmp_path):
     (["finetune", "{tiny}", "--epochs", "x"], "--epochs: must be an int >= 1, got 'x'"),
     (["fit", "{tiny}", "--input-size", "abc", "--out", "x"], "must be an int or HxW"),
     (["cache", "purge"], "invalid choice"),
+    (["extarct", "{tiny}"], "invalid choice: 'extarct' (choose from 'backbones', 'extract'"),
+    (["extarct", "{tiny}"], "(did you mean 'extract' or 'export'?)"),
+    (["cache", "lss"], "(did you mean 'ls'?)"),
+    (["export", "m.featx", "--format", "onnxx"], "(did you mean 'onnx'?)"),
 ])
 def test_errors_are_one_line(capsys, tiny, tmp_path, argv, expected):
     argv = [a.format(tiny=tiny, tmp=tmp_path) for a in argv]

@@ -63,8 +63,13 @@ def test_paths_datasets_and_uint8_arrays_are_accepted_alike(name, photos):
     paths, y = photos
     arrays = np.stack([read_image(p) for p in paths])
     by_paths = _fit(name, paths, y).predict(paths)
-    assert list(_fit(name, ImageDataset.from_paths(paths, list(y)), None).predict(paths)) \
-        == list(by_paths)
+    ds = ImageDataset.from_paths(paths, list(y))
+    on_ds = _fit(name, ds, None)
+    assert list(on_ds.predict(paths)) == list(by_paths)
+    # score takes a dataset without y, as fit does
+    assert on_ds.score(ds) == on_ds.score(paths, y)
+    with pytest.raises(TypeError, match=r"score needs y .* unless X is an ImageDataset"):
+        on_ds.score(paths)
     assert len(_fit(name, arrays, y).predict(arrays)) == len(paths)
 
 

@@ -5,6 +5,7 @@ modules (``fcntl``, ``resource``) and its lock's fallback."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -90,6 +91,14 @@ def test_featx_pipelines_lists_names_data_and_descriptions(capsys):
         (line,) = [x for x in lines if x.startswith(row["name"] + " ")]
         assert row["data"] in line and row["description"] in line
     assert "featx init NAME" in out
+
+
+@pytest.mark.parametrize("row", list_pipelines(), ids=lambda r: r["name"])
+def test_a_pipelines_description_is_a_whole_sentence_for_users(row):
+    """Shipped text speaks to users: a whole first sentence, no issue numbers anywhere in the
+    file (before: "measured on clothing-small (issue #17), chosen by" cut mid-sentence)."""
+    assert row["description"].endswith((".", "!", "?")), row["description"]
+    assert not re.search(r"issue\s*#?\d+|#\d+\b", Path(row["path"]).read_text()), row["path"]
 
 
 def test_featx_init_writes_a_copy_to_edit(capsys, tmp_path, monkeypatch):

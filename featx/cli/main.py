@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from featx.errors import CommandError, FeatxError
 from featx.extract.forward import RUNTIME_CHOICES
 from featx.images import DECODERS
 from featx.sources import DATA_FORMATS
+from featx.utils.checks import close_matches
 from featx.utils.config import config_context
 from featx.utils.progress import keep_tensorflow_logs, quiet_tensorflow
 from featx.utils.version import __version__
@@ -54,7 +56,19 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors in featx's format."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(_EXIT_USAGE, f"featx: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(_EXIT_USAGE, f"featx: error: {message}{_choice_hint(message)} "
+                               f"(see `{self.prog} --help`)\n")
+
+
+def _choice_hint(message: str) -> str:
+    """The close-match hint for argparse's "invalid choice" (a command or a ``choices=``
+    option), as every other unknown name gets: ``" (did you mean 'extract'?)"``."""
+    found = re.search(r"invalid choice: '?([^'\s]*)'? \(choose from (.*)\)", message)
+    if not found:
+        return ""
+    quoted = re.findall(r"'([^']*)'", found.group(2))
+    choices = quoted or [c.strip() for c in found.group(2).split(",")]
+    return close_matches(found.group(1), choices)
 
 
 # --------------------------------------------------------------------------- argument helpers

@@ -25,6 +25,7 @@ from featx.data.inputs import (
     is_image_input,
     is_pil_images,
     is_uint8_images,
+    labelled_targets,
     looks_like_images,
     pil_images_array,
 )
@@ -32,5 +33,5 @@ from featx.data.inputs import (
 __all__ = ["IMAGE_EXTENSIONS", "IMAGE_INPUTS", "MISSING_LABELS", "ImageDataset",
            "SkippedImagesWarning", "array_digest", "as_image_dataset", "check_files",
            "check_image_input", "display_path", "image_input_error", "image_paths",
-           "is_image_input", "is_pil_images", "is_uint8_images", "looks_like_images",
-           "pil_images_array", "read_csv"]
+           "is_image_input", "is_pil_images", "is_uint8_images", "labelled_targets",
+           "looks_like_images", "pil_images_array", "read_csv"]

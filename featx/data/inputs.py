@@ -20,8 +20,8 @@ from featx.utils.config import cache_root
 
 __all__ = [
     "IMAGE_INPUTS", "PATH_TYPES", "as_image_dataset", "check_image_input", "image_input_error",
-    "image_paths", "is_image_input", "is_pil_images", "is_uint8_images", "looks_like_images",
-    "pil_images_array",
+    "image_paths", "is_image_input", "is_pil_images", "is_uint8_images", "labelled_targets",
+    "looks_like_images", "pil_images_array",
 ]
 
 # --------------------------------------------------------------------------- estimator inputs
@@ -212,3 +212,22 @@ def as_image_dataset(X: Any, cache: Any = None) -> Iterator[ImageDataset]:
         yield ImageDataset(paths, np.zeros(len(paths), np.int64), ["?"], name=None)
     else:
         raise image_input_error(X)
+
+
+def labelled_targets(X: Any, y: Any, caller: str) -> Any:
+    """``y``, or when it is ``None`` the class name of every item of a labelled ``X`` (an
+    :class:`ImageDataset`, or anything with ``labels`` and ``class_names`` such as a
+    ``FeatureSet``), as ``fit(dataset)`` takes them; else a ``TypeError`` naming ``caller``.
+
+    Examples
+    --------
+    >>> ds = ImageDataset(["a.jpg", "b.jpg"], [1, 0], ["cat", "dog"])
+    >>> labelled_targets(ds, None, "score").tolist()
+    ['dog', 'cat']
+    """
+    if y is not None:
+        return y
+    if hasattr(X, "labels") and hasattr(X, "class_names"):
+        return np.asarray(X.class_names, dtype=object)[np.asarray(X.labels, dtype=np.int64)]
+    raise TypeError(f"{caller} needs y (the true labels) unless X is an ImageDataset or a "
+                    f"FeatureSet, which carry their labels; got X of type {type(X).__name__}")

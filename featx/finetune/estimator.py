@@ -20,6 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
 from featx.backbones import build_base, check_weights, get_backbone_spec, preprocessing_layer
+from featx.data import labelled_targets
 from featx.extract import extract_features, forward_pass_count
 from featx.extract.config import EXTRACTOR_PARAMS
 from featx.finetune.augment import resolve_augment
@@ -468,3 +469,9 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean accuracy on ``X``; ``y`` may be left out when ``X`` is an ImageDataset (its
+        labels), as in :meth:`fit`."""
+        y = labelled_targets(X, y, f"{type(self).__name__}.score")
+        return super().score(X, y, sample_weight=sample_weight)

@@ -5,6 +5,7 @@ the checkout's ``pipelines/``) listed and copied out to edit."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,11 +61,30 @@ def _builtins() -> dict[str, Path]:
 
 
 def _describe(text: str) -> str:
-    """A pipeline's one-line description: its first comment line."""
+    """A pipeline's one-line description: the first sentence of its leading comment paragraph
+    (which may wrap over several comment lines; never cut mid-sentence).
+
+    Examples
+    --------
+    >>> _describe("# Photos of cats, chosen by\n# cross-validation. More here.\n#\n# x")
+    'Photos of cats, chosen by cross-validation.'
+    """
+    words = []
     for line in text.splitlines():
-        if line.strip():
-            return line.strip().lstrip("#").strip() if line.lstrip().startswith("#") else ""
-    return ""
+        stripped = line.strip()
+        if not stripped.startswith("#"):
+            if words or stripped:
+                break
+            continue
+        body = stripped.lstrip("#").strip()
+        if not body:
+            if words:
+                break
+            continue
+        words.append(body)
+    paragraph = " ".join(words)
+    end = re.search(r"[.!?](\s|$)", paragraph)
+    return paragraph[: end.start() + 1] if end else paragraph
 
 
 def list_pipelines() -> list[dict]:
