@@ -61,7 +61,7 @@ def _builtins() -> dict[str, Path]:
 
 
 def _describe(text: str) -> str:
-    """A pipeline's one-line description: the first sentence of its leading comment paragraph
+    r"""A pipeline's one-line description: the first sentence of its leading comment paragraph
     (which may wrap over several comment lines; never cut mid-sentence).
 
     Examples
