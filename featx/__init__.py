@@ -72,6 +72,8 @@ STAGES: tuple[tuple[str, str], ...] = (
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
+    if module is None and name in dict(STAGES):  # a stage, as ``import featx.<stage>`` gives
+        module, name = f"featx.{name}", None
     if module is None:
         raise AttributeError(f"module 'featx' has no attribute {name!r}")
     # The API imports Keras: keep TensorFlow's start-up lines (oneDNN, CUDA, cuInit) off stderr
@@ -79,6 +81,8 @@ def __getattr__(name: str):
     from featx.utils.progress import quiet_tensorflow
 
     quiet_tensorflow()
+    if name is None:  # the stage module itself (``featx.advise.advise(...)``)
+        return importlib.import_module(module)
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
