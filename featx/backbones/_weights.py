@@ -38,9 +38,9 @@ from featx.errors import (
 )
 from featx.trust.store import (
     artifact_problem,
-    move_aside,
     persistent,
     seal_path,
+    set_aside,
     write_artifact,
 )
 
@@ -266,9 +266,7 @@ def load_converted(model, target: Path, convert: Callable[[object], None], *, so
                 except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
                     problem = f"it cannot be loaded ({type(exc).__name__}: {exc})"
             try:
-                problem += f"; moved to {move_aside(target, problem)}"
-                if record_path(target).exists():
-                    move_aside(record_path(target), problem)
+                problem += f"; moved to {set_aside(target, problem)}"
             except OSError:  # another process moved it first, or the folder is read-only
                 pass
     try:

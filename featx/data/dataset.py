@@ -28,7 +28,7 @@ from featx.data.files import (
 from featx.errors import OutputExistsError
 from featx.images import check_stores, is_url
 from featx.trust.reader import confine, open_regular
-from featx.trust.store import open_artifact, write_artifact
+from featx.trust.store import file_digest, open_artifact, write_artifact
 from featx.utils.config import cache_dir
 
 __all__ = [
@@ -58,8 +58,7 @@ def _same_pixels(path: Path, image: np.ndarray) -> bool:
 def _png_digest(path: Path) -> str | None:
     """SHA-256 of a regular file's bytes, ``None`` when it is missing or not a regular file."""
     try:
-        with open_regular(path) as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return file_digest(path)[1]
     except OSError:
         return None
 

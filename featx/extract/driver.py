@@ -144,7 +144,6 @@ def load_if_current(path: Path, dataset, ids: Sequence[str | None], config: Extr
     """
     try:  # one read: seal (bound to the configuration), shapes, then the arrays
         data = read_dataset_file(path, rows=False, key=config.key)
-        why = None
         if data["attrs"].get("request_digest") != request_digest(dataset, ids):
             return None
         why = request_problem(data, dataset, ids, config)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from featx.extract.graphs import GraphExportError, OnnxBackbone, build_keras, graph_file
-from featx.trust.store import move_aside, persistent, seal_path
+from featx.trust.store import persistent, set_aside
 from featx.utils.checks import check_choice
 from featx.utils.config import get_config
 from featx.utils.registry import Registry
@@ -76,10 +76,7 @@ def _build_onnx(config: dict) -> OnnxBackbone:
         except Exception as exc:  # ONNX Runtime's own error types
             if not persistent():
                 raise
-            why = f"ONNX Runtime cannot load it: {str(exc).splitlines()[0][:200]}"
-            move_aside(path, why)
-            if seal_path(path).exists():
-                move_aside(seal_path(path), why)
+            set_aside(path, f"ONNX Runtime cannot load it: {str(exc).splitlines()[0][:200]}")
     with graph_file(config) as path:
         return OnnxBackbone(path, compute_threads())
 

@@ -61,7 +61,8 @@ __all__ = ["DAMAGED", "SEAL_SUFFIX", "STORE_NAME", "TMP_PREFIX", "USERBLOCK", "C
            "DamagedCacheError", "DamagedCacheWarning", "MissingRowsError", "cache_root_of",
            "check_seal", "chunk_rows", "h5_error", "h5_size", "move_aside", "nothing_on_disk",
            "artifact_problem", "artifact_root", "artifacts_under", "open_artifact",
-           "open_regular", "persistent", "regular_problem", "seal_path", "write_artifact",
+           "file_digest", "open_regular", "persistent", "regular_problem", "seal_path",
+           "set_aside", "write_artifact",
            "write_error", "write_h5_atomic"]
 
 TMP_PREFIX = ".tmp-"
@@ -387,7 +388,8 @@ def seal_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + SEAL_SUFFIX)
 
 
-def _file_digest(path: Path) -> tuple[int, str]:
+def file_digest(path: str | os.PathLike) -> tuple[int, str]:
+    """``(size, SHA-256 hex)`` of a regular file (:func:`open_regular`: never waits on a FIFO)."""
     with open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
         return size, _sha256(fh, [(0, size)])
@@ -423,7 +425,7 @@ def write_artifact(final: str | os.PathLike, key: str, produce: Callable[[Path],
             raise write_error(final, exc, size) from None
         try:
             produce(tmp)
-            n, digest = _file_digest(tmp)
+            n, digest = file_digest(tmp)
             seal = {**(meta or {}), "featx_seal": 1, "kind": kind, "key": str(key), "size": n,
                     "sha256": digest}
             seal_tmp.write_text(json.dumps(seal, indent=1) + "\n")
@@ -462,7 +464,7 @@ def artifact_problem(path: str | os.PathLike, key: str) -> str | None:
     if why := _key_problem(seal.get("key"), key):
         return why
     try:
-        n, actual = _file_digest(path)
+        n, actual = file_digest(path)
     except OSError as exc:
         return f"it cannot be read: {exc.strerror or exc}"
     if n != size:
@@ -487,13 +489,21 @@ def open_artifact(path: str | os.PathLike, key: str, *, warn=DamagedCacheWarning
         return None
     if why is None:
         return path
-    dest = move_aside(path, why)
-    if seal_path(path).exists():
-        with contextlib.suppress(CacheWriteError):
-            move_aside(seal_path(path), why)
+    dest = set_aside(path, why)
     warnings.warn(warn(f"featx: cache file {path} cannot be used ({why}); moved to {dest} and "
                        "rebuilt"), stacklevel=3)
     return None
+
+
+def set_aside(artifact: str | os.PathLike, why: str) -> Path:
+    """Move an artifact sealed beside itself (:func:`write_artifact`) to ``damaged/`` with its
+    seal (:func:`move_aside`); returns where the artifact went."""
+    artifact = Path(artifact)
+    dest = move_aside(artifact, why)
+    if seal_path(artifact).exists():
+        with contextlib.suppress(CacheWriteError):
+            move_aside(seal_path(artifact), why)
+    return dest
 
 
 def move_aside(path: Path, why: str, root: Path | None = None) -> Path:
