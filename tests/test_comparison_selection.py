@@ -161,17 +161,97 @@ def selection(mini, cache):
     return choices, kw, select_features(mini["train"], mini["test"], choices, **kw)
 
 
-def test_selection_picks_the_best_cv_score_and_reports_every_candidate(selection):
+def test_selection_chooses_by_the_one_se_rule_and_reports_every_candidate(selection):
     choices, _, result = selection
     rows = list(result.table)
     probe = [r for r in rows if r["name"].endswith("/logreg")]
     assert len(probe) == len(choices)
-    best = max(probe, key=lambda r: r["cv_score"])
-    assert result.selected == best["name"] == rows[0]["name"] and rows[0]["selected"]
-    assert [r["name"] for r in rows if r["selected"]] == [best["name"]]
-    assert any(r["name"] == f"{best['features']}/knn" for r in rows)
+    top = max(probe, key=lambda r: r["cv_score"])
+    near = [r for r in probe if r["cv_score"] >= top["cv_score"] - top["cv_se"] - 1e-12]
+    chosen = min(near, key=lambda r: r["seconds_per_image"])
+    assert result.selected == chosen["name"] == rows[0]["name"] and rows[0]["selected"]
+    assert [r["name"] for r in rows if r["selected"]] == [chosen["name"]]
+    assert any(r["name"] == f"{chosen['features']}/knn" for r in rows)
     assert all(r["backbone_forward_passes"] >= 0 and r["passes_per_image"] in (1, 2)
                for r in rows)
+
+
+def test_every_candidate_row_carries_its_cost(selection):
+    _, _, result = selection
+    probe = [r for r in result.table if r["name"].endswith("/logreg")]
+    speed = result.bank.speed["mobilenet_v2"]
+    assert speed > 0
+    for r in probe:
+        assert r["predict_passes_per_image"] == r["passes_per_image"] == len(r["views"])
+        assert r["seconds_per_image"] == pytest.approx(speed * len(r["views"]))
+        assert r["n_features"] > 0 and r["cv_se"] >= 0
+    # flipping doubles the cost; the taps are free
+    assert len({r["seconds_per_image"] for r in probe}) == 2
+
+
+def test_a_budget_in_passes_or_seconds_keeps_only_candidates_within_it(mini, selection):
+    choices, kw, result = selection
+    before = forward_pass_count()
+    one_pass = select_features(mini["train"], mini["test"], choices, budget=1, rule="best", **kw)
+    assert forward_pass_count() == before
+    chosen = next(r for r in one_pass.table if r["selected"])
+    assert chosen["passes_per_image"] == 1
+    assert chosen["cv_score"] == max(r["cv_score"] for r in one_pass.table
+                                     if r["name"].endswith("/logreg") and
+                                     r["passes_per_image"] == 1)
+    with pytest.raises(ValueError, match=r"budget='0.001ms' leaves no candidate: the cheapest "
+                                         r"costs 1 pass\(es\) per image, [\d.]+ ms per image"):
+        select_features(mini["train"], mini["test"], choices, budget="0.001ms", **kw)
+    lines = []
+    with pytest.raises(ValueError, match=r"budget=0.5 leaves no candidate: the cheapest costs 1 "
+                                         r"pass\(es\) per image; raise the budget"):
+        select_features(mini["train"], mini["test"], choices, budget=0.5, echo=lines.append,
+                        **kw)
+    assert lines == []  # refused before any extraction
+
+
+ROWS = [dict(cv_score=0.90, cv_se=0.02, passes_per_image=6, seconds_per_image=0.12),
+        dict(cv_score=0.89, cv_se=0.02, passes_per_image=2, seconds_per_image=0.03),
+        dict(cv_score=0.88, cv_se=0.02, passes_per_image=1, seconds_per_image=0.04),
+        dict(cv_score=0.80, cv_se=0.02, passes_per_image=1, seconds_per_image=0.01)]
+
+
+@pytest.mark.parametrize(("rule", "budget", "chosen"), [
+    ("best", None, 0),
+    ("one_se", None, 1),       # within 0.02 of 0.90, and the fastest of those
+    ("one_se", 1, 2),          # one pass: 0.88 beats 0.80 by more than a standard error
+    ("best", "35ms", 1),
+    ("one_se", "0.01s", 3),
+    ("one_se", 6, 1),
+])
+def test_choose_candidate_rules_and_budgets(rule, budget, chosen):
+    from featx.comparison import choose_candidate
+
+    assert choose_candidate(ROWS, rule=rule, budget=budget) == chosen
+
+
+@pytest.mark.parametrize("budget", [0, -1, "fast", True, "0ms"])
+def test_a_bad_budget_is_named(budget):
+    from featx.comparison import check_budget
+
+    with pytest.raises(ValueError, match=r"budget must be backbone passes per image .* got "
+                                         rf"budget={budget!r}".replace("(", r"\(")):
+        check_budget(budget)
+
+
+def test_head_options_reach_the_probe_and_the_heads_after_selection(mini, selection):
+    from featx.heads import ClassBiasClassifier
+
+    choices, kw, _ = selection
+    lines = []
+    result = select_features(mini["train"], mini["test"], choices,
+                             head_options={"imbalance": "prior"}, echo=lines.append, **kw)
+    for row in result.table:
+        assert isinstance(row["estimator"].named_steps["clf"], ClassBiasClassifier), row["name"]
+    assert any(line.startswith("heads: knn on ") for line in lines)
+    assert any(line.startswith("select: chose ") for line in lines)
+    with pytest.raises(ValueError, match=r"head_options \['bogus'\] are not make_head options"):
+        select_features(mini["train"], mini["test"], choices, head_options={"bogus": 1}, **kw)
 
 
 def test_selection_never_looks_at_the_test_labels(mini, selection):
@@ -203,8 +283,11 @@ def test_a_pipeline_reports_every_candidate_and_the_cv_choice_as_best(cache, tmp
                           out=tmp_path / "r", echo=None, verbose=0)
     payload = json.loads((tmp_path / "r" / "report.json").read_text())
     assert len([r for r in report.rows if r["name"].endswith("/logreg")]) == 4
-    assert payload["best"]["selected"] and payload["best"]["cv_score"] == max(
-        r["cv_score"] for r in payload["results"] if r["cv_score"] is not None)
+    from featx.comparison import choose_candidate
+
+    probe = [r for r in payload["results"] if r["cv_score"] is not None]
+    assert payload["best"]["selected"]
+    assert payload["best"]["name"] == probe[choose_candidate(probe)]["name"]
     assert "chosen by accuracy in cross-validation on the training split" in \
         (tmp_path / "r" / "report.md").read_text()
 

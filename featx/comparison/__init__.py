@@ -11,8 +11,12 @@ from featx.comparison.api import compare
 from featx.comparison.run import DEFAULT_HEADS, Comparison, run_comparison
 from featx.comparison.selection import (
     SELECT_METRICS,
+    SELECT_RULES,
     FeatureBank,
     FeatureChoice,
+    check_budget,
+    choose_candidate,
+    cv_fold_scores,
     cv_score,
     feature_choices,
     fit_views,
@@ -20,6 +24,7 @@ from featx.comparison.selection import (
     select_features,
 )
 
-__all__ = ["DEFAULT_HEADS", "SELECT_METRICS", "Comparison", "FeatureBank", "FeatureChoice",
-           "compare", "cv_score", "feature_choices", "fit_views", "predict_views",
-           "run_comparison", "select_features"]
+__all__ = ["DEFAULT_HEADS", "SELECT_METRICS", "SELECT_RULES", "Comparison", "FeatureBank",
+           "FeatureChoice", "check_budget", "choose_candidate", "compare", "cv_fold_scores",
+           "cv_score", "feature_choices", "fit_views", "predict_views", "run_comparison",
+           "select_features"]

@@ -18,7 +18,8 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
             weights="imagenet", heads: Sequence[str] = DEFAULT_HEADS,
             finetune: Sequence[str] = (), finetune_params: Mapping | None = None,
             cache=None, input_size=None, decoder: str = "pillow", taps=None, views=None,
-            concat: bool = False, folds: int = 5, metric: str = "accuracy"):
+            concat: bool = False, folds: int = 5, metric: str = "accuracy",
+            rule: str = "one_se", budget=None):
     """Evaluate frozen heads and fine-tuning strategies on the same split.
 
     Parameters
@@ -44,12 +45,13 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         on a CPU); the warm start then reads (or extracts) features at the fine-tuning size.
     cache
         Feature cache, as in :func:`featx.extract.extract_features`.
-    taps, views, concat, folds, metric
+    taps, views, concat, folds, metric, rule, budget
         A feature-choice step (:func:`select_features`) instead of one backbone's features:
         candidate tap sets (``[[-1], [-2, -3, -4]]``), views (``["none", "flip"]``), and with
         ``concat`` the concatenation of several ``backbone`` (a list then) as a candidate; one
         row per candidate with the first of ``heads``, the others on the candidate chosen by
-        ``folds``-fold cross-validation on ``train`` (``selected: True``). Fine-tunes then run
+        ``folds``-fold cross-validation on ``train`` by ``rule`` within ``budget``
+        (``selected: True``; :func:`~featx.comparison.choose_candidate`). Fine-tunes then run
         on the first backbone.
 
     Returns
@@ -77,7 +79,7 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
                               concat=concat)
     table = select_features(train, test, choices, heads=list(heads) or ["logreg"],
                             select_head=(list(heads) or ["logreg"])[0], folds=folds,
-                            metric=metric, cache=cache,
+                            metric=metric, rule=rule, budget=budget, cache=cache,
                             extract_params={"weights": weights, "input_size": input_size,
                                             "decoder": decoder}).table
     if finetune:

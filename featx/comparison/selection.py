@@ -3,8 +3,10 @@
 :func:`feature_choices` lists the candidates (:class:`FeatureChoice`), :class:`FeatureBank`
 extracts each (backbone, view, split) once with every candidate tap, and :func:`select_features`
 scores each candidate by cross-validation on the training split only (:func:`cv_score`; the views
-of an image share a fold and are averaged by :func:`predict_views`, test-time augmentation), picks
-the best and reports every candidate on the test split as a :class:`~featx.comparison.Comparison`.
+of an image share a fold and are averaged by :func:`predict_views`, test-time augmentation),
+weighs each candidate's score against its cost (:func:`choose_candidate`: the cheapest within one
+standard error of the best, inside an optional budget) and reports every candidate on the test
+split as a :class:`~featx.comparison.Comparison`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import numpy as np
 
 from featx.comparison.run import Comparison
 from featx.evaluate import score_predictions
-from featx.extract import FeatureSet, extract_features, forward_pass_count
+from featx.extract import FeatureSet, extract_features, forward_pass_count, forward_seconds
 from featx.utils.checks import check_choice
+from featx.utils.threads import blas_limit
 
-__all__ = ["SELECT_METRICS", "FeatureBank", "FeatureChoice", "cv_score", "feature_choices",
-           "fit_views", "predict_views", "select_features"]
+__all__ = ["SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice", "check_budget",
+           "choose_candidate", "cv_fold_scores", "cv_score", "feature_choices", "fit_views",
+           "predict_views", "select_features", "within_budget"]
 
 #: Selection metrics: name -> scorer of (true class indices, predicted class indices).
 SELECT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -30,6 +34,12 @@ SELECT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "macro_f1": lambda y, p: score_predictions(y, p)["macro_f1"],
     "balanced_accuracy": lambda y, p: score_predictions(y, p)["balanced_accuracy"],
 }
+
+#: How a candidate is chosen from its cross-validated score and its cost: ``one_se`` the cheapest
+#: (forward seconds per image at prediction) whose score is within one standard error of the
+#: best one's (Breiman's rule: a cheaper candidate that the folds cannot tell from the best);
+#: ``best`` the highest score whatever its cost.
+SELECT_RULES = ("one_se", "best")
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,11 @@ def _tap_union(choices: Sequence[FeatureChoice]) -> list | None:
     return union or None
 
 
+# What forward_seconds takes of the extraction's settings (the rest, e.g. verbose, is not timed)
+_TIMED = ("weights", "input_size", "pooling", "resize", "decoder", "dtype", "mixed_precision",
+          "cache", "runtime", "batch_size")
+
+
 @dataclass
 class FeatureBank:
     """Every (backbone, view, split) extracted once, with all candidate taps; any
@@ -127,6 +142,9 @@ class FeatureBank:
         ``backbone -> images sent through it`` in this call (0 when all came from the cache).
     seconds : dict
         ``backbone -> extraction seconds``.
+    speed : dict
+        ``backbone -> forward seconds per image`` (:func:`~featx.extract.forward_seconds`,
+        measured in this call whether or not the features were cached; empty when not asked).
     """
 
     # Pickles name the class by its public path (stable as modules move).
@@ -136,15 +154,17 @@ class FeatureBank:
     passes: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     taps: list | None = None
+    speed: dict = field(default_factory=dict)
 
     @classmethod
     def extract(cls, splits: Mapping[str, Any], choices: Sequence[FeatureChoice],
-                **extract_kw) -> FeatureBank:
+                measure: bool = False, **extract_kw) -> FeatureBank:
         """Extract what ``choices`` need for every split of ``splits`` (cached).
 
         With taps, every backbone is extracted with the union of the choices' taps, or with
         ``extract_kw["layers"]`` when that lists all of them (a wider pool of taps, e.g. one
-        cache entry shared by several pipelines).
+        cache entry shared by several pipelines). ``measure=True`` also times each backbone's
+        forward pass (:attr:`speed`), right after its extraction while it is still built.
         """
         bank = cls(taps=_tap_union(choices))
         pool = extract_kw.get("layers")
@@ -166,7 +186,19 @@ class FeatureBank:
                         view=view, **kw)
             bank.passes[backbone] = forward_pass_count() - before
             bank.seconds[backbone] = time.perf_counter() - start
+            if measure:
+                bank.speed[backbone] = forward_seconds(
+                    backbone, layers=bank.taps or extract_kw.get("layers"), view=views[-1],
+                    **{k: v for k, v in kw.items() if k in _TIMED})
         return bank
+
+    def seconds_per_image(self, choice: FeatureChoice) -> float | None:
+        """Forward seconds one image costs ``choice`` at prediction: each backbone once per view
+        (None when the bank was extracted without ``measure``)."""
+        if not all(b in self.speed for b in choice.backbones):
+            return None
+        return sum(self.speed[b] for b in choice.backbones) * len(choice.views)
+
 
     def features(self, choice: FeatureChoice, split: str) -> list:
         """One FeatureSet per view of ``choice`` on ``split``, rows aligned across views."""
@@ -205,8 +237,8 @@ def predict_views(estimator, views_X: Sequence[np.ndarray]) -> np.ndarray:
 
 def cv_score(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, seed: int = 0,
              metric: str = "accuracy") -> float:
-    """Cross-validated ``metric`` of ``head`` on training features (all views of an image in
-    the same fold; the held-out fold scored by TTA over its views). Test data never enters.
+    """Cross-validated ``metric`` of ``head`` on training features: the mean over the folds of
+    :func:`cv_fold_scores`. Test data never enters.
 
     Examples
     --------
@@ -217,6 +249,25 @@ def cv_score(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, seed: in
     >>> cv_score(LogisticRegression(), [X, X + 0.1], y, folds=3) > 0.9
     True
     """
+    return float(np.mean(cv_fold_scores(head, views_X, y, folds=folds, seed=seed, metric=metric)))
+
+
+def cv_fold_scores(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, seed: int = 0,
+                   metric: str = "accuracy") -> np.ndarray:
+    """``metric`` of ``head`` on each held-out fold of a stratified k-fold split of the training
+    features (all views of an image in the same fold; a held-out fold scored by TTA over its
+    views); ``folds`` drops to the smallest class's count. Fits use one BLAS thread
+    (:func:`featx.utils.threads.blas_limit`), as every head fit of featx does.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(60, 4)), np.repeat([0, 1], 30)
+    >>> X[y == 1] += 3
+    >>> cv_fold_scores(LogisticRegression(), [X], y, folds=3).shape
+    (3,)
+    """
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
@@ -226,27 +277,125 @@ def cv_score(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, seed: in
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 training images per class, got a "
                          f"class with {int(np.bincount(y).min())}")
-    true, pred = [], []
-    for tr, va in StratifiedKFold(folds, shuffle=True, random_state=seed).split(views_X[0], y):
-        est = fit_views(clone(head), [X[tr] for X in views_X], y[tr])
-        true.append(y[va])
-        pred.append(predict_views(est, [X[va] for X in views_X]))
-    return float(score(np.concatenate(true), np.concatenate(pred)))
+    scores = []
+    with blas_limit():
+        for tr, va in StratifiedKFold(folds, shuffle=True, random_state=seed).split(views_X[0],
+                                                                                   y):
+            est = fit_views(clone(head), [X[tr] for X in views_X], y[tr])
+            scores.append(score(y[va], predict_views(est, [X[va] for X in views_X])))
+    return np.asarray(scores, dtype=float)
+
+
+def check_budget(budget: Any) -> tuple[str, float] | None:
+    """``budget`` as ``(unit, limit)``: a number is backbone passes per image, a string ending
+    in ``s`` or ``ms`` forward seconds per image at prediction (``"0.02s"``, ``"20ms"``).
+
+    Examples
+    --------
+    >>> check_budget(2), check_budget("20ms"), check_budget("0.5 s"), check_budget(None)
+    (('passes', 2.0), ('seconds', 0.02), ('seconds', 0.5), None)
+    """
+    if budget is None:
+        return None
+    text = str(budget).strip().lower().replace(" ", "")
+    unit, scale = ("passes", 1.0)
+    for suffix, s_scale in (("ms", 1e-3), ("s", 1.0)):
+        if isinstance(budget, str) and text.endswith(suffix):
+            unit, scale, text = "seconds", s_scale, text[: -len(suffix)]
+            break
+    try:
+        value = float(text) * scale
+    except ValueError:
+        value = float("nan")
+    if isinstance(budget, bool) or not value > 0:
+        raise ValueError(
+            "budget must be backbone passes per image (a number > 0, e.g. 2) or forward "
+            f"seconds per image at prediction (a string, e.g. '0.02s' or '20ms'); got "
+            f"budget={budget!r}")
+    return unit, value
+
+
+def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
+                     budget: Any = None) -> int:
+    """The index of the chosen candidate among ``rows`` (dicts with ``cv_score``, ``cv_se``,
+    ``passes_per_image`` and ``seconds_per_image``; the cost is ``seconds_per_image``, or
+    ``passes_per_image`` where seconds were not measured).
+
+    Only candidates within ``budget`` (:func:`within_budget`) compete. ``rule="best"`` takes the
+    highest score; ``"one_se"`` (:data:`SELECT_RULES`) the cheapest whose score is at least the
+    best score minus the best candidate's standard error. Ties go to the earlier row.
+
+    Examples
+    --------
+    >>> rows = [dict(cv_score=0.90, cv_se=0.01, passes_per_image=3, seconds_per_image=0.06),
+    ...         dict(cv_score=0.895, cv_se=0.01, passes_per_image=1, seconds_per_image=0.02),
+    ...         dict(cv_score=0.85, cv_se=0.01, passes_per_image=1, seconds_per_image=0.01)]
+    >>> choose_candidate(rows), choose_candidate(rows, rule="best"), choose_candidate(rows,
+    ...                                                                             budget="15ms")
+    (1, 0, 2)
+    """
+    check_choice("rule", rule, SELECT_RULES)
+    allowed = within_budget(rows, budget)
+    score = [rows[i]["cv_score"] or 0.0 for i in allowed]
+    best = allowed[int(np.argmax(score))]
+    if rule == "best" or len(allowed) == 1:
+        return best
+    floor = (rows[best]["cv_score"] or 0.0) - (rows[best].get("cv_se") or 0.0)
+    near = [i for i in allowed if (rows[i]["cv_score"] or 0.0) >= floor - 1e-12]
+    return min(near, key=lambda i: (_cost(rows[i]), i))
+
+
+def _cost(row: Mapping[str, Any]) -> tuple:
+    seconds = row.get("seconds_per_image")
+    return (row["passes_per_image"] if seconds is None else seconds, row["passes_per_image"])
+
+
+def within_budget(rows: Sequence[Mapping[str, Any]], budget: Any) -> list[int]:
+    """The indices of ``rows`` (``passes_per_image``, ``seconds_per_image``) within ``budget``
+    (:func:`check_budget`; None: all); a ``ValueError`` names the cheapest when none is.
+
+    Examples
+    --------
+    >>> within_budget([dict(passes_per_image=2), dict(passes_per_image=1)], 1)
+    [1]
+    """
+    limit = check_budget(budget)
+    if limit is None:
+        return list(range(len(rows)))
+    unit, value = limit
+    if unit == "seconds" and any(row.get("seconds_per_image") is None for row in rows):
+        raise ValueError(f"budget={budget!r} is in seconds per image, but the candidates' "
+                         "forward speed was not measured")
+    key = "passes_per_image" if unit == "passes" else "seconds_per_image"
+    allowed = [i for i, row in enumerate(rows) if row[key] <= value + 1e-12]
+    if not allowed:
+        cheapest = min(rows, key=_cost)
+        raise ValueError(
+            f"budget={budget!r} leaves no candidate: the cheapest costs "
+            f"{cheapest['passes_per_image']} pass(es) per image"
+            + ("" if cheapest.get("seconds_per_image") is None else
+               f", {cheapest['seconds_per_image'] * 1e3:.1f} ms per image")
+            + "; raise the budget or add cheaper candidates (one backbone, one view)")
+    return allowed
 
 
 def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Sequence[str] =
                     ("logreg",), select_head: str = "logreg", folds: int = 5,
-                    metric: str = "accuracy", seed: int = 0, cache=None,
+                    metric: str = "accuracy", rule: str = "one_se", budget: Any = None,
+                    head_options: Mapping[str, Any] | None = None, seed: int = 0, cache=None,
                     extract_params: Mapping | None = None, verbose: int = 0,
                     echo: Callable[[str], Any] | None = None) -> Comparison:
     """The feature-choice step: score every candidate by cross-validation on ``train`` only,
-    pick the best, and report every candidate on ``test``.
+    choose one by its score and its cost, and report every candidate on ``test``.
 
-    Every candidate gets a row with ``select_head`` (its ``cv_score`` the cross-validated
-    ``metric`` on the training split, its test metrics as in every comparison); the chosen one
-    (``selected: True``) also gets a row per other head of ``heads``. The test split is only
-    scored, never used to choose. A single candidate is not cross-validated (``cv_score``
-    None): it is the choice.
+    Every candidate gets a row with ``select_head``: its ``cv_score`` (the mean of the folds'
+    ``metric`` on the training split) and ``cv_se`` (their standard error), its cost
+    (``passes_per_image`` at training and ``predict_passes_per_image`` at prediction: each
+    backbone once per view; ``seconds_per_image``: those passes' forward seconds, measured in
+    this call; ``n_features``) and its test metrics as in every comparison. The chosen one
+    (``selected: True``, :func:`choose_candidate`) also gets a row per other head of
+    ``heads``. The test split is only scored, never used to choose. A single candidate is not
+    cross-validated (``cv_score`` None): it is the choice.
 
     Parameters
     ----------
@@ -261,22 +410,31 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         Stratified folds of the cross-validation on ``train``.
     metric : {"accuracy", "macro_f1", "balanced_accuracy"}
         What the selection maximises (macro-F1 or balanced accuracy for imbalanced data).
+    rule : {"one_se", "best"}
+        ``one_se``: the cheapest candidate within one standard error of the best score;
+        ``best``: the best score whatever it costs (:data:`SELECT_RULES`).
+    budget : number or str, optional
+        Only candidates within it compete: backbone passes per image (``2``) or forward
+        seconds per image at prediction (``"0.02s"``, ``"20ms"``; :func:`check_budget`).
+    head_options : dict, optional
+        :func:`~featx.heads.make_head` options for the probe and every head
+        (``{"imbalance": "tune"}``), as :func:`~featx.evaluate.evaluate_heads` takes them.
     seed : int
         Fold shuffling, and heads with randomness.
     cache, extract_params, verbose
         As in :func:`run_comparison` (``extract_params["layers"]`` is the candidates' base
         when no taps are given).
     echo : callable, optional
-        Called with one line per candidate scored.
+        Called with one line per candidate scored and per head fitted.
 
     Returns
     -------
     Comparison
-        ``table`` rows (best CV score first: the chosen candidate's rows lead), ``train`` and
-        ``test`` the chosen candidate's first-view FeatureSets, ``timings``, and
-        ``selected`` (the chosen row's name) in ``timings``' sibling attribute
-        :attr:`Comparison.selected`. ``backbone_forward_passes`` of a row is the images its
-        backbones ran on in this call (shared by the rows that use them).
+        ``table`` rows (the chosen candidate's rows lead, then by CV score), ``train`` and
+        ``test`` the chosen candidate's first-view FeatureSets, ``timings`` (``extract_s``,
+        ``select_s``: the probes' cross-validation, ``heads_s``), and
+        :attr:`Comparison.selected` (the chosen row's name). ``backbone_forward_passes`` of a
+        row is the images its backbones ran on in this call (shared by the rows that use them).
 
     Examples
     --------
@@ -289,30 +447,52 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     ...                          extract_params={"weights": None, "input_size": 32})
     >>> [row["name"] for row in result.table][0] == result.selected
     True
+    >>> sorted(k for k in result.table[0] if "per_image" in k)
+    ['passes_per_image', 'predict_passes_per_image', 'seconds_per_image']
     """
-    from featx.evaluate import HeadTable
+    from featx.evaluate import HEAD_OPTIONS, HeadTable
     from featx.heads import make_head
 
     check_choice("metric", metric, tuple(SELECT_METRICS))
+    check_choice("rule", rule, SELECT_RULES)
+    options = dict(head_options or {})
+    unknown = sorted(set(options) - set(HEAD_OPTIONS))
+    if unknown:
+        raise ValueError(f"head_options {unknown} are not make_head options; allowed: "
+                         f"{sorted(HEAD_OPTIONS)}; got head_options={options!r}")
+    limit = check_budget(budget)
+    if limit is not None and limit[0] == "passes":  # known before any extraction: spare it
+        over = len(choices)
+        choices = [choices[i] for i in within_budget(
+            [{"passes_per_image": c.passes_per_image} for c in choices], budget)]
+        if echo is not None and over > len(choices):
+            echo(f"select: {over - len(choices)} of {over} candidates cost more than "
+                 f"{budget!r} passes per image: not extracted")
     start = time.perf_counter()
     kw = dict(cache=cache, verbose=verbose, **dict(extract_params or {}))
-    bank = FeatureBank.extract({"train": train, "test": test}, choices, **kw)
-    timings = {"extract_s": time.perf_counter() - start}
+    bank = FeatureBank.extract({"train": train, "test": test}, choices, measure=True, **kw)
+    if limit is not None and limit[0] == "seconds":  # measured now: only those within compete
+        choices = [choices[i] for i in within_budget(
+            [{"passes_per_image": c.passes_per_image,
+              "seconds_per_image": bank.seconds_per_image(c)} for c in choices], budget)]
+    timings = {"extract_s": time.perf_counter() - start, "select_s": 0.0}
     start = time.perf_counter()
 
     def head_for(name, n, k):
-        return make_head(name, random_state=seed, n_samples=n, n_classes=k)
+        return make_head(name, random_state=seed, n_samples=n, n_classes=k, **options)
 
     def row_for(choice, head_name, tr, te, cv=None):
         y, yt = tr[0].labels, te[0].labels
         t = time.perf_counter()
-        est = fit_views(head_for(head_name, len(y), len(tr[0].class_names)),
-                        [np.asarray(f.features) for f in tr], y)
+        with blas_limit():  # one BLAS thread per fit, as evaluate_heads and cv_fold_scores
+            est = fit_views(head_for(head_name, len(y), len(tr[0].class_names)),
+                            [np.asarray(f.features) for f in tr], y)
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         pred = predict_views(est, [np.asarray(f.features) for f in te])
         size = [list(bank.sets[(b, choice.views[0], "train")].attrs.get("input_size", []))
                 for b in choice.backbones]
+        folds_ = cv if cv is not None else ()
         return {"name": f"{choice.name}/{head_name}", "kind": "head",
                 "backbone": "+".join(choice.backbones),
                 "input_size": size[0] if len(size) == 1 else size,
@@ -320,37 +500,55 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                 "predict_seconds": time.perf_counter() - t,
                 "backbone_forward_passes": int(sum(bank.passes[b] for b in choice.backbones)),
                 "n_train": len(y), "n_test": len(yt), "n_features": tr[0].features.shape[1],
-                "cv_score": cv, "cv_metric": metric,
+                "cv_score": float(np.mean(folds_)) if len(folds_) else None,
+                "cv_se": float(np.std(folds_, ddof=1) / np.sqrt(len(folds_)))
+                if len(folds_) > 1 else None, "cv_metric": metric,
                 "features": choice.name, "taps": None if choice.taps is None
                 else list(choice.taps), "views": list(choice.views),
-                "passes_per_image": choice.passes_per_image, "estimator": est}, pred
+                "passes_per_image": choice.passes_per_image,
+                "predict_passes_per_image": choice.passes_per_image,
+                "seconds_per_image": bank.seconds_per_image(choice),
+                "estimator": est}, pred
 
-    rows, preds, scored = [], {}, []
+    rows, preds, candidates = [], {}, []
     for choice in choices:
         tr, te = bank.features(choice, "train"), bank.features(choice, "test")
         y = tr[0].labels
-        cv = None if len(choices) == 1 else cv_score(  # one candidate: nothing to choose
+        t = time.perf_counter()
+        folds_ = None if len(choices) == 1 else cv_fold_scores(  # one candidate: the choice
             head_for(select_head, len(y), len(tr[0].class_names)),
             [np.asarray(f.features) for f in tr], y, folds=folds, seed=seed, metric=metric)
-        row, pred = row_for(choice, select_head, tr, te, cv)
+        timings["select_s"] += time.perf_counter() - t
+        row, pred = row_for(choice, select_head, tr, te, folds_)
         rows.append(row)
         preds[row["name"]] = pred
-        scored.append((cv, -len(rows), choice, tr, te))
-        if echo is not None and cv is not None:
-            echo(f"select: {choice.name}: CV {metric} {cv:.3f} on train "
-                 f"({tr[0].features.shape[1]} features x {len(choice.views)} view(s))")
-    _, _, best, tr, te = max(scored, key=lambda s: (s[0] or 0.0, s[1]))
+        candidates.append((choice, tr, te))
+        if echo is not None and folds_ is not None:
+            echo(f"select: {choice.name}: CV {metric} {row['cv_score']:.3f} "
+                 f"± {row['cv_se']:.3f} on train ({row['n_features']} features, "
+                 f"{choice.passes_per_image} pass(es), "
+                 f"{row['seconds_per_image'] * 1e3:.1f} ms per image)")
+    best, tr, te = candidates[choose_candidate(rows, rule=rule, budget=budget)]
     selected = f"{best.name}/{select_head}"
+    if echo is not None and len(choices) > 1:
+        echo(f"select: chose {best.name} ("
+             + ("the best CV score" if rule == "best" else
+                "the cheapest within one standard error of the best CV score")
+             + ("" if budget is None else f", within budget {budget!r}") + ")")
     for name in heads:
         if name != select_head:
+            t = time.perf_counter()
             row, pred = row_for(best, name, tr, te)
             rows.append(row)
             preds[row["name"]] = pred
+            if echo is not None:
+                echo(f"heads: {name} on {best.name}: test accuracy {row['accuracy']:.3f} "
+                     f"({time.perf_counter() - t:.1f} s)")
     for row in rows:
         row["selected"] = row["name"] == selected
     rows.sort(key=lambda r: (not r["selected"], r["features"] != best.name,
                              -(r["cv_score"] if r["cv_score"] is not None else -1)))
-    timings["heads_s"] = time.perf_counter() - start
+    timings["heads_s"] = time.perf_counter() - start - timings["select_s"]
     result = Comparison(HeadTable(rows), tr[0], te[0], timings)
     result._predicted.update(preds)
     result.selected = selected

@@ -62,6 +62,17 @@ ROW_KEYS: dict[str, str] = {
     "best_params": "a head's grid-search choice (`{}` without `cv`)",
     "limited_params": "what a head's size rule changed for a small training set",
     "n_features": "a head's feature dimension",
+    "cv_se": "a feature candidate's standard error of `cv_score` over the folds",
+    "cv_metric": "what a feature candidate's `cv_score` measures",
+    "features": "a feature candidate: backbones, taps, views",
+    "taps": "a feature candidate's layer taps (None: the pooled output)",
+    "views": "a feature candidate's views (several: test-time augmentation)",
+    "passes_per_image": "backbone passes one training image costs a feature candidate",
+    "predict_passes_per_image": "backbone passes one image costs a feature candidate at "
+                                "prediction",
+    "seconds_per_image": "forward seconds one image costs a feature candidate at prediction, "
+                         "measured in the run",
+    "selected": "whether the feature choice chose this row",
     "estimator": "the fitted model (kept in memory, never serialised)",
 }
 #: Columns shown by default, in order (those some row has); rows hold more (see ``ROW_KEYS``).

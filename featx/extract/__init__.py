@@ -8,7 +8,7 @@ cached file's digests and re-extracts a sample of its rows (or all) to compare t
 """
 
 from featx.extract.config import ExtractorConfig
-from featx.extract.engines import ENGINES, extract_features
+from featx.extract.engines import ENGINES, extract_features, forward_seconds
 from featx.extract.featureset import FeatureSet
 from featx.extract.forward import forward_pass_count, has_gpu
 from featx.extract.options import ExecutionOptions
@@ -16,4 +16,5 @@ from featx.extract.ray import extract_on_ray
 from featx.extract.verify import VerifyReport, cache_verify
 
 __all__ = ["ENGINES", "ExecutionOptions", "ExtractorConfig", "FeatureSet", "VerifyReport",
-           "cache_verify", "extract_features", "extract_on_ray", "forward_pass_count", "has_gpu"]
+           "cache_verify", "extract_features", "extract_on_ray", "forward_pass_count",
+           "forward_seconds", "has_gpu"]

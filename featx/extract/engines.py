@@ -143,3 +143,56 @@ def extract_features(
     if config.view != "none" and name != "local":
         raise ValueError(f"view={view!r} needs engine='local', got engine={engine!r}")
     return ENGINES[name](dataset, config, options)
+
+
+def forward_seconds(backbone: str = "efficientnet_lite0", *, n_images: int = 32,
+                    repeats: int = 3, cache: bool | str | os.PathLike | None = None,
+                    runtime: str | None = None, batch_size: int = 32,
+                    **config: object) -> float:
+    """Seconds one image costs in the backbone's forward pass, measured now on this machine.
+
+    The cost of a feature that a cache cannot tell (a cached extraction ran no pass): the
+    backbone is built (or reused, as an extraction would) and ``n_images`` random images at its
+    input size run through it, once to warm up and then ``repeats`` times; the fastest run counts
+    (decoding excluded, so the figure is the same whatever the images' format). Its own passes
+    are not counted by :func:`forward_pass_count`.
+
+    Parameters
+    ----------
+    backbone : str
+    n_images : int, default=32
+        Images per timed run (one batch at the default ``batch_size``).
+    repeats : int, default=3
+    cache, runtime, batch_size
+        As in :func:`extract_features` (a graph made for the timing is kept in ``cache``).
+    **config
+        The rest of the :class:`ExtractorConfig` (``weights``, ``input_size``, ``layers``...).
+
+    Examples
+    --------
+    >>> from featx.extract import forward_seconds
+    >>> s = forward_seconds("mobilenet_v2", weights=None, input_size=32, n_images=4, cache=False)
+    >>> 0 < s < 10
+    True
+    """
+    import time
+
+    import numpy as np
+
+    from featx.extract.forward import BatchRunner, get_model, uncounted
+    from featx.trust.store import artifacts_under
+    from featx.utils.config import cache_root
+
+    cfg = ExtractorConfig(backbone, **config)  # type: ignore[arg-type]
+    height, width = cfg.input_size
+    images = np.random.default_rng(0).integers(0, 256, (int(n_images), height, width, 3),
+                                               dtype=np.uint8)
+    with artifacts_under(cache_root(cache) if cache is not False else False), uncounted():
+        run = BatchRunner(get_model(cfg, runtime), min(int(batch_size), int(n_images)))
+        run(images)
+        best = float("inf")
+        for _ in range(max(1, int(repeats))):
+            start = time.perf_counter()
+            run(images)
+            best = min(best, time.perf_counter() - start)
+    return best / int(n_images)

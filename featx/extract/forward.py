@@ -10,11 +10,13 @@ the backend's compiled predict step (``tf.function`` on TensorFlow, ``jax.jit`` 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.util
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +31,7 @@ from featx.utils.threads import compute_threads
 
 __all__ = ["MODELS", "RUNTIMES", "RUNTIME_CHOICES", "BatchRunner", "ModelCache", "Runtime",
            "add_count", "check_runtime", "forward_pass_count", "get_model", "has_gpu",
-           "resolve_runtime"]
+           "resolve_runtime", "uncounted"]
 
 
 class _PassCounter:
@@ -56,7 +58,23 @@ def forward_pass_count() -> int:
 
 def add_count(n: int) -> None:
     """Count ``n`` images sent through a backbone (every engine reports its batches here)."""
-    _PASSES.add(n)
+    if not _UNCOUNTED.get():
+        _PASSES.add(n)
+
+
+_UNCOUNTED: contextvars.ContextVar[bool] = contextvars.ContextVar("featx_uncounted",
+                                                                  default=False)
+
+
+@contextlib.contextmanager
+def uncounted() -> Iterator[None]:
+    """Passes in this block are not images of a dataset (a speed measurement on random pixels):
+    :func:`forward_pass_count` leaves them out."""
+    token = _UNCOUNTED.set(True)
+    try:
+        yield
+    finally:
+        _UNCOUNTED.reset(token)
 
 
 class Runtime(NamedTuple):

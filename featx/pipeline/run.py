@@ -117,7 +117,8 @@ def _select(cfg, train, test, extract_params, verbose, echo):
     heads = cfg["heads"]["names"]
     return select_features(
         train, test, choices, heads=heads, select_head=sel["probe"], folds=sel["folds"],
-        metric=sel["metric"], seed=cfg["data"]["seed"], cache=e["cache"] or None,
+        metric=sel["metric"], rule=sel["rule"], budget=sel["budget"] or None,
+        head_options=_head_options(cfg), seed=cfg["data"]["seed"], cache=e["cache"] or None,
         extract_params=dict(extract_params, weights=_weights(e["weights"]),
                             input_size=_size(e["input_size"]), decoder=e["decoder"]),
         verbose=verbose, echo=echo)
@@ -300,7 +301,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
         selected = selection.selected
         comparisons[e["backbone"][0]] = selection
         for key, seconds in selection.timings.items():
-            timings[key] += seconds
+            timings[key] = timings.get(key, 0.0) + seconds
         for row in selection.table:
             sources[row["name"]] = (selection, row["name"])
             rows.append({k: v for k, v in row.items() if k != "estimator"})
@@ -316,7 +317,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
         comparisons[backbone if backbone not in comparisons else f"{backbone} (fine-tune)"] = \
             comparison
         for key, seconds in comparison.timings.items():
-            timings[key] += seconds
+            timings[key] = timings.get(key, 0.0) + seconds
         for row in comparison.table:
             name = f"{backbone}/{row['name']}" if len(plan) > 1 or selected else row["name"]
             sources[name] = (comparison, row["name"])

@@ -223,6 +223,12 @@ SCHEMA: tuple[Key, ...] = (
         "with", _heads),
     Key("select", "metric", "str", "accuracy", "what the feature choice maximises",
         ("accuracy", "macro_f1", "balanced_accuracy")),
+    Key("select", "rule", "str", "one_se", "how a candidate is chosen: one_se, the cheapest "
+        "whose CV score is within one standard error of the best; best, the best score "
+        "whatever it costs", ("one_se", "best")),
+    Key("select", "budget", "float|str", 0, "only candidates within it compete: backbone "
+        "passes per image (2), or forward seconds per image at prediction ('20ms', '0.02s'); "
+        "0: no budget"),
     Key("finetune", "strategies", "list[str]", [], "unfreeze strategies to fine-tune and compare "
         "([]: none)", _strategies),
     Key("finetune", "backbone", "str", "", "backbone to fine-tune ('': the first of "
