@@ -279,9 +279,15 @@ def _pipeline(cache, **extract):
 def test_a_pipeline_reports_every_candidate_and_the_cv_choice_as_best(cache, tmp_path):
     from featx.pipeline import run_pipeline
 
-    report = run_pipeline(_pipeline(cache, taps=[[-1], [-2, -1]], views=["none", "flip"]),
-                          out=tmp_path / "r", echo=None, verbose=0)
+    cfg = _pipeline(cache, taps=[[-1], [-2, -1]], views=["none", "flip"])
+    cfg["report"]["plots"] = ["cost"]
+    report = run_pipeline(cfg, out=tmp_path / "r", echo=None, verbose=0)
     payload = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert payload["plots"] == {"cost": "cost.png"} and (tmp_path / "r" / "cost.png").stat().st_size
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "## Feature choice" in text and "4 candidates, scored by 2-fold" in text
+    assert f"What choosing cost: {payload['selection']['passes']} backbone passes" in text
+    assert "the cheapest candidate (forward seconds per image)" in text
     assert len([r for r in report.rows if r["name"].endswith("/logreg")]) == 4
     from featx.comparison import choose_candidate
 

@@ -125,7 +125,7 @@ def _select(cfg, train, test, extract_params, verbose, echo):
 
 
 def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
-           t_start, selected=None):
+           t_start, selected=None, selection=None):
     """``sources``: row name -> (its Comparison, its name there); ``selected``: the row a
     feature-choice step chose on the training split (the report's best), if any."""
     from sklearn.metrics import confusion_matrix
@@ -173,7 +173,7 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
     timings["total_s"] = time.perf_counter() - t_start
     extra = {"config": {k: v for k, v in cfg.items() if not k.startswith("_")},
              "config_toml": cfg.get("_text"), "pipeline_file": cfg.get("_file"),
-             "timings": timings, "run": {
+             "timings": timings, "selection": selection, "run": {
                  "seed": cfg["data"]["seed"],
                  "backbones": [{"backbone": b, "weights": cfg["extract"]["weights"],
                                 "cache_key": (getattr(c.train, "attrs", None) or {}).get("key"),
@@ -295,11 +295,18 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
     histories: dict[str, dict] = {}
     for key in ("extract_s", "heads_s", "finetune_s"):
         timings[key] = 0.0
-    selected = None
+    selected = chosen = None
     if _selects(cfg):  # feature choice: candidates scored by CV on train, every one a row
         selection = _select(cfg, train, test, extract_params, verbose, echo)
         selected = selection.selected
         comparisons[e["backbone"][0]] = selection
+        sel = cfg["select"]
+        chosen = {"candidates": sum(r["cv_score"] is not None for r in selection.table) or 1,
+                  "folds": sel["folds"], "probe": sel["probe"], "metric": sel["metric"],
+                  "rule": sel["rule"], "budget": sel["budget"] or None,
+                  "passes": int(sum(selection.bank.passes.values())),
+                  "extract_s": selection.timings["extract_s"],
+                  "select_s": selection.timings["select_s"]}
         for key, seconds in selection.timings.items():
             timings[key] = timings.get(key, 0.0) + seconds
         for row in selection.table:
@@ -327,7 +334,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
 
     t = time.perf_counter()
     report = _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
-                    t_start, selected)
+                    t_start, selected, chosen)
     _say(echo, "")
     _say(echo, report.to_markdown().rstrip())
     _say(echo, "")

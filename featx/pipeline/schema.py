@@ -264,7 +264,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("report", "out", "str", "", "report folder ('': reports/<pipeline file name>)"),
     Key("report", "title", "str", "", "report title ('': from the pipeline file name)"),
     Key("report", "plots", "list[str]", ["comparison", "confusion", "learning_curves",
-                                         "few_shot", "augmentation", "misclassified"],
+                                         "few_shot", "augmentation", "misclassified", "cost"],
         "PNG plots to draw ([]: none, no matplotlib needed)", _plots),
     Key("report", "few_shot", "list[int]", [1, 2, 5, 10, 20, 0], "examples per class for the "
         "few-shot curve (0: all)"),

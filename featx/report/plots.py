@@ -21,8 +21,8 @@ from featx.errors import PlotsSkippedWarning
 from featx.trust.outputs import staged
 
 __all__ = [
-    "PLOTS_EXTRA", "PlotsSkippedWarning", "augment_images", "plot_augmentation",
-    "plot_comparison", "plot_confusion", "plot_few_shot", "plot_learning_curves",
+    "PLOTS_EXTRA", "PlotsSkippedWarning", "augment_images", "cost_rows", "plot_augmentation",
+    "plot_comparison", "plot_confusion", "plot_cost", "plot_few_shot", "plot_learning_curves",
     "plot_misclassified", "plots_available", "worst_confusions",
 ]
 
@@ -100,6 +100,55 @@ def plot_comparison(rows: Sequence[Mapping], path, *, metric: str = "accuracy",
     ax.set_title(title or f"Test {metric} (blue: frozen features + head, red: fine-tuned)",
                  fontsize=10)
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def cost_rows(rows: Sequence[Mapping]) -> list[Mapping]:
+    """The feature candidates among comparison rows: those with a cross-validated score and a
+    measured forward cost (:func:`featx.comparison.select_features`' probe rows)."""
+    return [r for r in rows if r.get("cv_score") is not None
+            and r.get("seconds_per_image") is not None]
+
+
+def plot_cost(rows: Sequence[Mapping], path, *, best: str | None = None) -> Path:
+    """Each feature candidate's cross-validated score against its forward milliseconds per
+    image at prediction (log x), the Pareto front (no candidate both cheaper and better) as a
+    line, the one-standard-error band under the best score shaded and the chosen row
+    (``best``, a row name) starred. Rows: :func:`cost_rows`."""
+    rows = cost_rows(rows)
+    fig = _figure(7, 4.5)
+    ax = fig.add_subplot()
+    x = np.array([1e3 * r["seconds_per_image"] for r in rows])
+    y = np.array([r["cv_score"] for r in rows])
+    passes = np.array([r.get("passes_per_image") or 1 for r in rows])
+    for k in sorted(set(passes.tolist())):
+        on = passes == k
+        ax.scatter(x[on], y[on], s=28, marker=_MARKERS[(k - 1) % len(_MARKERS)],
+                   color=_COLORS[(k - 1) % len(_COLORS)], label=f"{k} pass(es) per image")
+    order = np.lexsort((-y, x))
+    front, top = [], -np.inf
+    for i in order:
+        if y[i] > top:
+            front.append(i)
+            top = y[i]
+    ax.plot(x[front], y[front], color="#444444", linewidth=1, label="Pareto front")
+    lead = int(np.argmax(y))
+    se = rows[lead].get("cv_se") or 0.0
+    ax.axhspan(y[lead] - se, y[lead], color="#2ca02c", alpha=0.12,
+               label="within one standard error of the best")
+    chosen = [i for i, r in enumerate(rows) if r.get("name") == best]
+    for i in chosen:
+        ax.scatter([x[i]], [y[i]], s=220, marker="*", color="#d62728", zorder=3,
+                   label="chosen")
+        ax.annotate(str(rows[i].get("features") or rows[i].get("name")), (x[i], y[i]),
+                    textcoords="offset points", xytext=(6, -12), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("forward milliseconds per image at prediction (measured in this run)")
+    metric = rows[0].get("cv_metric") or "accuracy" if rows else "accuracy"
+    ax.set_ylabel(f"cross-validated {metric} on train")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Feature candidates: score against cost", fontsize=10)
     return _save(fig, path)
 
 

@@ -37,11 +37,13 @@ from featx.report.details import library_versions, per_class_metrics
 from featx.report.plots import (
     PLOTS_EXTRA,
     PlotsSkippedWarning,
+    cost_rows,
     few_shot_band_text,
     metric_value,
     plot_augmentation,
     plot_comparison,
     plot_confusion,
+    plot_cost,
     plot_few_shot,
     plot_learning_curves,
     plot_misclassified,
@@ -65,6 +67,8 @@ PLOTS: dict[str, tuple[str, str]] = {
     "misclassified": ("misclassified.png",
                       "misclassified test images of the best model, most frequent confusions "
                       "first"),
+    "cost": ("cost.png", "cross-validated score against forward cost per image of every "
+                         "feature candidate, the choice starred (a feature choice only)"),
 }
 
 
@@ -160,6 +164,7 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
         lines.append(f"**Best:** {best.get('name')} — test accuracy "
                      f"{format_cell(best.get('accuracy'), 3, missing='n/a')}{how}")
         lines.append("")
+    lines += _selection_markdown(d.get("selection"))
     captions = {name: desc for name, (_, desc) in PLOTS.items()}
     if d.get("plots_not_drawn"):
         lines += [f"_Plots not drawn: {', '.join(d['plots_not_drawn'])} (matplotlib is not "
@@ -203,6 +208,27 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
     if d.get("config_toml"):
         lines += ["## Configuration", "", "```toml", d["config_toml"].rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _selection_markdown(sel: Mapping | None) -> list[str]:
+    """The "Feature choice" section: how the candidates were weighed and what choosing cost."""
+    if not sel:
+        return []
+    rule = ("the cheapest candidate (forward seconds per image) whose cross-validated score is "
+            "within one standard error of the best one's" if sel.get("rule") == "one_se"
+            else "the best cross-validated score, whatever it costs")
+    budget = sel.get("budget")
+    lines = ["## Feature choice", "",
+             f"{sel.get('candidates')} candidates, scored by {sel.get('folds')}-fold "
+             f"cross-validation of `{sel.get('probe')}` on the training split "
+             f"({sel.get('metric')}); chosen: {rule}"
+             + (f", within a budget of {budget!r}" if budget else "") + ".",
+             "",
+             f"What choosing cost: {sel.get('passes')} backbone passes in this run "
+             f"({format_cell(sel.get('extract_s'), 1)} s of extraction, 0 when every feature "
+             f"came from the cache) and {format_cell(sel.get('select_s'), 1)} s of "
+             "cross-validated probes.", ""]
+    return lines
 
 
 def _run_markdown(d: dict) -> list[str]:
@@ -329,6 +355,8 @@ def write_report(out_dir: str | os.PathLike, *, rows: Sequence[Mapping], title: 
                              augmentation["images"], p, augment=augmentation.get("augment",
                                                                                   "default"),
                              titles=augmentation.get("titles"))),
+        "cost": (len(cost_rows(rows)) > 1,
+                 lambda p: plot_cost(rows, p, best=best.get("name") if best else None)),
         "misclassified": (misclassified is not None and len(misclassified.get("paths", [])) > 0,
                           lambda p: plot_misclassified(
                               misclassified["paths"], misclassified["true"],
