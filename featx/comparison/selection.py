@@ -253,11 +253,16 @@ def cv_score(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, seed: in
 
 
 def cv_fold_scores(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, seed: int = 0,
-                   metric: str = "accuracy") -> np.ndarray:
+                   metric: str = "accuracy", probe_dims: int | None = None) -> np.ndarray:
     """``metric`` of ``head`` on each held-out fold of a stratified k-fold split of the training
     features (all views of an image in the same fold; a held-out fold scored by TTA over its
     views); ``folds`` drops to the smallest class's count. Fits use one BLAS thread
     (:func:`featx.utils.threads.blas_limit`), as every head fit of featx does.
+
+    ``probe_dims`` (an int) first projects wider features on their first ``probe_dims``
+    principal components (standardised, then a randomised PCA fitted on each fold's training
+    rows only): a probe on a few hundred components costs a fraction of one on thousands of
+    columns and ranks candidates alike (``benchmarks/select_cost.py`` measures both).
 
     Examples
     --------
@@ -281,9 +286,26 @@ def cv_fold_scores(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, se
     with blas_limit():
         for tr, va in StratifiedKFold(folds, shuffle=True, random_state=seed).split(views_X[0],
                                                                                    y):
-            est = fit_views(clone(head), [X[tr] for X in views_X], y[tr])
-            scores.append(score(y[va], predict_views(est, [X[va] for X in views_X])))
+            fit_X, held_X = _project([X[tr] for X in views_X], [X[va] for X in views_X],
+                                     probe_dims, seed)
+            est = fit_views(clone(head), fit_X, y[tr])
+            scores.append(score(y[va], predict_views(est, held_X)))
     return np.asarray(scores, dtype=float)
+
+
+def _project(fit_X: list, held_X: list, dims: int | None, seed: int) -> tuple[list, list]:
+    """Both row sets on the first ``dims`` principal components of ``fit_X`` (standardised);
+    unchanged when ``dims`` is None or not below the width and the row count."""
+    stacked = np.concatenate(fit_X)
+    if dims is None or dims >= min(stacked.shape):
+        return fit_X, held_X
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    project = make_pipeline(StandardScaler(), PCA(int(dims), svd_solver="randomized",
+                                                  random_state=seed)).fit(stacked)
+    return [project.transform(X) for X in fit_X], [project.transform(X) for X in held_X]
 
 
 def check_budget(budget: Any) -> tuple[str, float] | None:
