@@ -527,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_tensorflow_logs()
         else:
             warnings.showwarning = _warning_line
-            quiet_tensorflow()  # before anything imports TensorFlow
+            quiet_tensorflow(own_stderr=True)  # before anything imports TensorFlow
         try:
             with config_context(runtime=getattr(args, "runtime", None)):
                 return int(args.func(args) or 0)
