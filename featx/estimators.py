@@ -82,7 +82,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     decoder : {"pillow", "opencv"}, default="pillow"
         Image decoder (see :func:`featx.read_image`); ``"opencv"`` needs ``featx[opencv]``.
     cache : path or False, optional
-        Feature-cache folder (default ``$FEATX_CACHE_DIR`` or ``./cache``); ``False`` disables it.
+        Feature-cache folder (default :func:`featx.utils.config.cache_dir`: ``$FEATX_CACHE_DIR``,
+        a featx checkout's ``./cache``, else the per-user cache); ``False`` disables it.
     batch_size : int or None, default=32
         Backbone batch size (does not change the features); ``None``: 32 on a CPU, 256 on a
         GPU, as in :func:`featx.extract_features`.

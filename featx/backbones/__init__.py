@@ -8,7 +8,7 @@ The table half (the registry, :func:`describe`, the weights checks, the ``.pth``
 imports no Keras, numpy or HDF5, so the command line checks a backbone name in well under a second. The Keras half
 (:func:`load_backbone`, :func:`build_base`, :func:`preprocessing_layer`, :func:`block_outputs`,
 :class:`Preprocess`, :data:`PREPROCESSING`) is imported on first use, through
-:func:`featx.utils.progress.quiet_tensorflow` so TensorFlow's start-up lines stay off stderr; when
+:func:`featx.utils.progress.quiet_tensorflow` so TensorFlow's start-up lines stay quiet; when
 Keras is already imported, it is imported at once (its layers are registered for
 ``keras.saving``).
 """

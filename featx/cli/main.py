@@ -200,7 +200,8 @@ def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.Arg
     g.add_argument("--batch-size", type=_count, default=32, metavar="N",
                    help="images per forward pass (default: 32)")
     g.add_argument("--cache", default=None, metavar="DIR",
-                   help="feature-cache folder (default: $FEATX_CACHE_DIR or ./cache)")
+                   help="feature-cache folder (default: $FEATX_CACHE_DIR, else a featx checkout's "
+                        "./cache, else the per-user cache; `featx cache ls` says which)")
     g.add_argument("--decoder", choices=_DECODERS, default="pillow", metavar="DECODER",
                    help="image decoder: pillow (default) or opencv, about 2x faster per core "
                         "(pip install 'featx[opencv]')")
@@ -300,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the folders it names (only for files from a trusted source)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="feature-cache folder for the images' features (default: "
-                        "$FEATX_CACHE_DIR or ./cache; a model file's own folder is used only "
-                        "with --trust)")
+                        "$FEATX_CACHE_DIR, else a featx checkout's ./cache, else the per-user "
+                        "cache; a model file's own folder is used only with --trust)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", parents=[common], help="write a saved model as one ONNX, "
@@ -390,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     # optional positional after the action would not take a PATH given after --cache).
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--cache", dest="cache_dir", default=None, metavar="DIR",
-                       help="cache folder (default: $FEATX_CACHE_DIR or ./cache)")
+                       help="cache folder (default: $FEATX_CACHE_DIR, else a featx checkout's "
+                            "./cache, else the per-user cache)")
     where.add_argument("--cache-dir", dest="cache_dir", default=None,  # the old name, kept
                        help=argparse.SUPPRESS)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
