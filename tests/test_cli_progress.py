@@ -253,3 +253,48 @@ def test_the_retracing_warning_alone_is_filtered(tmp_path):
               "retracing. Tracing is expensive'); tf.warning('something else')")
     r = _python(tmp_path, "-c", script)
     assert r.returncode == 0 and r.stderr.splitlines() == ["something else"], r.stderr
+
+
+# --------------------------------------------------------------------------- progress by default
+def test_every_call_that_runs_the_backbone_shows_progress_by_default():
+    import inspect
+
+    import featx
+    from featx.advise import advise
+    from featx.comparison import run_comparison
+    from featx.pipeline import run_pipeline
+
+    for call in (featx.extract_features, featx.FeatureExtractor, featx.TransferClassifier,
+                 featx.FineTunedClassifier, featx.compare, run_comparison, advise, run_pipeline):
+        assert inspect.signature(call).parameters["verbose"].default == 1, call
+
+
+def test_transfer_classifier_fit_prints_progress_unless_verbose_0(make_images, tmp_path, capfd):
+    from featx.estimators import TransferClassifier
+
+    files = make_images(tmp_path / "img", 3, classes=("red", "green"), size=32)
+    kw = dict(weights=None, input_size=32, cache=tmp_path / "cache")
+    TransferClassifier("mobilenet_v2", **kw).fit(list(files), files.labels)
+    err = capfd.readouterr().err
+    assert re.search(r"^extract .*\(mobilenet_v2\): 6/6 images in \d+:\d\d:\d\d", err,
+                     re.MULTILINE), err  # stderr is not a terminal here: plain lines
+    assert "\r" not in err
+    TransferClassifier("mobilenet_v2", verbose=0, **kw).fit(list(files), files.labels)
+    assert capfd.readouterr().err == ""
+
+
+def test_featx_run_prints_a_line_per_phase(tmp_path):
+    pipeline = tmp_path / "tiny.toml"
+    pipeline.write_text(
+        '[data]\nname = "clothing-mini"\nlimit = 2\n'
+        '[extract]\nbackbone = "mobilenet_v2"\nweights = "none"\ninput_size = 32\n'
+        '[heads]\nnames = ["logreg"]\n'
+        f'[report]\nout = "{tmp_path / "report"}"\nplots = []\nfew_shot = [1]\n'
+        'few_shot_repeats = 1\n')
+    r = _python(tmp_path, "-m", "featx.cli", "run", str(pipeline))
+    assert r.returncode == 0, r.stderr
+    for phase in (r"^extract .*: 0/\d+ images$", r"^heads mobilenet_v2: fitting logreg on",
+                  r"^few-shot: logreg at 1 images per class", r"^report: writing "):
+        assert re.search(phase, r.stderr, re.MULTILINE), (phase, r.stderr)
+    quiet = _python(tmp_path, "-m", "featx.cli", "run", str(pipeline), "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr

@@ -5,8 +5,8 @@ the table by :func:`describe`). :func:`load_backbone` returns a Keras model mapp
 [0, 255] to feature vectors; :func:`build_base` and :func:`preprocessing_layer` are its two halves.
 
 The table half (the registry, :func:`describe`, the weights checks, the ``.pth`` reader's errors)
-imports no Keras, numpy or HDF5, so the command line checks a backbone name in well under a second. The Keras half
-(:func:`load_backbone`, :func:`build_base`, :func:`preprocessing_layer`, :func:`block_outputs`,
+imports no Keras, numpy or HDF5, so the command line checks a backbone name at once. The Keras
+half (:func:`load_backbone`, :func:`build_base`, :func:`preprocessing_layer`, :func:`block_outputs`,
 :class:`Preprocess`, :data:`PREPROCESSING`) is imported on first use, through
 :func:`featx.utils.progress.quiet_tensorflow` so TensorFlow's start-up lines stay quiet; when
 Keras is already imported, it is imported at once (its layers are registered for

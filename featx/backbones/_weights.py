@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
-import os
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path

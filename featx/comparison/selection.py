@@ -237,7 +237,7 @@ def cv_score(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, seed: in
 def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Sequence[str] =
                     ("logreg",), select_head: str = "logreg", folds: int = 5,
                     metric: str = "accuracy", seed: int = 0, cache=None,
-                    extract_params: Mapping | None = None, verbose: int = 0,
+                    extract_params: Mapping | None = None, verbose: int = 1,
                     echo: Callable[[str], Any] | None = None) -> Comparison:
     """The feature-choice step: score every candidate by cross-validation on ``train`` only,
     pick the best, and report every candidate on ``test``.

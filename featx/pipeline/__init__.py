@@ -22,22 +22,21 @@ Examples
 from typing import TYPE_CHECKING
 
 from featx.pipeline.config import (
-           copy_pipeline,
-           list_pipelines,
-           load_config,
-           parse_config,
-           parse_override,
-           pipeline_path,
+    copy_pipeline,
+    list_pipelines,
+    load_config,
+    parse_config,
+    parse_override,
+    pipeline_path,
 )
 from featx.pipeline.schema import (
-           SCHEMA,
-           SECTIONS,
-           ConfigError,
-           Key,
-           schema_markdown,
-           validate_config,
+    SCHEMA,
+    SECTIONS,
+    ConfigError,
+    Key,
+    schema_markdown,
+    validate_config,
 )
-
 from featx.utils.lazy import lazy_names
 
 # the run itself (features, heads, fine-tuning, report) is imported on first use: listing,

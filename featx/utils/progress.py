@@ -237,7 +237,8 @@ def quiet_tensorflow(own_stderr: bool = False) -> None:
     touched.
 
     Imports ``tensorflow`` (whenever that happens) with ``TF_CPP_MIN_LOG_LEVEL=3`` (unless it is
-    set already; the environment is restored after the import) and filters the ``tf.function retracing`` warning from the ``"tensorflow"`` logger.
+    set already; the environment is restored after the import) and filters the
+    ``tf.function retracing`` warning from the ``"tensorflow"`` logger.
     Python exceptions are untouched. Lines that absl writes before its logging starts ignore
     every setting (:data:`TF_STARTUP_LINES`: on a machine without a GPU, "Could not find cuda
     drivers" and absl's notice, twice); they still reach stderr in Python.
