@@ -76,8 +76,9 @@ def __getattr__(name: str):
         module, name = f"featx.{name}", None
     if module is None:
         raise AttributeError(f"module 'featx' has no attribute {name!r}")
-    # The API imports Keras: keep TensorFlow's start-up lines (oneDNN, CUDA, cuInit) off stderr
-    # unless the user asked for them (FEATX_TF_LOGS=1, or TF_CPP_MIN_LOG_LEVEL set already).
+    # The API imports Keras: quiet TensorFlow's start-up lines (oneDNN, cuInit) through its own
+    # settings unless the user asked for them (FEATX_TF_LOGS=1, or TF_CPP_MIN_LOG_LEVEL set
+    # already); the host's stderr is never touched.
     from featx.utils.progress import quiet_tensorflow
 
     quiet_tensorflow()

@@ -203,7 +203,7 @@ def _slope(ns: list[int], accs: list[float]) -> float:
 def advise(dataset, *, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
            input_size=None, probe_per_class: int | None = 200, test_per_class: int | None = 100,
            thresholds: Mapping[str, float] | None = None, cache=None, seed: int = 0,
-           verbose: int = 0, taps=None, backbones=None, views=None, folds: int = 5,
+           verbose: int = 1, taps=None, backbones=None, views=None, folds: int = 5,
            metric: str | None = None) -> Advice:
     """Measure ``dataset`` and recommend a transfer-learning strategy.
 

@@ -82,7 +82,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     decoder : {"pillow", "opencv"}, default="pillow"
         Image decoder (see :func:`featx.read_image`); ``"opencv"`` needs ``featx[opencv]``.
     cache : path or False, optional
-        Feature-cache folder (default ``$FEATX_CACHE_DIR`` or ``./cache``); ``False`` disables it.
+        Feature-cache folder (default :func:`featx.utils.config.cache_dir`: ``$FEATX_CACHE_DIR``,
+        a featx checkout's ``./cache``, else the per-user cache); ``False`` disables it.
     batch_size : int or None, default=32
         Backbone batch size (does not change the features); ``None``: 32 on a CPU, 256 on a
         GPU, as in :func:`featx.extract_features`.
@@ -90,8 +91,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         What runs the frozen backbone, as in :func:`featx.extract_features` (``None``:
         ``$FEATX_RUNTIME``, else ``"auto"``: ONNX Runtime on a CPU, Keras on a GPU). Features
         agree within ~2e-6 across runtimes and share the cache.
-    verbose : int, default=0
-        Progress output.
+    verbose : int, default=1
+        Progress of each extraction on stderr (a live bar on a terminal, a plain line every
+        few seconds in a log; :class:`featx.utils.progress.Progress`); ``0`` silent.
 
     Attributes
     ----------
@@ -131,7 +133,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         cache: str | os.PathLike | bool | None = None,
         batch_size: int = 32,
         runtime: str | None = None,
-        verbose: int = 0,
+        verbose: int = 1,
     ) -> None:
         self.backbone = backbone
         self.weights = weights
@@ -345,7 +347,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         random_state: int | None = None,
         batch_size: int = 32,
         runtime: str | None = None,
-        verbose: int = 0,
+        verbose: int = 1,
     ) -> None:
         self.backbone = backbone
         self.head = head

@@ -16,6 +16,9 @@ name does not say (a shard named ``train-00000-of-00004``).
 
 A dataset without a test split is split here (stratified, reproducible); ``limit`` keeps at most
 that many images per class in every split, for quick runs.
+
+The tables and the checks of a DATA argument import nothing heavy (numpy, Pillow, HDF5 come with
+the readers, on first use), so the command line answers a mistyped DATA at once.
 """
 
 from __future__ import annotations
@@ -25,12 +28,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from featx.data import ImageDataset, read_csv
-from featx.datasets import load_clothing_mini, load_fashion_mnist
 from featx.errors import DataNotFoundError
-from featx.images import is_url
+from featx.trust.reader import is_url
 from featx.utils.checks import close_matches
 from featx.utils.registry import Registry
 
@@ -39,10 +38,14 @@ __all__ = ["BUILTIN_DATA", "DATA_FORMATS", "SUFFIX_FORMATS", "DataNotFoundError"
 
 
 def _clothing_mini(limit):
+    from featx.datasets import load_clothing_mini
+
     return load_clothing_mini()
 
 
 def _fashion_mnist(limit):
+    from featx.datasets import load_fashion_mnist
+
     try:
         # ``limit`` here is per class; the loader's is per split (10 balanced classes).
         return load_fashion_mnist(limit=None if limit is None else 10 * int(limit) * 2)
@@ -65,6 +68,8 @@ def limit_per_class(dataset, limit: int | None, seed: int = 0):
     """Keep at most ``limit`` images of each class (a reproducible random choice, order kept)."""
     if not limit:
         return dataset
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     keep = []
     for k in range(len(dataset.class_names)):
@@ -86,6 +91,8 @@ def _from_csv(path: Path, name: str | None, path_column: str = "path",
     Read by :func:`featx.data.read_csv`, as :meth:`ImageDataset.from_csv` reads: a row without
     a usable label or split value is refused with its line number, never made a class of its
     own. A CSV at a remote location names only remote images unless ``allow_local``."""
+    from featx.data import ImageDataset, read_csv
+
     columns = dict(path_column=path_column, label_column=label_column)
     try:
         rows = read_csv(path, split_column="split", **columns)
@@ -111,6 +118,8 @@ def _from_csv(path: Path, name: str | None, path_column: str = "path",
 
 
 def _folder(spec: str, name, path_column, label_column, allow_local):
+    from featx.data import ImageDataset
+
     return ImageDataset.from_directory(spec, name=name)
 
 
@@ -124,18 +133,24 @@ def _column(given: str, default_given: str, default: str) -> str:
 
 
 def _tfrecord(spec: str, name, path_column, label_column, allow_local):
+    from featx.data import ImageDataset
+
     return ImageDataset.from_tfrecords(
         spec, image_key=_column(path_column, "path", "image/encoded"),
         label_key=_column(label_column, "label", "image/class/label"), name=name)
 
 
 def _parquet(spec: str, name, path_column, label_column, allow_local):
+    from featx.data import ImageDataset
+
     return ImageDataset.from_parquet(spec, image_column=_column(path_column, "path", "image"),
                                      label_column=label_column, name=name,
                                      allow_local=allow_local)
 
 
 def _webdataset(spec: str, name, path_column, label_column, allow_local):
+    from featx.data import ImageDataset
+
     return ImageDataset.from_webdataset(spec, name=name)
 
 

@@ -95,6 +95,12 @@ def pytest_configure(config):
         config._featx_made = []
     os.environ["FEATX_CACHE_DIR"] = tempfile.mkdtemp(prefix="featx-test-cache-")
     config._featx_made.append(os.environ["FEATX_CACHE_DIR"])
+    # the per-user cache too (a test that unsets FEATX_CACHE_DIR): never the real ~/.cache/featx;
+    # matplotlib keeps its own font cache where it was, so no process rebuilds it
+    real = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    os.environ.setdefault("MPLCONFIGDIR", os.path.join(real, "matplotlib"))
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="featx-test-xdg-")
+    config._featx_made.append(os.environ["XDG_CACHE_HOME"])
     link_weights(os.environ["FEATX_CACHE_DIR"])
 
 

@@ -1,5 +1,7 @@
 """The command's imports: work that needs no network never starts Keras.
 
+Help, the version, the backbone and pipeline tables, ``featx init`` and usage errors import
+nothing heavy (no numpy, Pillow, HDF5, scipy, scikit-learn or Keras): they answer at once.
 A feature-cache hit of ``featx extract`` (its key holds the weights' fingerprint), a pipeline
 whose only mistake is in its schema (checked against the strategy and augmentation tables) and
 the registry's :func:`featx.backbones.describe` all answer without importing Keras or
@@ -127,3 +129,48 @@ def test_tables_import_no_keras_and_the_keras_parts_still_load(tmp_path, fresh_c
     before, after = r.stdout.strip().splitlines()
     assert before == "[]", r.stdout
     assert after == "True 64 1280 True FineTunedClassifier True", r.stdout
+
+
+# --------------------------------------------------------------------------- instant answers
+HEAVY = ("numpy", "h5py", "PIL", "scipy", "sklearn", *BACKENDS)
+INSTANT = [
+    ["--help"],
+    ["--version"],
+    ["backbones"],
+    ["backbones", "resnt"],  # no match: the error names the close ones
+    ["pipelines"],
+    ["init", "quickstart", "--out", "mine.toml"],
+    ["extarct", "x"],
+    ["extract", "/nope"],
+    ["extract", "clothing-mini", "--pooling", "mx"],
+]
+
+
+@pytest.mark.parametrize("argv", INSTANT, ids=" ".join)
+def test_instant_commands_import_nothing_heavy(argv, tmp_path, fresh_cache):
+    # help, the tables, init and usage errors answer from light tables: no numpy, Pillow, HDF5,
+    # scipy, scikit-learn or Keras (each would cost a tenth of a second to seconds)
+    code = (
+        "import contextlib, io, sys\n"
+        "from featx.cli import main\n"
+        "err, out = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):\n"
+        f"    code = main({argv!r})\n"
+        "print(repr((code, out.getvalue(), err.getvalue())))\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATX_CACHE_DIR": str(fresh_cache)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    result, imported = (eval(line) for line in r.stdout.strip().splitlines()[-2:])  # noqa: S307
+    assert imported == [], result
+    exit_code, out, err = result
+    if argv[0].startswith("-") or argv[0] in ("pipelines", "init") or argv == ["backbones"]:
+        assert exit_code == 0 and out, result  # it did answer
+    else:
+        assert exit_code != 0 and err.startswith("featx: error:"), result
+    if argv == ["backbones"]:
+        assert "efficientnet_lite0" in out and "1280" in out
+    if argv[0] == "init":
+        assert (tmp_path / "mine.toml").is_file()

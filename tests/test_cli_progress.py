@@ -195,14 +195,55 @@ _BUILD = ("from featx.backbones import load_backbone; "
 
 
 def test_python_import_is_quiet_and_featx_tf_logs_brings_the_lines_back(tmp_path):
+    # in Python featx quiets TensorFlow through its own settings only: what is left are the
+    # lines absl writes before its logging starts, which no setting silences
+    from featx.utils.progress import TF_STARTUP_LINES
+
     quiet = _python(tmp_path, "-c", _BUILD)
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stdout.strip() == "(1, 1280)" and not CHATTER.search(quiet.stderr), quiet.stderr
-    loud = _python(tmp_path, "-c", "import featx.backbones as b; b.Preprocess", FEATX_TF_LOGS="1")
+    assert quiet.stdout.strip() == "(1, 1280)", quiet.stderr
+    left = [line for line in quiet.stderr.splitlines() if not TF_STARTUP_LINES.search(line)]
+    assert left == [], quiet.stderr
+    loud = _python(tmp_path, "-c", _BUILD, FEATX_TF_LOGS="1")
     assert loud.returncode == 0, loud.stderr
-    if not CHATTER.search(loud.stderr):
-        pytest.skip("this TensorFlow build prints no start-up lines: nothing to silence")
+    if len(loud.stderr.splitlines()) <= len(quiet.stderr.splitlines()):
+        pytest.skip("this TensorFlow build prints no start-up lines a setting silences")
     assert CHATTER.search(loud.stderr)
+
+
+_HOST = """
+import os, sys, threading, time
+started, stop, written = threading.Event(), threading.Event(), []
+
+def host():  # the host program's own stderr, written while featx imports TensorFlow
+    while not stop.is_set():
+        os.write(2, b"host line %d\\n" % len(written))
+        written.append(1)
+        started.set()
+        time.sleep(0.005)
+
+thread = threading.Thread(target=host)
+thread.start()
+started.wait()
+import featx
+featx.load_backbone  # imports Keras and TensorFlow
+stop.set()
+thread.join()
+os.write(2, b"after the import\\n")
+print(len(written), "tensorflow" in sys.modules)
+"""
+
+
+def test_importing_featx_leaves_the_hosts_stderr_alone(tmp_path):
+    r = _python(tmp_path, "-c", _HOST)
+    assert r.returncode == 0, r.stderr
+    written, imported = r.stdout.split()
+    assert imported == "True"  # the import did happen while the host wrote
+    lines = r.stderr.splitlines()
+    assert "after the import" in lines  # fd 2 is still the host's
+    host = [line for line in lines if line.startswith("host line ")]
+    assert len(host) == int(written) > 1, r.stderr  # nothing written during the import lost
+    assert host == [f"host line {i}" for i in range(int(written))]
 
 
 def test_the_retracing_warning_alone_is_filtered(tmp_path):
@@ -212,3 +253,48 @@ def test_the_retracing_warning_alone_is_filtered(tmp_path):
               "retracing. Tracing is expensive'); tf.warning('something else')")
     r = _python(tmp_path, "-c", script)
     assert r.returncode == 0 and r.stderr.splitlines() == ["something else"], r.stderr
+
+
+# --------------------------------------------------------------------------- progress by default
+def test_every_call_that_runs_the_backbone_shows_progress_by_default():
+    import inspect
+
+    import featx
+    from featx.advise import advise
+    from featx.comparison import run_comparison
+    from featx.pipeline import run_pipeline
+
+    for call in (featx.extract_features, featx.FeatureExtractor, featx.TransferClassifier,
+                 featx.FineTunedClassifier, featx.compare, run_comparison, advise, run_pipeline):
+        assert inspect.signature(call).parameters["verbose"].default == 1, call
+
+
+def test_transfer_classifier_fit_prints_progress_unless_verbose_0(make_images, tmp_path, capfd):
+    from featx.estimators import TransferClassifier
+
+    files = make_images(tmp_path / "img", 3, classes=("red", "green"), size=32)
+    kw = dict(weights=None, input_size=32, cache=tmp_path / "cache")
+    TransferClassifier("mobilenet_v2", **kw).fit(list(files), files.labels)
+    err = capfd.readouterr().err
+    assert re.search(r"^extract .*\(mobilenet_v2\): 6/6 images in \d+:\d\d:\d\d", err,
+                     re.MULTILINE), err  # stderr is not a terminal here: plain lines
+    assert "\r" not in err
+    TransferClassifier("mobilenet_v2", verbose=0, **kw).fit(list(files), files.labels)
+    assert capfd.readouterr().err == ""
+
+
+def test_featx_run_prints_a_line_per_phase(tmp_path):
+    pipeline = tmp_path / "tiny.toml"
+    pipeline.write_text(
+        '[data]\nname = "clothing-mini"\nlimit = 2\n'
+        '[extract]\nbackbone = "mobilenet_v2"\nweights = "none"\ninput_size = 32\n'
+        '[heads]\nnames = ["logreg"]\n'
+        f'[report]\nout = "{tmp_path / "report"}"\nplots = []\nfew_shot = [1]\n'
+        'few_shot_repeats = 1\n')
+    r = _python(tmp_path, "-m", "featx.cli", "run", str(pipeline))
+    assert r.returncode == 0, r.stderr
+    for phase in (r"^extract .*: 0/\d+ images$", r"^heads mobilenet_v2: fitting logreg on",
+                  r"^few-shot: logreg at 1 images per class", r"^report: writing "):
+        assert re.search(phase, r.stderr, re.MULTILINE), (phase, r.stderr)
+    quiet = _python(tmp_path, "-m", "featx.cli", "run", str(pipeline), "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +140,42 @@ def test_seeded_restores_even_on_error():
         np.random.rand(3)
         raise RuntimeError
     assert (np.random.get_state()[1] == expected).all()
+
+
+def test_the_cache_folder_setting_env_checkout_then_the_per_user_cache(tmp_path, monkeypatch):
+    from featx.utils.config import cache_dir, cache_origin, config_context
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEATX_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    # nothing set, not a checkout: the per-user cache, the same from every folder
+    assert cache_origin() == (tmp_path / "xdg" / "featx", "the per-user cache")
+    (tmp_path / "cache").mkdir()  # a folder named cache that is not featx's: not used
+    (tmp_path / "cache" / "README.md").write_text("my photos\n")
+    assert cache_dir() == tmp_path / "xdg" / "featx"
+    # a featx checkout's own cache/ (its README names it) is used from its folder
+    (tmp_path / "cache" / "README.md").write_text((featx_root() / "cache/README.md").read_text())
+    assert cache_origin() == (Path("cache"), "this featx checkout's cache/")
+    monkeypatch.setenv("FEATX_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_origin() == (tmp_path / "env", "$FEATX_CACHE_DIR")
+    with config_context(cache_dir=tmp_path / "set"):
+        assert cache_origin() == (tmp_path / "set", "cache_dir setting")
+
+
+def featx_root() -> Path:
+    return Path(featx.__file__).resolve().parents[1]
+
+
+def test_cache_ls_first_line_names_the_folder(tmp_path, monkeypatch, capsys):
+    from featx.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEATX_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert main(["cache", "ls"]) == 0
+    first, *rest = capsys.readouterr().out.splitlines()
+    assert first == f"cache: {tmp_path / 'xdg' / 'featx'} (the per-user cache)"
+    assert rest == ["(no cache files)"]
+    assert main(["cache", "ls", "--cache", "elsewhere"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"cache: {tmp_path / 'elsewhere'} (--cache)"
+    assert not (tmp_path / "xdg").exists()  # listing creates nothing

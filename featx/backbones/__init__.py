@@ -5,10 +5,10 @@ the table by :func:`describe`). :func:`load_backbone` returns a Keras model mapp
 [0, 255] to feature vectors; :func:`build_base` and :func:`preprocessing_layer` are its two halves.
 
 The table half (the registry, :func:`describe`, the weights checks, the ``.pth`` reader's errors)
-imports no Keras, so the command line checks a backbone name in well under a second. The Keras half
-(:func:`load_backbone`, :func:`build_base`, :func:`preprocessing_layer`, :func:`block_outputs`,
+imports no Keras, numpy or HDF5, so the command line checks a backbone name at once. The Keras
+half (:func:`load_backbone`, :func:`build_base`, :func:`preprocessing_layer`, :func:`block_outputs`,
 :class:`Preprocess`, :data:`PREPROCESSING`) is imported on first use, through
-:func:`featx.utils.progress.quiet_tensorflow` so TensorFlow's start-up lines stay off stderr; when
+:func:`featx.utils.progress.quiet_tensorflow` so TensorFlow's start-up lines stay quiet; when
 Keras is already imported, it is imported at once (its layers are registered for
 ``keras.saving``).
 """
@@ -16,8 +16,8 @@ Keras is already imported, it is imported at once (its layers are registered for
 import sys
 from typing import TYPE_CHECKING
 
+from featx.backbones._check import check_weights, random_weights
 from featx.backbones._describe import describe
-from featx.backbones._pth import CheckpointError
 from featx.backbones._registry import (
     POOLINGS,
     BackboneSpec,
@@ -25,19 +25,19 @@ from featx.backbones._registry import (
     list_backbones,
     resolve_input_size,
 )
-from featx.backbones._weights import (
+from featx.errors import (
+    CheckpointError,
     DamagedWeightsError,
     WeightsCacheWarning,
     WeightsDownloadError,
     WeightsFileNotFoundError,
-    check_weights,
-    random_weights,
-    weights_fingerprint,
 )
 from featx.utils.lazy import lazy_names
 
-# name -> the private module that defines it; importing any of them imports Keras
+# name -> the private module that defines it, imported on first use: the weights' fingerprint
+# reads files through the sealed store (numpy, HDF5); the others import Keras
 _KERAS_PARTS = {
+    "weights_fingerprint": "_weights",
     "block_outputs": "_load",
     "build_base": "_load",
     "load_backbone": "_load",
@@ -84,3 +84,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         preprocessing_layer,
     )
     from featx.backbones._preprocess import PREPROCESSING, Preprocess
+    from featx.backbones._weights import weights_fingerprint

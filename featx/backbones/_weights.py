@@ -22,13 +22,18 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
-import os
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from featx.backbones._check import (
+    _WEIGHT_SUFFIXES,
+    RANDOM_SPELLINGS,  # noqa: F401 (its home is _check)
+    check_weights,
+    random_weights,
+)
 from featx.backbones._registry import REGISTRY, BackboneSpec, get_backbone_spec
 from featx.errors import (
     DamagedWeightsError,
@@ -56,54 +61,6 @@ __all__ = [
     "save_converted",
     "weights_fingerprint",
 ]
-
-_WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
-#: Strings meaning ``weights=None`` (random initialisation), compared case-insensitively.
-RANDOM_SPELLINGS = ("none", "random")
-
-
-def random_weights(weights) -> bool:
-    """Whether ``weights`` means random initialisation: ``None`` or a spelling of
-    :data:`RANDOM_SPELLINGS` (``"none"``, ``"random"``, any case).
-
-    Examples
-    --------
-    >>> random_weights(None), random_weights("None"), random_weights("imagenet")
-    (True, True, False)
-    """
-    return weights is None or (isinstance(weights, str) and weights.lower() in RANDOM_SPELLINGS)
-
-
-def check_weights(weights) -> str | Path | None:
-    """Validate ``weights``: ``"imagenet"``, ``None`` (or ``"none"``/``"random"``, the spellings
-    of the CLI, pipelines and cache attributes) or the path of an existing file. The one place
-    that parses them: every stage passes what it was given through here.
-
-    Returns ``"imagenet"``, ``None`` or the file's :class:`~pathlib.Path`.
-
-    Examples
-    --------
-    >>> check_weights("imagenet"), check_weights("none"), check_weights("Random")
-    ('imagenet', None, None)
-    """
-    if random_weights(weights):
-        return None
-    if weights == "imagenet":
-        return weights
-    if not isinstance(weights, str | os.PathLike):
-        raise TypeError(
-            "weights must be 'imagenet', None, or the path to a weights file "
-            f"({', '.join(_WEIGHT_SUFFIXES)}); got weights={weights!r} "
-            f"of type {type(weights).__name__}"
-        )
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsFileNotFoundError(
-            f"weights file not found: weights={str(weights)!r}. Pass 'imagenet', None or 'none' "
-            "(random initialisation) or the path to an existing weights file."
-        )
-    return path
-
 
 def check_weights_suffix(spec: BackboneSpec, path: Path) -> None:
     """Keras rows load ``.weights.h5``, legacy ``.h5`` or ``.keras`` files."""

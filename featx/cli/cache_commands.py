@@ -6,6 +6,7 @@ that starts Keras, imported only when rows are re-extracted).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from featx.cli.common import _EXIT_ERROR, _keras, _print_table
 from featx.errors import CommandError
@@ -16,12 +17,16 @@ __all__ = ["cmd_cache"]
 
 def cmd_cache(args) -> int:
     from featx import cache
-    from featx.utils.config import cache_root
+    from featx.utils.config import cache_origin
 
     if args.action == "ls":
+        # first line: where the cache is and what chose it
+        where, why = (Path(args.cache_dir), "--cache") if args.cache_dir is not None \
+            else cache_origin()
+        print(f"cache: {where.expanduser().absolute()} ({why})")
         rows = cache.cache_ls(args.cache_dir)
         if not rows:
-            print(f"(no cache files in {cache_root(args.cache_dir)})")
+            print("(no cache files)")
             return 0
         for r in rows:
             r["rows"] = r.get("n_rows")

@@ -331,7 +331,8 @@ def cmd_compare(args) -> int:
                     backbone=args.backbone, weights=_weights(args.weights),
                     heads=_names(args.heads) if args.heads else DEFAULT_HEADS,
                     finetune=strategies, finetune_params=params,
-                    cache=args.cache, input_size=args.input_size, decoder=args.decoder)
+                    cache=args.cache, input_size=args.input_size, decoder=args.decoder,
+                    verbose=_verbose(args))
     print(comparison_markdown(table))  # the table `featx run` prints
     try:
         best = table.best()

@@ -20,7 +20,7 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from featx.backbones import POOLINGS
 from featx.cli.cache_commands import cmd_cache
@@ -41,8 +41,6 @@ from featx.cli.commands import (
 from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE
 from featx.deploy.formats import FORMATS
 from featx.errors import CommandError, FeatxError
-from featx.extract.forward import RUNTIME_CHOICES
-from featx.images import DECODERS
 from featx.sources import DATA_FORMATS
 from featx.utils.checks import close_matches
 from featx.utils.config import config_context
@@ -72,6 +70,38 @@ def _choice_hint(message: str) -> str:
 
 
 # --------------------------------------------------------------------------- argument helpers
+class _Names(Sequence):
+    """The names of a featx table whose module is heavy (numpy, Pillow), read on first use: when
+    argparse checks a value given for the option or draws the command's usage line. Building
+    the parser (``featx --help``, ``featx backbones``) does not import the module."""
+
+    def __init__(self, module: str, table: str) -> None:
+        self.module, self.table, self._names = module, table, None
+
+    def _read(self) -> tuple:
+        if self._names is None:
+            import importlib
+
+            self._names = tuple(getattr(importlib.import_module(self.module), self.table))
+        return self._names
+
+    def __getitem__(self, i):
+        return self._read()[i]
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __iter__(self) -> Iterator:
+        return iter(self._read())
+
+    def __contains__(self, name) -> bool:
+        return name in self._read()
+
+
+_DECODERS = _Names("featx.images", "DECODERS")
+_RUNTIMES = _Names("featx.extract.forward", "RUNTIME_CHOICES")
+
+
 def _int_at_least(low: int, note: str = ""):
     """An argparse type: an int >= ``low`` (``note`` says what a special value means)."""
     def parse(text: str) -> int:
@@ -170,16 +200,17 @@ def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.Arg
     g.add_argument("--batch-size", type=_count, default=32, metavar="N",
                    help="images per forward pass (default: 32)")
     g.add_argument("--cache", default=None, metavar="DIR",
-                   help="feature-cache folder (default: $FEATX_CACHE_DIR or ./cache)")
-    g.add_argument("--decoder", choices=list(DECODERS), default="pillow",
-                   help="image decoder (default: pillow); opencv is about 2x faster per core "
+                   help="feature-cache folder (default: $FEATX_CACHE_DIR, else a featx checkout's "
+                        "./cache, else the per-user cache; `featx cache ls` says which)")
+    g.add_argument("--decoder", choices=_DECODERS, default="pillow", metavar="DECODER",
+                   help="image decoder: pillow (default) or opencv, about 2x faster per core "
                         "(pip install 'featx[opencv]')")
     _runtime_arg(g)
     return p
 
 
 def _runtime_arg(g) -> None:
-    g.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None,
+    g.add_argument("--runtime", choices=_RUNTIMES, default=None, metavar="RUNTIME",
                    help="what runs the frozen backbone: auto (default: $FEATX_RUNTIME, else ONNX "
                         "Runtime on a CPU, Keras on a GPU), onnxruntime or keras; features "
                         "agree within ~2e-6 and share the cache")
@@ -270,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the folders it names (only for files from a trusted source)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="feature-cache folder for the images' features (default: "
-                        "$FEATX_CACHE_DIR or ./cache; a model file's own folder is used only "
-                        "with --trust)")
+                        "$FEATX_CACHE_DIR, else a featx checkout's ./cache, else the per-user "
+                        "cache; a model file's own folder is used only with --trust)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", parents=[common], help="write a saved model as one ONNX, "
@@ -360,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     # optional positional after the action would not take a PATH given after --cache).
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--cache", dest="cache_dir", default=None, metavar="DIR",
-                       help="cache folder (default: $FEATX_CACHE_DIR or ./cache)")
+                       help="cache folder (default: $FEATX_CACHE_DIR, else a featx checkout's "
+                            "./cache, else the per-user cache)")
     where.add_argument("--cache-dir", dest="cache_dir", default=None,  # the old name, kept
                        help=argparse.SUPPRESS)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
@@ -497,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_tensorflow_logs()
         else:
             warnings.showwarning = _warning_line
-            quiet_tensorflow()  # before anything imports TensorFlow
+            quiet_tensorflow(own_stderr=True)  # before anything imports TensorFlow
         try:
             with config_context(runtime=getattr(args, "runtime", None)):
                 return int(args.func(args) or 0)

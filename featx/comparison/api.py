@@ -19,7 +19,7 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
             finetune: Sequence[str] = (), finetune_params: Mapping | None = None,
             cache=None, input_size=None, decoder: str = "pillow", taps=None, views=None,
             concat: bool = False, folds: int = 5, metric: str = "accuracy",
-            rule: str = "one_se", budget=None):
+            rule: str = "one_se", budget=None, verbose: int = 1):
     """Evaluate frozen heads and fine-tuning strategies on the same split.
 
     Parameters
@@ -53,6 +53,9 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         ``folds``-fold cross-validation on ``train`` by ``rule`` within ``budget``
         (``selected: True``; :func:`~featx.comparison.choose_candidate`). Fine-tunes then run
         on the first backbone.
+    verbose : int, default=1
+        Progress of the extractions and fine-tunes, and a line as the heads are fitted, on
+        stderr (or the ``"featx"`` logger when it has a handler); ``0`` silent.
 
     Returns
     -------
@@ -74,19 +77,21 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         return run_comparison(train, test, validation=validation, backbone=backbones[0],
                               weights=weights, heads=heads, finetune=finetune,
                               finetune_params=finetune_params, cache=cache,
-                              input_size=input_size, decoder=decoder).table
+                              input_size=input_size, decoder=decoder, verbose=verbose).table
     choices = feature_choices(backbones, taps=taps or (), views=views or ("none",),
                               concat=concat)
     table = select_features(train, test, choices, heads=list(heads) or ["logreg"],
                             select_head=(list(heads) or ["logreg"])[0], folds=folds,
                             metric=metric, rule=rule, budget=budget, cache=cache,
+                            verbose=verbose,
                             extract_params={"weights": weights, "input_size": input_size,
                                             "decoder": decoder}).table
     if finetune:
         tuned = run_comparison(train, test, validation=validation, backbone=backbones[0],
                                weights=weights, heads=(), finetune=finetune,
                                finetune_params=finetune_params, cache=cache,
-                               input_size=input_size, decoder=decoder).table
+                               input_size=input_size, decoder=decoder,
+                               verbose=verbose).table
         for row in tuned:
             table.append(row)
     return table

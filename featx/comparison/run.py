@@ -25,6 +25,7 @@ from featx.data import ImageDataset
 from featx.evaluate import evaluate_heads, score_predictions
 from featx.extract import extract_features, forward_pass_count
 from featx.heads import list_heads
+from featx.utils.progress import say
 
 __all__ = ["DEFAULT_HEADS", "Comparison", "run_comparison"]
 
@@ -111,7 +112,7 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
                    weights="imagenet", heads: Sequence[str] = DEFAULT_HEADS,
                    finetune: Sequence[str] = (), finetune_params: Mapping | None = None,
                    cache=None, input_size=None, decoder: str = "pillow",
-                   extract_params: Mapping | None = None, cv=None, verbose: int = 0,
+                   extract_params: Mapping | None = None, cv=None, verbose: int = 1,
                    echo: Callable[[str], Any] | None = None,
                    head_options: Mapping[str, Any] | None = None) -> Comparison:
     """Extract ``backbone`` features once, fit every head on them, fine-tune every strategy on the
@@ -132,7 +133,7 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     head_options : dict, optional
         Options of every named head, as in :func:`featx.evaluate.evaluate_heads` (e.g.
         ``{"imbalance": "tune"}``: per-class offsets tuned for macro-F1 on out-of-fold data).
-    verbose : int, default=0
+    verbose : int, default=1
         Progress of the extraction and, 1 and up, one line per fine-tuning epoch (2: Keras's
         own bar too).
     echo : callable, optional
@@ -169,6 +170,9 @@ def run_comparison(train, test, *, validation=None, backbone: str = "efficientne
     size = list(resolve_input_size(get_backbone_spec(backbone), input_size))
 
     start = time.perf_counter()
+    if verbose and heads:
+        say(f"heads {backbone}: fitting {', '.join(heads)} on {len(train_fs)} train images"
+            + (f" ({cv}-fold search)" if cv else "") + " ...")
     table = evaluate_heads(train_fs, test_fs, heads=list(heads), cv=cv,
                            head_options=head_options)
     for i, row in enumerate(table.rows):  # the schema's leading keys first

@@ -405,7 +405,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                     ("logreg",), select_head: str = "logreg", folds: int = 5,
                     metric: str = "accuracy", rule: str = "one_se", budget: Any = None,
                     head_options: Mapping[str, Any] | None = None, seed: int = 0, cache=None,
-                    extract_params: Mapping | None = None, verbose: int = 0,
+                    extract_params: Mapping | None = None, verbose: int = 1,
                     echo: Callable[[str], Any] | None = None) -> Comparison:
     """The feature-choice step: score every candidate by cross-validation on ``train`` only,
     choose one by its score and its cost, and report every candidate on ``test``.

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from featx.errors import ExportError
 from featx.utils.registry import Registry
 
@@ -85,6 +83,8 @@ def output_paths(spec: FormatSpec, path: str | os.PathLike) -> list[Path]:
 
 def labels_text(classes) -> str:
     """The class names, one per line in output column order (the labels file's text)."""
+    import numpy as np
+
     return "".join(f"{c}\n" for c in np.asarray(classes).tolist())
 
 
@@ -100,6 +100,7 @@ def _write_onnx(exp, path: Path) -> None:
 
 def _check_litert(path: Path, exp) -> None:
     """Open the written file in LiteRT and run one blank image: the file must run."""
+    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=os.fspath(path)).get_signature_runner()

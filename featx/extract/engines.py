@@ -68,7 +68,8 @@ def extract_features(
         'featx[opencv]'``) is about twice as fast per core, which matters when a GPU waits for
         the decoders. Part of the cache key.
     cache : None, False, or path
-        ``None`` (or ``True``): the featx cache dir (``$FEATX_CACHE_DIR`` or ``./cache``); a path
+        ``None`` (or ``True``): the featx cache dir (:func:`featx.utils.config.cache_dir`:
+        ``$FEATX_CACHE_DIR``, a featx checkout's ``./cache``, else the per-user cache); a path
         (str or ``os.PathLike``): that folder; ``False``: nothing touches the disk.
     batch_size : int >= 1 or None
         Images per forward pass (``None``: 32 on CPU, 256 on GPU). Not part of the cache key.

@@ -136,9 +136,10 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
     random_state : int or None
         Seeds Keras (``keras.utils.set_random_seed``), the split and the shuffling during
         ``fit``; Python's and NumPy's global random states are restored when ``fit`` returns.
-    verbose : int
-        ``0`` silent; ``1`` one plain line per epoch with its metrics (on stderr, or the
-        ``"featx"`` logger when it has a handler); ``2`` also Keras's own per-step bar.
+    verbose : int, default=1
+        ``1`` (default) one plain line per epoch with its metrics (on stderr, or the
+        ``"featx"`` logger when it has a handler), and the progress of the features its warm
+        start extracts; ``0`` silent; ``2`` also Keras's own per-step bar.
     run_eagerly : bool, default=False
         Run Keras eagerly (no graph tracing). Tracing a backbone's training step costs seconds
         per phase, more than a few steps on a handful of images take (tests, smoke runs); real
@@ -177,7 +178,7 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                  monitor: str = "val_loss", lr_schedule="constant", checkpoint_dir=None,
                  cache=None, decoder="pillow",
                  mixed_precision="auto",
-                 random_state=None, verbose: int = 0, run_eagerly: bool = False):
+                 random_state=None, verbose: int = 1, run_eagerly: bool = False):
         self.backbone = backbone
         self.weights = weights
         self.input_size = input_size

@@ -18,6 +18,7 @@ from featx.pipeline.config import load_config, parse_override, set_dotted
 from featx.pipeline.schema import validate_config
 from featx.sources import resolve_data
 from featx.utils.config import config_context
+from featx.utils.progress import say
 
 
 def _size(v):
@@ -125,7 +126,7 @@ def _select(cfg, train, test, extract_params, verbose, echo):
 
 
 def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
-           t_start, selected=None, selection=None):
+           t_start, selected=None, selection=None, verbose=1):
     """``sources``: row name -> (its Comparison, its name there); ``selected``: the row a
     feature-choice step chose on the training split (the report's best), if any."""
     from sklearn.metrics import confusion_matrix
@@ -157,8 +158,12 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
         known = {row["name"]: row["accuracy"] for row in first.table if row["kind"] == "head"}
         if selected:  # the chosen features' first view; scores measured anew
             known = {}
-        few = few_shot_curve(first.train, first.test,
-                             r["few_shot_heads"] or cfg["heads"]["names"],
+        few_heads = r["few_shot_heads"] or cfg["heads"]["names"]
+        if verbose:
+            shots = ", ".join(str(k or "all") for k in r["few_shot"])
+            say(f"few-shot: {', '.join(few_heads)} at {shots} images per class, "
+                f"{r['few_shot_repeats']} repeat(s) ...")
+        few = few_shot_curve(first.train, first.test, few_heads,
                              shots=[k or None for k in r["few_shot"]],
                              repeats=r["few_shot_repeats"], seed=cfg["data"]["seed"],
                              known=known)
@@ -171,6 +176,9 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
             "class_names": class_names,
             "class_counts": {s: d.class_counts() for s, d in splits.items()}}
     timings["total_s"] = time.perf_counter() - t_start
+    if verbose:
+        say(f"report: writing {out_dir}" + (f" with plots ({', '.join(r['plots'])})"
+                                            if r["plots"] else "") + " ...")
     extra = {"config": {k: v for k, v in cfg.items() if not k.startswith("_")},
              "config_toml": cfg.get("_text"), "pipeline_file": cfg.get("_file"),
              "timings": timings, "selection": selection, "run": {
@@ -221,8 +229,10 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
         Changes to the file's values (the CLI's ``--set``).
     out : path, optional
         Report folder (default ``report.out``, else ``reports/<file stem>``).
-    verbose : int
-        0 silent; 1 progress of extraction and fine-tuning.
+    verbose : int, default=1
+        ``1``: progress of extraction and fine-tuning, and one line as the heads, few-shot and
+        report phases start (stderr, or the ``"featx"`` logger when it has a handler); ``0``
+        silent.
     echo : callable or None
         Where the comparison table and the report folder are printed (default ``print``).
 
@@ -334,7 +344,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
 
     t = time.perf_counter()
     report = _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
-                    t_start, selected, chosen)
+                    t_start, selected, chosen, verbose)
     _say(echo, "")
     _say(echo, report.to_markdown().rstrip())
     _say(echo, "")

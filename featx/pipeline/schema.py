@@ -207,7 +207,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("extract", "runtime", "str", "", "what runs the frozen backbone: 'auto' (ONNX Runtime on "
         "a CPU, Keras on a GPU), 'onnxruntime' or 'keras' ('': $FEATX_RUNTIME, else auto); "
         "features agree within ~2e-6 and share the cache", _runtimes),
-    Key("extract", "cache", "str", "", "feature-cache folder ('': $FEATX_CACHE_DIR or ./cache)"),
+    Key("extract", "cache", "str", "",
+        "feature-cache folder ('': $FEATX_CACHE_DIR, else a featx checkout's ./cache, else "
+        "the per-user cache)"),
     Key("heads", "names", "list[str]", _default_heads,
         "scikit-learn heads fitted on the cached features (default: every head but the "
         "ensembles, featx.list_heads(default_only=True))", _heads),

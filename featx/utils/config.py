@@ -8,7 +8,8 @@ use, and the bounds of every read (``max_item_bytes``, ``item_timeout``: see
 1. the innermost :func:`config_context` (or :func:`set_config`) that set it,
 2. else its environment variable (``FEATX_RUNTIME``, ``FEATX_CACHE_DIR``,
    ``FEATX_COMPUTE_THREADS``, ``FEATX_MAX_ITEM_BYTES``, ``FEATX_ITEM_TIMEOUT``),
-3. else its default (:data:`SETTINGS`).
+3. else its default (:data:`SETTINGS`; the cache folder's: a featx checkout's ``./cache``, else
+   the per-user cache, see :func:`cache_dir`).
 
 An explicit argument (``extract_features(..., runtime="keras")``, ``cache=...``) always wins over
 all three. featx reads the environment and never writes it: a setting made here stays in this
@@ -28,13 +29,16 @@ from typing import Any
 from featx.utils.checks import check_choice, check_int, close_matches
 from featx.utils.params import Interval
 
-__all__ = ["SETTINGS", "cache_dir", "cache_root", "config_context", "get_config", "set_config"]
+__all__ = ["PROJECT_CACHE", "SETTINGS", "cache_dir", "cache_origin", "cache_root",
+           "config_context", "get_config", "set_config", "user_cache_dir"]
 
 #: Setting name -> (environment variable, default, what it means). The one list of them.
 SETTINGS: dict[str, tuple[str, Any, str]] = {
     "runtime": ("FEATX_RUNTIME", "auto",
                 "what runs frozen backbones: 'auto', 'onnxruntime' or 'keras'"),
-    "cache_dir": ("FEATX_CACHE_DIR", "cache", "the feature-cache folder"),
+    "cache_dir": ("FEATX_CACHE_DIR", None,
+                  "the feature-cache folder (None: a featx checkout's ./cache, else the per-user "
+                  "cache; see cache_dir())"),
     "threads": ("FEATX_COMPUTE_THREADS", None,
                 "threads of a backbone forward (None: one per core)"),
     # Generous for photos (a 50-megapixel JPEG is ~25 MB), small enough that a few items read
@@ -181,11 +185,66 @@ def config_context(**settings: Any) -> Iterator[None]:
                     _SET[name] = value
 
 
-def cache_dir() -> Path:
-    """The feature-cache folder: the ``cache_dir`` setting (:func:`config_context`), else
-    ``$FEATX_CACHE_DIR``, else ``./cache``.
+#: A featx project checkout's own cache: ``./cache`` holding this marker file, whose text names
+#: it (the repository ships ``cache/README.md``); a folder named ``cache`` that is not featx's
+#: is never used.
+PROJECT_CACHE = (Path("cache"), "README.md", "featx feature cache")
 
-    The folder is not created here; writers create it when they first write.
+
+def user_cache_dir() -> Path:
+    """The per-user feature cache: ``platformdirs.user_cache_dir("featx")`` (on Linux
+    ``$XDG_CACHE_HOME/featx``, else ``~/.cache/featx``; ``~/Library/Caches/featx`` on macOS;
+    ``%LOCALAPPDATA%\\featx\\Cache`` on Windows)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("featx", appauthor=False))
+
+
+def _project_cache() -> Path | None:
+    """``./cache`` when the current folder is a featx checkout with its cache folder."""
+    folder, marker, words = PROJECT_CACHE
+    try:
+        text = (folder / marker).read_text(encoding="utf-8", errors="replace")[:500]
+    except OSError:
+        return None
+    return folder if words in text.lower() else None
+
+
+def cache_origin() -> tuple[Path, str]:
+    """The feature-cache folder and what chose it: ``"cache_dir setting"``,
+    ``"$FEATX_CACHE_DIR"``, ``"this featx checkout's cache/"`` or ``"the per-user cache"``.
+
+    Examples
+    --------
+    >>> from featx.utils.config import cache_origin, config_context
+    >>> with config_context(cache_dir="/tmp/featx-doc-cache"):
+    ...     cache_origin()
+    (PosixPath('/tmp/featx-doc-cache'), 'cache_dir setting')
+    """
+    with _LOCK:
+        value = _SET.get("cache_dir")
+    if value is not None:
+        return Path(value), "cache_dir setting"
+    if os.environ.get("FEATX_CACHE_DIR"):
+        return Path(os.environ["FEATX_CACHE_DIR"]), "$FEATX_CACHE_DIR"
+    project = _project_cache()
+    if project is not None:
+        return project, "this featx checkout's cache/"
+    return user_cache_dir(), "the per-user cache"
+
+
+def cache_dir() -> Path:
+    """The feature-cache folder, the first of
+
+    1. the ``cache_dir`` setting (:func:`config_context`, :func:`set_config`),
+    2. ``$FEATX_CACHE_DIR``,
+    3. ``./cache`` when the current folder is a featx checkout with its cache folder
+       (:data:`PROJECT_CACHE`: ``cache/README.md`` naming it),
+    4. the per-user cache, :func:`user_cache_dir` (``~/.cache/featx`` on Linux), shared by every
+       folder the user works in, so changing folders never extracts the same images twice.
+
+    An explicit ``cache=`` argument wins over all four (:func:`cache_root`). The folder is not
+    created here; writers create it when they first write.
 
     Examples
     --------
@@ -194,7 +253,7 @@ def cache_dir() -> Path:
     ...     str(cache_dir())
     '/tmp/featx-doc-cache'
     """
-    return Path(get_config("cache_dir"))
+    return cache_origin()[0]
 
 
 def cache_root(cache=None) -> Path:

@@ -2,7 +2,7 @@
 
 ``featx.backbones`` and ``featx.finetune`` keep their tables importable without Keras, so the
 command line can check a name in well under a second; their Keras-backed names load on first
-access through :func:`lazy_names`, with TensorFlow's start-up lines kept off stderr.
+access through :func:`lazy_names`, with TensorFlow's start-up lines quieted by its own settings.
 """
 
 from __future__ import annotations

@@ -3,22 +3,25 @@
 :class:`Progress` draws a live bar (rich) when its stream is a terminal and writes a plain line
 every :attr:`Progress.interval` seconds otherwise (logs, CI, ``nohup``, notebooks). :func:`say`
 sends featx's messages to the ``"featx"`` logger when someone gave it a handler (the ``featx``
-command does; so can an application) and to stderr otherwise. :func:`quiet_tensorflow` keeps
-TensorFlow's C++ start-up lines out of both; ``FEATX_TF_LOGS=1`` (or ``featx --debug``) keeps
-them.
+command does; so can an application) and to stderr otherwise. :func:`quiet_tensorflow` quiets
+TensorFlow's start-up lines through TensorFlow's own settings (never by touching the host's
+stderr); ``FEATX_TF_LOGS=1`` (or ``featx --debug``) keeps them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.util
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
 
-__all__ = ["Progress", "keep_tensorflow_logs", "logger", "quiet_tensorflow", "say"]
+__all__ = ["TF_STARTUP_LINES", "Progress", "keep_tensorflow_logs", "logger", "quiet_tensorflow",
+           "say"]
 
 #: featx's logger; the ``featx`` command gives it a handler writing to stderr.
 logger = logging.getLogger("featx")
@@ -137,8 +140,14 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- TensorFlow's logs
-_QUIET = {"installed": False, "kept": False}
+_QUIET = {"installed": False, "kept": False, "own_stderr": False}
 _RETRACING = "triggered tf.function retracing"
+#: TensorFlow's C++ start-up lines that no setting of TensorFlow's silences: absl writes what is
+#: logged before its ``InitializeLog()`` to stderr whatever the level (the CUDA stub's "Could not
+#: find cuda drivers" line on a machine without a GPU, and absl's own notice about it).
+TF_STARTUP_LINES = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|^[IWE]\d{4} [\d:. ]+\d+ [\w.]+\.cc:\d+\] ")
 
 
 def keep_tensorflow_logs() -> None:
@@ -154,26 +163,38 @@ def _drop_retracing(record: logging.LogRecord) -> bool:
 
 
 @contextmanager
-def _stderr_to_devnull():
-    """File descriptor 2 sent to /dev/null: the C++ lines never pass through ``sys.stderr``."""
+def _stderr_filtered(pattern: re.Pattern):
+    """For the ``featx`` command's own process only: file descriptor 2 goes to a temporary file
+    for the block, then every line of it that ``pattern`` does not match is written to the real
+    stderr (nothing written meanwhile is lost; only the matching lines are dropped)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreters)
         yield
         return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    import tempfile
+
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True)
+                    if not pattern.search(line.decode("utf-8", "replace").rstrip("\r\n"))]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 class _QuietLoader(importlib.abc.Loader):
-    """Runs the real loader of ``tensorflow`` with stderr's descriptor sent to /dev/null."""
+    """Runs the real loader of ``tensorflow`` with TensorFlow's own log settings."""
 
     def __init__(self, loader) -> None:
         self.loader = loader
@@ -188,7 +209,10 @@ class _QuietLoader(importlib.abc.Loader):
         # TensorFlow reads TF_CPP_MIN_LOG_LEVEL once, at its first log line (during this
         # import): setting it for the import alone quiets it and leaves os.environ as it was
         level = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-        with _stderr_to_devnull(), mock.patch.dict(os.environ, level):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(mock.patch.dict(os.environ, level))
+            if _QUIET["own_stderr"]:  # the featx command: its process, its stderr
+                stack.enter_context(_stderr_filtered(TF_STARTUP_LINES))
             self.loader.exec_module(module)
 
 
@@ -206,18 +230,33 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's start-up chatter (oneDNN, CUDA, ``cuInit``, CPU-feature lines) off
-    stderr, once per process and only where the user has not asked for it.
+def quiet_tensorflow(own_stderr: bool = False) -> None:
+    """Keep TensorFlow's start-up chatter (oneDNN, ``cuInit``, CPU-feature lines) and its
+    ``tf.function retracing`` warning quiet, once per process and only where the user has not
+    asked for them, through TensorFlow's own settings: the host program's stderr is never
+    touched.
 
     Imports ``tensorflow`` (whenever that happens) with ``TF_CPP_MIN_LOG_LEVEL=3`` (unless it is
-    set already; the environment is restored after the import) and file descriptor 2 sent to
-    /dev/null (absl's early lines ignore the
-    variable), and filters the ``tf.function retracing`` warning from the ``"tensorflow"``
-    logger. Python exceptions are untouched. Does nothing when ``FEATX_TF_LOGS`` is set to
-    anything but ``0`` or after :func:`keep_tensorflow_logs`.
+    set already; the environment is restored after the import) and filters the
+    ``tf.function retracing`` warning from the ``"tensorflow"`` logger.
+    Python exceptions are untouched. Lines that absl writes before its logging starts ignore
+    every setting (:data:`TF_STARTUP_LINES`: on a machine without a GPU, "Could not find cuda
+    drivers" and absl's notice, twice); they still reach stderr in Python.
+
+    Parameters
+    ----------
+    own_stderr : bool, default=False
+        Only for a program that owns its process's stderr (the ``featx`` command): also drop
+        the :data:`TF_STARTUP_LINES` written while TensorFlow imports; everything else written
+        to stderr meanwhile is passed on after the import.
+
+    Does nothing when ``FEATX_TF_LOGS`` is set to anything but ``0`` or after
+    :func:`keep_tensorflow_logs`.
     """
-    if _QUIET["installed"] or _QUIET["kept"] or os.environ.get("FEATX_TF_LOGS", "0") != "0":
+    if _QUIET["kept"] or os.environ.get("FEATX_TF_LOGS", "0") != "0":
+        return
+    _QUIET["own_stderr"] = _QUIET["own_stderr"] or bool(own_stderr)
+    if _QUIET["installed"]:
         return
     _QUIET["installed"] = True
     logging.getLogger("tensorflow").addFilter(_drop_retracing)
