@@ -110,11 +110,16 @@ def quantise(fp32: Path, out_dir: Path, calib_batches, variants) -> dict[str, Pa
 
     pre = out_dir / "pre.onnx"
     t = time.perf_counter()
-    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    print(f"  pre-processing (shape inference, fusions): {time.perf_counter() - t:.1f} s")
+    if not pre.exists():
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        print(f"  pre-processing (shape inference, fusions): {time.perf_counter() - t:.1f} s")
     out = {}
     for v in variants:
         target = out_dir / f"{v}.onnx"
+        if target.exists():  # --graphs: quantised by an earlier run
+            print(f"  {v}: quantised by an earlier run ({target})")
+            out[v] = target
+            continue
         t = time.perf_counter()
         if v == "dynamic":  # ConvInteger takes uint8 weights only on the CPU provider
             quantize_dynamic(str(pre), str(target), weight_type=QuantType.QUInt8,
@@ -189,7 +194,7 @@ def measure(label, backbone, size, train, test, args, work: Path) -> list[dict]:
     calib_idx = stratified(train.labels, args.calib, seed=1)
     calib = list(decoded_batches([train.paths[i] for i in calib_idx], (size, size), 16))
     folder = work / f"{label}-{backbone}-{size}"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     graphs = quantise(fp32, folder, calib, args.variants)
 
     threads = compute_threads()
@@ -278,6 +283,9 @@ def main(argv=None) -> None:
     ap.add_argument("--fashion-limit", type=int, default=5000,
                     help="first N images of each Fashion-MNIST split (0: skip Fashion-MNIST)")
     ap.add_argument("--fashion-size", type=int, default=96)
+    ap.add_argument("--graphs", default=None,
+                    help="keep the quantised graphs in this folder and reuse those found there "
+                         "(default: a temporary folder); one subfolder per data set, backbone, size")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
@@ -300,6 +308,7 @@ def main(argv=None) -> None:
             print(f"Fashion-MNIST skipped: {exc}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="featx-int8-") as tmp:
+        tmp = args.graphs or tmp
         for backbone in args.backbones:
             native = get_backbone_spec(backbone).input_size[0]
             rows += measure("clothing-small", backbone, native, train, test, args, Path(tmp))
