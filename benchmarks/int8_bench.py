@@ -285,7 +285,7 @@ def main(argv=None) -> None:
     ap.add_argument("--fashion-size", type=int, default=96)
     ap.add_argument("--graphs", default=None,
                     help="keep the quantised graphs in this folder and reuse those found there "
-                         "(default: a temporary folder); one subfolder per data set, backbone, size")
+                         "(default: a temporary folder); a subfolder per data set, backbone, size")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
