@@ -210,6 +210,34 @@ def test_a_budget_in_passes_or_seconds_keeps_only_candidates_within_it(mini, sel
     assert lines == []  # refused before any extraction
 
 
+def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
+    data = featx.load_clothing_mini()  # 30 training images per class: rounds of 70, 150, 300
+    train, test = data["train"], data["test"]
+    choices = feature_choices(["mobilenet_v2"], taps=[[-1], [-2], [-3], [-2, -3]],
+                              views=["none", "flip"])
+    lines = []
+    before = forward_pass_count()
+    result = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
+                             extract_params={"weights": None, "input_size": 32}, verbose=0,
+                             echo=lines.append)
+    passes = forward_pass_count() - before
+    probe = [r for r in result.table if r["cv_score"] is not None]
+    assert len(probe) + len(result.eliminated) == len(choices) and result.eliminated
+    assert [line.split(":")[1].strip() for line in lines if " round " in line] == \
+        ["round 1 on 70 of 300 training images", "round 2 on 150 of 300 training images"]
+    assert {row["n_train"] for row in result.eliminated} <= {70, 150}
+    assert not {row["features"] for row in result.eliminated} & {r["features"] for r in probe}
+    assert all(r["n_train"] == 300 for r in probe)
+    # a row extracted in an early round is not extracted again: at most every image once per view
+    assert 0 < passes <= (len(train) + len(test)) * 2
+    assert sum(result.bank.passes.values()) == passes
+    again = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
+                            extract_params={"weights": None, "input_size": 32}, verbose=0,
+                            halving=False)
+    assert len([r for r in again.table if r["cv_score"] is not None]) == len(choices)
+    assert not again.eliminated
+
+
 ROWS = [dict(cv_score=0.90, cv_se=0.02, passes_per_image=6, seconds_per_image=0.12),
         dict(cv_score=0.89, cv_se=0.02, passes_per_image=2, seconds_per_image=0.03),
         dict(cv_score=0.88, cv_se=0.02, passes_per_image=1, seconds_per_image=0.04),

@@ -78,6 +78,7 @@ class Comparison:
     _predicted: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     selected: str | None = None
     bank: Any = field(default=None, repr=False)
+    eliminated: list = field(default_factory=list)
 
     def predictions(self, name: str) -> np.ndarray:
         """Row ``name``'s test predictions as class indices, aligned with ``test.labels``.

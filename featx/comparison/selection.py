@@ -26,7 +26,7 @@ from featx.utils.threads import blas_limit
 
 __all__ = ["SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice", "check_budget",
            "choose_candidate", "cv_fold_scores", "cv_score", "feature_choices", "fit_views",
-           "predict_views", "select_features", "within_budget"]
+           "halving_subsets", "predict_views", "select_features", "within_budget"]
 
 #: Selection metrics: name -> scorer of (true class indices, predicted class indices).
 SELECT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -158,15 +158,17 @@ class FeatureBank:
 
     @classmethod
     def extract(cls, splits: Mapping[str, Any], choices: Sequence[FeatureChoice],
-                measure: bool = False, **extract_kw) -> FeatureBank:
+                measure: bool = False, speed: Mapping[str, float] | None = None,
+                **extract_kw) -> FeatureBank:
         """Extract what ``choices`` need for every split of ``splits`` (cached).
 
         With taps, every backbone is extracted with the union of the choices' taps, or with
         ``extract_kw["layers"]`` when that lists all of them (a wider pool of taps, e.g. one
         cache entry shared by several pipelines). ``measure=True`` also times each backbone's
-        forward pass (:attr:`speed`), right after its extraction while it is still built.
+        forward pass (:attr:`speed`), right after its extraction while it is still built;
+        ``speed`` holds backbones already timed (not timed again).
         """
-        bank = cls(taps=_tap_union(choices))
+        bank = cls(taps=_tap_union(choices), speed=dict(speed or {}))
         pool = extract_kw.get("layers")
         if bank.taps and pool:
             missing = [t for t in bank.taps if t not in pool]
@@ -186,7 +188,7 @@ class FeatureBank:
                         view=view, **kw)
             bank.passes[backbone] = forward_pass_count() - before
             bank.seconds[backbone] = time.perf_counter() - start
-            if measure:
+            if measure and backbone not in bank.speed:
                 bank.speed[backbone] = forward_seconds(
                     backbone, layers=bank.taps or extract_kw.get("layers"), view=views[-1],
                     **{k: v for k, v in kw.items() if k in _TIMED})
@@ -401,11 +403,56 @@ def within_budget(rows: Sequence[Mapping[str, Any]], budget: Any) -> list[int]:
     return allowed
 
 
+def halving_subsets(y, folds: int, seed: int = 0, *, start: float = 0.25,
+                    factor: int = 2) -> list[np.ndarray]:
+    """The training rows of each round of successive halving: nested stratified subsamples,
+    ``start`` of every class, then ``factor`` times more per round, ending with every row.
+
+    A round is kept only when its smallest class still has ``2 * folds`` images (a fold's
+    training part then holds at least ``folds`` of each); too small a training split gets one
+    round, all rows.
+
+    Examples
+    --------
+    >>> y = np.repeat([0, 1], [40, 80])
+    >>> [len(r) for r in halving_subsets(y, folds=3)]
+    [30, 60, 120]
+    >>> [len(r) for r in halving_subsets(np.repeat([0, 1], 8), folds=3)]  # 8 < 2 * 3 / 0.5
+    [16]
+    """
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    rank = np.empty(len(y))  # each row's place in its class's shuffled order, in (0, 1]
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        rank[members] = (np.arange(len(members)) + 1) / len(members)
+    smallest = int(np.bincount(y).min())
+    fractions, f = [], float(start)
+    while f < 1.0:
+        if smallest * f >= 2 * folds:
+            fractions.append(f)
+        f *= factor
+    return [np.flatnonzero(rank <= f + 1e-12) for f in fractions] + [np.arange(len(y))]
+
+
+def _survivors(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Who goes on to the next round: the better half by CV score, and every candidate within
+    one standard error of the round's best (a cheap candidate the folds cannot tell from the
+    best is what the one-standard-error rule will want)."""
+    order = sorted(range(len(rows)), key=lambda i: -rows[i]["cv_score"])
+    keep = set(order[: (len(rows) + 1) // 2])
+    lead = rows[order[0]]
+    floor = lead["cv_score"] - (lead["cv_se"] or 0.0)
+    keep |= {i for i, row in enumerate(rows) if row["cv_score"] >= floor - 1e-12}
+    return sorted(keep)
+
+
 def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Sequence[str] =
                     ("logreg",), select_head: str = "logreg", folds: int = 5,
                     metric: str = "accuracy", rule: str = "one_se", budget: Any = None,
-                    head_options: Mapping[str, Any] | None = None, seed: int = 0, cache=None,
-                    extract_params: Mapping | None = None, verbose: int = 1,
+                    halving: bool = True, head_options: Mapping[str, Any] | None = None,
+                    seed: int = 0, cache=None, extract_params: Mapping | None = None,
+                    verbose: int = 1,
                     echo: Callable[[str], Any] | None = None) -> Comparison:
     """The feature-choice step: score every candidate by cross-validation on ``train`` only,
     choose one by its score and its cost, and report every candidate on ``test``.
@@ -438,6 +485,13 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     budget : number or str, optional
         Only candidates within it compete: backbone passes per image (``2``) or forward
         seconds per image at prediction (``"0.02s"``, ``"20ms"``; :func:`check_budget`).
+    halving : bool
+        Successive halving: candidates are first scored on a stratified quarter of ``train``,
+        then half, then all of it (:func:`halving_subsets`; fewer rounds for small classes);
+        after each round only the better half and those within one standard error of the best
+        go on, and only what they need is extracted for the next round's images (rows already
+        extracted are cached). A candidate ruled out early costs a fraction of a full
+        extraction, and no test pass.
     head_options : dict, optional
         :func:`~featx.heads.make_head` options for the probe and every head
         (``{"imbalance": "tune"}``), as :func:`~featx.evaluate.evaluate_heads` takes them.
@@ -454,9 +508,12 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     Comparison
         ``table`` rows (the chosen candidate's rows lead, then by CV score), ``train`` and
         ``test`` the chosen candidate's first-view FeatureSets, ``timings`` (``extract_s``,
-        ``select_s``: the probes' cross-validation, ``heads_s``), and
-        :attr:`Comparison.selected` (the chosen row's name). ``backbone_forward_passes`` of a
-        row is the images its backbones ran on in this call (shared by the rows that use them).
+        ``select_s``: the probes' cross-validation, ``heads_s``),
+        :attr:`Comparison.selected` (the chosen row's name) and :attr:`Comparison.eliminated`
+        (a dict per candidate ruled out by halving: ``features``, ``n_train`` of its last
+        round, ``cv_score``, ``cv_se`` and its cost; it has no test row).
+        ``backbone_forward_passes`` of a row is the images its backbones ran on in this call,
+        every round included (shared by the rows that use them).
 
     Examples
     --------
@@ -492,16 +549,58 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                  f"{budget!r} passes per image: not extracted")
     start = time.perf_counter()
     kw = dict(cache=cache, verbose=verbose, **dict(extract_params or {}))
-    bank = FeatureBank.extract({"train": train, "test": test}, choices, measure=True, **kw)
-    if limit is not None and limit[0] == "seconds":  # measured now: only those within compete
-        choices = [choices[i] for i in within_budget(
-            [{"passes_per_image": c.passes_per_image,
-              "seconds_per_image": bank.seconds_per_image(c)} for c in choices], budget)]
-    timings = {"extract_s": time.perf_counter() - start, "select_s": 0.0}
-    start = time.perf_counter()
+    timings = {"extract_s": 0.0, "select_s": 0.0}
+    n_candidates = len(choices)
+    rounds = halving_subsets(train.labels, folds, seed) if halving and len(choices) > 2 \
+        else [np.arange(len(train))]
+    passes: dict[str, int] = {}
+    speed: dict[str, float] = {}
+    eliminated: list[dict] = []
 
     def head_for(name, n, k):
         return make_head(name, random_state=seed, n_samples=n, n_classes=k, **options)
+
+    def fold_scores(features):
+        y = features[0].labels
+        return cv_fold_scores(head_for(select_head, len(y), len(features[0].class_names)),
+                              [np.asarray(f.features) for f in features], y, folds=folds,
+                              seed=seed, metric=metric)
+
+    for r, rows_r in enumerate(rounds):
+        last = r == len(rounds) - 1
+        t = time.perf_counter()
+        splits = {"train": train, "test": test} if last else \
+            {"train": train.subset(rows_r, name=f"{train.name}-halving{len(rows_r)}"
+                                   if train.name else None)}
+        bank = FeatureBank.extract(splits, choices, measure=True, speed=speed, **kw)
+        speed.update(bank.speed)
+        for b, n in bank.passes.items():
+            passes[b] = passes.get(b, 0) + n
+        timings["extract_s"] += time.perf_counter() - t
+        if limit is not None and limit[0] == "seconds" and r == 0:  # measured: only those within
+            choices = [choices[i] for i in within_budget(
+                [{"passes_per_image": c.passes_per_image,
+                  "seconds_per_image": bank.seconds_per_image(c)} for c in choices], budget)]
+        if last:
+            break
+        t = time.perf_counter()
+        scored = []
+        for choice in choices:
+            folds_ = fold_scores(bank.features(choice, "train"))
+            scored.append({"features": choice.name, "n_train": len(rows_r),
+                           "cv_score": float(np.mean(folds_)), "cv_metric": metric,
+                           "cv_se": float(np.std(folds_, ddof=1) / np.sqrt(len(folds_))),
+                           "passes_per_image": choice.passes_per_image,
+                           "seconds_per_image": bank.seconds_per_image(choice)})
+        timings["select_s"] += time.perf_counter() - t
+        keep = _survivors(scored)
+        eliminated += [row for i, row in enumerate(scored) if i not in keep]
+        if echo is not None:
+            echo(f"select: round {r + 1} on {len(rows_r)} of {len(train)} training images: "
+                 f"{len(keep)} of {len(choices)} candidates go on")
+        choices = [choices[i] for i in keep]
+    bank.passes = {b: passes.get(b, 0) for b in bank.passes}
+    start = time.perf_counter()
 
     def row_for(choice, head_name, tr, te, cv=None):
         y, yt = tr[0].labels, te[0].labels
@@ -535,11 +634,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     rows, preds, candidates = [], {}, []
     for choice in choices:
         tr, te = bank.features(choice, "train"), bank.features(choice, "test")
-        y = tr[0].labels
         t = time.perf_counter()
-        folds_ = None if len(choices) == 1 else cv_fold_scores(  # one candidate: the choice
-            head_for(select_head, len(y), len(tr[0].class_names)),
-            [np.asarray(f.features) for f in tr], y, folds=folds, seed=seed, metric=metric)
+        # one candidate from the start is the choice (one left after halving is still scored)
+        folds_ = None if n_candidates == 1 else fold_scores(tr)
         timings["select_s"] += time.perf_counter() - t
         row, pred = row_for(choice, select_head, tr, te, folds_)
         rows.append(row)
@@ -552,7 +649,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                  f"{row['seconds_per_image'] * 1e3:.1f} ms per image)")
     best, tr, te = candidates[choose_candidate(rows, rule=rule, budget=budget)]
     selected = f"{best.name}/{select_head}"
-    if echo is not None and len(choices) > 1:
+    if echo is not None and n_candidates > 1:
         echo(f"select: chose {best.name} ("
              + ("the best CV score" if rule == "best" else
                 "the cheapest within one standard error of the best CV score")
@@ -575,4 +672,5 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     result._predicted.update(preds)
     result.selected = selected
     result.bank = bank
+    result.eliminated = eliminated
     return result

@@ -119,6 +119,7 @@ def _select(cfg, train, test, extract_params, verbose, echo):
     return select_features(
         train, test, choices, heads=heads, select_head=sel["probe"], folds=sel["folds"],
         metric=sel["metric"], rule=sel["rule"], budget=sel["budget"] or None,
+        halving=sel["halving"],
         head_options=_head_options(cfg), seed=cfg["data"]["seed"], cache=e["cache"] or None,
         extract_params=dict(extract_params, weights=_weights(e["weights"]),
                             input_size=_size(e["input_size"]), decoder=e["decoder"]),
@@ -311,7 +312,9 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
         selected = selection.selected
         comparisons[e["backbone"][0]] = selection
         sel = cfg["select"]
-        chosen = {"candidates": sum(r["cv_score"] is not None for r in selection.table) or 1,
+        chosen = {"candidates": (sum(r["cv_score"] is not None for r in selection.table) or 1)
+                  + len(selection.eliminated), "eliminated": selection.eliminated,
+                  "halving": sel["halving"],
                   "folds": sel["folds"], "probe": sel["probe"], "metric": sel["metric"],
                   "rule": sel["rule"], "budget": sel["budget"] or None,
                   "passes": int(sum(selection.bank.passes.values())),

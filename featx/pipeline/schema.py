@@ -228,6 +228,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("select", "rule", "str", "one_se", "how a candidate is chosen: one_se, the cheapest "
         "whose CV score is within one standard error of the best; best, the best score "
         "whatever it costs", ("one_se", "best")),
+    Key("select", "halving", "bool", True, "successive halving: score the candidates on a "
+        "quarter, then half, then all of the training split, the better half going on each "
+        "time, so a candidate that loses early costs a fraction of a full extraction"),
     Key("select", "budget", "float|str", 0, "only candidates within it compete: backbone "
         "passes per image (2), or forward seconds per image at prediction ('20ms', '0.02s'); "
         "0: no budget"),

@@ -228,6 +228,12 @@ def _selection_markdown(sel: Mapping | None) -> list[str]:
              f"({format_cell(sel.get('extract_s'), 1)} s of extraction, 0 when every feature "
              f"came from the cache) and {format_cell(sel.get('select_s'), 1)} s of "
              "cross-validated probes.", ""]
+    out = sel.get("eliminated") or []
+    if out:
+        lines += [f"Ruled out early by successive halving ({len(out)}; scored on a stratified "
+                  "part of the training split, never extracted on the rest or on test):", "",
+                  rows_to_markdown(out, columns=["features", "n_train", "cv_score", "cv_se",
+                                                 "passes_per_image", "seconds_per_image"]), ""]
     return lines
 
 
