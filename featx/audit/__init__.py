@@ -13,16 +13,10 @@ galleries; the user's files are only read. See ``docs/inspect.md``.
 from featx.audit.api import CLEAN_DROP, MIN_PER_CLASS, Inspection, inspect
 from featx.audit.calibrate import RECIPES, Calibration, calibrate, reencode, threshold_from
 from featx.audit.findings import COLUMNS, KINDS, Findings
-from featx.audit.labels import (
-    CLEANLAB_EXTRA,
-    cleanlab_issues,
-    label_scores,
-    out_of_fold_proba,
-)
+from featx.audit.labels import label_scores, out_of_fold_proba
 from featx.audit.neighbours import nearest, unit_rows
 from featx.audit.write import FILES, summary_markdown, write_inspection
 
-__all__ = ["CLEANLAB_EXTRA", "CLEAN_DROP", "COLUMNS", "FILES", "KINDS", "MIN_PER_CLASS",
-           "RECIPES", "Calibration", "Findings", "Inspection", "calibrate", "cleanlab_issues",
-           "inspect", "label_scores", "nearest", "out_of_fold_proba", "reencode",
+__all__ = ["CLEAN_DROP", "COLUMNS", "FILES", "KINDS", "MIN_PER_CLASS",
+           "RECIPES", "Calibration", "Findings", "Inspection", "calibrate", "inspect", "label_scores", "nearest", "out_of_fold_proba", "reencode",
            "summary_markdown", "threshold_from", "unit_rows", "write_inspection"]

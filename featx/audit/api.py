@@ -51,7 +51,9 @@ class Inspection:
     calibration : Calibration
         The near-duplicate threshold and how it was chosen.
     outlier_distance : float
-        The k-nearest-neighbour distance above which an image is an outlier.
+        The k-nearest-neighbour distance (mean cosine distance to the ``outlier_k`` nearest
+        training images) above which an image is an outlier: Tukey's fence, Q3 + 1.5 IQR of
+        the training images' own distances.
     splits : dict
         Split -> number of images with features.
     backbone_passes : int
@@ -237,10 +239,10 @@ def _near(fss, unit, nn, threshold, labels_of, exact_leaks) -> Findings:
     return rows
 
 
-def _fences(values: np.ndarray) -> float:
-    """Tukey's far-out fence, ``Q3 + 3 IQR``."""
+def _fence(values: np.ndarray) -> float:
+    """Tukey's outlier fence, ``Q3 + 1.5 IQR``."""
     q1, q3 = np.quantile(values, [0.25, 0.75])
-    return float(q3 + 3 * (q3 - q1))
+    return float(q3 + 1.5 * (q3 - q1))
 
 
 def _class_health(fss: dict, class_names, min_per_class: int) -> tuple[list[dict], list[str]]:
@@ -394,7 +396,7 @@ def inspect(data, *, backbone: str = "efficientnet_lite0", weights: str | None =
     knn = {s: np.nanmean(d, axis=1) if d.shape[1] else np.full(len(d), np.nan)
            for s, d in dist.items()}
     train_knn = knn["train"][np.isfinite(knn["train"])]
-    fence = _fences(train_knn) if len(train_knn) else float("inf")
+    fence = _fence(train_knn) if len(train_knn) else float("inf")
 
     scores, per_split = [], {}
     for s, fs in fss.items():

@@ -33,10 +33,12 @@ def _link(path: str, out: Path) -> str:
     """A markdown link target for image ``path`` seen from ``out`` (relative when possible)."""
     if "://" in path:
         return path
-    try:
-        rel = os.path.relpath(path, out.resolve())
+    here, there = out.resolve(), os.path.abspath(path)
+    try:  # relative when both lie under one folder below the root: they move together
+        common = Path(os.path.commonpath([here, there]))
+        rel = os.path.relpath(there, here) if len(common.parts) > 1 else there
     except ValueError:  # another drive
-        rel = path
+        rel = there
     return "<" + rel.replace(">", "%3E") + ">"
 
 
@@ -101,7 +103,7 @@ def summary_markdown(summary: Mapping, *, link: str | None = None) -> list[str]:
             lines.append("")
     lines.append(f"{summary.get('calibration', '')}; outliers: mean cosine distance to the "
                  f"nearest training images above {summary.get('outlier_distance', 0):.4f} "
-                 "(Q3 + 3 IQR of the training images').")
+                 "(Q3 + 1.5 IQR of the training images' own).")
     lines.append("")
     lines += [f"- {note}" for note in summary.get("notes") or []]
     if summary.get("notes"):
