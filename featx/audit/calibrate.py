@@ -121,7 +121,7 @@ def threshold_from(twins, distinct) -> float:
     >>> threshold_from([0.97, 0.98, 0.99], [0.5, 0.7, 0.8])
     0.9704
     >>> threshold_from([0.90, 0.98, 0.99], [0.5, 0.7, 0.95])  # raised: distinct photos reach it
-    0.9497
+    0.9495
     """
     low = float(np.quantile(np.asarray(twins, dtype=np.float64), TWIN_QUANTILE))
     if len(distinct) == 0:

@@ -110,7 +110,7 @@ def label_scores(proba, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     --------
     >>> p = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9], [0.2, 0.8]])
     >>> score, suggested, flagged = label_scores(p, [0, 0, 1, 1, 0])
-    >>> flagged.tolist(), suggested[4], bool(score[4] > 0.5 > score[0])
+    >>> flagged.tolist(), int(suggested[4]), bool(score[4] > 0.5 > score[0])
     ([False, False, False, False, True], 1, True)
     """
     p = np.asarray(proba, dtype=np.float64)
