@@ -107,8 +107,8 @@ def labels_part(found, injected, k: int) -> None:
         quality, cl_flagged = None, None
     print(f"\nlabel errors: {wrong.sum()} flipped of {len(rows)} training images "
           f"(out-of-fold probabilities of the probe, the same for both)")
-    print("| ranking | AUROC | precision@%d | flagged | precision of flagged | recall of "
-          "flagged |" % k)
+    print(f"| ranking | AUROC | precision@{k} | flagged | precision of flagged | recall of "
+          "flagged |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     n = np.arange(len(given))
     others = proba.copy()

@@ -113,13 +113,13 @@ def stages_markdown() -> str:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from featx.audit import inspect
     from featx.backbones import get_backbone_spec, list_backbones, load_backbone
     from featx.comparison import compare
     from featx.data import ImageDataset
     from featx.datasets import load_clothing_mini
     from featx.deploy import export
     from featx.estimators import FeatureExtractor, TransferClassifier
-    from featx.audit import inspect
     from featx.evaluate import evaluate_heads
     from featx.extract import FeatureSet, extract_features
     from featx.extract.config import ExtractorConfig

@@ -17,6 +17,7 @@ from featx.audit.labels import label_scores, out_of_fold_proba
 from featx.audit.neighbours import nearest, unit_rows
 from featx.audit.write import FILES, summary_markdown, write_inspection
 
-__all__ = ["CLEAN_DROP", "COLUMNS", "FILES", "KINDS", "MIN_PER_CLASS",
-           "RECIPES", "Calibration", "Findings", "Inspection", "calibrate", "inspect", "label_scores", "nearest", "out_of_fold_proba", "reencode",
-           "summary_markdown", "threshold_from", "unit_rows", "write_inspection"]
+__all__ = ["CLEAN_DROP", "COLUMNS", "FILES", "KINDS", "MIN_PER_CLASS", "RECIPES", "Calibration",
+           "Findings", "Inspection", "calibrate", "inspect", "label_scores", "nearest",
+           "out_of_fold_proba", "reencode", "summary_markdown", "threshold_from", "unit_rows",
+           "write_inspection"]

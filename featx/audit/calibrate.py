@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DISTINCT_QUANTILE", "RECIPES", "TWIN_QUANTILE", "Calibration", "calibrate", "reencode", "threshold_from"]
+__all__ = ["DISTINCT_QUANTILE", "RECIPES", "TWIN_QUANTILE", "Calibration", "calibrate",
+           "reencode", "threshold_from"]
 
 #: Re-encode recipes: name -> (scale of each side, fraction cropped from each side, JPEG quality).
 RECIPES: dict[str, tuple[float, float, int]] = {
