@@ -298,3 +298,12 @@ def test_wrong_parameters_are_named(kw, match):
 def test_data_without_train_is_refused():
     with pytest.raises(ValueError, match="'train' split"):
         inspect({"test": None}, threshold=0.9)
+
+
+def test_writing_again_replaces_featx_own_files(found, written):
+    before = set((written["out"] / "thumbs").iterdir())
+    files = found["result"].write(written["out"], gallery=1)
+    shown = set(re.findall(r"\(thumbs/([^)]+)\)", files["report.md"].read_text()))
+    assert shown == {p.name for p in (written["out"] / "thumbs").iterdir()}
+    assert len(shown) < len(before)  # the folder was replaced, not added to
+    assert (written["out"] / "findings.csv").read_text() == found["result"].findings.to_csv()
