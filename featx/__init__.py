@@ -26,6 +26,7 @@ _EXPORTS = {
     "make_head": "featx.heads",
     "list_heads": "featx.heads",
     "evaluate_heads": "featx.evaluate",
+    "inspect": "featx.audit",
     "FeatureExtractor": "featx.estimators",
     "TransferClassifier": "featx.estimators",
     "FineTunedClassifier": "featx.finetune",
@@ -58,6 +59,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("extract", "dataset -> FeatureSet, cached"),
     ("heads", "sklearn heads on features"),
     ("evaluate", "heads scored side by side"),
+    ("audit", "know your data: duplicates, leaks, label errors"),
     ("estimators", "sklearn estimators on images"),
     ("finetune", "the whole network trained"),
     ("persist", "save / load"),
@@ -112,6 +114,7 @@ def stages_markdown() -> str:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from featx.audit import inspect
     from featx.backbones import get_backbone_spec, list_backbones, load_backbone
     from featx.comparison import compare
     from featx.data import ImageDataset

@@ -18,7 +18,7 @@ from featx.cli import build_parser, main
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONE = ["--backbone", "mobilenet_v2", "--weights", "none", "--input-size", "32"]
 COMMANDS = ["backbones", "extract", "fit", "predict", "finetune", "compare", "run", "pipelines",
-            "init", "cache", "advise", "show-augment", "export"]
+            "init", "cache", "advise", "show-augment", "export", "inspect"]
 # heads only: `featx compare` and `featx run` print the same columns
 COMPARISON_HEADER = ("| name | kind | backbone | input_size | accuracy | macro_f1 | "
                      "balanced_accuracy | train_seconds | backbone_forward_passes |\n")

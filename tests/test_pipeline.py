@@ -262,3 +262,33 @@ def test_resolve_folder_csv_and_limit(tmp_path, make_images):
 
     (root / "plain.csv").write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
     assert len(resolve_data(root / "plain.csv", test_size=0.5)["test"]) == 9
+
+
+def test_inspect_section_warns_of_leaks_and_scores_without_them(tmp_path, make_images):
+    """``[inspect]``: the findings folder, the report's section, and the comparison's accuracy
+    without the test image that is a copy of a training image."""
+    data = tmp_path / "animals"
+    for split, n in (("train", 6), ("test", 3)):
+        make_images(data / split, n, classes=ANIMALS, size=44, folders=True, seed=len(split))
+    leaked = data / "test" / "owl" / "copy.jpg"
+    leaked.write_bytes((data / "train" / "owl" / "2.jpg").read_bytes())
+    config = {"data": {"path": str(data)},
+              "extract": {"backbone": "mobilenet_v2", "weights": "none", "input_size": 32,
+                          "cache": str(tmp_path / "cache")},
+              "heads": {"names": ["logreg"]},
+              "inspect": {"enabled": True, "threshold": 0.9999, "folds": 3},
+              "report": {"plots": [], "few_shot": []}}
+    lines: list[str] = []
+    report = run_pipeline(config, out=tmp_path / "report", verbose=0, echo=lines.append)
+    assert (report.out_dir / "inspect" / "findings.csv").is_file()
+    assert any(line.startswith("inspect: ") for line in lines)
+    summary = report.data["inspection"]
+    assert summary["leaked"] == {"test": 1}
+    (row,) = summary["without_leaks"]
+    assert row["name"] == "logreg" and row["test_images"] == 9
+    md = (report.out_dir / "report.md").read_text()
+    assert "**Warning:** 1 test image(s) have a twin in the training split" in md
+    assert "accuracy_without_leaks" in md and "## Know your data" in md
+    assert "(<inspect/report.md>)" in md
+    inspect_md = (report.out_dir / "inspect" / "report.md").read_text()
+    assert "copy.jpg" in inspect_md

@@ -39,6 +39,7 @@ from featx.cli.commands import (
     cmd_show_augment,
 )
 from featx.cli.common import _EXIT_ERROR, _EXIT_INTERRUPT, _EXIT_USAGE
+from featx.cli.inspect_command import add_parser as add_inspect_parser
 from featx.deploy.formats import FORMATS
 from featx.errors import CommandError, FeatxError
 from featx.sources import DATA_FORMATS
@@ -444,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train images per class used by the probe (default: 200)")
     p.add_argument("--json", action="store_true", help="print the advice as JSON")
     p.set_defaults(func=cmd_advise)
+
+    add_inspect_parser(sub, [common, data, backbone], _count)
 
     p = sub.add_parser("show-augment", parents=[common, data],
                        help="draw a grid of training images and augmented variants",

@@ -127,7 +127,7 @@ def _select(cfg, train, test, extract_params, verbose, echo):
 
 
 def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
-           t_start, selected=None, selection=None, verbose=1):
+           t_start, selected=None, selection=None, verbose=1, inspection=None):
     """``sources``: row name -> (its Comparison, its name there); ``selected``: the row a
     feature-choice step chose on the training split (the report's best), if any."""
     from sklearn.metrics import confusion_matrix
@@ -189,9 +189,47 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
                                 "cache_file": str(c.train.path) if getattr(c.train, "path", None)
                                 else None}
                                for b, c in comparisons.items()]}}
+    if inspection is not None:
+        extra["inspection"] = _inspection_summary(inspection, rows, sources)
     return write_report(out_dir, rows=rows, title=title, data=data, confusion=confusion,
                         histories=histories, few_shot=few, augmentation=aug, plots=r["plots"],
                         misclassified=misclassified, extra=extra, best=selected)
+
+
+def _inspect(cfg: dict, splits: dict, out_dir: Path, extract_params: dict, verbose: int, echo):
+    """The ``[inspect]`` step (:func:`featx.audit.inspect`): its folder ``<out>/inspect``."""
+    from featx.audit import inspect
+
+    e, i = cfg["extract"], cfg["inspect"]
+    found = inspect(splits, backbone=e["backbone"][0], weights=_weights(e["weights"]),
+                    input_size=_size(e["input_size"]), cache=e["cache"] or None,
+                    folds=i["folds"], threshold=i["threshold"] or None, seed=cfg["data"]["seed"],
+                    verbose=verbose, extract_params=dict(extract_params, decoder=e["decoder"]))
+    found.source = _data_path(cfg)
+    found.write(out_dir / "inspect", gallery=i["gallery"])
+    counts = ", ".join(f"{k} {v}" for k, v in found.counts().items()) or "nothing found"
+    _say(echo, f"inspect: {counts} (findings in {out_dir / 'inspect'})")
+    return found
+
+
+def _inspection_summary(found, rows, sources) -> dict:
+    """The inspection's numbers for the report, with each model's test accuracy without the
+    leaked test images (a test image with a training twin)."""
+    summary = {**found.summary(), "folder": "inspect/report.md"}
+    leaked = found.leaked("test")
+    scored = []
+    for row in rows if leaked else []:
+        comparison, name = sources[row["name"]]
+        keep = np.array([p not in leaked for p in comparison.test.paths])
+        if not keep.any():
+            continue
+        predicted = np.asarray(comparison.predictions(name))
+        truth = np.asarray(comparison.test.labels)
+        scored.append({"name": row["name"], "accuracy": row.get("accuracy"),
+                       "accuracy_without_leaks": float(np.mean(predicted[keep] == truth[keep])),
+                       "test_images": int(keep.sum())})
+    summary["without_leaks"] = scored
+    return summary
 
 
 def _augmentation_sample(cfg: dict, train) -> dict:
@@ -276,6 +314,11 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
 
     # a user's file where the report goes is refused now, before any work, not after it
     check_report_folder(out_dir, cfg["report"]["plots"])
+    if cfg["inspect"]["enabled"]:
+        from featx.audit import FILES
+        from featx.trust.outputs import check_outputs
+
+        check_outputs([out_dir / "inspect" / name for name in FILES], param="out_dir")
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -345,9 +388,14 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
             if row["kind"] == "finetune":
                 histories[name] = _merge_histories(row["estimator"].history_)
 
+    inspection = None
+    if cfg["inspect"]["enabled"]:
+        t = time.perf_counter()
+        inspection = _inspect(cfg, splits, out_dir, extract_params, verbose, echo)
+        timings["inspect_s"] = time.perf_counter() - t
     t = time.perf_counter()
     report = _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, timings,
-                    t_start, selected, chosen, verbose)
+                    t_start, selected, chosen, verbose, inspection)
     _say(echo, "")
     _say(echo, report.to_markdown().rstrip())
     _say(echo, "")

@@ -266,6 +266,15 @@ SCHEMA: tuple[Key, ...] = (
     Key("finetune", "patience", "int", 3, "early-stopping patience (epochs)"),
     Key("finetune", "lr_schedule", "str", "constant", "learning-rate schedule within a phase",
         ("constant", "exp_decay", "cosine")),
+    Key("inspect", "enabled", "bool", False, "know the data first (`featx inspect`): "
+        "duplicates, train/test leaks, likely label errors and outliers from the cached "
+        "features, written to inspect/ in the report folder and summed up in the report, whose "
+        "comparison table then gives each model's accuracy without the leaked test images"),
+    Key("inspect", "folds", "int", 5, "folds of the out-of-fold probabilities that rank the "
+        "label errors"),
+    Key("inspect", "threshold", "float", 0.0, "cosine similarity of near-duplicates (0: "
+        "calibrated on 48 training images re-encoded; their backbone passes are cached)"),
+    Key("inspect", "gallery", "int", 12, "findings of each kind shown in inspect/report.md"),
     Key("report", "out", "str", "", "report folder ('': reports/<pipeline file name>)"),
     Key("report", "title", "str", "", "report title ('': from the pipeline file name)"),
     Key("report", "plots", "list[str]", ["comparison", "confusion", "learning_curves",
@@ -291,6 +300,9 @@ _RULES: dict[str, Constraint] = {
     "finetune.epochs": Interval(int, 1),
     "finetune.batch_size": Interval(int, 1),
     "finetune.n": Interval(int, 1),
+    "inspect.folds": Interval(int, 2),
+    "inspect.threshold": Interval(float, 0, 1),
+    "inspect.gallery": Interval(int, 1),
     "report.few_shot_repeats": Interval(int, 1),
     "report.augment_images": Interval(int, 0),
 }

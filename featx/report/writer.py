@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featx.audit import summary_markdown
 from featx.evaluate import comparison_markdown
 from featx.report.details import library_versions, per_class_metrics
 from featx.report.plots import (
@@ -154,6 +155,7 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
                                  for s in data["class_counts"]}}
                  for c in data.get("class_names") or []]))
     lines += ["## Comparison", "", _comparison(d.get("results") or [])]
+    lines += _leaks_markdown(d.get("inspection"))
     best = d.get("best")
     if best:
         how = (f" (chosen by {best.get('cv_metric') or 'accuracy'} in cross-validation on the "
@@ -199,6 +201,9 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
             lines.append(rows_to_markdown(first + [
                 {"epoch": i + 1, **{k: hist[k][i] for k in keys if i < len(hist[k])}}
                 for i in range(n)], columns=["epoch", *keys]))
+    if d.get("inspection"):
+        lines += ["## Know your data", "", *summary_markdown(d["inspection"],
+                                                             link=d["inspection"].get("folder"))]
     if d.get("advice"):
         lines += ["## Advice", "", str(d["advice"].get("text", "")), ""]
     lines += _run_markdown(d)
@@ -235,6 +240,19 @@ def _selection_markdown(sel: Mapping | None) -> list[str]:
                   rows_to_markdown(out, columns=["features", "n_train", "cv_score", "cv_se",
                                                  "passes_per_image", "seconds_per_image"]), ""]
     return lines
+
+
+def _leaks_markdown(inspection: Mapping | None) -> list[str]:
+    """Under the comparison table: the warning when test images have a training twin, and
+    each model's accuracy without them."""
+    n = (inspection or {}).get("leaked", {}).get("test", 0)
+    if not n:
+        return []
+    return [f"**Warning:** {n} test image(s) have a twin in the training split (an exact or "
+            "near copy, see *Know your data*): the accuracies above count them. Without them:",
+            "", rows_to_markdown(inspection.get("without_leaks") or [],
+                                 ["name", "accuracy", "accuracy_without_leaks", "test_images"]),
+            ""]
 
 
 def _run_markdown(d: dict) -> list[str]:
