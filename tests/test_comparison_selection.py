@@ -168,7 +168,7 @@ def test_selection_chooses_by_the_one_se_rule_and_reports_every_candidate(select
     assert len(probe) == len(choices)
     top = max(probe, key=lambda r: r["cv_score"])
     near = [r for r in probe if r["cv_score"] >= top["cv_score"] - top["cv_se"] - 1e-12]
-    chosen = min(near, key=lambda r: r["seconds_per_image"])
+    chosen = min(near, key=lambda r: (r["seconds_per_image"], -r["cv_score"]))
     assert result.selected == chosen["name"] == rows[0]["name"] and rows[0]["selected"]
     assert [r["name"] for r in rows if r["selected"]] == [chosen["name"]]
     assert any(r["name"] == f"{chosen['features']}/knn" for r in rows)
@@ -256,6 +256,15 @@ def test_choose_candidate_rules_and_budgets(rule, budget, chosen):
     from featx.comparison import choose_candidate
 
     assert choose_candidate(ROWS, rule=rule, budget=budget) == chosen
+
+
+def test_of_equal_cost_the_better_score_is_chosen():
+    from featx.comparison import choose_candidate
+
+    rows = [dict(cv_score=0.87, cv_se=0.02, passes_per_image=3, seconds_per_image=0.06),
+            dict(cv_score=0.855, cv_se=0.01, passes_per_image=3, seconds_per_image=0.02),
+            dict(cv_score=0.86, cv_se=0.01, passes_per_image=3, seconds_per_image=0.02)]
+    assert choose_candidate(rows) == 2
 
 
 @pytest.mark.parametrize("budget", [0, -1, "fast", True, "0ms"])

@@ -347,7 +347,8 @@ def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
 
     Only candidates within ``budget`` (:func:`within_budget`) compete. ``rule="best"`` takes the
     highest score; ``"one_se"`` (:data:`SELECT_RULES`) the cheapest whose score is at least the
-    best score minus the best candidate's standard error. Ties go to the earlier row.
+    best score minus the best candidate's standard error (of equal cost, the better score; then
+    the earlier row).
 
     Examples
     --------
@@ -366,7 +367,7 @@ def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
         return best
     floor = (rows[best]["cv_score"] or 0.0) - (rows[best].get("cv_se") or 0.0)
     near = [i for i in allowed if (rows[i]["cv_score"] or 0.0) >= floor - 1e-12]
-    return min(near, key=lambda i: (_cost(rows[i]), i))
+    return min(near, key=lambda i: (_cost(rows[i]), -(rows[i]["cv_score"] or 0.0), i))
 
 
 def _cost(row: Mapping[str, Any]) -> tuple:
