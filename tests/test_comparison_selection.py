@@ -156,7 +156,7 @@ def test_feature_choices_cross_backbones_taps_and_views():
 @pytest.fixture(scope="module")
 def selection(mini, cache):
     choices = feature_choices(["mobilenet_v2"], taps=[[-1], [-2, -3]], views=["none", "flip"])
-    kw = dict(folds=2, cache=cache, heads=["logreg", "knn"],
+    kw = dict(folds=2, cache=cache, heads=["logreg", "knn"], halving=False,
               extract_params={"weights": None, "input_size": 32})
     return choices, kw, select_features(mini["train"], mini["test"], choices, **kw)
 
@@ -325,7 +325,12 @@ def test_a_pipeline_reports_every_candidate_and_the_cv_choice_as_best(cache, tmp
     assert "## Feature choice" in text and "4 candidates, scored by 2-fold" in text
     assert f"What choosing cost: {payload['selection']['passes']} backbone passes" in text
     assert "the cheapest candidate (forward seconds per image)" in text
-    assert len([r for r in report.rows if r["name"].endswith("/logreg")]) == 4
+    out = payload["selection"]["eliminated"]
+    assert len([r for r in report.rows if r["name"].endswith("/logreg")]) + len(out) == 4
+    assert payload["selection"]["candidates"] == 4
+    if out:  # halving ruled some out on part of train: the report lists them
+        assert f"Ruled out early by successive halving ({len(out)};" in \
+            (tmp_path / "r" / "report.md").read_text()
     from featx.comparison import choose_candidate
 
     probe = [r for r in payload["results"] if r["cv_score"] is not None]
