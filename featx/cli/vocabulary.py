@@ -147,8 +147,8 @@ def same_default(term: Term, value: Any, api: Any) -> bool:
             return list(v) or None
         return None if v in (0, "") and not isinstance(v, bool) else v
 
-    if term.param == "augment":
-        value, api = (value if value is not True else "default"), api
+    if term.param == "augment" and value is True:
+        value = "default"
     return canon(value) == canon(api)
 
 
