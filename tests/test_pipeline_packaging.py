@@ -341,7 +341,7 @@ def _tree(root: Path) -> list[str]:
 def test_prune_older_than_removes_only_old_featx_files(cache):
     root = cache["root"]
     before = _tree(root)
-    assert len(cache_ls(root)) == 3 and cache_check(cache_dir=root)  # these reads are not uses
+    assert len(cache_ls(root)) == 3 and cache_check(cache=root)  # these reads are not uses
     dry = cache_prune(root, older_than=10, dry_run=True)
     assert [u["path"] for u in dry] == [str(cache["old"]), str(cache["segs"][0])]  # oldest first
     assert [u["kind"] for u in dry] == ["dataset", "segment"]
