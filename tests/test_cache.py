@@ -144,9 +144,9 @@ def test_ls_info_rm(tmp_path, imgs, make_dataset):
     info = fc.cache_info(fs.path)
     assert info["shape"] == [24, 1280] and info["backbone"] == "mobilenet_v2"
     assert fc.cache_info(next((tmp_path / "rows").iterdir()))["n_rows"] == 24
-    removed = fc.cache_rm("ds-*", cache_dir=tmp_path)
+    removed = fc.cache_rm("ds-*", cache=tmp_path)
     assert removed == [str(fs.path)] and not fs.path.exists()
-    assert len(fc.cache_rm("mobilenet_v2-*", cache_dir=tmp_path)) == 1
+    assert len(fc.cache_rm("mobilenet_v2-*", cache=tmp_path)) == 1
     assert fc.cache_ls(tmp_path) == []
 
 
@@ -168,7 +168,7 @@ def test_rm_and_prune_leave_no_dataset_file_pointing_at_nothing(tmp_path, imgs, 
     assert fc.cache_prune(cache, older_than=5) == plan
     assert not any(Path(u["path"]).exists() for u in plan) and seg_b.exists()
     np.testing.assert_array_equal(FeatureSet.load(b.path).features, b.features)
-    assert fc.cache_check(cache_dir=cache)  # nothing dangling, nothing damaged
+    assert fc.cache_check(cache=cache)  # nothing dangling, nothing damaged
     # a file that carries its own rows (as featx wrote them before) does not need the store
     embedded = cache / f"old-000000__{store.name}.h5"
     fc.write_dataset_file(embedded, ExtractorConfig.from_attrs(b.attrs), features=b.features,
@@ -176,12 +176,12 @@ def test_rm_and_prune_leave_no_dataset_file_pointing_at_nothing(tmp_path, imgs, 
                           paths=b.paths, ids=b.ids, class_names=b.class_names,
                           extra={"request_digest": "", "skipped": "[]"}, embed_rows=True)
     # removing the store removes the dataset files whose rows live in it, after the targets
-    assert fc.cache_rm(store.name, cache_dir=cache, dry_run=True) == [str(store), str(b.path)]
+    assert fc.cache_rm(store.name, cache=cache, dry_run=True) == [str(store), str(b.path)]
     assert b.path.exists() and store.exists()
-    assert fc.cache_rm(store.name, cache_dir=cache) == [str(store), str(b.path)]
+    assert fc.cache_rm(store.name, cache=cache) == [str(store), str(b.path)]
     assert not b.path.exists() and not store.exists()
     np.testing.assert_array_equal(FeatureSet.load(embedded).features, b.features)
-    assert fc.cache_check(cache_dir=cache)
+    assert fc.cache_check(cache=cache)
 
 
 def test_half_written_files_are_never_trusted(tmp_path, imgs, reference, make_dataset):
@@ -310,7 +310,7 @@ def test_rm_refuses_anything_featx_did_not_write(scene, monkeypatch, target, why
     target = target.format(segment=scene["segment"])
     with pytest.raises(ValueError, match=rf"cache_rm\(.*\) removed nothing: .*{why}.*It only "
                                          r"removes featx dataset files and row stores"):
-        fc.cache_rm(target, cache_dir=scene["cache"])
+        fc.cache_rm(target, cache=scene["cache"])
     assert snapshot(scene["root"]) == before  # nothing removed, nothing created (no .lock)
 
 
@@ -320,15 +320,15 @@ def test_rm_removes_featx_entries_by_path_name_and_pattern(scene, monkeypatch, m
                if not k.startswith(("cache/ds-", f"cache/rows/{scene['store'].name}"))}
     listed = {os.path.basename(e["path"]) for e in fc.cache_ls(scene["cache"])}
     assert listed == {scene["dataset"].name, scene["store"].name}  # only featx's entries
-    assert fc.cache_rm("nothing-like-this-*", cache_dir=scene["cache"]) == []
+    assert fc.cache_rm("nothing-like-this-*", cache=scene["cache"]) == []
     # a dataset file by its path; a row store by the name `cache ls` shows (no rows/ prefix)
     assert fc.cache_rm(str(scene["dataset"])) == [str(scene["dataset"])]
-    assert fc.cache_info(scene["store"].name, cache_dir=scene["cache"])["kind"] == "store"
-    assert fc.cache_rm(scene["store"].name, cache_dir=scene["cache"]) == [str(scene["store"])]
+    assert fc.cache_info(scene["store"].name, cache=scene["cache"])["kind"] == "store"
+    assert fc.cache_rm(scene["store"].name, cache=scene["cache"]) == [str(scene["store"])]
     assert fc.cache_ls(scene["cache"]) == [] and snapshot(scene["root"]) == foreign
     # by pattern, and a row store by its path
     fs, _ = counted(make_dataset(scene_imgs(scene), "ds"), scene["cache"])
-    assert fc.cache_rm("ds-*", cache_dir=scene["cache"]) == [str(fs.path)]
+    assert fc.cache_rm("ds-*", cache=scene["cache"]) == [str(fs.path)]
     store = next(p for p in (scene["cache"] / "rows").iterdir() if p.name.startswith("mobile"))
     assert fc.cache_rm(store) == [str(store)] and not store.exists()
     assert snapshot(scene["root"]) == foreign
@@ -429,3 +429,25 @@ def test_none_spelled_as_a_string_is_the_same_seeded_random_backbone(tmp_path, i
     a = extract_features(make_dataset(imgs[:4]), cache=False, **{**MODEL, "weights": "None"})
     b = extract_features(make_dataset(imgs[:4]), cache=False, **MODEL)
     assert_same(a.features, b.features)
+
+
+def test_the_cache_folder_is_cache_everywhere_and_cache_dir_still_works(tmp_path):
+    """Every maintenance function names the cache folder ``cache=``, as extract_features and the
+    estimators do (and ``--cache`` on the command line); ``cache_dir=``, the old name, still
+    works with a FutureWarning, and both at once is a mistake."""
+    import inspect
+    import warnings
+
+    from featx.extract import cache_verify
+
+    for fn in (fc.cache_ls, fc.cache_info, fc.cache_rm, fc.cache_prune, fc.cache_check,
+               fc.check_entries, fc.resolve_entry, cache_verify):
+        assert "cache" in inspect.signature(fn).parameters, fn.__name__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fc.cache_ls(cache=tmp_path) == fc.cache_ls(tmp_path) == []
+    with pytest.warns(FutureWarning, match=r"cache_ls\(cache_dir=\.\.\.\) is now "
+                                           r"cache_ls\(cache=\.\.\.\)"):
+        assert fc.cache_ls(cache_dir=tmp_path) == []
+    with pytest.raises(TypeError, match="give cache only"):
+        fc.cache_check(cache=tmp_path, cache_dir=tmp_path)

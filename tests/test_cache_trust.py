@@ -111,7 +111,7 @@ def test_rows_and_files_carry_digests(cache, clean):
     for path in (cache.seg, cache.dfile):
         assert path.read_bytes().startswith(b"featx-digest\n")  # the HDF5 user block
         assert atomic.check_seal(path) is True
-    report = fc.cache_check(cache_dir=cache.root)
+    report = fc.cache_check(cache=cache.root)
     assert report and report.n_checksums == 2 * N and report.n_legacy == 0
     assert sorted(report.files) == sorted([str(cache.dfile), str(cache.store)])
 
@@ -160,7 +160,7 @@ def test_a_damaged_dataset_file_is_reported_moved_aside_and_rebuilt(case, cache,
     damaged = cache.dfile.read_bytes()
     with pytest.raises(ValueError, match=re.escape(str(cache.dfile))):
         FeatureSet.load(cache.dfile)
-    report = fc.cache_check(cache_dir=cache.root)  # the whole cache: reported, never raised
+    report = fc.cache_check(cache=cache.root)  # the whole cache: reported, never raised
     assert not report and [p for p, _ in report.failures] == [str(cache.dfile)]
 
     fs, n, said = extract(make_dataset(imgs), cache.root)
@@ -170,7 +170,7 @@ def test_a_damaged_dataset_file_is_reported_moved_aside_and_rebuilt(case, cache,
     assert said == [f"featx: cache file {cache.dfile} is damaged ({report.failures[0][1]}); moved "
                     f"to {dest} and rebuilt from the row store"] or case == "junk"
     assert dest.read_bytes() == damaged and str(cache.dfile) in said[0]
-    assert fc.cache_check(cache_dir=cache.root)  # sound again
+    assert fc.cache_check(cache=cache.root)  # sound again
 
 
 def _legacy_copy(src: Path, dst: Path, change=None) -> Path:
@@ -213,7 +213,7 @@ def test_the_committed_legacy_cache_checks_as_legacy(tmp_path):
     """Its dataset file (rows inside, no seal) checks as legacy; its unsealed segment is a
     problem: nothing can vouch for its rows (an extraction moves it aside and re-extracts)."""
     shutil.copytree(LEGACY / "cache", tmp_path / "cache")
-    report = fc.cache_check(cache_dir=tmp_path / "cache")
+    report = fc.cache_check(cache=tmp_path / "cache")
     assert not report and len(report.failures) == 1 and report.n_legacy == 16
     assert report.n_checksums == 0 and len(report.files) == 2
 
@@ -254,7 +254,7 @@ def test_a_changed_segment_row_is_re_extracted_alone(cache, clean, imgs, make_da
                     f"checksum); moved to {dest}; 11 intact rows kept in "
                     f"{said[0].split(' kept in ')[1].split(';')[0]}; 1 of its 12 rows will be "
                     "extracted again when needed"]
-    assert fc.cache_check(cache_dir=cache.root)
+    assert fc.cache_check(cache=cache.root)
 
 
 @pytest.mark.parametrize("damage", ["row changed", "segment removed"])
@@ -270,7 +270,7 @@ def test_a_dataset_file_whose_rows_are_lost_gets_them_extracted_again(damage, ca
         why = f"{N} of its {N} rows are missing from its row store {cache.store}"
     with pytest.raises(fc.MissingRowsError, match=re.escape(f"{cache.dfile}: {why}")):
         FeatureSet.load(cache.dfile)
-    report = fc.cache_check(cache_dir=cache.root)
+    report = fc.cache_check(cache=cache.root)
     assert not report and any(p == str(cache.dfile) and w.startswith(why)
                               for p, w in report.failures)
     fs, n, said = extract(make_dataset(imgs), cache.root)
@@ -282,7 +282,7 @@ def test_a_dataset_file_whose_rows_are_lost_gets_them_extracted_again(damage, ca
                                   f"{moved(cache.root, cache.seg)}")
     else:
         assert said == [f"featx: cache file {cache.dfile}: {why}; extracting them again"]
-    assert fs.path == cache.dfile and fc.cache_check(cache_dir=cache.root)
+    assert fs.path == cache.dfile and fc.cache_check(cache=cache.root)
     same_rows(FeatureSet.load(cache.dfile), fs)
 
 
@@ -312,7 +312,7 @@ def test_a_damaged_segment_is_moved_aside(damage, lost, cache, clean, imgs, make
     assert n == lost and len(said) == 1 and said[0].startswith(
         f"featx: row-store segment {target} is damaged (")
     assert f"moved to {moved(cache.root, target)}" in said[0]
-    assert fc.cache_check(cache_dir=cache.root)
+    assert fc.cache_check(cache=cache.root)
 
 
 def test_compaction_checks_every_row_it_copies(tmp_path):
@@ -394,7 +394,7 @@ def test_a_file_size_limit_is_one_clear_error(tmp_path, make_images):
                                                        "config.json.seal"]  # intact, no .tmp
     assert not [p for p in root.rglob("*") if p.name.startswith(".tmp")]
     fs, n = counted(ImageDataset.from_directory(data), root)  # the next run goes through
-    assert n == 96 and len(fs) == 96 and fc.cache_check(cache_dir=root)
+    assert n == 96 and len(fs) == 96 and fc.cache_check(cache=root)
 
 
 _UNSHARE = shutil.which("unshare")

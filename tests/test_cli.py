@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BACKBONE = ["--backbone", "mobilenet_v2", "--weights", "none", "--input-size", "32"]
 COMMANDS = ["backbones", "extract", "fit", "predict", "finetune", "compare", "run", "pipelines",
             "init", "cache", "advise", "show-augment", "export", "inspect"]
-# heads only: `featx compare` and `featx run` print the same columns
+# heads only: `featx compare` and `featx run` print the same columns (featx.evaluate.COLUMNS;
+# then limited_params, as here, where a head's size rule changed a default)
 COMPARISON_HEADER = ("| name | kind | backbone | input_size | accuracy | macro_f1 | "
-                     "balanced_accuracy | train_seconds | backbone_forward_passes |\n")
+                     "balanced_accuracy | train_seconds | predict_seconds | "
+                     "backbone_forward_passes | limited_params |\n")
 
 
 @pytest.fixture(scope="module")

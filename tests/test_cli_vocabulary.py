@@ -10,6 +10,7 @@ import csv
 import inspect
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from featx.backbones import get_backbone_spec, list_backbones
@@ -61,11 +62,10 @@ def test_one_set_of_fine_tuning_defaults():
     # a comparison fine-tunes nothing unless asked, everywhere
     assert inspect.signature(compare).parameters["finetune"].default == ()
     assert cmp.finetune == "" and schema["strategies"].default == []
-    # epochs: the pipeline follows the API; the command line differs on purpose and says so
+    # epochs: one default, the API's; the command line passes it on, pipelines say the same
+    assert ft.epochs is None and cmp.epochs is None
     assert schema["epochs"].default == api.epochs == 10
-    assert ft.epochs == cmp.epochs == 3
-    text = _option(parser, "finetune", "epochs").help
-    assert "CPU" in text and "10" in text
+    assert "default: 10" in _option(parser, "finetune", "epochs").help
     # heads: one set, the head table's defaults, in the API, the command line and pipelines
     from featx.comparison import DEFAULT_HEADS
     from featx.heads import list_heads
@@ -74,6 +74,112 @@ def test_one_set_of_fine_tuning_defaults():
     assert list(DEFAULT_HEADS) == SECTIONS["heads"]["names"].default_value() \
         == list_heads(default_only=True)
     assert inspect.signature(compare).parameters["heads"].default == DEFAULT_HEADS
+    from featx.evaluate import evaluate_heads
+
+    assert evaluate_heads((np.eye(4), [0, 1, 0, 1]), (np.eye(4), [0, 1, 0, 1])).names \
+        == list_heads(default_only=True)
+
+
+def _every_option(parser):
+    """``(command, flag, action)`` for every option of every command (`cache`'s actions too),
+    hidden aliases left out."""
+    import argparse
+
+    def walk(name, command):
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from walk(f"{name} {sub_name}", sub)
+            elif action.option_strings and action.help != argparse.SUPPRESS:
+                yield name, next(s for s in action.option_strings if s.startswith("--")), action
+
+    sub = next(a for a in parser._subparsers._group_actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        yield from walk(name, command)
+
+
+def test_every_option_is_in_the_vocabulary_with_the_apis_default():
+    """Every option of every command is a row of featx.cli.vocabulary.TERMS (or command-line
+    only, with the reason), and its default, read from the parser, is the API's (read from its
+    signature) or None (the API's passed on); the pipeline key's default, read from the schema,
+    is the API's too. A new option, or a default changed in one place only, fails here."""
+    from featx.cli.vocabulary import COMMAND_LINE_ONLY, TERMS, same_default, term_for
+
+    parser = build_parser()
+    seen, unknown, drift = set(), [], []
+    for command, flag, action in _every_option(parser):
+        term = term_for(command.split()[0], flag)
+        if term is None:
+            if flag not in COMMAND_LINE_ONLY:
+                unknown.append(f"{command} {flag}")
+            continue
+        seen.add(term.concept)
+        api = term.api_default()
+        if term.negated:
+            ok = action.default is False and api not in (False, None)
+        else:
+            ok = action.default is None or same_default(term, action.default, api)
+        if not ok:
+            drift.append(f"{command} {flag}={action.default!r}, API {term.api}:{term.param}="
+                         f"{api!r}")
+        if action.default is None and action.help and "default" in action.help \
+                and api is not None and not term.negated:  # the help says the API's number
+            shown = api if not isinstance(api, tuple | list) else None
+            if shown is not None and f"default: {shown}" not in action.help:
+                drift.append(f"{command} {flag}: help does not say the default {shown!r}")
+    for term in TERMS:
+        if term.key:
+            section, _, name = term.key.partition(".")
+            value = SECTIONS[section][name].default_value()
+            if not same_default(term, value, term.api_default()):
+                drift.append(f"{term.key}={value!r}, API {term.param}={term.api_default()!r}")
+    assert not unknown, f"options missing from featx.cli.vocabulary: {unknown}"
+    assert not drift, drift
+    assert seen == {t.concept for t in TERMS}  # every row is an option somewhere
+
+
+def test_docs_defaults_table_is_generated_from_the_vocabulary():
+    from featx.cli.vocabulary import vocabulary_markdown
+
+    docs = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    block = docs.split("<!-- vocabulary:begin -->\n")[1].split("<!-- vocabulary:end -->")[0]
+    assert block.strip() == vocabulary_markdown(), \
+        "docs/cli.md is stale: regenerate its vocabulary block (see featx.cli.vocabulary)"
+
+
+def test_fine_tune_options_are_named_as_the_api_and_old_spellings_still_work():
+    parser = build_parser()
+    ft = parser.parse_args(["finetune", "x", "--batch-size", "8", "--input-size", "96"])
+    old = parser.parse_args(["finetune", "x", "--ft-batch-size", "8", "--ft-input-size", "96"])
+    assert (ft.batch_size, ft.input_size) == (old.batch_size, old.input_size) == (8, 96)
+    cmp = parser.parse_args(["compare", "x", "--finetune-batch-size", "8",
+                             "--finetune-input-size", "96", "--batch-size", "64"])
+    old = parser.parse_args(["compare", "x", "--ft-batch-size", "8", "--ft-input-size", "96"])
+    assert (cmp.ft_batch_size, cmp.ft_input_size, cmp.batch_size) == (8, 96, 64)
+    assert (old.ft_batch_size, old.ft_input_size) == (8, 96)
+    for command in ("finetune", "compare"):
+        sub = next(a for a in parser._subparsers._group_actions if a.dest == "command")
+        text = sub.choices[command].format_help()
+        assert "--ft-" not in text, command
+
+
+def test_one_column_vocabulary_for_every_table():
+    """`featx compare`, `featx run`, report.md and evaluate_heads' HeadTable show the same
+    columns (featx.evaluate.COLUMNS), each when some row has a value for it."""
+    from featx.evaluate import COLUMNS, comparison_markdown, evaluate_heads
+
+    X, y = np.random.default_rng(0).normal(size=(40, 6)), np.arange(40) % 2
+    heads = evaluate_heads((X[:30], y[:30]), (X[30:], y[30:]), heads=["logreg", "knn"])
+    assert heads.columns == ["name", "kind", "accuracy", "macro_f1", "balanced_accuracy",
+                             "train_seconds", "predict_seconds", "backbone_forward_passes"]
+    header = comparison_markdown(heads).splitlines()[0]
+    assert header == heads.to_markdown().splitlines()[0] == "| " + " | ".join(heads.columns) + " |"
+    searched = evaluate_heads((X[:30], y[:30]), (X[30:], y[30:]), heads=["logreg"], cv=2)
+    assert {"cv_score", "best_params"} <= set(searched.columns)
+    rows = [{**r, "backbone": "b", "input_size": [32, 32]} for r in heads.to_dict()["rows"]]
+    assert comparison_markdown(rows).splitlines()[0].split(" | ")[2:4] == ["backbone",
+                                                                             "input_size"]
+    assert all(c in COLUMNS for c in heads.columns)
 
 
 def test_cache_option_is_one_name_everywhere(capsys, tmp_path):

@@ -399,6 +399,32 @@ def test_compare_fine_tunes_at_its_own_input_size(images, tmp_path, ft_size, sou
     assert est.predict(test.paths).shape == (len(test),)
 
 
+def test_same_seed_same_numbers_whatever_the_cache_held(images, tmp_path):
+    """One seed, one dataset: the same history whether the warm start's features had to be
+    extracted first (a cold cache: the extraction builds a backbone, which draws from Python's
+    and Keras' global generators) or were read from the cache."""
+    from featx.extract import forward_pass_count
+    from featx.utils.config import config_context
+
+    paths, y = images
+    ds = ImageDataset.from_paths(paths, list(y))
+    params = {**PRETRAINED, "batch_size": 4, "strategy": "frozen", "epochs": 1,
+              "validation_split": 0.2, "cache": tmp_path}
+    runs = []
+    with config_context(runtime="keras"):  # the extraction builds its backbone in this process
+        for _ in range(2):
+            before = forward_pass_count()
+            clf = FineTunedClassifier("efficientnet_lite0", **params).fit(ds)
+            runs.append((forward_pass_count() - before,
+                         [(r["phase"], r["loss"], r["val_loss"], r["val_accuracy"])
+                          for r in clf.history_]))
+    (cold, cold_history), (warm, warm_history) = runs
+    assert cold > 0 and warm == 0  # the first fit extracted, the second read the cache
+    assert clf.history_[0]["feature_source"] == "cache"
+    assert cold_history == warm_history
+    assert not hasattr(clf, "_seed")
+
+
 def test_opencv_decoder_fits_and_rejects_unknown(images):
     """The fine-tuner decodes paths with its ``decoder`` (OpenCV here) and validates the name."""
     pytest.importorskip("cv2")

@@ -213,6 +213,27 @@ def test_second_run_reuses_the_cache(tiny_run):
     assert not list(report.out_dir.glob("*.png"))
 
 
+def test_the_report_describes_what_ran_and_what_was_drawn(tiny_run):
+    """report.md's configuration is the text the run followed (overrides written in, the rest
+    of the file as it was), and its few-shot text describes a shaded band only when the plot
+    that has one was drawn."""
+    import tomllib
+
+    drawn = (tiny_run["report"].out_dir / "report.md").read_text()
+    assert "shaded band" in drawn and "![few_shot](few_shot.png)" in drawn
+    report = run_pipeline(tiny_run["toml"], out=tiny_run["base"] / "described", verbose=0,
+                          echo=None, overrides=["finetune.strategies=[]", "report.plots=[]",
+                                                "report.few_shot=[1, 0]"])
+    md = (report.out_dir / "report.md").read_text()
+    toml = md.split("## Configuration")[1].split("```toml\n")[1].split("```")[0]
+    ran = tomllib.loads(toml)
+    assert ran["report"]["plots"] == [] and ran["report"]["few_shot"] == [1, 0]
+    assert ran["finetune"]["strategies"] == [] and ran["finetune"]["epochs"] == 1
+    assert "plots = []  # overridden for this run" in toml
+    assert "# a tiny pipeline" in toml  # the file's own comments stay
+    assert "## Few-shot" in md and "shaded band" not in md and ".png" not in md
+
+
 def test_a_rerun_replaces_its_report_and_a_users_file_is_refused_first(tiny_run):
     """Re-running into the same folder just works (featx's files replaced); a user's file named
     like one of the report's is refused before any work (no image read, no forward pass) and

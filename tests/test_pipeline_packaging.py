@@ -124,6 +124,28 @@ def test_featx_init_writes_a_copy_to_edit(capsys, tmp_path, monkeypatch):
         copy_pipeline("nope")
 
 
+def test_featx_init_under_another_name_reports_to_its_own_folder(capsys, tmp_path,
+                                                                  monkeypatch):
+    """`featx init quickstart --out mine.toml`: the copy's report goes to reports/mine, not over
+    the built-in's reports/quickstart; the rest of the file (comments included) is the
+    built-in's. Under the built-in's own name the file is the built-in's, byte for byte."""
+    import tomllib
+
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run(capsys, "init", "quickstart", "--out", "mine.toml")
+    assert code == 0
+    original = (BUILTIN_DIR / "quickstart.toml").read_text()
+    mine = (tmp_path / "mine.toml").read_text()
+    assert tomllib.loads(original)["report"]["out"] == "reports/quickstart"
+    assert tomllib.loads(mine)["report"]["out"] == "reports/mine"
+    assert load_config("mine.toml")["report"]["out"] == "reports/mine"
+    changed = [(a, b) for a, b in zip(original.splitlines(), mine.splitlines(), strict=True)
+               if a != b]
+    assert changed == [('out = "reports/quickstart"', 'out = "reports/mine"')]
+    code, _, _ = run(capsys, "init", "quickstart")
+    assert code == 0 and (tmp_path / "quickstart.toml").read_text() == original
+
+
 def test_featx_init_out_never_replaces_a_users_file(capsys, tmp_path):
     """A file featx did not write at --out is refused and kept; so is any existing file when
     the library is asked not to overwrite, featx's own copy included."""
@@ -319,7 +341,7 @@ def _tree(root: Path) -> list[str]:
 def test_prune_older_than_removes_only_old_featx_files(cache):
     root = cache["root"]
     before = _tree(root)
-    assert len(cache_ls(root)) == 3 and cache_check(cache_dir=root)  # these reads are not uses
+    assert len(cache_ls(root)) == 3 and cache_check(cache=root)  # these reads are not uses
     dry = cache_prune(root, older_than=10, dry_run=True)
     assert [u["path"] for u in dry] == [str(cache["old"]), str(cache["segs"][0])]  # oldest first
     assert [u["kind"] for u in dry] == ["dataset", "segment"]

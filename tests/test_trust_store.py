@@ -294,7 +294,7 @@ for root in sys.argv[1:]:
     ds = ImageDataset.from_paths(paths, labels, class_names=classes, name="photos")
     fs = featx.extract_features(ds, "mobilenet_v2", weights=None, input_size=32, cache=root,
                                 verbose=0, runtime="onnxruntime")
-    print(len(fs), bool(cache_check(cache_dir=root)))
+    print(len(fs), bool(cache_check(cache=root)))
 """
 
 

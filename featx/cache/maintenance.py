@@ -25,7 +25,7 @@ from featx.cache.files import (
 )
 from featx.cache.rowstore import SEGMENT_GLOB, RowStore, segment_ids
 from featx.trust.store import DamagedCacheError, check_seal
-from featx.utils.checks import type_name
+from featx.utils.checks import renamed, type_name
 from featx.utils.config import cache_root
 
 __all__ = ["VerifyReport", "cache_check", "cache_info", "cache_ls", "cache_prune", "cache_rm",
@@ -44,7 +44,7 @@ def _entry_problem(path: Path) -> str | None:
     return None
 
 
-def resolve_entry(target: str | os.PathLike, cache_dir=None) -> Path:
+def resolve_entry(target: str | os.PathLike, cache=None, *, cache_dir=None) -> Path:
     """The path of the cache entry ``target`` names.
 
     ``target`` is a path as given if it exists, else a name under the cache folder: a dataset
@@ -64,7 +64,8 @@ def resolve_entry(target: str | os.PathLike, cache_dir=None) -> Path:
         return path
     if path.is_absolute():
         raise FileNotFoundError(f"{path} does not exist (see cache_ls() for the cache's entries)")
-    root = cache_root(cache_dir)
+    root = cache_root(renamed(cache, cache_dir, name="cache", old_name="cache_dir",
+                              where="resolve_entry"))
     for alt in (root / path, root / "rows" / path):
         if alt.exists() or alt.is_symlink():
             return alt
@@ -72,10 +73,10 @@ def resolve_entry(target: str | os.PathLike, cache_dir=None) -> Path:
                             f"{str(root)!r} and {str(root / 'rows')!r}); see cache_ls()")
 
 
-def cache_info(path: str | os.PathLike, cache_dir=None) -> dict:
+def cache_info(path: str | os.PathLike, cache=None, *, cache_dir=None) -> dict:
     """Describe one dataset file or row store: attributes, row count, shape, size on disk.
 
-    ``path`` is resolved by :func:`resolve_entry` (a path, or a name under ``cache_dir``).
+    ``path`` is resolved by :func:`resolve_entry` (a path, or a name under ``cache``).
     Raises ``ValueError`` for anything that is not a featx dataset file or row store.
 
     Examples
@@ -84,7 +85,8 @@ def cache_info(path: str | os.PathLike, cache_dir=None) -> dict:
     >>> cache_ls(tempfile.mkdtemp())
     []
     """
-    path = resolve_entry(path, cache_dir)
+    path = resolve_entry(path, renamed(cache, cache_dir, name="cache", old_name="cache_dir",
+                                       where="cache_info"))
     with _times_kept(_files_of([path])):
         return _info(path)
 
@@ -149,10 +151,11 @@ def _times_kept(files):
                     os.utime(f, ns=ns)
 
 
-def cache_ls(cache_dir: str | os.PathLike | None = None) -> list[dict]:
-    """List the featx dataset files and row stores under ``cache_dir`` (default: the featx cache
-    dir); other files there are not listed."""
-    root = cache_root(cache_dir)
+def cache_ls(cache: str | os.PathLike | None = None, *, cache_dir=None) -> list[dict]:
+    """List the featx dataset files and row stores under ``cache`` (default: the featx cache
+    dir); other files there are not listed. (``cache_dir=`` is the old name of ``cache``.)"""
+    root = cache_root(renamed(cache, cache_dir, name="cache", old_name="cache_dir",
+                              where="cache_ls"))
     out = []
     candidates = _candidates(root)
     with _times_kept(_files_of(candidates)):
@@ -163,8 +166,8 @@ def cache_ls(cache_dir: str | os.PathLike | None = None) -> list[dict]:
     return out
 
 
-def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None, *,
-             dry_run: bool = False) -> list[str]:
+def cache_rm(path_or_pattern: str | os.PathLike, cache=None, *, dry_run: bool = False,
+             cache_dir=None) -> list[str]:
     """Remove featx dataset files and row stores, given by path, name or glob pattern.
 
     Only featx's own entries are ever removed: a dataset file (an HDF5 file with featx's ``key``
@@ -179,8 +182,9 @@ def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None, *,
         A path; a name as :func:`cache_ls` shows it (see :func:`resolve_entry`); or a glob
         pattern (``"clothing-small-*"``) matched against the names and paths of the ``*.h5``
         files under the cache folder and the folders under its ``rows/``.
-    cache_dir : path, optional
-        The cache folder (default: the featx cache dir).
+    cache : path, optional
+        The cache folder (default: the featx cache dir); ``cache_dir=``, its old name, still
+        works (with a ``FutureWarning``).
     dry_run : bool
         Check and return what would be removed, and remove nothing.
 
@@ -196,7 +200,8 @@ def cache_rm(path_or_pattern: str | os.PathLike, cache_dir=None, *,
         If the path, or anything the pattern matches, is not a featx dataset file or row store;
         nothing at all is removed then.
     """
-    root = cache_root(cache_dir)
+    root = cache_root(renamed(cache, cache_dir, name="cache", old_name="cache_dir",
+                              where="cache_rm"))
     target = os.fspath(path_or_pattern)
     try:
         targets = [resolve_entry(target, root)]
@@ -310,8 +315,9 @@ def _prune_units(root: Path) -> list[dict]:
     return [u for u in units if "last_used" in u]
 
 
-def cache_prune(cache_dir: str | os.PathLike | None = None, *, older_than: float | None = None,
-                max_size: int | str | None = None, dry_run: bool = False) -> list[dict]:
+def cache_prune(cache: str | os.PathLike | None = None, *, older_than: float | None = None,
+                max_size: int | str | None = None, dry_run: bool = False,
+                cache_dir=None) -> list[dict]:
     """Remove featx dataset files and row-store segments by last use, oldest first.
 
     First everything not used for ``older_than`` days, then, least recently used first, until
@@ -322,8 +328,9 @@ def cache_prune(cache_dir: str | os.PathLike | None = None, *, older_than: float
 
     Parameters
     ----------
-    cache_dir : path, optional
-        The cache folder (default: the featx cache dir).
+    cache : path, optional
+        The cache folder (default: the featx cache dir); ``cache_dir=``, its old name, still
+        works (with a ``FutureWarning``).
     older_than : float, optional
         Days since a file was last read or written (its access time, where the filesystem
         keeps one, else its modification time). The reads of ``cache_ls``, ``cache_info`` and
@@ -357,7 +364,8 @@ def cache_prune(cache_dir: str | os.PathLike | None = None, *, older_than: float
         raise ValueError(f"older_than must be a number of days >= 0, got {older_than!r} of type "
                          f"{type_name(older_than)}")
     limit = None if max_size is None else parse_size(max_size)
-    units = sorted(_prune_units(cache_root(cache_dir)), key=lambda u: u["last_used"])
+    cache = renamed(cache, cache_dir, name="cache", old_name="cache_dir", where="cache_prune")
+    units = sorted(_prune_units(cache_root(cache)), key=lambda u: u["last_used"])
     chosen = []
     if older_than is not None:
         cutoff = time.time() - older_than * 86400
@@ -438,9 +446,10 @@ def _pruned_dependents(store: Path, segs: list[Path]) -> list[Path]:
 _DATASET_NAME = re.compile(r".+__.+-\d+(?:x\d+)?-\w+__[0-9a-f]{8}\.h5")
 
 
-def check_entries(target: str | os.PathLike | None = None, cache_dir=None) -> Iterator[dict]:
+def check_entries(target: str | os.PathLike | None = None, cache=None, *,
+                  cache_dir=None) -> Iterator[dict]:
     """Check the shapes and every row's digest of a dataset file, a row store, or (``target``
-    None) every featx entry under ``cache_dir``; reads only, changes nothing, runs no backbone.
+    None) every featx entry under ``cache``; reads only, changes nothing, runs no backbone.
 
     Yields one dict per entry: ``path``, ``kind`` (``"dataset"`` or ``"store"``), ``problems``
     (a list of ``(path, why)``; empty when sound), ``n_checksums`` (rows whose digest was checked)
@@ -449,10 +458,11 @@ def check_entries(target: str | os.PathLike | None = None, cache_dir=None) -> It
     file named like a dataset file that cannot be read is a problem; other files are not
     featx's and are left out. A ``target`` that is not featx's raises ``ValueError``.
     """
+    cache = renamed(cache, cache_dir, name="cache", old_name="cache_dir", where="check_entries")
     if target is not None:
-        entries = [resolve_entry(target, cache_dir)]
+        entries = [resolve_entry(target, cache)]
     else:
-        entries = _candidates(cache_root(cache_dir))
+        entries = _candidates(cache_root(cache))
     with _times_kept(_files_of(entries)):
         yield from _check(entries, target)
 
@@ -494,18 +504,20 @@ def _foreign_hdf5(path: Path) -> bool:
         return False
 
 
-def cache_check(target: str | os.PathLike | None = None, cache_dir=None) -> VerifyReport:
+def cache_check(target: str | os.PathLike | None = None, cache=None, *,
+                cache_dir=None) -> VerifyReport:
     """Check every row's digest and every file's shapes (:func:`check_entries`), fast: nothing
     is re-extracted (:func:`featx.extract.cache_verify` does that) and nothing is changed.
 
     Examples
     --------
     >>> import tempfile
-    >>> cache_check(cache_dir=tempfile.mkdtemp())
+    >>> cache_check(cache=tempfile.mkdtemp())
     VerifyReport(ok=True, files=0, checksums=0, legacy=0, n_checked=0, failures=0, ...)
     """
     report = VerifyReport(True, 0, [], [], 0.0)
-    for entry in check_entries(target, cache_dir):
+    cache = renamed(cache, cache_dir, name="cache", old_name="cache_dir", where="cache_check")
+    for entry in check_entries(target, cache):
         report.add_entry(entry)
     return report
 

@@ -48,7 +48,7 @@ def cmd_cache(args) -> int:
             _keras(args)
             from featx.extract import cache_verify
 
-            report = cache_verify(target, n=n, cache_dir=args.cache_dir)
+            report = cache_verify(target, n=n, cache=args.cache_dir)
         line = f"{'ok' if report else 'FAILED'}: "
         if n != 0 and report.n_checked + len(report.unverifiable):
             line += (f"{report.n_checked} rows checked, max abs diff "

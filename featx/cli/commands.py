@@ -276,11 +276,14 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _ft_params(args, strategy: str) -> dict:
-    return dict(strategy=strategy, epochs=args.epochs, learning_rate=args.learning_rate,
-                batch_size=args.ft_batch_size, warm_start=not args.no_warm_start,
-                augment=None if args.no_augment else "default",
-                validation_split=args.validation_split, random_state=args.seed)
+def _ft_params(args, strategy: str, batch_size: int | None) -> dict:
+    """FineTunedClassifier parameters from the options; one left at None is left out, so the
+    estimator's own default applies (one default, in one place)."""
+    given = dict(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=batch_size,
+                 validation_split=args.validation_split)
+    return dict(strategy=strategy, warm_start=not args.no_warm_start,
+                augment=None if args.no_augment else "default", random_state=args.seed,
+                **{k: v for k, v in given.items() if v is not None})
 
 
 def cmd_finetune(args) -> int:
@@ -291,10 +294,9 @@ def cmd_finetune(args) -> int:
     from featx.persist import save
 
     clf = FineTunedClassifier(args.backbone, weights=_weights(args.weights),
-                              input_size=args.ft_input_size or args.input_size,
-                              cache=args.cache, decoder=args.decoder,
-                              validation_data=splits.get("validation"),
-                              verbose=_verbose(args), **_ft_params(args, args.strategy))
+                              input_size=args.input_size, cache=args.cache, decoder=args.decoder,
+                              validation_data=splits.get("validation"), verbose=_verbose(args),
+                              **_ft_params(args, args.strategy, args.batch_size))
     _say(args, f"fine-tuning {args.backbone} ({args.strategy}) on {len(splits['train'])} images")
     clf.fit(splits["train"])
     # last epoch's numbers; "best" is what the phase kept (early stopping restores the best
@@ -324,7 +326,8 @@ def cmd_compare(args) -> int:
     strategies = _names(args.finetune) if args.finetune else []
     params = None
     if strategies:
-        params = {k: v for k, v in _ft_params(args, "").items() if k != "strategy"}
+        params = {k: v for k, v in _ft_params(args, "", args.ft_batch_size).items()
+                  if k != "strategy"}
         if args.ft_input_size:
             params["input_size"] = args.ft_input_size
     table = compare(splits["train"], splits["test"], validation=splits.get("validation"),

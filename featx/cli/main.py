@@ -199,7 +199,7 @@ def _backbone_args(default_backbone: str = "efficientnet_lite0") -> argparse.Arg
     g.add_argument("--pooling", choices=[p for p in POOLINGS if p is not None], default="avg",
                    help="global pooling (default: avg)")
     g.add_argument("--batch-size", type=_count, default=32, metavar="N",
-                   help="images per forward pass (default: 32)")
+                   help="images per batch (default: 32)")
     g.add_argument("--cache", default=None, metavar="DIR",
                    help="feature-cache folder (default: $FEATX_CACHE_DIR, else a featx checkout's "
                         "./cache, else the per-user cache; `featx cache ls` says which)")
@@ -218,26 +218,42 @@ def _runtime_arg(g) -> None:
 
 
 def _finetune_args(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
+    """The fine-tuning options. A default of None passes FineTunedClassifier's own on (one
+    default, in one place); the help repeats it (tests/test_cli_vocabulary.py compares them).
+    `featx finetune` trains at --input-size with --batch-size, as FineTunedClassifier's
+    input_size and batch_size; `featx compare`, whose --input-size and --batch-size are the
+    heads' extraction's, names the fine-tune's as [finetune] does: --finetune-input-size,
+    --finetune-batch-size. The older --ft-* spellings still work."""
     g = p.add_argument_group("fine-tuning")
     if not compare:
         g.add_argument("--strategy", default="staged",
                        help="unfreeze strategy: frozen, full, last_n, blocks, staged "
                             "(default: staged, as FineTunedClassifier)")
-    g.add_argument("--epochs", type=_count, default=3,
-                   help="epochs per phase (default: 3, CPU-sized on purpose; "
-                        "FineTunedClassifier and pipelines default to 10)")
+    g.add_argument("--epochs", type=_count, default=None,
+                   help="epochs per phase (default: 10, as FineTunedClassifier and pipelines; "
+                        "early stopping ends a phase sooner; e.g. --epochs 3 for a quick run "
+                        "on a CPU)")
     g.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                    help="learning rate of every phase (default: the strategy's)")
-    g.add_argument("--ft-batch-size", type=_count, default=32, metavar="N",
-                   help="fine-tuning batch size (default: 32)")
-    g.add_argument("--ft-input-size", type=_size, default=None, metavar="S",
-                   help="fine-tuning input size, S or HxW (default: --input-size)")
+    if compare:
+        g.add_argument("--finetune-batch-size", dest="ft_batch_size", type=_count, default=None,
+                       metavar="N", help="fine-tuning batch size (default: 32, as "
+                                         "FineTunedClassifier's batch_size)")
+        g.add_argument("--finetune-input-size", dest="ft_input_size", type=_size, default=None,
+                       metavar="S", help="fine-tuning input size, S or HxW (default: "
+                                         "--input-size)")
+    # the older spellings, kept for scripts: in `featx finetune` they are --batch-size and
+    # --input-size, in `featx compare` --finetune-batch-size and --finetune-input-size
+    g.add_argument("--ft-batch-size", dest="ft_batch_size" if compare else "batch_size",
+                   type=_count, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    g.add_argument("--ft-input-size", dest="ft_input_size" if compare else "input_size",
+                   type=_size, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     g.add_argument("--no-warm-start", action="store_true",
                    help="train the head for --epochs first instead of fitting it on features")
     g.add_argument("--no-augment", action="store_true", help="no training augmentation")
-    g.add_argument("--validation-split", type=float, default=0.1, metavar="F",
+    g.add_argument("--validation-split", type=float, default=None, metavar="F",
                    help="held-out fraction for early stopping without a validation split "
-                        "(default: 0.1)")
+                        "(default: 0.1, as FineTunedClassifier)")
 
 
 # --------------------------------------------------------------------------- the parser

@@ -17,9 +17,11 @@ from featx.evaluate.heads import (
     comparison_markdown,
     evaluate_heads,
     score_predictions,
+    table_columns,
 )
 
 __all__ = [
     "COLUMNS", "COMPARISON_COLUMNS", "HEAD_OPTIONS", "METRICS", "ROW_KEYS", "HeadTable",
     "comparison_markdown", "evaluate_heads", "few_shot_curve", "score_predictions",
+    "table_columns",
 ]

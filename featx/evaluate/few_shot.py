@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from featx.heads import make_head
+from featx.utils.threads import blas_limit
 
 __all__ = ["few_shot_curve"]
 
@@ -59,6 +60,13 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
         mean and standard deviation of each point are over ``repeats`` random subsamples (the
         last point, every example, is fitted once). A head that cannot fit
         a point (e.g. a ``make`` estimator needing more samples) scores NaN there.
+
+    Notes
+    -----
+    Each fit runs with one BLAS thread (:func:`featx.utils.threads.blas_limit`), as
+    :func:`featx.evaluate.evaluate_heads`'s do: these fits are small (a few hundred rows), and
+    with a BLAS thread per core they ran about 40 times slower as soon as anything else wanted
+    the cores (``benchmarks/advise_bench.py``).
     """
     from sklearn.base import clone
 
@@ -100,8 +108,9 @@ def few_shot_curve(train, test, heads: Sequence[str] = ("logreg",), *,
                     break
                 try:
                     sizes = {"n_samples": len(idx), "n_classes": len(np.unique(ytr[idx]))}
-                    est = clone(build(head, **sizes)).fit(Xtr[idx], ytr[idx])
-                    scores.append(float(np.mean(est.predict(Xte) == yte)))
+                    with blas_limit():
+                        est = clone(build(head, **sizes)).fit(Xtr[idx], ytr[idx])
+                        scores.append(float(np.mean(est.predict(Xte) == yte)))
                 except ValueError as exc:  # e.g. a make() head's CV folds > class size
                     reason = str(exc).splitlines()[0]
                     break

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from featx.utils.threads import blas_limit
 
 __all__ = [
     "COLUMNS", "COMPARISON_COLUMNS", "HEAD_OPTIONS", "METRICS", "ROW_KEYS", "HeadTable",
-    "comparison_markdown", "evaluate_heads", "score_predictions",
+    "comparison_markdown", "evaluate_heads", "score_predictions", "table_columns",
 ]
 
 #: The row schema of a comparison: :func:`featx.comparison.compare` (``featx compare``) and
@@ -75,18 +75,17 @@ ROW_KEYS: dict[str, str] = {
     "selected": "whether the feature choice chose this row",
     "estimator": "the fitted model (kept in memory, never serialised)",
 }
-#: Columns shown by default, in order (those some row has); rows hold more (see ``ROW_KEYS``).
+#: The one column vocabulary of every comparison table featx prints or writes (``featx
+#: compare``, ``featx run``, ``report.md``, :class:`HeadTable`'s markdown and text,
+#: :func:`evaluate_heads`' rows): these columns, in this order, each shown when some row has a
+#: value for it (:func:`table_columns`); rows hold more (see ``ROW_KEYS``).
 COLUMNS = (
     "name", "kind", "backbone", "input_size", "accuracy", "macro_f1", "balanced_accuracy",
     "train_seconds", "predict_seconds", "backbone_forward_passes", "epochs", "cv_score",
     "best_params", "limited_params",
 )
-#: The comparison table ``featx compare`` and ``featx run`` print and ``report.md`` shows
-#: (:func:`comparison_markdown`): these columns, those some row has.
-COMPARISON_COLUMNS = (
-    "name", "kind", "backbone", "input_size", "accuracy", "macro_f1", "balanced_accuracy",
-    "train_seconds", "backbone_forward_passes", "epochs",
-)
+#: The comparison table's columns: :data:`COLUMNS` (one vocabulary; the name is kept).
+COMPARISON_COLUMNS = COLUMNS
 #: Metric columns where higher is better (valid ``by=`` for :meth:`HeadTable.best`).
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "cv_score")
 _KINDS = ("head", "finetune")
@@ -121,7 +120,7 @@ def score_predictions(y_true, y_pred) -> dict[str, float]:
 
 
 def comparison_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
-    """The comparison table: :data:`COMPARISON_COLUMNS` that some row has, as Markdown.
+    """The comparison table: the :data:`COLUMNS` some row has a value for, as Markdown.
 
     ``featx compare`` and ``featx run`` print it and ``report.md`` shows it, so the three read
     the same.
@@ -144,14 +143,34 @@ def comparison_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
     ...      "accuracy": 0.81, "train_seconds": 1.5, "predict_seconds": 0.01},
     ...     {"name": "finetune:blocks", "kind": "finetune", "backbone": "resnet50",
     ...      "input_size": [160, 160], "accuracy": 0.9, "train_seconds": 61.04, "epochs": 3}]))
-    | name | kind | backbone | input_size | accuracy | train_seconds | epochs |
-    |---|---|---|---|---|---|---|
-    | logreg | head | resnet50 | 224x224 | 0.810 | 1.500 |  |
-    | finetune:blocks | finetune | resnet50 | 160x160 | 0.900 | 61.0 | 3 |
+    | name | kind | backbone | input_size | accuracy | train_seconds | predict_seconds | epochs |
+    |---|---|---|---|---|---|---|---|
+    | logreg | head | resnet50 | 224x224 | 0.810 | 1.500 | 0.010 |  |
+    | finetune:blocks | finetune | resnet50 | 160x160 | 0.900 | 61.0 |  | 3 |
     """
     rows = list(rows)
-    columns = [c for c in COMPARISON_COLUMNS if any(c in r for r in rows)]
-    return markdown_table(rows, columns, digits=_DIGITS)
+    return markdown_table(rows, table_columns(rows), digits=_DIGITS)
+
+
+def table_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The :data:`COLUMNS` some row has a value for (not None, not empty), in their order: the
+    columns of every table featx prints or writes.
+
+    Examples
+    --------
+    >>> from featx.evaluate import table_columns
+    >>> table_columns([{"name": "logreg", "kind": "head", "accuracy": 0.8, "cv_score": None,
+    ...                 "best_params": {}, "n_train": 120}])
+    ['name', 'kind', 'accuracy']
+    """
+    rows = list(rows)
+
+    def has(row, column):
+        value = row.get(column)
+        return value is not None and not (isinstance(value, Sized) and not isinstance(value, str)
+                                          and len(value) == 0) and value != ""
+
+    return [c for c in COLUMNS if any(has(r, c) for r in rows)]
 
 
 class HeadTable(Sequence):
@@ -215,8 +234,9 @@ class HeadTable(Sequence):
 
     @property
     def columns(self) -> list[str]:
-        """``COLUMNS`` present in at least one row, in canonical order."""
-        return [c for c in COLUMNS if any(c in row for row in self.rows)]
+        """The :data:`COLUMNS` some row has a value for, in their order
+        (:func:`table_columns`, as every comparison table featx prints)."""
+        return table_columns(self.rows)
 
     def best(self, by: str = "accuracy") -> dict[str, Any]:
         """The row with the highest ``by`` (ties: first row wins)."""

@@ -15,22 +15,23 @@ from featx.cache import (
 )
 from featx.extract.config import ExtractorConfig
 from featx.extract.local import stream
-from featx.utils.checks import check_int
+from featx.utils.checks import check_int, renamed
 from featx.utils.progress import Progress
 
 __all__ = ["VerifyReport", "cache_verify"]
 
 
 def cache_verify(path: str | os.PathLike | None = None, n: int | str = 8, *, seed: int = 0,
-                 rtol: float = 1e-3, atol: float = 1e-4, cache_dir=None) -> VerifyReport:
+                 rtol: float = 1e-3, atol: float = 1e-4, cache=None,
+                 cache_dir=None) -> VerifyReport:
     """Check a dataset file's digests and shapes, then re-extract ``n`` random rows (or all) and
     compare them with the stored features.
 
     Parameters
     ----------
     path : path, optional
-        A dataset file (a path, or a file name under ``cache_dir``: :func:`resolve_entry`).
-        ``None``: every dataset file and row store of the cache (``cache_dir``, default the featx
+        A dataset file (a path, or a file name under ``cache``: :func:`resolve_entry`).
+        ``None``: every dataset file and row store of the cache (``cache``, default the featx
         cache dir); files named like dataset files that cannot be read are failures.
     n : int >= 0 or "all"
         Rows of each dataset file to re-extract and compare; ``0`` checks the digests only,
@@ -41,8 +42,9 @@ def cache_verify(path: str | os.PathLike | None = None, n: int | str = 8, *, see
         A re-extracted row matches when ``allclose`` with ``rtol`` and ``atol`` times the row's
         largest magnitude (so the test means the same for features of any scale); looser for
         float16 files.
-    cache_dir : path, optional
-        Where names and ``path=None`` are looked up.
+    cache : path, optional
+        Where names and ``path=None`` are looked up; ``cache_dir=``, its old name, still works
+        (with a ``FutureWarning``).
 
     Returns
     -------
@@ -59,16 +61,17 @@ def cache_verify(path: str | os.PathLike | None = None, n: int | str = 8, *, see
     """
     if n != "all":
         check_int("n", n, 0, meaning=" (rows to re-extract per file; or 'all')")
+    cache = renamed(cache, cache_dir, name="cache", old_name="cache_dir", where="cache_verify")
     report = VerifyReport(True, 0, [], [], 0.0)
     if path is not None:
-        target = resolve_entry(path, cache_dir)
+        target = resolve_entry(path, cache)
         info = inspect_dataset_file(target)  # ValueError for anything but a dataset file
         n_rows = info["n_rows"] or 0
         entries = [{"path": target, "kind": "dataset", "info": info, "n_checksums":
                     0 if info["legacy"] else n_rows, "n_legacy": n_rows if info["legacy"] else 0,
                     "problems": [(target, p) for p in info["problems"]]}]
     else:
-        entries = check_entries(None, cache_dir)
+        entries = check_entries(None, cache)
     sampled = 0
     for entry in entries:
         report.add_entry(entry)

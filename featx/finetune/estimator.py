@@ -136,6 +136,9 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
     random_state : int or None
         Seeds Keras (``keras.utils.set_random_seed``), the split and the shuffling during
         ``fit``; Python's and NumPy's global random states are restored when ``fit`` returns.
+        Each training phase starts from its own seed (``random_state``'s seed plus the phase's
+        index), so the numbers do not depend on what ran before it, e.g. whether the warm
+        start's features came from the cache or had to be extracted.
     verbose : int, default=1
         ``1`` (default) one plain line per epoch with its metrics (on stderr, or the
         ``"featx"`` logger when it has a handler), and the progress of the features its warm
@@ -258,12 +261,16 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
         seed = None
         if self.random_state is not None:
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        with seeded(seed):  # the caller's Python and NumPy random states come back afterwards
-            self._fit_seeded(X, items, y_idx, seed, warm_start_features)
+        try:
+            with seeded(seed):  # the caller's Python and NumPy random states come back afterwards
+                self._fit_seeded(X, items, y_idx, seed, warm_start_features)
+        finally:
+            self.__dict__.pop("_seed", None)  # fit's own: not a fitted attribute
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
     def _fit_seeded(self, X, items, y_idx, seed, warm_start_features) -> None:
+        self._seed = seed  # each training phase re-seeds from it (_train_phase)
         spec = get_backbone_spec(self.backbone)
         size = self.input_size or spec.input_size
         size = (size, size) if isinstance(size, int | np.integer) else size
@@ -387,6 +394,11 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
                 "trainable_layers": sum(bool(u.trainable_weights) for u in unit_layers(base))}
 
     def _train_phase(self, i, phase, train, val, progress, initial_epoch, partial) -> dict:
+        if getattr(self, "_seed", None) is not None:
+            # The phase's own random streams (dropout, augmentation, Keras' global generator),
+            # whatever drew from them before: a cold cache's extraction in the warm start
+            # builds a backbone, which draws from Python's and Keras' global generators.
+            keras.utils.set_random_seed(self._seed + i)
         monitor = self.monitor if val is not None else self.monitor.removeprefix("val_")
         callbacks = [lr_callback(self.lr_schedule, phase.learning_rate, phase.epochs)]
         if self.early_stopping:
@@ -397,7 +409,9 @@ class FineTunedClassifier(KerasModelPersistence, ClassifierMixin, BaseEstimator)
             callbacks.append(epoch_lines(f"fine-tune {self.backbone} phase {i} {phase.name!r}",
                                          phase.epochs))
         before = self.model_.get_weights() if self.early_stopping else None
-        h = self.model_.fit(train, validation_data=val, epochs=phase.epochs,
+        # shuffle=False: Batches shuffles itself with its own seeded generator (Keras would
+        # reorder the batches again with Python's global one).
+        h = self.model_.fit(train, validation_data=val, epochs=phase.epochs, shuffle=False,
                             initial_epoch=initial_epoch, callbacks=callbacks,
                             verbose=1 if self.verbose >= 2 else 0)
         logs = {k: [e[k] for e in partial if k in e] + [float(v) for v in h.history.get(k, [])]

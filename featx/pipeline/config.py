@@ -4,6 +4,7 @@ the checkout's ``pipelines/``) listed and copied out to edit."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -17,7 +18,7 @@ from featx.trust.outputs import write_output
 from featx.utils.checks import close_matches
 
 __all__ = ["BUILTIN_DIR", "copy_pipeline", "list_pipelines", "load_config", "parse_config",
-           "parse_override", "pipeline_path", "set_dotted"]
+           "parse_override", "pipeline_path", "set_dotted", "toml_value", "with_values"]
 
 #: The built-in pipelines: ``<name>.toml`` files shipped inside the package (the checkout's
 #: ``pipelines/`` folder links here). The first line of each is its one-line description.
@@ -41,6 +42,83 @@ def parse_override(text: str) -> tuple[str, Any]:
     except tomllib.TOMLDecodeError:
         parsed = value.strip()
     return key.strip(), parsed
+
+
+def toml_value(value) -> str:
+    """``value`` written as TOML (the inverse of reading one value).
+
+    Examples
+    --------
+    >>> toml_value(["comparison", 2, 0.5, True])
+    '["comparison", 2, 0.5, true]'
+    >>> toml_value({"flip": True, "zoom": 0.1})
+    '{flip = true, zoom = 0.1}'
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"value must be a TOML value (str, int, float, bool, list, table), got "
+                    f"{value!r} of type {type(value).__name__}")
+
+
+_HEADER = re.compile(r"^\s*\[([A-Za-z0-9_.-]+)\]\s*(#.*)?$")
+
+
+def with_values(text: str, values: Mapping[str, Any] | Sequence[tuple[str, Any]],
+                note: str = "") -> str:
+    r"""The TOML ``text`` with each ``section.key`` of ``values`` set: its line (or lines, for a
+    value written over several) replaced, or added at the top of its section (the section
+    added at the end when missing); the rest of the text, comments included, as it was.
+    ``note`` is written as a comment after each changed line.
+
+    Examples
+    --------
+    >>> text = '[data]\nname = "clothing-mini"\n\n[report]\nplots = [\n  "confusion",\n]  # two\n'
+    >>> print(with_values(text, {"report.plots": [], "data.limit": 5}, note="--set"), end="")
+    [data]
+    limit = 5  # --set
+    name = "clothing-mini"
+    <BLANKLINE>
+    [report]
+    plots = []  # --set
+    """
+    lines = text.splitlines()
+    items = values.items() if isinstance(values, Mapping) else values
+    comment = f"  # {note}" if note else ""
+    for dotted, value in items:
+        section, _, key = dotted.partition(".")
+        new = f"{key} = {toml_value(value)}{comment}"
+        current, start, found = None, None, False
+        for i, line in enumerate(lines):
+            header = _HEADER.match(line)
+            if header:
+                current = header.group(1)
+                if current == section:
+                    start = i
+                continue
+            if current == section and re.match(rf"^\s*{re.escape(key)}\s*=", line):
+                for j in range(i, len(lines)):  # the value may go on over several lines
+                    try:
+                        tomllib.loads("\n".join(lines[i:j + 1]))
+                    except tomllib.TOMLDecodeError:
+                        continue
+                    lines[i:j + 1] = [new]
+                    found = True
+                    break
+                break
+        if not found:
+            if start is None:
+                lines += ["", f"[{section}]", new]
+            else:
+                lines.insert(start + 1, new)
+    return "\n".join(lines) + ("\n" if text.endswith("\n") or not text else "")
 
 
 def parse_config(text: str, *, source: str | None = None,
@@ -146,7 +224,8 @@ def copy_pipeline(name: str, out: str | os.PathLike | None = None, *,
     :class:`~featx.errors.OutputExistsError` (a ``FileExistsError``) when ``out`` exists and
     ``overwrite`` is false. With ``overwrite=True`` a copy featx wrote there and nobody edited
     is replaced; a file featx did not write, or a copy edited since, is still refused: an
-    edited pipeline is never lost.
+    edited pipeline is never lost. A copy under another name reports to a folder of its own:
+    its ``[report] out`` is ``reports/<its file name>`` (``mine.toml``: ``reports/mine``).
     """
     builtins = _builtins()
     key = name[: -len(".toml")] if name.endswith(".toml") else name
@@ -161,18 +240,25 @@ def copy_pipeline(name: str, out: str | os.PathLike | None = None, *,
     if not out.parent.is_dir():
         raise FileNotFoundError(f"--out {os.fspath(out)!r}: folder {os.fspath(out.parent)!r} "
                                 "does not exist")
-    write_output(out, builtins[key].read_bytes(), param="--out")
+    text = builtins[key].read_text(encoding="utf-8")
+    if out.stem != key and tomllib.loads(text).get("report", {}).get("out"):
+        # the copy's report goes to a folder of its own, not over the built-in's
+        text = with_values(text, {"report.out": f"reports/{out.stem}"})
+    write_output(out, text.encode("utf-8"), param="--out")
     return out
 
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] | Mapping[str, Any] = ()) -> dict:
     """Read, parse and validate a pipeline file or built-in pipeline (:func:`pipeline_path`);
-    ``cfg["_file"]`` records the file it came from, ``cfg["_builtin"]`` the built-in name (or
-    ``None``)."""
+    ``cfg["_file"]`` records the file it came from, ``cfg["_text"]`` its text with the
+    ``overrides`` written in (:func:`with_values`: what the run follows, as the report shows
+    it), ``cfg["_builtin"]`` the built-in name (or ``None``)."""
     path, builtin = pipeline_path(path)
     text = path.read_text(encoding="utf-8")
     cfg = parse_config(text, source=str(path), overrides=overrides)
     cfg["_file"] = str(path)
-    cfg["_text"] = text
+    # the text the run followed: the file's, with the overrides written in
+    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    cfg["_text"] = with_values(text, list(items), note="overridden for this run")
     cfg["_builtin"] = builtin
     return cfg

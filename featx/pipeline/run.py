@@ -14,7 +14,7 @@ import numpy as np
 
 from featx.backbones import random_weights
 from featx.images import is_url
-from featx.pipeline.config import load_config, parse_override, set_dotted
+from featx.pipeline.config import load_config, parse_override, set_dotted, with_values
 from featx.pipeline.schema import validate_config
 from featx.sources import resolve_data
 from featx.utils.config import config_context
@@ -288,10 +288,13 @@ def run_pipeline(config_or_path: str | os.PathLike | Mapping, *,
         raw = {k: v for k, v in config_or_path.items() if not k.startswith("_")}
         items = overrides.items() if isinstance(overrides, Mapping) \
             else map(parse_override, overrides)
+        items = list(items)
         for k, v in items:
             set_dotted(raw, k, v)
         cfg = {**validate_config(raw), **{k: v for k, v in config_or_path.items()
                                           if k.startswith("_")}}
+        if cfg.get("_text"):  # the text the run follows, as the report shows it
+            cfg["_text"] = with_values(cfg["_text"], items, note="overridden for this run")
     else:
         cfg = load_config(config_or_path, overrides)
     # [extract] runtime is the run's default for every extraction in it (estimators, comparisons)

@@ -239,12 +239,14 @@ SCHEMA: tuple[Key, ...] = (
     Key("finetune", "backbone", "str", "", "backbone to fine-tune ('': the first of "
         "extract.backbone)", _backbone_or_empty),
     Key("finetune", "input_size", "int|list[int]", 0, "fine-tuning input size (0: "
-        "extract.input_size, else the backbone's own); smaller is much faster on CPU"),
-    Key("finetune", "epochs", "int", 10, "epochs per phase (as `FineTunedClassifier`; "
-        "`featx finetune`/`compare` default to 3, CPU-sized)"),
+        "extract.input_size, else the backbone's own); smaller is much faster on CPU "
+        "(`featx compare --finetune-input-size`)"),
+    Key("finetune", "epochs", "int", 10, "epochs per phase (as `FineTunedClassifier` and "
+        "`--epochs`); early stopping ends a phase sooner"),
     Key("finetune", "learning_rate", "float", 0.0, "learning rate of every phase (0: the "
         "strategy's default)"),
-    Key("finetune", "batch_size", "int", 32, "training batch size"),
+    Key("finetune", "batch_size", "int", 32, "training batch size (`featx finetune "
+        "--batch-size`, `featx compare --finetune-batch-size`)"),
     Key("finetune", "warm_start", "bool", True, "start the classifier from a logistic regression "
         "on cached features (no warm-up epochs); false: train the head first for `epochs`"),
     Key("finetune", "augment", "bool|table", True, "training augmentation: true (defaults), false, "

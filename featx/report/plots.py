@@ -250,10 +250,24 @@ def plot_few_shot(curve: Mapping, path) -> Path:
     return _save(fig, path, rect=(0, 0.06, 1, 1))
 
 
-def few_shot_band_text(curve: Mapping) -> str:
-    """What the shaded band of the few-shot plot is (the plot's footnote and report.md's)."""
+def few_shot_band_text(curve: Mapping, *, plotted: bool = True) -> str:
+    """What the few-shot numbers are: with ``plotted``, the plot's line and shaded band (the
+    plot's footnote and report.md's beside it); without, the table's numbers (report.md when
+    the plot was not drawn), so the text never describes a band nobody drew.
+
+    Examples
+    --------
+    >>> few_shot_band_text({"repeats": 2}, plotted=False)[:55]
+    'Mean test accuracy over 2 random draws of k training ex'
+    >>> "shaded band" in few_shot_band_text({"repeats": 2})
+    True
+    """
     repeats = curve.get("repeats")
     draws = f"{repeats} random draws" if repeats else "the random draws"
+    if not plotted:
+        return (f"Mean test accuracy over {draws} of k training examples per class (the last "
+                "row uses every example, once); report.json has each point's standard "
+                "deviation.")
     return (f"Line: mean test accuracy over {draws} of k training examples per class; shaded "
             "band: \u00b11 standard deviation across those draws (none at the last point, "
             "which uses every example).")

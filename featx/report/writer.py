@@ -183,7 +183,8 @@ def _markdown(d: dict, plots: dict[str, Path]) -> str:
                   rows_to_markdown(per_class["rows"])]
     fs = d.get("few_shot")
     if fs and fs.get("scores"):
-        lines += ["## Few-shot (frozen features)", "", few_shot_band_text(fs), ""]
+        lines += ["## Few-shot (frozen features)", "",
+                  few_shot_band_text(fs, plotted="few_shot" in plots), ""]
         rows = [{"examples/class": k, **{h: v[i] for h, v in fs["scores"].items()}}
                 for i, k in enumerate(fs["n_per_class"])]
         lines.append(rows_to_markdown(rows))

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_choice", "check_int", "close_matches", "type_name"]
+__all__ = ["check_choice", "check_int", "close_matches", "renamed", "type_name"]
 
 
 def type_name(value: Any) -> str:
@@ -94,3 +95,28 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
         pass
     hint = close_matches(value, [a for a in allowed if isinstance(a, str)])
     raise ValueError(f"{name} must be one of {allowed}, got {value!r}{hint}")
+
+
+def renamed(value: Any, old_value: Any, *, name: str, old_name: str, where: str) -> Any:
+    """The value of a keyword that was renamed: ``value``, else ``old_value`` (given under the
+    old name, still accepted) with a ``FutureWarning`` that says the new name.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     renamed(None, "/tmp/c", name="cache", old_name="cache_dir", where="cache_ls")
+    '/tmp/c'
+    >>> str(caught[0].message)[:48]
+    'cache_ls(cache_dir=...) is now cache_ls(cache=..'
+    """
+    if old_value is None:
+        return value
+    if value is not None:
+        raise TypeError(f"{where}() got {name}={value!r} and its old name {old_name}="
+                        f"{old_value!r}; give {name} only")
+    warnings.warn(f"{where}({old_name}=...) is now {where}({name}=...), the name every featx "
+                  f"function gives it; {old_name} still works for now", FutureWarning,
+                  stacklevel=3)
+    return old_value
