@@ -28,6 +28,12 @@ ROWS = [
     {"name": "b + knn", "kind": "head", "accuracy": float("nan")},
     {"name": "b fine-tuned (blocks)", "kind": "finetune", "accuracy": 0.9, "epochs": 3,
      "input_size": [160, 160]},
+    # two feature candidates of a feature choice: the cost plot draws them
+    {"name": "c taps[-1]/logreg", "kind": "head", "accuracy": 0.7, "cv_score": 0.72,
+     "cv_se": 0.02, "passes_per_image": 1, "seconds_per_image": 0.01, "features": "c taps[-1]"},
+    {"name": "c views[none,flip]/logreg", "kind": "head", "accuracy": 0.75, "cv_score": 0.78,
+     "cv_se": 0.02, "passes_per_image": 2, "seconds_per_image": 0.02,
+     "features": "c views[none,flip]"},
 ]
 HISTORY = {"loss": [1.2, 0.8, 0.5], "accuracy": [0.4, 0.6, 0.8], "val_loss": [1.3, 0.9, 0.7],
            "val_accuracy": [0.4, 0.5, 0.7]}

@@ -16,9 +16,11 @@ from featx.report.plots import (
     PLOTS_EXTRA,
     PlotsSkippedWarning,
     augment_images,
+    cost_rows,
     plot_augmentation,
     plot_comparison,
     plot_confusion,
+    plot_cost,
     plot_few_shot,
     plot_learning_curves,
     plot_misclassified,
@@ -35,9 +37,9 @@ from featx.report.writer import (
 
 __all__ = [
     "PLOTS", "PLOTS_EXTRA", "PlotsSkippedWarning", "Report", "augment_images",
-    "check_report_folder",
+    "check_report_folder", "cost_rows",
     "few_shot_curve", "library_versions", "per_class_metrics", "plot_augmentation",
-    "plot_comparison", "plot_confusion", "plot_few_shot", "plot_learning_curves",
+    "plot_comparison", "plot_confusion", "plot_cost", "plot_few_shot", "plot_learning_curves",
     "plot_misclassified", "plots_available", "rows_to_markdown", "worst_confusions",
     "write_report",
 ]
