@@ -260,3 +260,17 @@ def test_docs_match_the_table():
     text = (Path(__file__).parents[1] / "docs" / "heads.md").read_text()
     assert describe() in text, "docs/heads.md is stale: paste featx.heads.describe() into it"
 
+
+
+def test_the_light_name_list_is_the_table():
+    # the command line checks names from featx.heads.names (no scikit-learn); it must be the table
+    from featx.heads import DEFAULT_HEAD_NAMES, HEAD_NAMES, check_head_name, get_head_spec
+
+    assert HEAD_NAMES == tuple(list_heads())
+    assert DEFAULT_HEAD_NAMES == tuple(list_heads(default_only=True))
+    for wrong in ("svmm", "LOGREG", "", None):
+        with pytest.raises(ValueError) as light:
+            check_head_name(wrong)
+        with pytest.raises(ValueError) as table:
+            get_head_spec(wrong)
+        assert str(light.value) == str(table.value)

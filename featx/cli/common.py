@@ -39,10 +39,10 @@ def _check_names(args) -> None:
     heads = [args.head] if isinstance(getattr(args, "head", None), str) else []
     heads += _names(args.heads) if isinstance(getattr(args, "heads", None), str) else []
     if heads:
-        from featx.heads import get_head_spec
+        from featx.heads.names import check_head_name  # no scikit-learn: a typo is answered at once
 
         for head in heads:
-            get_head_spec(head)
+            check_head_name(head)
 
 
 def _resolve(args) -> dict:

@@ -9,20 +9,33 @@ Adding a head is adding a row. Two rows are ensembles of the others (:mod:`~feat
 per-class-offset wrapper behind ``make_head(..., imbalance=...)``.
 """
 
-from featx.heads.ensemble import SoftVoteHead, StackHead, block_bounds
-from featx.heads.imbalance import IMBALANCE, ClassBiasClassifier
-from featx.heads.limits import fit_size
-from featx.heads.spec import HeadSpec
-from featx.heads.table import (
-    STEP_NAMES,
-    describe,
-    get_head_spec,
-    head_param_grid,
-    limited_params,
-    list_heads,
-    make_head,
-)
+import importlib
 
-__all__ = ["IMBALANCE", "STEP_NAMES", "ClassBiasClassifier", "HeadSpec", "SoftVoteHead",
-           "StackHead", "block_bounds", "describe", "fit_size", "get_head_spec", "head_param_grid",
-           "limited_params", "list_heads", "make_head"]
+# The names of the table (featx.heads.names) load without scikit-learn, so that the command line
+# checks a head's name at once; everything else loads on first use (PEP 562).
+_EXPORTS = {
+    "SoftVoteHead": "ensemble", "StackHead": "ensemble", "block_bounds": "ensemble",
+    "IMBALANCE": "imbalance", "ClassBiasClassifier": "imbalance", "fit_size": "limits",
+    "HeadSpec": "spec", "STEP_NAMES": "table", "describe": "table", "get_head_spec": "table",
+    "head_param_grid": "table", "limited_params": "table", "list_heads": "table",
+    "make_head": "table", "DEFAULT_HEAD_NAMES": "names", "HEAD_NAMES": "names",
+    "check_head_name": "names",
+}
+
+__all__ = ["DEFAULT_HEAD_NAMES", "HEAD_NAMES", "IMBALANCE", "STEP_NAMES", "ClassBiasClassifier",
+           "HeadSpec", "SoftVoteHead", "StackHead", "block_bounds", "check_head_name", "describe",
+           "fit_size", "get_head_spec", "head_param_grid", "limited_params", "list_heads",
+           "make_head"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'featx.heads' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"featx.heads.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

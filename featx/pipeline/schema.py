@@ -57,9 +57,9 @@ def _backbones() -> list[str]:
 
 
 def _heads() -> list[str]:
-    from featx.heads import list_heads
+    from featx.heads.names import HEAD_NAMES
 
-    return list_heads()
+    return list(HEAD_NAMES)
 
 
 def _backbone_or_empty() -> list[str]:
@@ -67,9 +67,9 @@ def _backbone_or_empty() -> list[str]:
 
 
 def _default_heads() -> list[str]:
-    from featx.heads import list_heads
+    from featx.heads.names import DEFAULT_HEAD_NAMES
 
-    return list_heads(default_only=True)
+    return list(DEFAULT_HEAD_NAMES)
 
 
 def _strategies() -> list[str]:
@@ -79,7 +79,7 @@ def _strategies() -> list[str]:
 
 
 def _plots() -> list[str]:
-    from featx.report import PLOTS
+    from featx.report.catalog import PLOTS
 
     return list(PLOTS)
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from featx.audit import summary_markdown
 from featx.evaluate import comparison_markdown
+from featx.report.catalog import PLOTS
 from featx.report.details import library_versions, per_class_metrics
 from featx.report.plots import (
     PLOTS_EXTRA,
@@ -58,19 +59,6 @@ from featx.utils.version import __version__
 
 __all__ = ["PLOTS", "Report", "check_report_folder", "rows_to_markdown", "write_report"]
 
-#: Plot name -> (file name, what it shows). ``[report] plots`` takes these names.
-PLOTS: dict[str, tuple[str, str]] = {
-    "comparison": ("comparison.png", "test accuracy of every model"),
-    "confusion": ("confusion.png", "confusion matrix of the best model on the test split"),
-    "learning_curves": ("learning_curves.png", "fine-tuning loss and accuracy per epoch"),
-    "few_shot": ("few_shot.png", "accuracy vs training examples per class (frozen heads)"),
-    "augmentation": ("augmentation.png", "training images and augmented variants"),
-    "misclassified": ("misclassified.png",
-                      "misclassified test images of the best model, most frequent confusions "
-                      "first"),
-    "cost": ("cost.png", "cross-validated score against forward cost per image of every "
-                         "feature candidate, the choice starred (a feature choice only)"),
-}
 
 
 # --------------------------------------------------------------------------- markdown, folder
