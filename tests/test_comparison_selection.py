@@ -229,13 +229,13 @@ def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
     assert not {row["features"] for row in result.eliminated} & {r["features"] for r in probe}
     assert all(r["n_train"] == 300 for r in probe)
     # a row extracted in an early round is not extracted again: at most every image once per view
-    assert 0 < passes <= (len(train) + len(test)) * 2
+    assert 0 < passes <= result.cold_passes <= (len(train) + len(test)) * 2
     assert sum(result.bank.passes.values()) == passes
     again = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
                             extract_params={"weights": None, "input_size": 32}, verbose=0,
                             halving=False)
     assert len([r for r in again.table if r["cv_score"] is not None]) == len(choices)
-    assert not again.eliminated
+    assert not again.eliminated and again.cold_passes == (len(train) + len(test)) * 2
 
 
 ROWS = [dict(cv_score=0.90, cv_se=0.02, passes_per_image=6, seconds_per_image=0.12),
@@ -324,6 +324,7 @@ def test_a_pipeline_reports_every_candidate_and_the_cv_choice_as_best(cache, tmp
     text = (tmp_path / "r" / "report.md").read_text()
     assert "## Feature choice" in text and "4 candidates, scored by 2-fold" in text
     assert f"What choosing cost: {payload['selection']['passes']} backbone passes" in text
+    assert f"{payload['selection']['cold_passes']} on an empty cache" in text
     assert "the cheapest candidate (forward seconds per image)" in text
     out = payload["selection"]["eliminated"]
     assert len([r for r in report.rows if r["name"].endswith("/logreg")]) + len(out) == 4

@@ -175,7 +175,7 @@ def _probabilities(fss: dict, head: str, folds: int, seed: int) -> dict:
 def inspect(data, *, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
             input_size=None, cache=None, head: str = "logreg", folds: int = 5,
             threshold: float | None = None, calibration_images: int = 48, outlier_k: int = 5,
-            min_per_class: int = MIN_PER_CLASS, seed: int = 0, verbose: int = 0,
+            min_per_class: int = MIN_PER_CLASS, seed: int = 0, verbose: int = 1,
             extract_params: Mapping[str, Any] | None = None) -> Inspection:
     """Check a data set on its cached features: duplicates, leaks, label errors, outliers.
 
@@ -202,7 +202,9 @@ def inspect(data, *, backbone: str = "efficientnet_lite0", weights: str | None =
         Neighbours of the k-nearest-neighbour distance.
     min_per_class : int
         Training images per class below which a class is reported.
-    seed, verbose : int
+    seed : int
+    verbose : int, default=1
+        Progress of the extraction and the calibration's passes (``0``: silent).
 
     Returns
     -------

@@ -90,6 +90,13 @@ TERMS: tuple[Term, ...] = (
          "finetune.validation_split"),
     Term("probe images per class", "featx.advise:advise", "probe_per_class",
          {"advise": "--probe-per-class"}),
+    Term("head ranking label errors", "featx.audit:inspect", "head", {"inspect": "--head"}),
+    Term("out-of-fold folds", "featx.audit:inspect", "folds", {"inspect": "--folds"},
+         "inspect.folds"),
+    Term("near-duplicate similarity", "featx.audit:inspect", "threshold",
+         {"inspect": "--threshold"}, "inspect.threshold"),
+    Term("findings shown per kind", "featx.audit:write_inspection", "gallery",
+         {"inspect": "--gallery"}, "inspect.gallery"),
 )
 
 #: Options that only the command line has, and why.
@@ -104,6 +111,8 @@ COMMAND_LINE_ONLY: dict[str, str] = {
     "--size": "`show-augment`'s picture",
     "--sample": "`cache verify`", "--all": "`cache verify`", "--older-than": "`cache prune`",
     "--max-size": "`cache prune`", "--dry-run": "`cache rm`/`prune`",
+    "--clean-list": "`inspect` writes Inspection.clean_rows() as a CSV",
+    "--drop": "Inspection.clean_rows(drop=...)",
 }
 
 

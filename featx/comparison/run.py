@@ -79,6 +79,7 @@ class Comparison:
     selected: str | None = None
     bank: Any = field(default=None, repr=False)
     eliminated: list = field(default_factory=list)
+    cold_passes: int = 0
 
     def predictions(self, name: str) -> np.ndarray:
         """Row ``name``'s test predictions as class indices, aligned with ``test.labels``.

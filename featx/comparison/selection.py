@@ -24,8 +24,9 @@ from featx.extract import FeatureSet, extract_features, forward_pass_count, forw
 from featx.utils.checks import check_choice
 from featx.utils.threads import blas_limit
 
-__all__ = ["SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice", "check_budget",
-           "choose_candidate", "cv_fold_scores", "cv_score", "feature_choices", "fit_views",
+__all__ = ["CONCAT", "SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice",
+           "check_budget", "choose_candidate", "cv_fold_scores", "cv_score", "feature_choices",
+           "fit_views",
            "halving_subsets", "predict_views", "select_features", "within_budget"]
 
 #: Selection metrics: name -> scorer of (true class indices, predicted class indices).
@@ -34,6 +35,10 @@ SELECT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "macro_f1": lambda y, p: score_predictions(y, p)["macro_f1"],
     "balanced_accuracy": lambda y, p: score_predictions(y, p)["balanced_accuracy"],
 }
+
+#: ``feature_choices(concat=...)``: no concatenation, each backbone and all of them, all of them
+#: only, or each backbone and every combination of two or more.
+CONCAT = (False, True, "only", "subsets")
 
 #: How a candidate is chosen from its cross-validated score and its cost: ``one_se`` the cheapest
 #: (forward seconds per image at prediction) whose score is within one standard error of the
@@ -90,9 +95,10 @@ def feature_choices(backbones: Sequence[str], *, taps: Sequence[Sequence] = (),
                     views: Sequence[str] = ("none",),
                     concat: bool | str = False) -> list[FeatureChoice]:
     """The candidates of a feature-choice step: every backbone (and, with ``concat=True``, all
-    of them concatenated; ``concat="only"``: just the concatenation) x every tap set (``()``:
-    the pooled output) x the first view alone and, when several ``views`` are given, all of
-    them (TTA).
+    of them concatenated; ``concat="only"``: just the concatenation; ``concat="subsets"``: every
+    backbone and every combination of two or more, e.g. the pairs that cost two passes) x every
+    tap set (``()``: the pooled output) x the first view alone and, when several ``views`` are
+    given, all of them (TTA).
 
     Examples
     --------
@@ -102,13 +108,19 @@ def feature_choices(backbones: Sequence[str], *, taps: Sequence[Sequence] = (),
     2
     >>> [c.name for c in feature_choices(["a", "b"], concat="only")]
     ['a+b']
+    >>> [c.name for c in feature_choices(["a", "b", "c"], concat="subsets")]
+    ['a', 'b', 'c', 'a+b', 'a+c', 'b+c', 'a+b+c']
     """
-    check_choice("concat", concat, (True, False, "only"))
+    check_choice("concat", concat, CONCAT)
     from featx.extract.views import check_views
 
     views = tuple(check_views(list(views)))
     groups = [(b,) for b in backbones]
-    if concat and len(backbones) > 1:
+    if concat == "subsets":
+        from itertools import combinations
+
+        groups = [g for k in range(1, len(backbones) + 1) for g in combinations(backbones, k)]
+    elif concat and len(backbones) > 1:
         groups = [tuple(backbones)] if concat == "only" else [*groups, tuple(backbones)]
     tap_sets = [tuple(t) for t in taps] or [None]
     view_sets = [views[:1]] + ([views] if len(views) > 1 else [])
@@ -512,7 +524,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         ``select_s``: the probes' cross-validation, ``heads_s``),
         :attr:`Comparison.selected` (the chosen row's name) and :attr:`Comparison.eliminated`
         (a dict per candidate ruled out by halving: ``features``, ``n_train`` of its last
-        round, ``cv_score``, ``cv_se`` and its cost; it has no test row).
+        round, ``cv_score``, ``cv_se`` and its cost; it has no test row) and
+        :attr:`Comparison.cold_passes` (the backbone passes this choice costs on an empty
+        cache, whatever this call found cached).
         ``backbone_forward_passes`` of a row is the images its backbones ran on in this call,
         every round included (shared by the rows that use them).
 
@@ -550,6 +564,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                  f"{budget!r} passes per image: not extracted")
     start = time.perf_counter()
     kw = dict(cache=cache, verbose=verbose, **dict(extract_params or {}))
+    if not kw.get("layers") and _tap_union(choices):
+        # every round extracts the same taps (one cache entry), whichever candidates remain
+        kw["layers"] = _tap_union(choices)
     timings = {"extract_s": 0.0, "select_s": 0.0}
     n_candidates = len(choices)
     rounds = halving_subsets(train.labels, folds, seed) if halving and len(choices) > 2 \
@@ -567,8 +584,12 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                               [np.asarray(f.features) for f in features], y, folds=folds,
                               seed=seed, metric=metric)
 
+    cold_passes, done = 0, 0  # what an empty cache would cost: new rows x (backbone, view) pairs
     for r, rows_r in enumerate(rounds):
         last = r == len(rounds) - 1
+        pairs = {(b, v) for c in choices for b in c.backbones for v in c.views}
+        cold_passes += len(pairs) * (len(rows_r) - done + (len(test) if last else 0))
+        done = len(rows_r)
         t = time.perf_counter()
         splits = {"train": train, "test": test} if last else \
             {"train": train.subset(rows_r, name=f"{train.name}-halving{len(rows_r)}"
@@ -674,4 +695,5 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     result.selected = selected
     result.bank = bank
     result.eliminated = eliminated
+    result.cold_passes = cold_passes
     return result

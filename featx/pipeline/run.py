@@ -364,6 +364,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
                   "folds": sel["folds"], "probe": sel["probe"], "metric": sel["metric"],
                   "rule": sel["rule"], "budget": sel["budget"] or None,
                   "passes": int(sum(selection.bank.passes.values())),
+                  "cold_passes": selection.cold_passes,
                   "extract_s": selection.timings["extract_s"],
                   "select_s": selection.timings["select_s"]}
         for key, seconds in selection.timings.items():

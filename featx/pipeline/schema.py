@@ -202,7 +202,8 @@ SCHEMA: tuple[Key, ...] = (
         _views),
     Key("extract", "concat", "bool|str", False, "also try the features of all backbones "
         "concatenated (one candidate per tap set and view set; no extra backbone pass); "
-        "'only': the concatenation alone", (True, False, "only")),
+        "'only': the concatenation alone; 'subsets': each backbone and every combination of "
+        "two or more (the pairs cost two passes)", (True, False, "only", "subsets")),
     Key("extract", "batch_size", "int", 32, "images per forward pass (does not change features)"),
     Key("extract", "runtime", "str", "", "what runs the frozen backbone: 'auto' (ONNX Runtime on "
         "a CPU, Keras on a GPU), 'onnxruntime' or 'keras' ('': $FEATX_RUNTIME, else auto); "
@@ -276,7 +277,7 @@ SCHEMA: tuple[Key, ...] = (
         "label errors"),
     Key("inspect", "threshold", "float", 0.0, "cosine similarity of near-duplicates (0: "
         "calibrated on 48 training images re-encoded; their backbone passes are cached)"),
-    Key("inspect", "gallery", "int", 12, "findings of each kind shown in inspect/report.md"),
+    Key("inspect", "gallery", "int", 24, "findings of each kind shown in inspect/report.md"),
     Key("report", "out", "str", "", "report folder ('': reports/<pipeline file name>)"),
     Key("report", "title", "str", "", "report title ('': from the pipeline file name)"),
     Key("report", "plots", "list[str]", ["comparison", "confusion", "learning_curves",

@@ -220,8 +220,8 @@ def _selection_markdown(sel: Mapping | None) -> list[str]:
              "",
              f"What choosing cost: {sel.get('passes')} backbone passes in this run "
              f"({format_cell(sel.get('extract_s'), 1)} s of extraction, 0 when every feature "
-             f"came from the cache) and {format_cell(sel.get('select_s'), 1)} s of "
-             "cross-validated probes.", ""]
+             f"came from the cache; {sel.get('cold_passes')} on an empty cache) and "
+             f"{format_cell(sel.get('select_s'), 1)} s of cross-validated probes.", ""]
     out = sel.get("eliminated") or []
     if out:
         lines += [f"Ruled out early by successive halving ({len(out)}; scored on a stratified "
