@@ -231,6 +231,7 @@ def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
     # a row extracted in an early round is not extracted again: at most every image once per view
     assert 0 < passes <= result.cold_passes <= (len(train) + len(test)) * 2
     assert sum(result.bank.passes.values()) == passes
+    assert min(result.timings.values()) >= 0 and result.timings["select_s"] > 0
     again = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
                             extract_params={"weights": None, "input_size": 32}, verbose=0,
                             halving=False)
