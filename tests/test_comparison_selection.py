@@ -169,9 +169,13 @@ def test_selection_chooses_by_the_one_se_rule_and_reports_every_candidate(select
     top = max(probe, key=lambda r: r["cv_score"])
     near = [r for r in probe if r["cv_score"] >= top["cv_score"] - top["cv_se"] - 1e-12]
     chosen = min(near, key=lambda r: (r["seconds_per_image"], -r["cv_score"]))
-    assert result.selected == chosen["name"] == rows[0]["name"] and rows[0]["selected"]
-    assert [r["name"] for r in rows if r["selected"]] == [chosen["name"]]
-    assert any(r["name"] == f"{chosen['features']}/knn" for r in rows)
+    # on the chosen features, every head is cross-validated too: the best CV score is the choice
+    on_chosen = [r for r in rows if r["features"] == chosen["features"]]
+    assert {r["name"] for r in on_chosen} == {chosen["name"], f"{chosen['features']}/knn"}
+    winner = max(on_chosen, key=lambda r: (r["cv_score"], r["candidate"]))
+    assert result.selected == winner["name"] == rows[0]["name"] and rows[0]["selected"]
+    assert [r["name"] for r in rows if r["selected"]] == [winner["name"]]
+    assert all(r["cv_se"] is not None for r in on_chosen)
     assert all(r["backbone_forward_passes"] >= 0 and r["passes_per_image"] in (1, 2)
                for r in rows)
 
@@ -335,9 +339,12 @@ def test_a_pipeline_reports_every_candidate_and_the_cv_choice_as_best(cache, tmp
             (tmp_path / "r" / "report.md").read_text()
     from featx.comparison import choose_candidate
 
-    probe = [r for r in payload["results"] if r["cv_score"] is not None]
-    assert payload["best"]["selected"]
-    assert payload["best"]["name"] == probe[choose_candidate(probe)]["name"]
+    probe = [r for r in payload["results"] if r.get("candidate")]
+    features = probe[choose_candidate(probe)]["features"]
+    best = payload["best"]
+    assert best["selected"] and best["features"] == features
+    assert best["cv_score"] == max(r["cv_score"] for r in payload["results"]
+                                   if r["features"] == features)
     assert "chosen by accuracy in cross-validation on the training split" in \
         (tmp_path / "r" / "report.md").read_text()
 

@@ -476,8 +476,10 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     backbone once per view; ``seconds_per_image``: those passes' forward seconds, measured in
     this call; ``n_features``) and its test metrics as in every comparison. The chosen one
     (``selected: True``, :func:`choose_candidate`) also gets a row per other head of
-    ``heads``. The test split is only scored, never used to choose. A single candidate is not
-    cross-validated (``cv_score`` None): it is the choice.
+    ``heads``, cross-validated the same way, and the head with the best CV score on the chosen
+    features is the choice (``selected: True``; the probe on a tie). The test split is only
+    scored, never used to choose. A single candidate is not cross-validated (``cv_score``
+    None): it is the choice, with ``select_head``.
 
     Parameters
     ----------
@@ -676,15 +678,33 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
              + ("the best CV score" if rule == "best" else
                 "the cheapest within one standard error of the best CV score")
              + ("" if budget is None else f", within budget {budget!r}") + ")")
+    for row in rows:
+        row["candidate"] = True
+    chosen_row = next(r for r in rows if r["name"] == selected)
     for name in heads:
         if name != select_head:
             t = time.perf_counter()
-            row, pred = row_for(best, name, tr, te)
+            # cross-validated like the probe (one candidate: like it, not at all), so that the
+            # head that wins on the chosen features is chosen on train only too
+            folds_ = None if n_candidates == 1 else cv_fold_scores(
+                head_for(name, len(tr[0].labels), len(tr[0].class_names)),
+                [np.asarray(f.features) for f in tr], tr[0].labels, folds=folds, seed=seed,
+                metric=metric)
+            row, pred = row_for(best, name, tr, te, folds_)
+            row["candidate"] = False
             rows.append(row)
             preds[row["name"]] = pred
+            if folds_ is not None and row["cv_score"] > chosen_row["cv_score"]:
+                chosen_row = row
             if echo is not None:
-                echo(f"heads: {name} on {best.name}: test accuracy {row['accuracy']:.3f} "
-                     f"({time.perf_counter() - t:.1f} s)")
+                echo(f"heads: {name} on {best.name}: "
+                     + ("" if folds_ is None else f"CV {metric} {row['cv_score']:.3f} "
+                        f"± {row['cv_se']:.3f}, ")
+                     + f"test accuracy {row['accuracy']:.3f} ({time.perf_counter() - t:.1f} s)")
+    if chosen_row["name"] != selected:
+        selected = chosen_row["name"]
+        if echo is not None:
+            echo(f"heads: chose {selected} (the best CV score on the chosen features)")
     for row in rows:
         row["selected"] = row["name"] == selected
     rows.sort(key=lambda r: (not r["selected"], r["features"] != best.name,

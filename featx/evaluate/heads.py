@@ -73,6 +73,7 @@ ROW_KEYS: dict[str, str] = {
     "seconds_per_image": "forward seconds one image costs a feature candidate at prediction, "
                          "measured in the run",
     "selected": "whether the feature choice chose this row",
+    "candidate": "a feature candidate's probe row (False: another head on the chosen features)",
     "estimator": "the fitted model (kept in memory, never serialised)",
 }
 #: The one column vocabulary of every comparison table featx prints or writes (``featx

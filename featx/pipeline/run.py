@@ -358,7 +358,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
         selected = selection.selected
         comparisons[e["backbone"][0]] = selection
         sel = cfg["select"]
-        chosen = {"candidates": (sum(r["cv_score"] is not None for r in selection.table) or 1)
+        chosen = {"candidates": sum(bool(r.get("candidate")) for r in selection.table)
                   + len(selection.eliminated), "eliminated": selection.eliminated,
                   "halving": sel["halving"],
                   "folds": sel["folds"], "probe": sel["probe"], "metric": sel["metric"],

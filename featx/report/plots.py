@@ -105,16 +105,18 @@ def plot_comparison(rows: Sequence[Mapping], path, *, metric: str = "accuracy",
 
 def cost_rows(rows: Sequence[Mapping]) -> list[Mapping]:
     """The feature candidates among comparison rows: those with a cross-validated score and a
-    measured forward cost (:func:`featx.comparison.select_features`' probe rows)."""
+    measured forward cost (:func:`featx.comparison.select_features`' probe rows, not the other
+    heads on the chosen features: ``candidate`` False)."""
     return [r for r in rows if r.get("cv_score") is not None
-            and r.get("seconds_per_image") is not None]
+            and r.get("seconds_per_image") is not None and r.get("candidate", True)]
 
 
 def plot_cost(rows: Sequence[Mapping], path, *, best: str | None = None) -> Path:
     """Each feature candidate's cross-validated score against its forward milliseconds per
     image at prediction (log x), the Pareto front (no candidate both cheaper and better) as a
-    line, the one-standard-error band under the best score shaded and the chosen row
-    (``best``, a row name) starred. Rows: :func:`cost_rows`."""
+    line, the one-standard-error band under the best score shaded and the chosen features
+    (those of ``best``, a row name) starred. Rows: :func:`cost_rows`."""
+    features = next((r.get("features") for r in rows if r.get("name") == best), None)
     rows = cost_rows(rows)
     fig = _figure(7, 4.5)
     ax = fig.add_subplot()
@@ -136,7 +138,8 @@ def plot_cost(rows: Sequence[Mapping], path, *, best: str | None = None) -> Path
     se = rows[lead].get("cv_se") or 0.0
     ax.axhspan(y[lead] - se, y[lead], color="#2ca02c", alpha=0.12,
                label="within one standard error of the best")
-    chosen = [i for i, r in enumerate(rows) if r.get("name") == best]
+    chosen = [i for i, r in enumerate(rows)  # the chosen head's features
+              if r.get("name") == best or (features and r.get("features") == features)][:1]
     for i in chosen:
         ax.scatter([x[i]], [y[i]], s=220, marker="*", color="#d62728", zorder=3,
                    label="chosen")
