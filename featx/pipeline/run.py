@@ -177,9 +177,12 @@ def _write(cfg, out_dir, title, splits, rows, sources, comparisons, histories, t
             "class_names": class_names,
             "class_counts": {s: d.class_counts() for s, d in splits.items()}}
     timings["total_s"] = time.perf_counter() - t_start
-    if verbose:
-        say(f"report: writing {out_dir}" + (f" with plots ({', '.join(r['plots'])})"
-                                            if r["plots"] else "") + " ...")
+    if verbose:  # the plots named only when they can be drawn (else a warning says why not)
+        from featx.report.plots import plots_available
+
+        drawn = r["plots"] if plots_available() else []
+        say(f"report: writing {out_dir}" + (f" with plots ({', '.join(drawn)})"
+                                            if drawn else "") + " ...")
     extra = {"config": {k: v for k, v in cfg.items() if not k.startswith("_")},
              "config_toml": cfg.get("_text"), "pipeline_file": cfg.get("_file"),
              "timings": timings, "selection": selection, "run": {
