@@ -275,8 +275,9 @@ def cv_fold_scores(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, se
 
     ``probe_dims`` (an int) first projects wider features on their first ``probe_dims``
     principal components (standardised, then a randomised PCA fitted on each fold's training
-    rows only): a probe on a few hundred components costs a fraction of one on thousands of
-    columns and ranks candidates alike (``benchmarks/select_cost.py`` measures both).
+    rows only). Measured on Lite0's candidates on clothing-small it saved little time and lost
+    1.6-3.5 points of CV accuracy (``benchmarks/select_cost.py``), so :func:`select_features`
+    does not use it; it is kept for that measurement on wider features.
 
     Examples
     --------
