@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def cost_rows(rows: Sequence[Mapping]) -> list[Mapping]:
 
 def plot_cost(rows: Sequence[Mapping], path, *, best: str | None = None) -> Path:
     """Each feature candidate's cross-validated score against its forward milliseconds per
-    image at prediction (log x), the Pareto front (no candidate both cheaper and better) as a
+    image at prediction, the Pareto front (no candidate both cheaper and better) as a
     line, the one-standard-error band under the best score shaded and the chosen features
     (those of ``best``, a row name) starred. Rows: :func:`cost_rows`."""
     features = next((r.get("features") for r in rows if r.get("name") == best), None)
@@ -143,14 +144,18 @@ def plot_cost(rows: Sequence[Mapping], path, *, best: str | None = None) -> Path
     for i in chosen:
         ax.scatter([x[i]], [y[i]], s=220, marker="*", color="#d62728", zorder=3,
                    label="chosen")
-        ax.annotate(str(rows[i].get("features") or rows[i].get("name")), (x[i], y[i]),
-                    textcoords="offset points", xytext=(6, -12), fontsize=7)
-    ax.set_xscale("log")
+        label = textwrap.fill(str(rows[i].get("features") or rows[i].get("name")), 36,
+                              break_on_hyphens=False)
+        right = x[i] > x.mean()  # the label on the side with room, inside the axes
+        ax.annotate(label, (x[i], y[i]), textcoords="offset points", fontsize=7,
+                    xytext=(-10 if right else 10, -14), ha="right" if right else "left",
+                    va="top")
+    ax.set_xlim(0, 1.15 * float(x.max()))
     ax.set_xlabel("forward milliseconds per image at prediction (measured in this run)")
     metric = rows[0].get("cv_metric") or "accuracy" if rows else "accuracy"
     ax.set_ylabel(f"cross-validated {metric} on train")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     ax.set_title("Feature candidates: score against cost", fontsize=10)
     return _save(fig, path)
 
