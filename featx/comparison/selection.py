@@ -26,8 +26,7 @@ from featx.utils.threads import blas_limit
 
 __all__ = ["CONCAT", "SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice",
            "check_budget", "choose_candidate", "cv_fold_scores", "cv_score", "feature_choices",
-           "fit_views",
-           "halving_subsets", "predict_views", "select_features", "within_budget"]
+           "fit_views", "halving_subsets", "predict_views", "select_features", "within_budget"]
 
 #: Selection metrics: name -> scorer of (true class indices, predicted class indices).
 SELECT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -449,6 +448,16 @@ def halving_subsets(y, folds: int, seed: int = 0, *, start: float = 0.25,
     return [np.flatnonzero(rank <= f + 1e-12) for f in fractions] + [np.arange(len(y))]
 
 
+def _mean_se(fold_scores: np.ndarray | None) -> dict[str, float | None]:
+    """``cv_score`` (the folds' mean) and ``cv_se`` (its standard error) of a row; None for a row
+    that was not cross-validated."""
+    if fold_scores is None or len(fold_scores) == 0:
+        return {"cv_score": None, "cv_se": None}
+    n = len(fold_scores)
+    return {"cv_score": float(np.mean(fold_scores)),
+            "cv_se": float(np.std(fold_scores, ddof=1) / np.sqrt(n)) if n > 1 else None}
+
+
 def _survivors(rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Who goes on to the next round: the better half by CV score, and every candidate within
     one standard error of the round's best (a cheap candidate the folds cannot tell from the
@@ -547,16 +556,12 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     >>> sorted(k for k in result.table[0] if "per_image" in k)
     ['passes_per_image', 'predict_passes_per_image', 'seconds_per_image']
     """
-    from featx.evaluate import HEAD_OPTIONS, HeadTable
+    from featx.evaluate import HeadTable, check_head_options
     from featx.heads import make_head
 
     check_choice("metric", metric, tuple(SELECT_METRICS))
     check_choice("rule", rule, SELECT_RULES)
-    options = dict(head_options or {})
-    unknown = sorted(set(options) - set(HEAD_OPTIONS))
-    if unknown:
-        raise ValueError(f"head_options {unknown} are not make_head options; allowed: "
-                         f"{sorted(HEAD_OPTIONS)}; got head_options={options!r}")
+    options = check_head_options(head_options)
     limit = check_budget(budget)
     if limit is not None and limit[0] == "passes":  # known before any extraction: spare it
         over = len(choices)
@@ -565,7 +570,6 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         if echo is not None and over > len(choices):
             echo(f"select: {over - len(choices)} of {over} candidates cost more than "
                  f"{budget!r} passes per image: not extracted")
-    start = time.perf_counter()
     kw = dict(cache=cache, verbose=verbose, **dict(extract_params or {}))
     if not kw.get("layers") and _tap_union(choices):
         # every round extracts the same taps (one cache entry), whichever candidates remain
@@ -581,9 +585,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     def head_for(name, n, k):
         return make_head(name, random_state=seed, n_samples=n, n_classes=k, **options)
 
-    def fold_scores(features):
+    def fold_scores(features, head=select_head):
         y = features[0].labels
-        return cv_fold_scores(head_for(select_head, len(y), len(features[0].class_names)),
+        return cv_fold_scores(head_for(head, len(y), len(features[0].class_names)),
                               [np.asarray(f.features) for f in features], y, folds=folds,
                               seed=seed, metric=metric)
 
@@ -613,8 +617,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         for choice in choices:
             folds_ = fold_scores(bank.features(choice, "train"))
             scored.append({"features": choice.name, "n_train": len(rows_r),
-                           "cv_score": float(np.mean(folds_)), "cv_metric": metric,
-                           "cv_se": float(np.std(folds_, ddof=1) / np.sqrt(len(folds_))),
+                           **_mean_se(folds_), "cv_metric": metric,
                            "passes_per_image": choice.passes_per_image,
                            "seconds_per_image": bank.seconds_per_image(choice)})
         timings["select_s"] += time.perf_counter() - t
@@ -638,7 +641,6 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         pred = predict_views(est, [np.asarray(f.features) for f in te])
         size = [list(bank.sets[(b, choice.views[0], "train")].attrs.get("input_size", []))
                 for b in choice.backbones]
-        folds_ = cv if cv is not None else ()
         return {"name": f"{choice.name}/{head_name}", "kind": "head",
                 "backbone": "+".join(choice.backbones),
                 "input_size": size[0] if len(size) == 1 else size,
@@ -646,9 +648,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                 "predict_seconds": time.perf_counter() - t,
                 "backbone_forward_passes": int(sum(bank.passes[b] for b in choice.backbones)),
                 "n_train": len(y), "n_test": len(yt), "n_features": tr[0].features.shape[1],
-                "cv_score": float(np.mean(folds_)) if len(folds_) else None,
-                "cv_se": float(np.std(folds_, ddof=1) / np.sqrt(len(folds_)))
-                if len(folds_) > 1 else None, "cv_metric": metric,
+                **_mean_se(cv), "cv_metric": metric,
                 "features": choice.name, "taps": None if choice.taps is None
                 else list(choice.taps), "views": list(choice.views),
                 "passes_per_image": choice.passes_per_image,
@@ -687,10 +687,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
             t = time.perf_counter()
             # cross-validated like the probe (one candidate: like it, not at all), so that the
             # head that wins on the chosen features is chosen on train only too
-            folds_ = None if n_candidates == 1 else cv_fold_scores(
-                head_for(name, len(tr[0].labels), len(tr[0].class_names)),
-                [np.asarray(f.features) for f in tr], tr[0].labels, folds=folds, seed=seed,
-                metric=metric)
+            folds_ = None if n_candidates == 1 else fold_scores(tr, name)
             row, pred = row_for(best, name, tr, te, folds_)
             row["candidate"] = False
             rows.append(row)

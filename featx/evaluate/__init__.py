@@ -14,6 +14,7 @@ from featx.evaluate.heads import (
     METRICS,
     ROW_KEYS,
     HeadTable,
+    check_head_options,
     comparison_markdown,
     evaluate_heads,
     score_predictions,
@@ -22,6 +23,6 @@ from featx.evaluate.heads import (
 
 __all__ = [
     "COLUMNS", "COMPARISON_COLUMNS", "HEAD_OPTIONS", "METRICS", "ROW_KEYS", "HeadTable",
-    "comparison_markdown", "evaluate_heads", "few_shot_curve", "score_predictions",
-    "table_columns",
+    "check_head_options", "comparison_markdown", "evaluate_heads", "few_shot_curve",
+    "score_predictions", "table_columns",
 ]

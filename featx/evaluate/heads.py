@@ -29,7 +29,8 @@ from featx.utils.threads import blas_limit
 
 __all__ = [
     "COLUMNS", "COMPARISON_COLUMNS", "HEAD_OPTIONS", "METRICS", "ROW_KEYS", "HeadTable",
-    "comparison_markdown", "evaluate_heads", "score_predictions", "table_columns",
+    "check_head_options", "comparison_markdown", "evaluate_heads", "score_predictions",
+    "table_columns",
 ]
 
 #: The row schema of a comparison: :func:`featx.comparison.compare` (``featx compare``) and
@@ -345,12 +346,20 @@ def _resolve_heads(heads, random_state, n_samples, n_classes, search, options):
 HEAD_OPTIONS = {"imbalance": True, "proba": True, "pca": False, "normalize": False}
 
 
-def _check_head_options(options) -> dict:
+def check_head_options(options: Mapping[str, Any] | None) -> dict:
+    """``options`` as a dict when every key is one of :data:`HEAD_OPTIONS` (what
+    :func:`evaluate_heads` and :func:`featx.comparison.select_features` pass on to every head).
+
+    Examples
+    --------
+    >>> check_head_options({"imbalance": "tune"})
+    {'imbalance': 'tune'}
+    """
     options = dict(options or {})
     unknown = sorted(set(options) - set(HEAD_OPTIONS))
     if unknown:
-        raise ValueError(f"head_options {unknown} are not make_head options evaluate_heads passes "
-                         f"on; allowed: {sorted(HEAD_OPTIONS)}; got head_options={options!r}.")
+        raise ValueError(f"head_options {unknown} are not make_head options featx passes on to "
+                         f"heads; allowed: {sorted(HEAD_OPTIONS)}; got head_options={options!r}.")
     return options
 
 
@@ -488,7 +497,7 @@ def evaluate_heads(
             f"test.class_names must equal train.class_names; got test={test_names} "
             f"and train={names}."
         )
-    options = _check_head_options(head_options)
+    options = check_head_options(head_options)
     table = HeadTable(class_names=names)
     cv, n_fit, n_classes = fit_size(X, y, cv)
     for name, estimator, grid, limited in _resolve_heads(heads, random_state, n_fit, n_classes,
