@@ -141,6 +141,55 @@ def test_pca_and_integer_labels_fold_into_one_dense(features, images, tmp_path):
     np.testing.assert_allclose(out["probabilities"], clf.predict_proba(images), atol=1e-4)
 
 
+# --------------------------------------------------------------------------- feature norms
+@pytest.mark.parametrize("options", [{"power": 0.5}, {"power": 0.5, "pca": 8, "whiten": True},
+                                     {"power": 2.0, "normalize": True}, {"pca": 8, "whiten": True}])
+@pytest.mark.parametrize("head", ["logreg", "knn"])
+def test_signed_power_and_whitened_pca_convert_with_skl2onnx(head, options):
+    """skl2onnx's graph of a head with featx's power step (Sign, Abs, Pow) and a whitened PCA
+    agrees with scikit-learn on random features, negative ones included."""
+    import onnxruntime
+
+    from featx.deploy.onnx_graph import sklearn_to_onnx
+    from featx.heads import make_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 12)).astype(np.float32) * 3
+    y = np.arange(60) % 3
+    model = make_head(head, random_state=0, **options).fit(X, y)
+    graph = sklearn_to_onnx(model, X.shape[1])
+    ops = {node.op_type for node in graph.graph.node}
+    assert ({"Sign", "Abs", "Pow"} <= ops) == ("power" in options)
+    session = onnxruntime.InferenceSession(graph.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    out = dict(zip(names, session.run(None, {"features": X}), strict=True))
+    _, scores, _ = reference(model, X)
+    np.testing.assert_allclose(out["probabilities"], scores, atol=1e-4)
+    np.testing.assert_array_equal(out["label"], model.predict(X))
+
+
+@pytest.mark.parametrize("params", [{"power": 0.5}, {"pca": 8, "whiten": True}])
+def test_feature_norms_export_to_onnx_and_agree(params, features, images, tmp_path):
+    """A model whose head has the power step exports to ONNX only (skl2onnx); a whitened PCA
+    still folds into the Dense layer."""
+    from featx.deploy.graphs import fold_linear_head
+
+    clf = featx.TransferClassifier(head="logreg", head_params=params, **MODEL).fit(features)
+    out = run_plain(tmp_path, "onnx", featx.export(clf, tmp_path / "norm.onnx"), images)
+    np.testing.assert_allclose(out["probabilities"], clf.predict_proba(images), atol=1e-4)
+    np.testing.assert_array_equal(out["label"], clf.predict(images))
+    folded = fold_linear_head(clf.head_)
+    if "power" in params:
+        assert folded == ("its SignedPower step is not an affine map (affine steps: PCA, "
+                          "StandardScaler)")
+        with pytest.raises(ExportError, match=r"SignedPower.*formats that work for this model: "
+                                              r"onnx"):
+            featx.export(clf, tmp_path / "norm.tflite", format="litert")
+    else:
+        assert not isinstance(folded, str)
+
+
 # --------------------------------------------------------------------------- other formats
 @pytest.fixture(scope="module")
 def logreg(features):

@@ -8,14 +8,21 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from featx.heads import (
+    FEATURE_NORMS,
+    STEP_NAMES,
+    SignedPower,
+    check_norm,
     describe,
+    describe_norms,
     get_head_spec,
     head_param_grid,
     limited_params,
     list_heads,
     make_head,
+    norm_options,
 )
 
 HEADS = list_heads()
@@ -55,9 +62,13 @@ def test_steps_follow_the_row_and_options(name):
     plain = [s for s, _ in make_head(name).steps]
     assert plain == [s for s, on in [("normalize", spec.normalize), ("scale", spec.scale),
                                      ("clf", True)] if on]
-    full = [s for s, _ in make_head(name, pca=8, normalize=True).steps]
-    assert full == [s for s in ("normalize", "scale", "pca", "clf") if s in full]
-    assert {"normalize", "pca", "clf"} <= set(full)
+    full = [s for s, _ in make_head(name, power=0.5, pca=8, whiten=True, normalize=True).steps]
+    assert full == [s for s in STEP_NAMES if s in full]
+    assert STEP_NAMES == ("power", "normalize", "scale", "pca", "clf")
+    assert {"power", "normalize", "pca", "clf"} <= set(full)
+    assert make_head(name, pca=8, whiten=True).named_steps["pca"].whiten is True
+    assert make_head(name, pca=8).named_steps["pca"].whiten is False
+    assert "power" not in dict(make_head(name).steps)
     assert "normalize" not in dict(make_head(name, normalize=False).steps)
     assert make_head(name, pca=0.9).named_steps["pca"].n_components == 0.9
 
@@ -151,6 +162,27 @@ def test_unknown_param_lists_valid_params():
 def test_bad_pca_is_refused(pca):
     with pytest.raises(ValueError, match=re.escape(f"pca={pca!r}")):
         make_head("logreg", pca=pca)
+
+
+@pytest.mark.parametrize("power", [0, -0.5, True, "0.5", float("inf"), float("nan"), None])
+def test_bad_power_is_refused(power):
+    if power is None:  # None is make_head's "no power step", not a SignedPower value
+        with pytest.raises(ValueError, match=r"power must be a number > 0 and < inf, got None"):
+            SignedPower(power=None).fit(np.ones((2, 2)))
+        return
+    message = f"power must be a number > 0 and < inf, got {power!r} of type {type(power).__name__}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_head("logreg", power=power)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SignedPower(power=power).fit(np.ones((2, 2)))
+
+
+def test_whiten_needs_pca_and_a_bool():
+    with pytest.raises(ValueError, match=r"whiten=True .* needs pca= .*got whiten=True with "
+                                         r"pca=None"):
+        make_head("logreg", whiten=True)
+    with pytest.raises(TypeError, match=r"whiten must be a bool, got 1 of type int"):
+        make_head("logreg", pca=8, whiten=1)
 
 
 def test_spec_is_frozen():
@@ -260,6 +292,98 @@ def test_docs_match_the_table():
     text = (Path(__file__).parents[1] / "docs" / "heads.md").read_text()
     assert describe() in text, "docs/heads.md is stale: paste featx.heads.describe() into it"
 
+
+
+# --------------------------------------------------------------------------- feature norms
+@parametrize_with_checks([SignedPower(), SignedPower(power=2.0)])
+def test_signed_power_follows_sklearn_conventions(estimator, check):
+    check(estimator)
+
+
+def test_signed_power_values_dtype_and_names():
+    X = np.array([[4.0, -9.0, 0.0, -0.25]])
+    np.testing.assert_allclose(SignedPower().fit_transform(X), [[2.0, -3.0, 0.0, -0.5]])
+    np.testing.assert_array_equal(SignedPower(power=1).fit_transform(X), X)
+    np.testing.assert_allclose(SignedPower(power=2).fit_transform(X), np.sign(X) * X ** 2)
+    x32 = X.astype(np.float32)
+    assert SignedPower().fit_transform(x32).dtype == np.float32
+    assert SignedPower().fit_transform(X.astype(int)).dtype == np.float64
+    np.testing.assert_array_equal(x32, X.astype(np.float32))  # the input is left as it was
+    names = SignedPower().fit(X).get_feature_names_out()
+    assert list(names) == ["x0", "x1", "x2", "x3"]
+    with pytest.raises(ValueError, match=r"X has 3 features, but SignedPower is expecting 4"):
+        SignedPower().fit(X).transform(X[:, :3])
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """Enough images and features for the whiten row's 256 components."""
+    return cnn_like(n=300, d=272)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("head", ["logreg", "knn"])
+@pytest.mark.parametrize("norm", list(FEATURE_NORMS))
+def test_every_norm_builds_fits_pickles_and_clones(norm, head, wide):
+    X, y = wide
+    options = norm_options(norm)
+    model = make_head(head, random_state=0, **options)
+    steps = [s for s, _ in model.steps]
+    assert steps == [s for s in STEP_NAMES if s in steps]
+    assert ("power" in steps) == ("power" in options)
+    assert ("pca" in steps) == ("pca" in options)
+    if options.get("normalize"):
+        assert "normalize" in steps
+    assert clone(model).get_params().keys() == model.get_params().keys()
+    model.fit(X, y)
+    pred = model.predict(X)
+    assert (pred == y).mean() > 0.6
+    proba = model.predict_proba(X[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)  # float32 features
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict(X), pred)
+    refit = clone(model).fit(X, y)
+    np.testing.assert_array_equal(refit.predict(X), pred)
+
+
+def test_norm_rows_and_names():
+    assert list(FEATURE_NORMS) == ["none", "l2", "sqrt", "sqrt_l2", "whiten"]
+    assert norm_options("none") == {}
+    assert norm_options("sqrt") == {"power": 0.5}
+    assert norm_options("whiten") == {"pca": 256, "whiten": True}
+    norm_options("sqrt")["power"] = 2.0  # a copy: the table keeps its value
+    assert norm_options("sqrt") == {"power": 0.5}
+    with pytest.raises(TypeError):
+        FEATURE_NORMS["sqrt"].options["power"] = 2.0
+    assert all(row.description for row in FEATURE_NORMS.values())
+    assert check_norm("l2") == "l2"
+    for wrong, hint in (("sqr", " (did you mean 'sqrt' or 'sqrt_l2'?)"),
+                        ("L2", " (did you mean 'l2'?)"),
+                        (None, "")):
+        message = (f"norm must be one of ['none', 'l2', 'sqrt', 'sqrt_l2', 'whiten'], got "
+                   f"{wrong!r}{hint}")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_norm(wrong)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            norm_options(wrong)
+
+
+def test_norm_names_load_without_scikit_learn():
+    """The command line may check a norm's name before it imports anything heavy."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from featx.heads import FEATURE_NORMS, check_norm; check_norm('sqrt'); "
+            "assert 'sklearn' not in sys.modules, 'sklearn imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_docs_list_the_norms():
+    text = (Path(__file__).parents[1] / "docs" / "heads.md").read_text()
+    assert describe_norms() in text, ("docs/heads.md is stale: paste "
+                                      "featx.heads.describe_norms() into it")
 
 
 def test_the_light_name_list_is_the_table():

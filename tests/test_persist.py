@@ -34,6 +34,7 @@ FAST = {"rf": {"n_estimators": 10}, "mlp": {"hidden_layer_sizes": (16,), "max_it
 MODELS = {name: (name, {"random_state": 0, **FAST.get(name, {})}) for name in list_heads()}
 MODELS["svm_proba_pca"] = ("svm", {"proba": True, "pca": 5, "normalize": True})
 MODELS["knn_pca"] = ("knn", {"pca": 0.9})
+MODELS["logreg_sqrt_whiten"] = ("logreg", {"power": 0.5, "pca": 5, "whiten": True})
 
 FRESH = """
 import sys, numpy as np

@@ -27,6 +27,7 @@ from sklearn.preprocessing import Normalizer
 from featx.deploy.graphs import Exportable
 from featx.errors import ExportError
 from featx.extract.graphs import ONNX_OPSET, GraphExportError, export_onnx, graph_file
+from featx.heads import SignedPower
 
 __all__ = ["DELEGATES", "OPSET", "SKL2ONNX_OPTIONS", "backbone_graph", "build_onnx",
            "keras_to_onnx", "sklearn_to_onnx"]
@@ -95,7 +96,28 @@ def _linear_nodes(exp: Exportable, features: str) -> tuple[list, list, str]:
     return nodes, consts, out
 
 
-# ----------------------------------------------------------------- skl2onnx, one custom step
+# ----------------------------------------------------------------- skl2onnx, custom steps
+def _signed_power(scope, operator, container):
+    """featx's :class:`~featx.heads.SignedPower`, ``sign(x) * |x| ** power``: Sign, Abs, Pow
+    and Mul."""
+    from skl2onnx.algebra.onnx_ops import OnnxAbs, OnnxMul, OnnxPow, OnnxSign
+    from skl2onnx.common.data_types import guess_numpy_type
+
+    opv = container.target_opset
+    x = operator.inputs[0]
+    power = np.array([operator.raw_operator.power], guess_numpy_type(x.type))
+    magnitude = OnnxPow(OnnxAbs(x, op_version=opv), power, op_version=opv)
+    out = OnnxMul(OnnxSign(x, op_version=opv), magnitude, op_version=opv,
+                  output_names=operator.outputs[:1])
+    out.add_to(scope, container)
+
+
+def _same_shape(operator):
+    """skl2onnx shape calculator of an element-wise step: the output's type is the input's."""
+    kind = operator.inputs[0].type
+    operator.outputs[0].type = type(kind)(kind.shape)
+
+
 def _normalizer(scope, operator, container):
     """sklearn's ``Normalizer`` with standard ops, as sklearn computes it on featx's float32
     features: a norm below ``10 * eps`` of float32 is taken as 1 (the ``ai.onnx.ml`` Normalizer
@@ -197,8 +219,13 @@ def _knn(scope, operator, container):
     label.add_to(scope, container)
 
 
-#: Estimator class -> a skl2onnx converter used instead of skl2onnx's own, for this call only.
-_CONVERTERS: Mapping[type, Callable] = {Normalizer: _normalizer, KNeighborsClassifier: _knn}
+#: Estimator class -> a skl2onnx converter used instead of skl2onnx's own (or where skl2onnx has
+#: none: featx's own steps), for this call only.
+_CONVERTERS: Mapping[type, Callable] = {Normalizer: _normalizer, KNeighborsClassifier: _knn,
+                                        SignedPower: _signed_power}
+
+#: Shape calculators of the classes skl2onnx does not know (featx's own steps), for this call.
+_SHAPES: Mapping[type, Callable] = {SignedPower: _same_shape}
 
 
 #: featx head classes (by name) whose predictions are those of a fitted scikit-learn attribute,
@@ -249,7 +276,8 @@ def sklearn_to_onnx(head, n_features: int) -> onnx.ModelProto:
         model = convert_sklearn(
             head, initial_types=[("features64", DoubleTensorType([None, n_features]))],
             options=options, target_opset=dict(OPSET),
-            custom_conversion_functions=dict(_CONVERTERS))
+            custom_conversion_functions=dict(_CONVERTERS),
+            custom_shape_calculators=dict(_SHAPES))
     except (MissingConverter, MissingShapeCalculator) as exc:
         kind = str(exc).split("type '")[-1].split("'")[0] if "type '" in str(exc) else "a part"
         raise ExportError(

@@ -343,7 +343,8 @@ def _resolve_heads(heads, random_state, n_samples, n_classes, search, options):
 
 #: ``make_head`` options :func:`evaluate_heads` passes on (``head_options``); those marked True
 #: change the grid's keys and go to ``head_param_grid`` too.
-HEAD_OPTIONS = {"imbalance": True, "proba": True, "pca": False, "normalize": False}
+HEAD_OPTIONS = {"imbalance": True, "proba": True, "pca": False, "normalize": False,
+                "power": False, "whiten": False}
 
 
 def check_head_options(options: Mapping[str, Any] | None) -> dict:
@@ -354,6 +355,9 @@ def check_head_options(options: Mapping[str, Any] | None) -> dict:
     --------
     >>> check_head_options({"imbalance": "tune"})
     {'imbalance': 'tune'}
+    >>> from featx.heads import norm_options
+    >>> check_head_options(norm_options("sqrt_l2"))
+    {'power': 0.5, 'normalize': True}
     """
     options = dict(options or {})
     unknown = sorted(set(options) - set(HEAD_OPTIONS))
@@ -454,8 +458,10 @@ def evaluate_heads(
     head_options : dict, optional
         More :func:`~featx.heads.make_head` options for every named head (keys of
         :data:`HEAD_OPTIONS`): ``{"imbalance": "tune"}`` tunes per-class offsets for macro-F1,
-        ``{"imbalance": "prior"}`` shifts to equal priors, ``pca``, ``normalize``, ``proba``.
-        The grids follow (``head_param_grid`` gets ``imbalance`` and ``proba``).
+        ``{"imbalance": "prior"}`` shifts to equal priors, ``pca``, ``normalize``, ``power``,
+        ``whiten``, ``proba``; a feature normalisation is ``featx.heads.norm_options(name)``
+        (a row of :data:`featx.heads.FEATURE_NORMS`, e.g. ``{"power": 0.5}``). The grids
+        follow (``head_param_grid`` gets ``imbalance`` and ``proba``).
 
     Returns
     -------

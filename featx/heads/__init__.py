@@ -7,6 +7,9 @@ name.
 Adding a head is adding a row. Two rows are ensembles of the others (:mod:`~featx.heads.ensemble`:
 ``soft_vote``, ``stack``), and :mod:`~featx.heads.imbalance` holds the class-prior and
 per-class-offset wrapper behind ``make_head(..., imbalance=...)``.
+:mod:`~featx.heads.preprocess` holds :class:`SignedPower` (``make_head(..., power=...)``), and
+:mod:`~featx.heads.norms` the table of feature normalisations, :data:`FEATURE_NORMS`, each a set
+of ``make_head`` options.
 """
 
 import importlib
@@ -19,13 +22,16 @@ _EXPORTS = {
     "HeadSpec": "spec", "STEP_NAMES": "table", "describe": "table", "get_head_spec": "table",
     "head_param_grid": "table", "limited_params": "table", "list_heads": "table",
     "make_head": "table", "DEFAULT_HEAD_NAMES": "names", "HEAD_NAMES": "names",
-    "check_head_name": "names",
+    "check_head_name": "names", "SignedPower": "preprocess", "FEATURE_NORMS": "norms",
+    "FeatureNorm": "norms", "check_norm": "norms", "describe_norms": "norms",
+    "norm_options": "norms",
 }
 
-__all__ = ["DEFAULT_HEAD_NAMES", "HEAD_NAMES", "IMBALANCE", "STEP_NAMES", "ClassBiasClassifier",
-           "HeadSpec", "SoftVoteHead", "StackHead", "block_bounds", "check_head_name", "describe",
-           "fit_size", "get_head_spec", "head_param_grid", "limited_params", "list_heads",
-           "make_head"]
+__all__ = ["DEFAULT_HEAD_NAMES", "FEATURE_NORMS", "HEAD_NAMES", "IMBALANCE", "STEP_NAMES",
+           "ClassBiasClassifier", "FeatureNorm", "HeadSpec", "SignedPower", "SoftVoteHead",
+           "StackHead", "block_bounds", "check_head_name", "check_norm", "describe",
+           "describe_norms", "fit_size", "get_head_spec", "head_param_grid", "limited_params",
+           "list_heads", "make_head", "norm_options"]
 
 
 def __getattr__(name: str):

@@ -15,10 +15,13 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 
 from featx.heads.imbalance import IMBALANCE, ClassBiasClassifier
 from featx.heads.limits import limited
+from featx.heads.preprocess import POWER, SignedPower
 from featx.heads.spec import HeadSpec
 from featx.utils.checks import check_choice, close_matches
+from featx.utils.params import Flag
 
-__all__ = ["build_head", "check_imbalance", "check_params", "check_pca"]
+__all__ = ["build_head", "check_imbalance", "check_params", "check_pca", "check_power",
+           "check_whiten"]
 
 
 def check_pca(pca):
@@ -33,6 +36,18 @@ def check_pca(pca):
         "pca must be None, an int >= 1 (components) or a float in (0, 1) "
         f"(variance to keep); got pca={pca!r}."
     )
+
+
+def check_power(power) -> None:
+    if power is not None:
+        POWER.check("power", power)
+
+
+def check_whiten(whiten, pca) -> None:
+    if Flag().check("whiten", whiten) and pca is None:
+        raise ValueError("whiten=True whitens the PCA step, which needs pca= (components or "
+                         "variance kept); got whiten=True with pca=None. Pass pca=, e.g. "
+                         "make_head(name, pca=256, whiten=True).")
 
 
 def check_params(spec: HeadSpec, params: Mapping[str, Any]) -> None:
@@ -52,13 +67,16 @@ def check_imbalance(imbalance) -> None:
 
 
 def build_head(spec: HeadSpec, *, pca: int | float | None = None, normalize: bool | None = None,
-               proba: bool = False, imbalance: str | None = None,
-               random_state: int | None = None, n_samples: int | None = None,
-               n_classes: int | None = None, **params: Any) -> Pipeline:
+               power: float | None = None, whiten: bool = False, proba: bool = False,
+               imbalance: str | None = None, random_state: int | None = None,
+               n_samples: int | None = None, n_classes: int | None = None,
+               **params: Any) -> Pipeline:
     """The unfitted pipeline of row ``spec``; the parameters are ``make_head``'s."""
     name = spec.name
     check_params(spec, params)
     check_pca(pca)
+    check_power(power)
+    check_whiten(whiten, pca)
     check_imbalance(imbalance)
     proba = proba or imbalance == "prior"
     kwargs = {**spec.defaults, **limited(spec, params, n_samples, n_classes), **params}
@@ -79,12 +97,15 @@ def build_head(spec: HeadSpec, *, pca: int | float | None = None, normalize: boo
         clf = ClassBiasClassifier(clf, method=imbalance, random_state=random_state)
 
     steps = []
+    if power is not None:
+        steps.append(("power", SignedPower(power=power)))
     if spec.normalize if normalize is None else normalize:
         steps.append(("normalize", Normalizer(norm="l2")))
     if spec.scale:
         steps.append(("scale", StandardScaler()))
     if pca is not None:
-        steps.append(("pca", PCA(n_components=pca, random_state=random_state)))
+        steps.append(("pca", PCA(n_components=pca, whiten=bool(whiten),
+                                     random_state=random_state)))
     steps.append(("clf", clf))
     return Pipeline(steps)
 

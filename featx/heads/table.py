@@ -3,7 +3,7 @@
 Each row (:class:`HeadSpec`) is data: the final estimator's class, its default
 parameters, a small default grid, and the preprocessing it wants. One function,
 :func:`make_head`, turns a row into an unfitted :class:`~sklearn.pipeline.Pipeline`
-whose steps are named from the fixed set ``normalize``, ``scale``, ``pca`` and
+whose steps are named from the fixed set ``power``, ``normalize``, ``scale``, ``pca`` and
 ``clf`` (in that order, only those present). Adding a head is adding a row.
 
 The defaults were chosen for pooled ImageNet features (about 1,000-2,000
@@ -40,7 +40,8 @@ __all__ = [
     "make_head",
 ]
 
-STEP_NAMES = ("normalize", "scale", "pca", "clf")
+#: The names a head pipeline's steps take, in pipeline order (a pipeline has only some of them).
+STEP_NAMES = ("power", "normalize", "scale", "pca", "clf")
 
 
 _HEADS: tuple[HeadSpec, ...] = (
@@ -150,6 +151,8 @@ def make_head(
     *,
     pca: int | float | None = None,
     normalize: bool | None = None,
+    power: float | None = None,
+    whiten: bool = False,
     proba: bool = False,
     imbalance: str | None = None,
     random_state: int | None = None,
@@ -167,8 +170,16 @@ def make_head(
         Insert a ``PCA`` step before the classifier: an int keeps that many components,
         a float in (0, 1) keeps that fraction of the variance.
     normalize : bool or None, default=None
-        L2-normalise each sample first (step ``normalize``). None uses the row's default
+        L2-normalise each sample (step ``normalize``). None uses the row's default
         (True for ``knn`` only).
+    power : float or None, default=None
+        Put :class:`~featx.heads.SignedPower` first (step ``power``): each feature becomes
+        ``sign(x) * |x| ** power``, a number > 0 (0.5: the signed square root, the power
+        normalisation of Fisher-vector and bilinear-pooling features). None: no such step.
+    whiten : bool, default=False
+        ``PCA(whiten=True)``: the components scaled to unit variance. Needs ``pca``.
+        :data:`~featx.heads.FEATURE_NORMS` names the useful combinations of ``power``,
+        ``normalize``, ``pca`` and ``whiten``.
     proba : bool, default=False
         Guarantee ``predict_proba``: heads without it (``linear_svm``, ``svm``) get their
         classifier wrapped in ``CalibratedClassifierCV(ensemble=False)`` (5 extra fits; with
@@ -197,13 +208,17 @@ def make_head(
     Returns
     -------
     sklearn.pipeline.Pipeline
-        Steps named ``normalize``, ``scale``, ``pca``, ``clf`` (only those present).
+        Steps named ``power``, ``normalize``, ``scale``, ``pca``, ``clf`` (only those present,
+        in that order: :data:`~featx.heads.STEP_NAMES`).
 
     Raises
     ------
     ValueError
-        For an unknown head, an unknown estimator parameter, an invalid ``pca``, or
-        ``n_samples`` / ``n_classes`` that are not ints >= 1.
+        For an unknown head, an unknown estimator parameter, an invalid ``pca`` or
+        ``power``, ``whiten=True`` without ``pca``, or ``n_samples`` / ``n_classes`` that are
+        not ints >= 1.
+    TypeError
+        If ``whiten`` is not a bool.
 
     Examples
     --------
@@ -217,10 +232,16 @@ def make_head(
     4
     >>> make_head("knn", n_samples=8, n_neighbors=30).get_params()["clf__n_neighbors"]
     30
+    >>> [name for name, _ in make_head("logreg", power=0.5, pca=64, whiten=True).steps]
+    ['power', 'scale', 'pca', 'clf']
+    >>> make_head("logreg", whiten=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: whiten=True whitens the PCA step, which needs pca= ...; got whiten=True with ...
     """
-    return build_head(get_head_spec(name), pca=pca, normalize=normalize, proba=proba,
-                      imbalance=imbalance, random_state=random_state, n_samples=n_samples,
-                      n_classes=n_classes, **params)
+    return build_head(get_head_spec(name), pca=pca, normalize=normalize, power=power,
+                      whiten=whiten, proba=proba, imbalance=imbalance, random_state=random_state,
+                      n_samples=n_samples, n_classes=n_classes, **params)
 
 
 def head_param_grid(name: str, *, proba: bool = False, imbalance: str | None = None,

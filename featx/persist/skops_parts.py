@@ -47,6 +47,7 @@ SAFE_TYPES: dict[str, str] = {
     "featx.heads.ensemble.SoftVoteHead": "the soft_vote head",
     "featx.heads.ensemble.StackHead": "the stack head",
     "featx.heads.imbalance.ClassBiasClassifier": "make_head(..., imbalance=...)",
+    "featx.heads.preprocess.SignedPower": "make_head(..., power=...): the signed power step",
     # VotingClassifier.named_estimators_: a dict with attribute access, rebuilt as a dict
     "sklearn.utils._bunch.Bunch": "soft_vote / stack: the named member estimators",
     "sklearn.model_selection._split.StratifiedKFold": "stack: the folds of its final fit",

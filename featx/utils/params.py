@@ -41,7 +41,7 @@ class Constraint:
 @dataclass(frozen=True)
 class Interval(Constraint):
     """A number of ``kind`` (``int`` or ``float``) in ``[low, high]`` (``None``: unbounded;
-    ``high_open``: ``[low, high)``).
+    ``high_open``: ``[low, high)``, ``low_open``: ``(low, high]``).
 
     Examples
     --------
@@ -51,6 +51,10 @@ class Interval(Constraint):
     Traceback (most recent call last):
     ...
     ValueError: batch_size must be an int >= 1, got 0 of type int
+    >>> Interval(float, 0, low_open=True).check("power", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: power must be a number > 0, got 0 of type int
     """
 
     kind: type = int
@@ -58,10 +62,11 @@ class Interval(Constraint):
     high: float | None = None
     none: bool = False
     high_open: bool = False  # ``value < high`` rather than ``<=``
+    low_open: bool = False  # ``value > low`` rather than ``>=``
 
     def describe(self) -> str:
         what = "an int" if self.kind is int else "a number"
-        bounds = [f">= {self.low}" if self.low is not None else "",
+        bounds = [f"{'>' if self.low_open else '>='} {self.low}" if self.low is not None else "",
                   f"{'<' if self.high_open else '<='} {self.high}" if self.high is not None
                   else ""]
         text = " and ".join(b for b in bounds if b)
@@ -73,7 +78,8 @@ class Interval(Constraint):
             return None
         base = numbers.Integral if self.kind is int else numbers.Real
         ok = (isinstance(value, base) and not isinstance(value, bool)
-              and (self.low is None or value >= self.low)
+              and (self.low is None or value > self.low
+                   or not self.low_open and value == self.low)
               and (self.high is None or value < self.high
                    or not self.high_open and value == self.high))
         if not ok:
