@@ -273,7 +273,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     head : str, default="logreg"
         A name from :func:`featx.list_heads`.
     head_params : dict, optional
-        Parameters for :func:`featx.make_head` (e.g. ``{"C": 0.5, "pca": 128}``). They are used
+        Parameters for :func:`featx.make_head` (e.g. ``{"C": 0.5, "pca": 128}``, or a feature
+        normalisation: ``featx.heads.norm_options("sqrt")``, ``{"power": 0.5}``). They are used
         as given, ``random_state`` included (it wins over the estimator's ``random_state``);
         the head's other defaults are sized for the training set (``n_samples``, or with ``cv``
         the smallest training fold), so ``knn`` and ``mlp`` fit a few images:

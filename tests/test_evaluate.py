@@ -127,6 +127,25 @@ def test_fold_size_follows_the_splitter():
     assert np.isfinite(table["knn"]["cv_score"])
 
 
+@pytest.mark.parametrize("norm", ["sqrt_l2", "whiten"])
+def test_a_feature_norm_reaches_every_named_head(norm):
+    """``head_options=norm_options(name)``: the rows of FEATURE_NORMS pass through evaluate_heads
+    (and its grid search) to every named head's pipeline."""
+    from featx.heads import norm_options
+
+    options = {**norm_options(norm), **({"pca": 8} if norm == "whiten" else {})}
+    out = evaluate_heads(feature_set(120, 1), feature_set(60, 2), heads=["logreg", "knn"], cv=2,
+                         head_options=options)
+    for row in out:
+        steps = row["estimator"].named_steps
+        assert ("power" in steps) == ("power" in options)
+        if "power" in options:
+            assert steps["power"].power == 0.5 and "normalize" in steps
+        if options.get("whiten"):
+            assert steps["pca"].whiten and steps["pca"].n_components == 8
+        assert row["accuracy"] > 0.5
+
+
 def test_user_estimators_are_used_as_given():
     train, test = feature_set(12, 1), feature_set(9, 2)
     with pytest.raises(ValueError, match=r"n_neighbors <= n_samples_fit"):  # default k=15 > 12
