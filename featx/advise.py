@@ -317,8 +317,9 @@ def _feature_choice(train, test, backbones, taps, views, *, folds, metric, seed,
     result = select_features(train, test, choices, heads=["logreg"], folds=folds,
                              metric=metric, seed=seed, cache=extract.pop("cache"),
                              verbose=extract.pop("verbose"), extract_params=extract)
-    rows = [r for r in result.table if r["cv_score"] is not None]
-    best = next(r for r in rows if r["selected"])
+    rows = [r for r in result.table if r.get("candidate") and r["cv_score"] is not None]
+    chosen = next(r for r in result.table if r["selected"])
+    best = next((r for r in rows if r["features"] == chosen["features"]), chosen)
     lines = []
     if len(backbones) > 1 or len(best["backbone"].split("+")) > 1:
         lines.append(f"backbone = {best['backbone'].split('+')!r}".replace("'", '"')

@@ -167,11 +167,22 @@ def test_selection_chooses_by_the_one_se_rule_and_reports_every_candidate(select
     probe = [r for r in rows if r["name"].endswith("/logreg")]
     assert len(probe) == len(choices)
     top = max(probe, key=lambda r: r["cv_score"])
-    near = [r for r in probe if r["cv_score"] >= top["cv_score"] - top["cv_se"] - 1e-12]
+    lead = np.asarray(top["cv_folds"])
+    assert len(lead) == 2 and top["cv_score"] == pytest.approx(lead.mean())
+    near = [r for r in probe  # paired: the standard error of the fold-by-fold differences
+            if r["cv_score"] >= top["cv_score"] - np.std(lead - r["cv_folds"], ddof=1)
+            / np.sqrt(2) - 1e-12]
     chosen = min(near, key=lambda r: (r["seconds_per_image"], -r["cv_score"]))
-    # on the chosen features, every head is cross-validated too: the best CV score is the choice
+    # on the chosen features the probe's C grid and every head are cross-validated too: the
+    # best CV score is the choice
     on_chosen = [r for r in rows if r["features"] == chosen["features"]]
-    assert {r["name"] for r in on_chosen} == {chosen["name"], f"{chosen['features']}/knn"}
+    assert {r["name"] for r in on_chosen} == {chosen["name"], f"{chosen['features']}/knn",
+                                              f"{chosen['features']}/logreg C=0.01",
+                                              f"{chosen['features']}/logreg C=1.0"}
+    tuned = {r["name"].rsplit(" ", 1)[-1]: r for r in on_chosen if " C=" in r["name"]}
+    assert tuned["C=0.01"]["best_params"] == {"clf__C": 0.01}
+    assert tuned["C=0.01"]["estimator"].get_params()["clf__C"] == 0.01
+    assert not tuned["C=0.01"]["candidate"]
     winner = max(on_chosen, key=lambda r: (r["cv_score"], r["candidate"]))
     assert result.selected == winner["name"] == rows[0]["name"] and rows[0]["selected"]
     assert [r["name"] for r in rows if r["selected"]] == [winner["name"]]
@@ -200,9 +211,10 @@ def test_a_budget_in_passes_or_seconds_keeps_only_candidates_within_it(mini, sel
     assert forward_pass_count() == before
     chosen = next(r for r in one_pass.table if r["selected"])
     assert chosen["passes_per_image"] == 1
-    assert chosen["cv_score"] == max(r["cv_score"] for r in one_pass.table
-                                     if r["name"].endswith("/logreg") and
-                                     r["passes_per_image"] == 1)
+    candidate = next(r for r in one_pass.table
+                     if r["candidate"] and r["features"] == chosen["features"])
+    assert candidate["cv_score"] == max(r["cv_score"] for r in one_pass.table
+                                        if r["candidate"] and r["passes_per_image"] == 1)
     with pytest.raises(ValueError, match=r"budget='0.001ms' leaves no candidate: the cheapest "
                                          r"costs 1 pass\(es\) per image, [\d.]+ ms per image"):
         select_features(mini["train"], mini["test"], choices, budget="0.001ms", **kw)
@@ -225,7 +237,7 @@ def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
                              extract_params={"weights": None, "input_size": 32}, verbose=0,
                              echo=lines.append)
     passes = forward_pass_count() - before
-    probe = [r for r in result.table if r["cv_score"] is not None]
+    probe = [r for r in result.table if r["candidate"]]
     assert len(probe) + len(result.eliminated) == len(choices) and result.eliminated
     assert [line.split(":")[1].strip() for line in lines if " round " in line] == \
         ["round 1 on 70 of 300 training images", "round 2 on 150 of 300 training images"]
@@ -239,8 +251,54 @@ def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
     again = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
                             extract_params={"weights": None, "input_size": 32}, verbose=0,
                             halving=False)
-    assert len([r for r in again.table if r["cv_score"] is not None]) == len(choices)
+    assert len([r for r in again.table if r["candidate"]]) == len(choices)
     assert not again.eliminated and again.cold_passes == (len(train) + len(test)) * 2
+
+
+def test_the_one_se_rule_compares_candidates_fold_by_fold():
+    from featx.comparison import choose_candidate, near_best
+
+    # the cheap candidate is 0.01 below the best on every fold: the folds tell them apart,
+    # though its score is within the best's own standard error (0.011)
+    rows = [dict(cv_score=0.90, cv_se=0.0115, cv_folds=[0.92, 0.90, 0.88],
+                 passes_per_image=3, seconds_per_image=0.06),
+            dict(cv_score=0.89, cv_se=0.0115, cv_folds=[0.91, 0.89, 0.87],
+                 passes_per_image=1, seconds_per_image=0.02)]
+    assert near_best(rows) == [0] and choose_candidate(rows) == 0
+    # the same scores, unevenly spread over the folds: the difference is noise
+    rows[1]["cv_folds"] = [0.93, 0.86, 0.88]
+    assert near_best(rows) == [0, 1] and choose_candidate(rows) == 1
+    # rows without fold scores fall back on the best row's standard error
+    assert near_best([{k: v for k, v in r.items() if k != "cv_folds"} for r in rows]) == [0, 1]
+
+
+def test_normalisations_are_candidates_that_reach_every_head(mini, selection):
+    choices, kw, _ = selection
+    norms = feature_choices(["mobilenet_v2"], taps=[[-1], [-2, -3]],
+                            norms=["none", "sqrt", "l2"])
+    assert [c.norm for c in norms] == ["none", "none", "sqrt", "sqrt", "l2", "l2"]
+    assert {c.passes_per_image for c in norms} == {1}  # free: no backbone pass
+    before = forward_pass_count()
+    result = select_features(mini["train"], mini["test"], norms, **kw)
+    assert forward_pass_count() == before  # the same cache entry as the plain candidates
+    rows = {r["name"]: r for r in result.table}
+    sqrt = rows["mobilenet_v2 taps[-1] norm[sqrt]/logreg"]
+    assert sqrt["norm"] == "sqrt" and "power" in sqrt["estimator"].named_steps
+    assert "normalize" in rows["mobilenet_v2 taps[-1] norm[l2]/logreg"]["estimator"].named_steps
+    plain = rows["mobilenet_v2 taps[-1]/logreg"]["estimator"].named_steps
+    assert "power" not in plain and "normalize" not in plain
+    chosen = next(r for r in result.table if r["selected"])
+    assert all(r["norm"] == chosen["norm"] for r in result.table if not r["candidate"])
+    with pytest.raises(ValueError, match=r"norm.*'sqrtt'.*sqrt"):
+        feature_choices(["mobilenet_v2"], norms=["sqrtt"])
+    with pytest.raises(ValueError, match=r"norms must be a non-empty list"):
+        feature_choices(["mobilenet_v2"], norms="sqrt")
+
+
+def test_tune_false_fits_the_probe_at_its_defaults_only(mini, selection):
+    choices, kw, _ = selection
+    result = select_features(mini["train"], mini["test"], choices, **{**kw, "tune": False})
+    assert not [r for r in result.table if " C=" in r["name"]]
 
 
 ROWS = [dict(cv_score=0.90, cv_se=0.02, passes_per_image=6, seconds_per_image=0.12),

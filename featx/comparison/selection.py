@@ -26,7 +26,8 @@ from featx.utils.threads import blas_limit
 
 __all__ = ["CONCAT", "SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice",
            "check_budget", "choose_candidate", "cv_fold_scores", "cv_score", "feature_choices",
-           "fit_views", "halving_subsets", "predict_views", "select_features", "within_budget"]
+           "fit_views", "halving_subsets", "near_best", "predict_views", "select_features",
+           "within_budget"]
 
 #: Selection metrics: name -> scorer of (true class indices, predicted class indices).
 SELECT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -41,7 +42,8 @@ CONCAT = (False, True, "only", "subsets")
 
 #: How a candidate is chosen from its cross-validated score and its cost: ``one_se`` the cheapest
 #: (forward seconds per image at prediction) whose score is within one standard error of the
-#: best one's (Breiman's rule: a cheaper candidate that the folds cannot tell from the best);
+#: best one's (Breiman's rule: a cheaper candidate that the folds cannot tell from the best;
+#: the standard error of the paired fold differences, :func:`near_best`);
 #: ``best`` the highest score whatever its cost.
 SELECT_RULES = ("one_se", "best")
 
@@ -61,11 +63,17 @@ class FeatureChoice:
     views : tuple of str
         Rows of :data:`featx.extract.views.VIEWS`: heads train on every view's rows and
         average the views' probabilities at prediction (test-time augmentation).
+    norm : str
+        A row of :data:`featx.heads.FEATURE_NORMS`: how every head's pipeline normalises the
+        features first (``"none"``: the head's own preprocessing; ``"sqrt"``: a signed square
+        root...). It costs no backbone pass.
 
     Examples
     --------
     >>> FeatureChoice(("efficientnet_lite0", "efficientnet_lite1"), (-1, -2), ("none", "flip")).name
     'efficientnet_lite0+efficientnet_lite1 taps[-1,-2] views[none,flip]'
+    >>> FeatureChoice(("efficientnet_lite0",), norm="sqrt").name
+    'efficientnet_lite0 norm[sqrt]'
     """
 
     # Pickles name the class by its public path (stable as modules move).
@@ -74,6 +82,7 @@ class FeatureChoice:
     backbones: tuple[str, ...]
     taps: tuple | None = None
     views: tuple[str, ...] = ("none",)
+    norm: str = "none"
 
     @property
     def name(self) -> str:
@@ -82,6 +91,8 @@ class FeatureChoice:
             name += " taps[" + ",".join(map(str, self.taps)) + "]"
         if tuple(self.views) != ("none",):
             name += " views[" + ",".join(self.views) + "]"
+        if self.norm != "none":
+            name += f" norm[{self.norm}]"
         return name
 
     @property
@@ -91,13 +102,14 @@ class FeatureChoice:
 
 
 def feature_choices(backbones: Sequence[str], *, taps: Sequence[Sequence] = (),
-                    views: Sequence[str] = ("none",),
-                    concat: bool | str = False) -> list[FeatureChoice]:
+                    views: Sequence[str] = ("none",), concat: bool | str = False,
+                    norms: Sequence[str] = ("none",)) -> list[FeatureChoice]:
     """The candidates of a feature-choice step: every backbone (and, with ``concat=True``, all
     of them concatenated; ``concat="only"``: just the concatenation; ``concat="subsets"``: every
     backbone and every combination of two or more, e.g. the pairs that cost two passes) x every
     tap set (``()``: the pooled output) x the first view alone and, when several ``views`` are
-    given, all of them (TTA).
+    given, all of them (TTA) x every normalisation of ``norms`` (rows of
+    :data:`featx.heads.FEATURE_NORMS`; free: no backbone pass).
 
     Examples
     --------
@@ -109,11 +121,18 @@ def feature_choices(backbones: Sequence[str], *, taps: Sequence[Sequence] = (),
     ['a+b']
     >>> [c.name for c in feature_choices(["a", "b", "c"], concat="subsets")]
     ['a', 'b', 'c', 'a+b', 'a+c', 'b+c', 'a+b+c']
+    >>> [c.name for c in feature_choices(["a"], norms=["none", "sqrt"])]
+    ['a', 'a norm[sqrt]']
     """
     check_choice("concat", concat, CONCAT)
     from featx.extract.views import check_views
+    from featx.heads import check_norm
 
     views = tuple(check_views(list(views)))
+    if isinstance(norms, str) or not norms:
+        raise ValueError(f"norms must be a non-empty list of normalisations, e.g. ['none', "
+                         f"'sqrt']; got norms={norms!r}")
+    norms = tuple(dict.fromkeys(check_norm(n) for n in norms))
     groups = [(b,) for b in backbones]
     if concat == "subsets":
         from itertools import combinations
@@ -123,7 +142,8 @@ def feature_choices(backbones: Sequence[str], *, taps: Sequence[Sequence] = (),
         groups = [tuple(backbones)] if concat == "only" else [*groups, tuple(backbones)]
     tap_sets = [tuple(t) for t in taps] or [None]
     view_sets = [views[:1]] + ([views] if len(views) > 1 else [])
-    return [FeatureChoice(g, t, v) for v in view_sets for t in tap_sets for g in groups]
+    return [FeatureChoice(g, t, v, n) for n in norms for v in view_sets for t in tap_sets
+            for g in groups]
 
 
 def _tap_union(choices: Sequence[FeatureChoice]) -> list | None:
@@ -354,13 +374,12 @@ def check_budget(budget: Any) -> tuple[str, float] | None:
 def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
                      budget: Any = None) -> int:
     """The index of the chosen candidate among ``rows`` (dicts with ``cv_score``, ``cv_se``,
-    ``passes_per_image`` and ``seconds_per_image``; the cost is ``seconds_per_image``, or
-    ``passes_per_image`` where seconds were not measured).
+    ``passes_per_image``, ``seconds_per_image`` and, where known, ``cv_folds``; the cost is
+    ``seconds_per_image``, or ``passes_per_image`` where seconds were not measured).
 
     Only candidates within ``budget`` (:func:`within_budget`) compete. ``rule="best"`` takes the
-    highest score; ``"one_se"`` (:data:`SELECT_RULES`) the cheapest whose score is at least the
-    best score minus the best candidate's standard error (of equal cost, the better score; then
-    the earlier row).
+    highest score; ``"one_se"`` (:data:`SELECT_RULES`) the cheapest that the folds cannot tell
+    from the best (:func:`near_best`; of equal cost, the better score; then the earlier row).
 
     Examples
     --------
@@ -377,9 +396,43 @@ def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
     best = allowed[int(np.argmax(score))]
     if rule == "best" or len(allowed) == 1:
         return best
-    floor = (rows[best]["cv_score"] or 0.0) - (rows[best].get("cv_se") or 0.0)
-    near = [i for i in allowed if (rows[i]["cv_score"] or 0.0) >= floor - 1e-12]
+    near = [allowed[i] for i in near_best([rows[i] for i in allowed])]
     return min(near, key=lambda i: (_cost(rows[i]), -(rows[i]["cv_score"] or 0.0), i))
+
+
+def near_best(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The indices of ``rows`` whose cross-validated score the folds cannot tell from the best:
+    at most one standard error below it.
+
+    Every candidate is scored on the same folds (one seed, one training split), so the
+    comparison is paired: the standard error is that of the per-fold differences between a
+    candidate and the best (``cv_folds``), which leaves out how hard each fold is for every
+    candidate alike. On clothing-small's 3-fold CV the candidates' own standard errors
+    (0.007-0.009) spanned every strong candidate; the paired ones separate them. Rows without
+    ``cv_folds`` fall back on the best row's ``cv_se``.
+
+    Examples
+    --------
+    >>> rows = [dict(cv_score=0.90, cv_folds=[0.92, 0.90, 0.88]),
+    ...         dict(cv_score=0.89, cv_folds=[0.91, 0.89, 0.87]),   # 0.01 below on every fold
+    ...         dict(cv_score=0.895, cv_folds=[0.88, 0.91, 0.895])]
+    >>> near_best(rows)
+    [0, 2]
+    """
+    scores = [row["cv_score"] if row.get("cv_score") is not None else -np.inf for row in rows]
+    lead = int(np.argmax(scores))
+    lead_folds = rows[lead].get("cv_folds")
+    near = []
+    for i, row in enumerate(rows):
+        folds = row.get("cv_folds")
+        if lead_folds is not None and folds is not None and len(folds) == len(lead_folds) > 1:
+            diff = np.asarray(lead_folds, float) - np.asarray(folds, float)
+            margin = float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+        else:
+            margin = rows[lead].get("cv_se") or 0.0
+        if scores[i] >= scores[lead] - margin - 1e-12:
+            near.append(i)
+    return near
 
 
 def _cost(row: Mapping[str, Any]) -> tuple:
@@ -448,46 +501,53 @@ def halving_subsets(y, folds: int, seed: int = 0, *, start: float = 0.25,
     return [np.flatnonzero(rank <= f + 1e-12) for f in fractions] + [np.arange(len(y))]
 
 
-def _mean_se(fold_scores: np.ndarray | None) -> dict[str, float | None]:
-    """``cv_score`` (the folds' mean) and ``cv_se`` (its standard error) of a row; None for a row
-    that was not cross-validated."""
+def _mean_se(fold_scores: np.ndarray | None) -> dict[str, Any]:
+    """``cv_score`` (the folds' mean), ``cv_se`` (its standard error) and ``cv_folds`` (the
+    scores) of a row; None for a row that was not cross-validated."""
     if fold_scores is None or len(fold_scores) == 0:
-        return {"cv_score": None, "cv_se": None}
+        return {"cv_score": None, "cv_se": None, "cv_folds": None}
     n = len(fold_scores)
     return {"cv_score": float(np.mean(fold_scores)),
-            "cv_se": float(np.std(fold_scores, ddof=1) / np.sqrt(n)) if n > 1 else None}
+            "cv_se": float(np.std(fold_scores, ddof=1) / np.sqrt(n)) if n > 1 else None,
+            "cv_folds": [float(f) for f in fold_scores]}
 
 
 def _survivors(rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Who goes on to the next round: the better half by CV score, and every candidate within
-    one standard error of the round's best (a cheap candidate the folds cannot tell from the
-    best is what the one-standard-error rule will want)."""
+    """Who goes on to the next round: the better half by CV score, and every candidate the
+    folds cannot tell from the round's best (:func:`near_best`: a cheap candidate among them is
+    what the one-standard-error rule will want)."""
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["cv_score"])
-    keep = set(order[: (len(rows) + 1) // 2])
-    lead = rows[order[0]]
-    floor = lead["cv_score"] - (lead["cv_se"] or 0.0)
-    keep |= {i for i, row in enumerate(rows) if row["cv_score"] >= floor - 1e-12}
-    return sorted(keep)
+    return sorted(set(order[: (len(rows) + 1) // 2]) | set(near_best(rows)))
+
+
+def _grid_points(grid: Mapping[str, Sequence], head) -> list[dict]:
+    """The points of a head's parameter ``grid`` other than the values ``head`` already has."""
+    from sklearn.model_selection import ParameterGrid
+
+    now = head.get_params()
+    return [p for p in ParameterGrid(dict(grid)) if any(now.get(k) != v for k, v in p.items())]
 
 
 def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Sequence[str] =
                     ("logreg",), select_head: str = "logreg", folds: int = 5,
                     metric: str = "accuracy", rule: str = "one_se", budget: Any = None,
-                    halving: bool = True, head_options: Mapping[str, Any] | None = None,
-                    seed: int = 0, cache=None, extract_params: Mapping | None = None,
-                    verbose: int = 1,
+                    halving: bool = True, tune: bool = True,
+                    head_options: Mapping[str, Any] | None = None, seed: int = 0,
+                    cache=None, extract_params: Mapping | None = None, verbose: int = 1,
                     echo: Callable[[str], Any] | None = None) -> Comparison:
     """The feature-choice step: score every candidate by cross-validation on ``train`` only,
     choose one by its score and its cost, and report every candidate on ``test``.
 
     Every candidate gets a row with ``select_head``: its ``cv_score`` (the mean of the folds'
-    ``metric`` on the training split) and ``cv_se`` (their standard error), its cost
+    ``metric`` on the training split), ``cv_se`` (their standard error) and ``cv_folds`` (the
+    folds' scores: every candidate meets the same folds), its cost
     (``passes_per_image`` at training and ``predict_passes_per_image`` at prediction: each
     backbone once per view; ``seconds_per_image``: those passes' forward seconds, measured in
     this call; ``n_features``) and its test metrics as in every comparison. The chosen one
-    (``selected: True``, :func:`choose_candidate`) also gets a row per other head of
-    ``heads``, cross-validated the same way, and the head with the best CV score on the chosen
-    features is the choice (``selected: True``; the probe on a tie). The test split is only
+    (``selected: True``, :func:`choose_candidate`) also gets a row per other point of the
+    probe's parameter grid (``tune``: :func:`~featx.heads.head_param_grid`, e.g. ``logreg C=0.01``)
+    and per other head of ``heads``, cross-validated the same way, and the row with the best CV
+    score on the chosen features is the choice (``selected: True``; the probe on a tie). The test split is only
     scored, never used to choose. A single candidate is not cross-validated (``cv_score``
     None): it is the choice, with ``select_head``.
 
@@ -517,6 +577,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         go on, and only what they need is extracted for the next round's images (rows already
         extracted are cached). A candidate ruled out early costs a fraction of a full
         extraction, and no test pass.
+    tune : bool
+        Cross-validate the probe's grid (``head_param_grid(select_head)``, e.g. its ``C``) on
+        the chosen features, as a head row each.
     head_options : dict, optional
         :func:`~featx.heads.make_head` options for the probe and every head
         (``{"imbalance": "tune"}``), as :func:`~featx.evaluate.evaluate_heads` takes them.
@@ -557,7 +620,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     ['passes_per_image', 'predict_passes_per_image', 'seconds_per_image']
     """
     from featx.evaluate import HeadTable, check_head_options
-    from featx.heads import make_head
+    from featx.heads import head_param_grid, make_head, norm_options
 
     check_choice("metric", metric, tuple(SELECT_METRICS))
     check_choice("rule", rule, SELECT_RULES)
@@ -582,12 +645,14 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     speed: dict[str, float] = {}
     eliminated: list[dict] = []
 
-    def head_for(name, n, k):
-        return make_head(name, random_state=seed, n_samples=n, n_classes=k, **options)
+    def head_for(name, n, k, norm, params=None):
+        head = make_head(name, random_state=seed, n_samples=n, n_classes=k,
+                         **{**options, **norm_options(norm)})
+        return head.set_params(**params) if params else head
 
-    def fold_scores(features, head=select_head):
+    def fold_scores(features, norm, head=select_head, params=None):
         y = features[0].labels
-        return cv_fold_scores(head_for(head, len(y), len(features[0].class_names)),
+        return cv_fold_scores(head_for(head, len(y), len(features[0].class_names), norm, params),
                               [np.asarray(f.features) for f in features], y, folds=folds,
                               seed=seed, metric=metric)
 
@@ -615,7 +680,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         t = time.perf_counter()
         scored = []
         for choice in choices:
-            folds_ = fold_scores(bank.features(choice, "train"))
+            folds_ = fold_scores(bank.features(choice, "train"), choice.norm)
             scored.append({"features": choice.name, "n_train": len(rows_r),
                            **_mean_se(folds_), "cv_metric": metric,
                            "passes_per_image": choice.passes_per_image,
@@ -630,18 +695,20 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     bank.passes = {b: passes.get(b, 0) for b in bank.passes}
     start, probes_before = time.perf_counter(), timings["select_s"]
 
-    def row_for(choice, head_name, tr, te, cv=None):
+    def row_for(choice, head_name, tr, te, cv=None, params=None):
         y, yt = tr[0].labels, te[0].labels
         t = time.perf_counter()
         with blas_limit():  # one BLAS thread per fit, as evaluate_heads and cv_fold_scores
-            est = fit_views(head_for(head_name, len(y), len(tr[0].class_names)),
-                            [np.asarray(f.features) for f in tr], y)
+            est = fit_views(head_for(head_name, len(y), len(tr[0].class_names), choice.norm,
+                                     params), [np.asarray(f.features) for f in tr], y)
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         pred = predict_views(est, [np.asarray(f.features) for f in te])
         size = [list(bank.sets[(b, choice.views[0], "train")].attrs.get("input_size", []))
                 for b in choice.backbones]
-        return {"name": f"{choice.name}/{head_name}", "kind": "head",
+        label = head_name + "".join(f" {k.rsplit('__', 1)[-1]}={v}"
+                                    for k, v in (params or {}).items())
+        return {"name": f"{choice.name}/{label}", "kind": "head",
                 "backbone": "+".join(choice.backbones),
                 "input_size": size[0] if len(size) == 1 else size,
                 **score_predictions(yt, pred), "train_seconds": fit_s,
@@ -649,8 +716,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                 "backbone_forward_passes": int(sum(bank.passes[b] for b in choice.backbones)),
                 "n_train": len(y), "n_test": len(yt), "n_features": tr[0].features.shape[1],
                 **_mean_se(cv), "cv_metric": metric,
+                "best_params": dict(params or {}),
                 "features": choice.name, "taps": None if choice.taps is None
-                else list(choice.taps), "views": list(choice.views),
+                else list(choice.taps), "views": list(choice.views), "norm": choice.norm,
                 "passes_per_image": choice.passes_per_image,
                 "predict_passes_per_image": choice.passes_per_image,
                 "seconds_per_image": bank.seconds_per_image(choice),
@@ -661,7 +729,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         tr, te = bank.features(choice, "train"), bank.features(choice, "test")
         t = time.perf_counter()
         # one candidate from the start is the choice (one left after halving is still scored)
-        folds_ = None if n_candidates == 1 else fold_scores(tr)
+        folds_ = None if n_candidates == 1 else fold_scores(tr, choice.norm)
         timings["select_s"] += time.perf_counter() - t
         row, pred = row_for(choice, select_head, tr, te, folds_)
         rows.append(row)
@@ -682,23 +750,29 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     for row in rows:
         row["candidate"] = True
     chosen_row = next(r for r in rows if r["name"] == selected)
-    for name in heads:
-        if name != select_head:
-            t = time.perf_counter()
-            # cross-validated like the probe (one candidate: like it, not at all), so that the
-            # head that wins on the chosen features is chosen on train only too
-            folds_ = None if n_candidates == 1 else fold_scores(tr, name)
-            row, pred = row_for(best, name, tr, te, folds_)
-            row["candidate"] = False
-            rows.append(row)
-            preds[row["name"]] = pred
-            if folds_ is not None and row["cv_score"] > chosen_row["cv_score"]:
-                chosen_row = row
-            if echo is not None:
-                echo(f"heads: {name} on {best.name}: "
-                     + ("" if folds_ is None else f"CV {metric} {row['cv_score']:.3f} "
-                        f"± {row['cv_se']:.3f}, ")
-                     + f"test accuracy {row['accuracy']:.3f} ({time.perf_counter() - t:.1f} s)")
+    # the probe's regularisation tuned on the chosen features (its row grid, the default value
+    # already scored), then the other heads at their defaults
+    others = [(select_head, params) for params in _grid_points(
+        head_param_grid(select_head, **{k: v for k, v in options.items()
+                                        if k in ("proba", "imbalance")}),
+        head_for(select_head, len(tr[0].labels), len(tr[0].class_names), best.norm))
+        if tune and n_candidates > 1] + [(name, None) for name in heads if name != select_head]
+    for name, params in others:
+        t = time.perf_counter()
+        # cross-validated like the probe (one candidate: like it, not at all), so that the
+        # head that wins on the chosen features is chosen on train only too
+        folds_ = None if n_candidates == 1 else fold_scores(tr, best.norm, name, params)
+        row, pred = row_for(best, name, tr, te, folds_, params)
+        row["candidate"] = False
+        rows.append(row)
+        preds[row["name"]] = pred
+        if folds_ is not None and row["cv_score"] > chosen_row["cv_score"]:
+            chosen_row = row
+        if echo is not None:
+            echo(f"heads: {row['name'].rsplit('/', 1)[-1]} on {best.name}: "
+                 + ("" if folds_ is None else f"CV {metric} {row['cv_score']:.3f} "
+                    f"± {row['cv_se']:.3f}, ")
+                 + f"test accuracy {row['accuracy']:.3f} ({time.perf_counter() - t:.1f} s)")
     if chosen_row["name"] != selected:
         selected = chosen_row["name"]
         if echo is not None:

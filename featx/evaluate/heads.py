@@ -64,10 +64,12 @@ ROW_KEYS: dict[str, str] = {
     "limited_params": "what a head's size rule changed for a small training set",
     "n_features": "a head's feature dimension",
     "cv_se": "a feature candidate's standard error of `cv_score` over the folds",
+    "cv_folds": "a feature candidate's score on each fold (every candidate meets the same folds)",
     "cv_metric": "what a feature candidate's `cv_score` measures",
     "features": "a feature candidate: backbones, taps, views",
     "taps": "a feature candidate's layer taps (None: the pooled output)",
     "views": "a feature candidate's views (several: test-time augmentation)",
+    "norm": "a feature candidate's normalisation (a row of `featx.heads.FEATURE_NORMS`)",
     "passes_per_image": "backbone passes one training image costs a feature candidate",
     "predict_passes_per_image": "backbone passes one image costs a feature candidate at "
                                 "prediction",

@@ -101,9 +101,10 @@ def _say(echo, text: str) -> None:
 
 
 def _selects(cfg: dict) -> bool:
-    """Whether the pipeline has a feature-choice step: taps, views or concatenation."""
+    """Whether the pipeline has a feature-choice step: taps, views, norms or concatenation."""
     e = cfg["extract"]
-    return bool(e["taps"]) or e["views"] != ["none"] or (e["concat"] and len(e["backbone"]) > 1)
+    return bool(e["taps"]) or e["views"] != ["none"] or cfg["select"]["norms"] != ["none"] \
+        or (e["concat"] and len(e["backbone"]) > 1)
 
 
 def _select(cfg, train, test, extract_params, verbose, echo):
@@ -112,14 +113,14 @@ def _select(cfg, train, test, extract_params, verbose, echo):
 
     e, sel = cfg["extract"], cfg["select"]
     choices = feature_choices(e["backbone"], taps=e["taps"], views=e["views"],
-                              concat=e["concat"])
+                              concat=e["concat"], norms=sel["norms"])
     _say(echo, f"select: {len(choices)} candidate features, {sel['folds']}-fold CV "
                f"{sel['metric']} on the training split with {sel['probe']!r}")
     heads = cfg["heads"]["names"]
     return select_features(
         train, test, choices, heads=heads, select_head=sel["probe"], folds=sel["folds"],
         metric=sel["metric"], rule=sel["rule"], budget=sel["budget"] or None,
-        halving=sel["halving"],
+        halving=sel["halving"], tune=sel["tune"],
         head_options=_head_options(cfg), seed=cfg["data"]["seed"], cache=e["cache"] or None,
         extract_params=dict(extract_params, weights=_weights(e["weights"]),
                             input_size=_size(e["input_size"]), decoder=e["decoder"]),
@@ -366,6 +367,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
                   "halving": sel["halving"],
                   "folds": sel["folds"], "probe": sel["probe"], "metric": sel["metric"],
                   "rule": sel["rule"], "budget": sel["budget"] or None,
+                  "norms": sel["norms"], "tune": sel["tune"],
                   "passes": int(sum(selection.bank.passes.values())),
                   "cold_passes": selection.cold_passes,
                   "extract_s": selection.timings["extract_s"],

@@ -114,6 +114,12 @@ def _views() -> list[str]:
     return list_views()
 
 
+def _norms() -> list[str]:
+    from featx.heads import FEATURE_NORMS
+
+    return list(FEATURE_NORMS)
+
+
 def _augment_options() -> list[str]:
     from featx.finetune.augment import AUGMENTATIONS
 
@@ -235,6 +241,11 @@ SCHEMA: tuple[Key, ...] = (
     Key("select", "budget", "float|str", 0, "only candidates within it compete: backbone "
         "passes per image (2), or forward seconds per image at prediction ('20ms', '0.02s'); "
         "0: no budget"),
+    Key("select", "norms", "list[str]", ["none"], "feature normalisations as candidates (no "
+        "backbone pass): none (the head's own scaling), sqrt (signed square root), l2, "
+        "sqrt_l2, whiten (PCA whitening)", _norms),
+    Key("select", "tune", "bool", True, "cross-validate the probe's grid (e.g. logreg's C) on "
+        "the chosen features; the best CV score wins"),
     Key("finetune", "strategies", "list[str]", [], "unfreeze strategies to fine-tune and compare "
         "([]: none)", _strategies),
     Key("finetune", "backbone", "str", "", "backbone to fine-tune ('': the first of "
@@ -377,12 +388,16 @@ def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
     if len(set(cfg["extract"]["views"])) != len(cfg["extract"]["views"]) \
             or not cfg["extract"]["views"]:
         fail("extract.views", cfg["extract"]["views"], "a non-empty list of distinct views")
+    if len(set(cfg["select"]["norms"])) != len(cfg["select"]["norms"]) \
+            or not cfg["select"]["norms"]:
+        fail("select.norms", cfg["select"]["norms"], "a non-empty list of distinct norms")
     e = cfg["extract"]
     if cfg["heads"]["cv"] and (e["taps"] or e["views"] != ["none"]
+                               or cfg["select"]["norms"] != ["none"]
                                or e["concat"] and len(e["backbone"]) > 1):
         errors.add(f"{where}heads.cv = {cfg['heads']['cv']} cannot be combined with a feature "
-                   "choice (extract.taps, extract.views or extract.concat) yet: its heads use "
-                   "their defaults; set heads.cv = 0")
+                   "choice (extract.taps, extract.views, extract.concat or select.norms) yet: "
+                   "its heads use their defaults; set heads.cv = 0")
     if cfg["heads"]["cv"] == 1:
         fail("heads.cv", 1, "0 (no search) or at least 2 folds")
     for s in ("extract", "finetune"):

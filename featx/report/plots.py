@@ -115,7 +115,8 @@ def cost_rows(rows: Sequence[Mapping]) -> list[Mapping]:
 def plot_cost(rows: Sequence[Mapping], path, *, best: str | None = None) -> Path:
     """Each feature candidate's cross-validated score against its forward milliseconds per
     image at prediction, the Pareto front (no candidate both cheaper and better) as a
-    line, the one-standard-error band under the best score shaded and the chosen features
+    line, the candidates the folds cannot tell from the best ringed
+    (:func:`featx.comparison.near_best`) and the chosen features
     (those of ``best``, a row name) starred. Rows: :func:`cost_rows`."""
     features = next((r.get("features") for r in rows if r.get("name") == best), None)
     rows = cost_rows(rows)
@@ -135,10 +136,11 @@ def plot_cost(rows: Sequence[Mapping], path, *, best: str | None = None) -> Path
             front.append(i)
             top = y[i]
     ax.plot(x[front], y[front], color="#444444", linewidth=1, label="Pareto front")
-    lead = int(np.argmax(y))
-    se = rows[lead].get("cv_se") or 0.0
-    ax.axhspan(y[lead] - se, y[lead], color="#2ca02c", alpha=0.12,
-               label="within one standard error of the best")
+    from featx.comparison import near_best
+
+    near = near_best(rows)
+    ax.scatter(x[near], y[near], s=110, facecolors="none", edgecolors="#2ca02c", linewidths=1.2,
+               label="within one standard error of the best (paired folds)")
     chosen = [i for i, r in enumerate(rows)  # the chosen head's features
               if r.get("name") == best or (features and r.get("features") == features)][:1]
     for i in chosen:

@@ -209,14 +209,18 @@ def _selection_markdown(sel: Mapping | None) -> list[str]:
     if not sel:
         return []
     rule = ("the cheapest candidate (forward seconds per image) whose cross-validated score is "
-            "within one standard error of the best one's" if sel.get("rule") == "one_se"
-            else "the best cross-validated score, whatever it costs")
+            "within one standard error of the best one's (the standard error of their "
+            "differences fold by fold: every candidate meets the same folds)"
+            if sel.get("rule") == "one_se" else "the best cross-validated score, whatever it costs")
+    tuned = (f" The probe's parameter grid was then cross-validated on the chosen features, "
+             f"and the best CV score of every row on them is the choice." if sel.get("tune")
+             else "")
     budget = sel.get("budget")
     lines = ["## Feature choice", "",
              f"{sel.get('candidates')} candidates, scored by {sel.get('folds')}-fold "
              f"cross-validation of `{sel.get('probe')}` on the training split "
              f"({sel.get('metric')}); chosen: {rule}"
-             + (f", within a budget of {budget!r}" if budget else "") + ".",
+             + (f", within a budget of {budget!r}" if budget else "") + "." + tuned,
              "",
              f"What choosing cost: {sel.get('passes')} backbone passes in this run "
              f"({format_cell(sel.get('extract_s'), 1)} s of extraction, 0 when every feature "
