@@ -120,13 +120,13 @@ def main(argv=None) -> None:
         """Extract (all taps, cached) the (backbone, view) pairs ``c`` uses, timing cold ones."""
         for b in c.backbones:
             for view in c.views:
-                if (b, view, "train") in bank.sets:
+                if ((b, None), view, "train") in bank.sets:
                     continue
                 one = FeatureBank.extract(splits, [FeatureChoice((b,), TAPS, (view,))],
                                           cache=args.cache, verbose=0, **extract_kw)
                 bank.sets.update(one.sets)
-                if one.passes[b]:  # extracted now: a cold measurement
-                    timing[f"{args.data}:{b}:{view}:{size}"] = round(one.seconds[b], 1)
+                if one.passes[(b, None)]:  # extracted now: a cold measurement
+                    timing[f"{args.data}:{b}:{view}:{size}"] = round(one.seconds[(b, None)], 1)
                     timing_file.parent.mkdir(parents=True, exist_ok=True)
                     timing_file.write_text(json.dumps(timing, indent=1))
 

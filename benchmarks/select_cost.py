@@ -45,7 +45,7 @@ def main() -> None:
                                layers=sorted({t for s in taps for t in s}, reverse=True))
     extract_s = time.perf_counter() - start
     n = len(splits["train"])
-    cold = sum(bank.speed[b] * n * len(args.views) for b in args.backbones)
+    cold = sum(bank.speed[(b, None)] * n * len(args.views) for b in args.backbones)
     print(f"extraction: {extract_s:.1f} s here ({sum(bank.passes.values())} passes); "
           f"forward alone on a cold cache: {cold:.1f} s ({n} images x {len(args.views)} views)")
     totals = dict.fromkeys(args.dims, 0.0)

@@ -194,7 +194,7 @@ def test_selection_chooses_by_the_one_se_rule_and_reports_every_candidate(select
 def test_every_candidate_row_carries_its_cost(selection):
     _, _, result = selection
     probe = [r for r in result.table if r["name"].endswith("/logreg")]
-    speed = result.bank.speed["mobilenet_v2"]
+    speed = result.bank.speed[("mobilenet_v2", None)]
     assert speed > 0
     for r in probe:
         assert r["predict_passes_per_image"] == r["passes_per_image"] == len(r["views"])
@@ -293,6 +293,29 @@ def test_normalisations_are_candidates_that_reach_every_head(mini, selection):
         feature_choices(["mobilenet_v2"], norms=["sqrtt"])
     with pytest.raises(ValueError, match=r"norms must be a non-empty list"):
         feature_choices(["mobilenet_v2"], norms="sqrt")
+
+
+def test_input_sizes_are_candidates_cached_and_timed_per_size(mini, tmp_path):
+    choices = feature_choices(["mobilenet_v2"], sizes=[32, 48])
+    assert [c.name for c in choices] == ["mobilenet_v2 32px", "mobilenet_v2 48px"]
+    assert {c.passes_per_image for c in choices} == {1}
+    kw = dict(folds=2, cache=tmp_path, heads=["logreg"], halving=False, tune=False, verbose=0,
+              extract_params={"weights": None})
+    before = forward_pass_count()
+    result = select_features(mini["train"], mini["test"], choices, **kw)
+    n = len(mini["train"]) + len(mini["test"])
+    assert forward_pass_count() - before == 2 * n  # one extraction per size
+    rows = {r["features"]: r for r in result.table}
+    assert rows["mobilenet_v2 32px"]["input_size"] == [32, 32]
+    assert rows["mobilenet_v2 48px"]["input_size"] == [48, 48]
+    assert set(result.bank.speed) == {("mobilenet_v2", 32), ("mobilenet_v2", 48)}
+    assert result.cold_passes == 2 * n
+    before = forward_pass_count()
+    select_features(mini["train"], mini["test"], choices, **kw)
+    assert forward_pass_count() == before  # each size its own cache entry
+    for bad in ([], [4], ["big"], 224, [True]):
+        with pytest.raises(ValueError, match=r"sizes must be a non-empty list of input sizes"):
+            feature_choices(["mobilenet_v2"], sizes=bad)
 
 
 def test_tune_false_fits_the_probe_at_its_defaults_only(mini, selection):

@@ -18,7 +18,8 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
             weights="imagenet", heads: Sequence[str] = DEFAULT_HEADS,
             finetune: Sequence[str] = (), finetune_params: Mapping | None = None,
             cache=None, input_size=None, decoder: str = "pillow", taps=None, views=None,
-            concat: bool = False, norms=None, folds: int = 5, metric: str = "accuracy",
+            concat: bool = False, norms=None, sizes=None, folds: int = 5,
+            metric: str = "accuracy",
             rule: str = "one_se", budget=None, verbose: int = 1):
     """Evaluate frozen heads and fine-tuning strategies on the same split.
 
@@ -45,10 +46,11 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         on a CPU); the warm start then reads (or extracts) features at the fine-tuning size.
     cache
         Feature cache, as in :func:`featx.extract.extract_features`.
-    taps, views, concat, norms, folds, metric, rule, budget
+    taps, views, concat, norms, sizes, folds, metric, rule, budget
         A feature-choice step (:func:`select_features`) instead of one backbone's features:
         candidate tap sets (``[[-1], [-2, -3, -4]]``), views (``["none", "flip"]``),
-        normalisations (``["none", "sqrt"]``, rows of :data:`featx.heads.FEATURE_NORMS`), and
+        normalisations (``["none", "sqrt"]``, rows of :data:`featx.heads.FEATURE_NORMS`), input
+        sizes (``[96, 224]``: each backbone at each size, a pass per size), and
         with ``concat`` the concatenation of several ``backbone`` (a list then) as a candidate; one
         row per candidate with the first of ``heads``, the others on the candidate chosen by
         ``folds``-fold cross-validation on ``train`` by ``rule`` within ``budget``
@@ -71,7 +73,7 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         loop is :func:`run_comparison`.
     """
     backbones = [backbone] if isinstance(backbone, str) else list(backbone)
-    if taps is None and views is None and norms is None \
+    if taps is None and views is None and norms is None and sizes is None \
             and not (concat and len(backbones) > 1):
         if len(backbones) != 1:
             raise ValueError(f"backbone must be one name unless taps, views or concat select "
@@ -81,7 +83,8 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
                               finetune_params=finetune_params, cache=cache,
                               input_size=input_size, decoder=decoder, verbose=verbose).table
     choices = feature_choices(backbones, taps=taps or (), views=views or ("none",),
-                              concat=concat, norms=norms or ("none",))
+                              concat=concat, norms=norms or ("none",),
+                              sizes=sizes or (None,))
     table = select_features(train, test, choices, heads=list(heads) or ["logreg"],
                             select_head=(list(heads) or ["logreg"])[0], folds=folds,
                             metric=metric, rule=rule, budget=budget, cache=cache,

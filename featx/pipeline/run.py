@@ -101,10 +101,11 @@ def _say(echo, text: str) -> None:
 
 
 def _selects(cfg: dict) -> bool:
-    """Whether the pipeline has a feature-choice step: taps, views, norms or concatenation."""
+    """Whether the pipeline has a feature-choice step: taps, views, sizes, norms or
+    concatenation."""
     e = cfg["extract"]
     return bool(e["taps"]) or e["views"] != ["none"] or cfg["select"]["norms"] != ["none"] \
-        or (e["concat"] and len(e["backbone"]) > 1)
+        or bool(e["sizes"]) or (e["concat"] and len(e["backbone"]) > 1)
 
 
 def _select(cfg, train, test, extract_params, verbose, echo):
@@ -113,7 +114,8 @@ def _select(cfg, train, test, extract_params, verbose, echo):
 
     e, sel = cfg["extract"], cfg["select"]
     choices = feature_choices(e["backbone"], taps=e["taps"], views=e["views"],
-                              concat=e["concat"], norms=sel["norms"])
+                              concat=e["concat"], norms=sel["norms"],
+                              sizes=e["sizes"] or [None])
     _say(echo, f"select: {len(choices)} candidate features, {sel['folds']}-fold CV "
                f"{sel['metric']} on the training split with {sel['probe']!r}")
     heads = cfg["heads"]["names"]

@@ -190,6 +190,8 @@ SCHEMA: tuple[Key, ...] = (
         "weights file"),
     Key("extract", "input_size", "int|list[int]", 0, "input size, an int or [h, w] (0: the "
         "backbone's own)"),
+    Key("extract", "sizes", "list[int]", [], "candidate input sizes of [select] (each its "
+        "own pass and cache entry), e.g. [96, 224] for 28 px images; []: input_size only"),
     Key("extract", "pooling", "str", "avg", "global pooling of the last feature map",
         _row_poolings),
     Key("extract", "resize", "str", "bilinear", "stretch ('bilinear') or keep aspect and centre "
@@ -388,15 +390,19 @@ def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
     if len(set(cfg["extract"]["views"])) != len(cfg["extract"]["views"]) \
             or not cfg["extract"]["views"]:
         fail("extract.views", cfg["extract"]["views"], "a non-empty list of distinct views")
+    sizes = cfg["extract"]["sizes"]
+    if len(set(sizes)) != len(sizes) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in sizes):
+        fail("extract.sizes", sizes, "a list of distinct input sizes (ints >= 8)")
     if len(set(cfg["select"]["norms"])) != len(cfg["select"]["norms"]) \
             or not cfg["select"]["norms"]:
         fail("select.norms", cfg["select"]["norms"], "a non-empty list of distinct norms")
     e = cfg["extract"]
     if cfg["heads"]["cv"] and (e["taps"] or e["views"] != ["none"]
-                               or cfg["select"]["norms"] != ["none"]
+                               or cfg["select"]["norms"] != ["none"] or e["sizes"]
                                or e["concat"] and len(e["backbone"]) > 1):
         errors.add(f"{where}heads.cv = {cfg['heads']['cv']} cannot be combined with a feature "
-                   "choice (extract.taps, extract.views, extract.concat or select.norms) yet: "
+                   "choice (extract.taps, views, sizes, concat or select.norms) yet: "
                    "its heads use their defaults; set heads.cv = 0")
     if cfg["heads"]["cv"] == 1:
         fail("heads.cv", 1, "0 (no search) or at least 2 folds")
