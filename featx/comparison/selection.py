@@ -580,11 +580,11 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     backbone once per view; ``seconds_per_image``: those passes' forward seconds, measured in
     this call; ``n_features``) and its test metrics as in every comparison. The chosen one
     (``selected: True``, :func:`choose_candidate`) also gets a row per other point of the
-    probe's parameter grid (``tune``: :func:`~featx.heads.head_param_grid`, e.g. ``logreg C=0.01``)
-    and per other head of ``heads``, cross-validated the same way, and the row with the best CV
-    score on the chosen features is the choice (``selected: True``; the probe on a tie). The test split is only
-    scored, never used to choose. A single candidate is not cross-validated (``cv_score``
-    None): it is the choice, with ``select_head``.
+    probe's parameter grid (``tune``: :func:`~featx.heads.head_param_grid`, e.g.
+    ``logreg C=0.01``) and per other head of ``heads``, cross-validated the same way, and the
+    row with the best CV score on the chosen features is the choice (``selected: True``; the
+    probe on a tie). The test split is only scored, never used to choose. A single candidate
+    is not cross-validated (``cv_score`` None): it is the choice, with ``select_head``.
 
     Parameters
     ----------

@@ -212,8 +212,8 @@ def _selection_markdown(sel: Mapping | None) -> list[str]:
             "within one standard error of the best one's (the standard error of their "
             "differences fold by fold: every candidate meets the same folds)"
             if sel.get("rule") == "one_se" else "the best cross-validated score, whatever it costs")
-    tuned = (f" The probe's parameter grid was then cross-validated on the chosen features, "
-             f"and the best CV score of every row on them is the choice." if sel.get("tune")
+    tuned = (" The probe's parameter grid was then cross-validated on the chosen features, "
+             "and the best CV score of every row on them is the choice." if sel.get("tune")
              else "")
     budget = sel.get("budget")
     lines = ["## Feature choice", "",
