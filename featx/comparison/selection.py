@@ -321,8 +321,8 @@ def cv_fold_scores(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, se
     (:func:`featx.utils.threads.blas_limit`), as every head fit of featx does, and the folds are
     fitted side by side on ``n_jobs`` threads (None: one per usable core, at most one per fold).
     Threads, not processes: the features are shared, not copied, and the solvers' numerical
-    work releases the GIL (on 2 cores, 5 folds of a 3,864-wide probe: 1.56x faster with
-    threads, 1.17x with processes).
+    work releases the GIL (on 2 cores, 5 folds of Lite1/Lite2 probes up to 3,864 wide: 1.65x
+    faster than one thread; ``benchmarks/select_cost.py --jobs 0 1``).
 
     ``probe_dims`` (an int) first projects wider features on their first ``probe_dims``
     principal components (standardised, then a randomised PCA fitted on each fold's training
