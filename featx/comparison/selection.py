@@ -435,7 +435,7 @@ def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
     return min(near, key=lambda i: (_cost(rows[i]), -(rows[i]["cv_score"] or 0.0), i))
 
 
-def near_best(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+def near_best(rows: Sequence[Mapping[str, Any]], *, paired: bool = True) -> list[int]:
     """The indices of ``rows`` whose cross-validated score the folds cannot tell from the best:
     at most one standard error below it.
 
@@ -444,7 +444,7 @@ def near_best(rows: Sequence[Mapping[str, Any]]) -> list[int]:
     candidate and the best (``cv_folds``), which leaves out how hard each fold is for every
     candidate alike. On clothing-small's 3-fold CV the candidates' own standard errors
     (0.007-0.009) spanned every strong candidate; the paired ones separate them. Rows without
-    ``cv_folds`` fall back on the best row's ``cv_se``.
+    ``cv_folds``, or ``paired=False``, fall back on the best row's ``cv_se``.
 
     Examples
     --------
@@ -456,7 +456,7 @@ def near_best(rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """
     scores = [row["cv_score"] if row.get("cv_score") is not None else -np.inf for row in rows]
     lead = int(np.argmax(scores))
-    lead_folds = rows[lead].get("cv_folds")
+    lead_folds = rows[lead].get("cv_folds") if paired else None
     near = []
     for i, row in enumerate(rows):
         folds = row.get("cv_folds")
@@ -549,14 +549,12 @@ def _mean_se(fold_scores: np.ndarray | None) -> dict[str, Any]:
 
 def _survivors(rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Who goes on to the next round: the better half by CV score, and every candidate within
-    the round's best's own standard error (wider than :func:`near_best`'s paired one: on part
-    of the training split a candidate is dropped only when the folds clearly rank it below;
-    with the paired margin, clothing_best's eventual winner was dropped on a quarter of it)."""
+    the round's best's own standard error (:func:`near_best` unpaired, a wider margin than the
+    paired one: on part of the training split a candidate is dropped only when the folds
+    clearly rank it below; with the paired margin, clothing_best's eventual winner was dropped
+    on a quarter of it)."""
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["cv_score"])
-    lead = rows[order[0]]
-    floor = lead["cv_score"] - (lead["cv_se"] or 0.0)
-    keep = {i for i, row in enumerate(rows) if row["cv_score"] >= floor - 1e-12}
-    return sorted(set(order[: (len(rows) + 1) // 2]) | keep)
+    return sorted(set(order[: (len(rows) + 1) // 2]) | set(near_best(rows, paired=False)))
 
 
 def _grid_points(grid: Mapping[str, Sequence], head) -> list[dict]:
@@ -658,7 +656,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     >>> sorted(k for k in result.table[0] if "per_image" in k)
     ['passes_per_image', 'predict_passes_per_image', 'seconds_per_image']
     """
-    from featx.evaluate import HeadTable, check_head_options
+    from featx.evaluate import HEAD_OPTIONS, HeadTable, check_head_options
     from featx.heads import head_param_grid, make_head, norm_options
 
     check_choice("metric", metric, tuple(SELECT_METRICS))
@@ -791,11 +789,12 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     chosen_row = next(r for r in rows if r["name"] == selected)
     # the probe's regularisation tuned on the chosen features (its row grid, the default value
     # already scored), then the other heads at their defaults
-    others = [(select_head, params) for params in _grid_points(
-        head_param_grid(select_head, **{k: v for k, v in options.items()
-                                        if k in ("proba", "imbalance")}),
-        head_for(select_head, len(tr[0].labels), len(tr[0].class_names), best.norm))
-        if tune and n_candidates > 1] + [(name, None) for name in heads if name != select_head]
+    others = [(name, None) for name in heads if name != select_head]
+    if tune and n_candidates > 1:
+        grid = head_param_grid(select_head, **{k: v for k, v in options.items()
+                                               if HEAD_OPTIONS[k]})  # options that key the grid
+        probe = head_for(select_head, len(tr[0].labels), len(tr[0].class_names), best.norm)
+        others[:0] = [(select_head, params) for params in _grid_points(grid, probe)]
     for name, params in others:
         t = time.perf_counter()
         # cross-validated like the probe (one candidate: like it, not at all), so that the

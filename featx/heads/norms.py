@@ -42,9 +42,8 @@ class FeatureNorm:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
 
-#: Feature normalisations by name: ``make_head`` options and what they do. On concatenated
-#: EfficientNet-Lite features of clothing-small, ``sqrt`` before the scaler raised ``logreg``'s
-#: test accuracy by 0.5-1 point; ``whiten`` scored lower (a selection's CV decides per dataset).
+#: Feature normalisations by name: ``make_head`` options and what they do. Which one helps
+#: depends on the data (``docs/heads.md`` has measurements): a selection's CV decides.
 FEATURE_NORMS: Registry[FeatureNorm] = Registry("norm", {
     "none": FeatureNorm({}, "the head's own preprocessing (StandardScaler for logreg, L2 for "
                             "knn)"),

@@ -15,7 +15,7 @@ import numpy as np
 from featx.backbones import random_weights
 from featx.images import is_url
 from featx.pipeline.config import load_config, parse_override, set_dotted, with_values
-from featx.pipeline.schema import validate_config
+from featx.pipeline.schema import selects_features, validate_config
 from featx.sources import resolve_data
 from featx.utils.config import config_context
 from featx.utils.progress import say
@@ -98,14 +98,6 @@ def _finetune_kwargs(cfg: dict, strategy: str) -> dict:
 def _say(echo, text: str) -> None:
     if echo is not None:
         echo(text)
-
-
-def _selects(cfg: dict) -> bool:
-    """Whether the pipeline has a feature-choice step: taps, views, sizes, norms or
-    concatenation."""
-    e = cfg["extract"]
-    return bool(e["taps"]) or e["views"] != ["none"] or cfg["select"]["norms"] != ["none"] \
-        or bool(e["sizes"]) or (e["concat"] and len(e["backbone"]) > 1)
 
 
 def _select(cfg, train, test, extract_params, verbose, echo):
@@ -359,7 +351,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
     for key in ("extract_s", "heads_s", "finetune_s"):
         timings[key] = 0.0
     selected = chosen = None
-    if _selects(cfg):  # feature choice: candidates scored by CV on train, every one a row
+    if selects_features(cfg):  # feature choice: candidates scored by CV on train, every one a row
         selection = _select(cfg, train, test, extract_params, verbose, echo)
         selected = selection.selected
         comparisons[e["backbone"][0]] = selection

@@ -370,6 +370,14 @@ def _check_value(key: Key, value, where: str) -> Any:
     return value
 
 
+def selects_features(cfg: Mapping) -> bool:
+    """Whether a (filled-in) pipeline has a feature-choice step: several candidates from
+    ``extract.taps``, ``views``, ``sizes``, ``concat`` of several backbones, or ``select.norms``."""
+    e = cfg["extract"]
+    return bool(e["taps"]) or e["views"] != ["none"] or bool(e["sizes"]) \
+        or cfg["select"]["norms"] != ["none"] or bool(e["concat"] and len(e["backbone"]) > 1)
+
+
 def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
     def fail(path, value, what):
         errors.add(f"{where}{path} must be {what}, got {value!r}")
@@ -397,10 +405,7 @@ def _check_range(cfg: dict, where: str, errors: _Errors) -> None:
     if len(set(cfg["select"]["norms"])) != len(cfg["select"]["norms"]) \
             or not cfg["select"]["norms"]:
         fail("select.norms", cfg["select"]["norms"], "a non-empty list of distinct norms")
-    e = cfg["extract"]
-    if cfg["heads"]["cv"] and (e["taps"] or e["views"] != ["none"]
-                               or cfg["select"]["norms"] != ["none"] or e["sizes"]
-                               or e["concat"] and len(e["backbone"]) > 1):
+    if cfg["heads"]["cv"] and selects_features(cfg):
         errors.add(f"{where}heads.cv = {cfg['heads']['cv']} cannot be combined with a feature "
                    "choice (extract.taps, views, sizes, concat or select.norms) yet: "
                    "its heads use their defaults; set heads.cv = 0")
