@@ -11,10 +11,18 @@ from helpers import MODEL, assert_same, counted
 from PIL import Image
 
 import featx
-from featx.comparison import FeatureChoice, feature_choices, select_features
+from featx.comparison import (
+    FeatureChoice,
+    cv_fold_scores,
+    cv_fold_scores_many,
+    feature_choices,
+    halving_subsets,
+    select_features,
+)
 from featx.extract import FeatureSet, extract_features, forward_pass_count
 from featx.extract.config import ExtractorConfig
 from featx.extract.views import VIEWS, apply_view, check_views
+from featx.heads import get_head_spec, make_head
 
 TAPS = [-1, -2, -3]
 
@@ -248,11 +256,39 @@ def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
     assert 0 < passes <= result.cold_passes <= (len(train) + len(test)) * 2
     assert sum(result.bank.passes.values()) == passes
     assert min(result.timings.values()) >= 0 and result.timings["select_s"] > 0
+    # the early rounds only rank, with the probe's screening fits: a ruled-out row's folds are
+    # those of a screening fit on its round's rows (cached: no pass)
+    first = result.eliminated[0]
+    choice = next(c for c in choices if c.name == first["features"])
+    rows = next(r for r in halving_subsets(train.labels, folds=2) if len(r) == first["n_train"])
+    before = forward_pass_count()
+    views = [extract_features(train.subset(rows), "mobilenet_v2", layers=[-1, -2, -3], view=v,
+                              cache=cache, weights=None, input_size=32,
+                              verbose=0).select_layers(list(choice.taps)) for v in choice.views]
+    assert forward_pass_count() == before
+    assert first["screen"] == get_head_spec("logreg").screen
+    screen = make_head("logreg", random_state=0, n_samples=len(rows), n_classes=10,
+                       **first["screen"])
+    assert first["cv_folds"] == pytest.approx(list(cv_fold_scores(
+        screen, [np.asarray(v.features) for v in views], views[0].labels, folds=2)))
     again = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
                             extract_params={"weights": None, "input_size": 32}, verbose=0,
                             halving=False)
     assert len([r for r in again.table if r["candidate"]]) == len(choices)
     assert not again.eliminated and again.cold_passes == (len(train) + len(test)) * 2
+
+
+def test_one_pool_scores_several_candidates_as_one_at_a_time():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(90, 6)), np.repeat([0, 1, 2], 30)
+    X[:, 0] += y
+    heads = [(LogisticRegression(C=c), [X, X[:, ::-1]]) for c in (0.01, 1.0)]
+    pooled = cv_fold_scores_many(heads, y, folds=3, n_jobs=2)
+    alone = [cv_fold_scores(h, v, y, folds=3, n_jobs=1) for h, v in heads]
+    assert [list(p) for p in pooled] == [list(a) for a in alone]
+    assert len({tuple(p) for p in pooled}) == 2  # two candidates, two sets of scores
 
 
 def test_the_one_se_rule_compares_candidates_fold_by_fold():

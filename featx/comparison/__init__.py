@@ -17,9 +17,11 @@ from featx.comparison.selection import (
     check_budget,
     choose_candidate,
     cv_fold_scores,
+    cv_fold_scores_many,
     cv_score,
     feature_choices,
     fit_views,
+    halving_subsets,
     near_best,
     predict_views,
     select_features,
@@ -27,5 +29,5 @@ from featx.comparison.selection import (
 
 __all__ = ["DEFAULT_HEADS", "SELECT_METRICS", "SELECT_RULES", "Comparison", "FeatureBank",
            "FeatureChoice", "check_budget", "choose_candidate", "compare", "cv_fold_scores",
-           "cv_score", "feature_choices", "fit_views", "near_best", "predict_views",
-           "run_comparison", "select_features"]
+           "cv_fold_scores_many", "cv_score", "feature_choices", "fit_views", "halving_subsets",
+           "near_best", "predict_views", "run_comparison", "select_features"]

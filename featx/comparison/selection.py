@@ -27,9 +27,9 @@ from featx.utils.checks import check_choice
 from featx.utils.threads import blas_limit, usable_cores
 
 __all__ = ["CONCAT", "SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice",
-           "check_budget", "choose_candidate", "cv_fold_scores", "cv_score", "feature_choices",
-           "fit_views", "halving_subsets", "near_best", "predict_views", "select_features",
-           "within_budget"]
+           "check_budget", "choose_candidate", "cv_fold_scores", "cv_fold_scores_many",
+           "cv_score", "feature_choices", "fit_views", "halving_subsets", "near_best",
+           "predict_views", "select_features", "within_budget"]
 
 #: Selection metrics: name -> scorer of (true class indices, predicted class indices).
 SELECT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -319,10 +319,11 @@ def cv_fold_scores(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, se
     features (all views of an image in the same fold; a held-out fold scored by TTA over its
     views); ``folds`` drops to the smallest class's count. Fits use one BLAS thread each
     (:func:`featx.utils.threads.blas_limit`), as every head fit of featx does, and the folds are
-    fitted side by side on ``n_jobs`` threads (None: one per usable core, at most one per fold).
-    Threads, not processes: the features are shared, not copied, and the solvers' numerical
-    work releases the GIL (on 2 cores, 5 folds of Lite1/Lite2 probes up to 3,864 wide: 1.65x
-    faster than one thread; ``benchmarks/select_cost.py --jobs 0 1``).
+    fitted side by side on ``n_jobs`` threads (None: one per usable core). Threads, not
+    processes: the features are shared, not copied, and the solvers' numerical work releases
+    the GIL (on 2 cores, 5 folds of Lite1/Lite2 probes up to 3,864 wide: 1.65x faster than one
+    thread; ``benchmarks/select_cost.py --jobs 0 1``). :func:`cv_fold_scores_many` scores
+    several candidates in one pool.
 
     ``probe_dims`` (an int) first projects wider features on their first ``probe_dims``
     principal components (standardised, then a randomised PCA fitted on each fold's training
@@ -339,6 +340,31 @@ def cv_fold_scores(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, se
     >>> cv_fold_scores(LogisticRegression(), [X], y, folds=3).shape
     (3,)
     """
+    return cv_fold_scores_many([(head, views_X)], y, folds=folds, seed=seed, metric=metric,
+                               probe_dims=probe_dims, n_jobs=n_jobs)[0]
+
+
+def cv_fold_scores_many(candidates: Sequence[tuple[Any, Sequence[np.ndarray]]], y, *,
+                        folds: int = 5, seed: int = 0, metric: str = "accuracy",
+                        probe_dims: int | None = None,
+                        n_jobs: int | None = None) -> list[np.ndarray]:
+    """:func:`cv_fold_scores` of several ``(head, views_X)`` candidates on the same training
+    rows (labels ``y``, the same folds for all), every (candidate, fold) fit in one pool of
+    ``n_jobs`` threads (None: one per usable core). One pool keeps every core busy to the end:
+    folds alone leave a core idle whenever the folds do not divide among the cores (5 folds on
+    2 cores: 3 rounds of fits for 2.5 of work).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(60, 4)), np.repeat([0, 1], 30)
+    >>> X[y == 1] += 3
+    >>> [s.shape for s in cv_fold_scores_many([(LogisticRegression(), [X]),
+    ...                                        (LogisticRegression(C=0.1), [X])], y, folds=3)]
+    [(3,), (3,)]
+    """
+    from joblib import Parallel, delayed
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
@@ -348,18 +374,20 @@ def cv_fold_scores(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, se
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 training images per class, got a "
                          f"class with {int(np.bincount(y).min())}")
-    from joblib import Parallel, delayed
 
-    def one(tr, va):
+    def one(head, views_X, tr, va):
         fit_X, held_X = _project([X[tr] for X in views_X], [X[va] for X in views_X],
                                  probe_dims, seed)
         return score(y[va], predict_views(fit_views(clone(head), fit_X, y[tr]), held_X))
 
-    split = StratifiedKFold(folds, shuffle=True, random_state=seed).split(views_X[0], y)
+    split = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)),
+                                                                                 y))
+    tasks = [(head, views_X, tr, va) for head, views_X in candidates for tr, va in split]
     with blas_limit():
-        scores = Parallel(n_jobs=n_jobs or min(folds, usable_cores()), prefer="threads")(
-            delayed(one)(tr, va) for tr, va in split)
-    return np.asarray(scores, dtype=float)
+        scores = Parallel(n_jobs=n_jobs or min(len(tasks), usable_cores()), prefer="threads")(
+            delayed(one)(*task) for task in tasks)
+    return [np.asarray(scores[i * folds:(i + 1) * folds], dtype=float)
+            for i in range(len(candidates))]
 
 
 def _project(fit_X: list, held_X: list, dims: int | None, seed: int) -> tuple[list, list]:
@@ -613,7 +641,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         after each round only the better half and those within one standard error of the best
         go on, and only what they need is extracted for the next round's images (rows already
         extracted are cached). A candidate ruled out early costs a fraction of a full
-        extraction, and no test pass.
+        extraction, and no test pass. The early rounds only rank: their probes are screening
+        fits (the head row's :attr:`~featx.heads.HeadSpec.screen` parameters, e.g. the
+        probe's looser solver tolerance); the last round's are the head's own.
     tune : bool
         Cross-validate the probe's grid (``head_param_grid(select_head)``, e.g. its ``C``) on
         the chosen features, as a head row each.
@@ -636,7 +666,8 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         ``select_s``: the probes' cross-validation, ``heads_s``),
         :attr:`Comparison.selected` (the chosen row's name) and :attr:`Comparison.eliminated`
         (a dict per candidate ruled out by halving: ``features``, ``n_train`` of its last
-        round, ``cv_score``, ``cv_se`` and its cost; it has no test row) and
+        round, ``cv_score``, ``cv_se``, ``screen``: the screening parameters its probe was
+        fitted with, and its cost; it has no test row) and
         :attr:`Comparison.cold_passes` (the backbone passes this choice costs on an empty
         cache, whatever this call found cached).
         ``backbone_forward_passes`` of a row is the images its backbones ran on in this call,
@@ -657,7 +688,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     ['passes_per_image', 'predict_passes_per_image', 'seconds_per_image']
     """
     from featx.evaluate import HEAD_OPTIONS, HeadTable, check_head_options
-    from featx.heads import head_param_grid, make_head, norm_options
+    from featx.heads import get_head_spec, head_param_grid, make_head, norm_options
 
     check_choice("metric", metric, tuple(SELECT_METRICS))
     check_choice("rule", rule, SELECT_RULES)
@@ -682,16 +713,21 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     speed: dict[tuple, float] = {}
     eliminated: list[dict] = []
 
-    def head_for(name, n, k, norm, params=None):
+    def head_for(name, n, k, norm, params=None, screen=False):
+        # a screening fit (halving's early rounds) takes the row's screening parameters
+        quick = dict(get_head_spec(name).screen) if screen else {}
         head = make_head(name, random_state=seed, n_samples=n, n_classes=k,
-                         **{**options, **norm_options(norm)})
+                         **{**options, **norm_options(norm), **quick})
         return head.set_params(**params) if params else head
 
-    def fold_scores(features, norm, head=select_head, params=None):
-        y = features[0].labels
-        return cv_fold_scores(head_for(head, len(y), len(features[0].class_names), norm, params),
-                              [np.asarray(f.features) for f in features], y, folds=folds,
-                              seed=seed, metric=metric)
+    def fold_scores(candidates, head=select_head, params=None, screen=False):
+        """The fold scores of each ``(features, norm)`` of ``candidates`` (same rows), one pool."""
+        first = candidates[0][0][0]
+        y, k = first.labels, len(first.class_names)
+        return cv_fold_scores_many(
+            [(head_for(head, len(y), k, norm, params, screen),
+              [np.asarray(f.features) for f in features]) for features, norm in candidates],
+            y, folds=folds, seed=seed, metric=metric)
 
     cold_passes, done = 0, 0  # what an empty cache would cost: new rows x (backbone, view) pairs
     for r, rows_r in enumerate(rounds):
@@ -715,13 +751,14 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         if last:
             break
         t = time.perf_counter()
-        scored = []
-        for choice in choices:
-            folds_ = fold_scores(bank.features(choice, "train"), choice.norm)
-            scored.append({"features": choice.name, "n_train": len(rows_r),
-                           **_mean_se(folds_), "cv_metric": metric,
-                           "passes_per_image": choice.passes_per_image,
-                           "seconds_per_image": bank.seconds_per_image(choice)})
+        screen = dict(get_head_spec(select_head).screen)
+        scored = [{"features": choice.name, "n_train": len(rows_r), **_mean_se(folds_),
+                   "cv_metric": metric, "screen": screen,
+                   "passes_per_image": choice.passes_per_image,
+                   "seconds_per_image": bank.seconds_per_image(choice)}
+                  for choice, folds_ in zip(choices, fold_scores(
+                      [(bank.features(c, "train"), c.norm) for c in choices], screen=True),
+                      strict=True)]
         timings["select_s"] += time.perf_counter() - t
         keep = _survivors(scored)
         eliminated += [row for i, row in enumerate(scored) if i not in keep]
@@ -762,12 +799,14 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                 "estimator": est}, pred
 
     rows, preds, candidates = [], {}, []
-    for choice in choices:
-        tr, te = bank.features(choice, "train"), bank.features(choice, "test")
-        t = time.perf_counter()
-        # one candidate from the start is the choice (one left after halving is still scored)
-        folds_ = None if n_candidates == 1 else fold_scores(tr, choice.norm)
-        timings["select_s"] += time.perf_counter() - t
+    trains = [bank.features(choice, "train") for choice in choices]
+    t = time.perf_counter()
+    # one candidate from the start is the choice (one left after halving is still scored)
+    all_folds = [None] * len(choices) if n_candidates == 1 else fold_scores(
+        [(tr, choice.norm) for choice, tr in zip(choices, trains, strict=True)])
+    timings["select_s"] += time.perf_counter() - t
+    for choice, tr, folds_ in zip(choices, trains, all_folds, strict=True):
+        te = bank.features(choice, "test")
         row, pred = row_for(choice, select_head, tr, te, folds_)
         rows.append(row)
         preds[row["name"]] = pred
@@ -799,7 +838,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         t = time.perf_counter()
         # cross-validated like the probe (one candidate: like it, not at all), so that the
         # head that wins on the chosen features is chosen on train only too
-        folds_ = None if n_candidates == 1 else fold_scores(tr, best.norm, name, params)
+        folds_ = None if n_candidates == 1 else fold_scores([(tr, best.norm)], name, params)[0]
         row, pred = row_for(best, name, tr, te, folds_, params)
         row["candidate"] = False
         rows.append(row)
