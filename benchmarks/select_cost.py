@@ -3,7 +3,7 @@
     FEATX_CACHE_DIR=/path/to/cache python benchmarks/select_cost.py \
         [--data ../shared/datasets/clothing-small] [--backbones efficientnet_lite0 ...] \
         [--taps "-1" "-1,-2" "-2,-3,-4"] [--views none flip] [--folds 3] [--dims 0 256] \
-        [--jobs 0 1]
+        [--jobs 0 1] [--pool]
 
 Extracts (or reads from the cache) every backbone with the union of the taps and views, then,
 for every candidate of :func:`featx.comparison.feature_choices` (each backbone alone and all of
@@ -14,7 +14,9 @@ seconds are measured; a warm cache gives them as forward seconds per image (meas
 images x passes per image, which is what a cold run would pay for the forward alone. With
 ``--jobs 0 1`` each candidate is timed with the folds on one thread per core (0, the default of
 ``cv_fold_scores``) and on one thread (1), same scores, so the speed-up of fitting the folds side by
-side is measured in the same run.
+side is measured in the same run. ``--pool`` then times every (candidate, fold) fit in one thread
+pool (:func:`featx.comparison.cv_fold_scores_many`, what a round of the selection does) against
+the first ``--dims``/``--jobs`` setting's candidates one at a time.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 import numpy as np
 
 import featx
-from featx.comparison import FeatureBank, cv_fold_scores, feature_choices
+from featx.comparison import FeatureBank, cv_fold_scores, cv_fold_scores_many, feature_choices
 from featx.heads import make_head
 
 
@@ -41,6 +43,8 @@ def main() -> None:
     parser.add_argument("--probe", default="logreg")
     parser.add_argument("--jobs", nargs="+", type=int, default=[0],
                         help="fold threads to time (0: one per usable core, the default)")
+    parser.add_argument("--pool", action="store_true",
+                        help="also time every (candidate, fold) fit in one thread pool")
     args = parser.parse_args()
 
     splits = featx.ImageDataset.from_directory(args.data)
@@ -77,6 +81,19 @@ def main() -> None:
     for (dims, jobs), seconds in totals.items():
         print(f"probes with dims {dims or 'all'}, fold threads {jobs or 'one per core'}: "
               f"{seconds:.1f} s = {100 * seconds / cold:.0f}% of the cold forward ({cold:.1f} s)")
+    if args.pool:
+        # what select_features does: every (candidate, fold) fit of a round in one pool
+        y = bank.features(choices[0], "train")[0].labels
+        heads = [(make_head(args.probe, n_samples=len(y), n_classes=int(y.max()) + 1,
+                            random_state=0),
+                  [np.asarray(f.features) for f in bank.features(c, "train")]) for c in choices]
+        t = time.perf_counter()
+        cv_fold_scores_many(heads, y, folds=args.folds)
+        pooled = time.perf_counter() - t
+        alone = totals[(args.dims[0], args.jobs[0])]
+        print(f"one pool for every (candidate, fold): {pooled:.1f} s, against "
+              f"{alone:.1f} s one candidate at a time (dims {args.dims[0] or 'all'}, fold "
+              f"threads {args.jobs[0] or 'one per core'}): {alone / pooled:.2f}x")
 
 
 if __name__ == "__main__":

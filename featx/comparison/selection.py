@@ -611,9 +611,11 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     this call; ``n_features``) and its test metrics as in every comparison. The chosen one
     (``selected: True``, :func:`choose_candidate`) also gets a row per other point of the
     probe's parameter grid (``tune``: :func:`~featx.heads.head_param_grid`, e.g.
-    ``logreg C=0.01``) and per other head of ``heads``, cross-validated the same way, and the
-    row with the best CV score on the chosen features is the choice (``selected: True``; the
-    probe on a tie). The test split is only scored, never used to choose. A single candidate
+    ``logreg C=0.01``) and per other head of ``heads``, cross-validated the same way; in that
+    order each replaces the choice so far (first the probe at its defaults) only when the folds
+    clearly rank it above (better by more than the standard error of the paired fold
+    differences, :func:`near_best`), and the last one standing is the choice
+    (``selected: True``). The test split is only scored, never used to choose. A single candidate
     is not cross-validated (``cv_score`` None): it is the choice, with ``select_head``.
 
     Parameters
@@ -843,7 +845,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         row["candidate"] = False
         rows.append(row)
         preds[row["name"]] = pred
-        if folds_ is not None and row["cv_score"] > chosen_row["cv_score"]:
+        # the incumbent (first the probe at its defaults) gives way only to a row the folds
+        # clearly rank above it: better by more than the paired standard error (near_best)
+        if folds_ is not None and near_best([chosen_row, row]) == [1]:
             chosen_row = row
         if echo is not None:
             echo(f"heads: {row['name'].rsplit('/', 1)[-1]} on {best.name}: "
@@ -853,7 +857,8 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     if chosen_row["name"] != selected:
         selected = chosen_row["name"]
         if echo is not None:
-            echo(f"heads: chose {selected} (the best CV score on the chosen features)")
+            echo(f"heads: chose {selected} (clearly the best CV score on the chosen "
+                 "features: by more than the paired standard error)")
     for row in rows:
         row["selected"] = row["name"] == selected
     rows.sort(key=lambda r: (not r["selected"], r["features"] != best.name,

@@ -213,7 +213,8 @@ def _selection_markdown(sel: Mapping | None) -> list[str]:
             "differences fold by fold: every candidate meets the same folds)"
             if sel.get("rule") == "one_se" else "the best cross-validated score, whatever it costs")
     tuned = (" The probe's parameter grid was then cross-validated on the chosen features, "
-             "and the best CV score of every row on them is the choice." if sel.get("tune")
+             "and a row replaces the probe only when the folds clearly rank it above (by more "
+             "than the standard error of the paired fold differences)." if sel.get("tune")
              else "")
     budget = sel.get("budget")
     lines = ["## Feature choice", "",
