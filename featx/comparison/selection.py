@@ -722,13 +722,15 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                          **{**options, **norm_options(norm), **quick})
         return head.set_params(**params) if params else head
 
-    def fold_scores(candidates, head=select_head, params=None, screen=False):
-        """The fold scores of each ``(features, norm)`` of ``candidates`` (same rows), one pool."""
-        first = candidates[0][0][0]
+    def fold_scores(entries, screen=False):
+        """The fold scores of each ``(features, norm, head name, params)`` of ``entries`` (the
+        same training rows), every (entry, fold) fit in one pool."""
+        first = entries[0][0][0]
         y, k = first.labels, len(first.class_names)
         return cv_fold_scores_many(
-            [(head_for(head, len(y), k, norm, params, screen),
-              [np.asarray(f.features) for f in features]) for features, norm in candidates],
+            [(head_for(name, len(y), k, norm, params, screen),
+              [np.asarray(f.features) for f in features])
+             for features, norm, name, params in entries],
             y, folds=folds, seed=seed, metric=metric)
 
     cold_passes, done = 0, 0  # what an empty cache would cost: new rows x (backbone, view) pairs
@@ -759,8 +761,8 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                    "passes_per_image": choice.passes_per_image,
                    "seconds_per_image": bank.seconds_per_image(choice)}
                   for choice, folds_ in zip(choices, fold_scores(
-                      [(bank.features(c, "train"), c.norm) for c in choices], screen=True),
-                      strict=True)]
+                      [(bank.features(c, "train"), c.norm, select_head, None) for c in choices],
+                      screen=True), strict=True)]
         timings["select_s"] += time.perf_counter() - t
         keep = _survivors(scored)
         eliminated += [row for i, row in enumerate(scored) if i not in keep]
@@ -800,16 +802,27 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                 "seconds_per_image": bank.seconds_per_image(choice),
                 "estimator": est}, pred
 
+    def fit_rows(jobs):
+        """:func:`row_for` of each job, side by side on threads (one BLAS thread each)."""
+        from joblib import Parallel, delayed
+
+        with blas_limit():
+            return Parallel(n_jobs=max(1, min(len(jobs), usable_cores())), prefer="threads")(
+                delayed(row_for)(*job) for job in jobs)
+
     rows, preds, candidates = [], {}, []
     trains = [bank.features(choice, "train") for choice in choices]
     t = time.perf_counter()
     # one candidate from the start is the choice (one left after halving is still scored)
     all_folds = [None] * len(choices) if n_candidates == 1 else fold_scores(
-        [(tr, choice.norm) for choice, tr in zip(choices, trains, strict=True)])
+        [(tr, choice.norm, select_head, None) for choice, tr in zip(choices, trains,
+                                                                   strict=True)])
     timings["select_s"] += time.perf_counter() - t
-    for choice, tr, folds_ in zip(choices, trains, all_folds, strict=True):
-        te = bank.features(choice, "test")
-        row, pred = row_for(choice, select_head, tr, te, folds_)
+    tests = [bank.features(choice, "test") for choice in choices]
+    fitted = fit_rows([(choice, select_head, tr, te, folds_, None) for choice, tr, te, folds_
+                       in zip(choices, trains, tests, all_folds, strict=True)])
+    for choice, tr, te, folds_, (row, pred) in zip(choices, trains, tests, all_folds, fitted,
+                                                   strict=True):
         rows.append(row)
         preds[row["name"]] = pred
         candidates.append((choice, tr, te))
@@ -836,12 +849,17 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                                                if HEAD_OPTIONS[k]})  # options that key the grid
         probe = head_for(select_head, len(tr[0].labels), len(tr[0].class_names), best.norm)
         others[:0] = [(select_head, params) for params in _grid_points(grid, probe)]
-    for name, params in others:
-        t = time.perf_counter()
-        # cross-validated like the probe (one candidate: like it, not at all), so that the
-        # head that wins on the chosen features is chosen on train only too
-        folds_ = None if n_candidates == 1 else fold_scores([(tr, best.norm)], name, params)[0]
-        row, pred = row_for(best, name, tr, te, folds_, params)
+    t = time.perf_counter()
+    # cross-validated like the probe (one candidate: like it, not at all), so that the head
+    # that wins on the chosen features is chosen on train only too
+    other_folds = [None] * len(others) if n_candidates == 1 or not others else fold_scores(
+        [(tr, best.norm, name, params) for name, params in others])
+    fitted = fit_rows([(best, name, tr, te, folds_, params)
+                       for (name, params), folds_ in zip(others, other_folds, strict=True)])
+    if echo is not None and others:
+        echo(f"heads: {len(others)} more on {best.name}, cross-validated and fitted in "
+             f"{time.perf_counter() - t:.1f} s")
+    for folds_, (row, pred) in zip(other_folds, fitted, strict=True):
         row["candidate"] = False
         rows.append(row)
         preds[row["name"]] = pred
@@ -853,7 +871,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
             echo(f"heads: {row['name'].rsplit('/', 1)[-1]} on {best.name}: "
                  + ("" if folds_ is None else f"CV {metric} {row['cv_score']:.3f} "
                     f"± {row['cv_se']:.3f}, ")
-                 + f"test accuracy {row['accuracy']:.3f} ({time.perf_counter() - t:.1f} s)")
+                 + f"test accuracy {row['accuracy']:.3f}")
     if chosen_row["name"] != selected:
         selected = chosen_row["name"]
         if echo is not None:
