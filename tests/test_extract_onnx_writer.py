@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 from helpers import assert_same
 
-from featx.backbones import load_backbone
+from featx.backbones import get_backbone_spec, load_backbone
 from featx.extract import graphs
 from featx.extract.config import ExtractorConfig
 from featx.extract.onnx_writer import WRITER, UnsupportedGraphError, model_to_onnx
@@ -40,6 +40,7 @@ ROWS = [
     ("resnet50_v2", {}),
     ("vgg16", {}),
     ("densenet121", {}),
+    ("inception_v3", {}),
 ]
 
 
@@ -69,15 +70,12 @@ def _run(proto, images):
     return session.run(None, {session.get_inputs()[0].name: images})[0]
 
 
-@pytest.fixture(scope="module")
-def images():
-    return np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
-
-
 @pytest.mark.parametrize("name, options", ROWS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(ROWS)])
-def test_writer_graph_computes_what_keras_predicts(name, options, images):
+def test_writer_graph_computes_what_keras_predicts(name, options):
+    size = max(get_backbone_spec(name).min_size, 32)
+    images = np.random.default_rng(1).uniform(0, 255, (3, size, size, 3)).astype(np.float32)
     with seeded(0):
-        model = _perturbed(load_backbone(name, weights=None, input_size=32, **options))
+        model = _perturbed(load_backbone(name, weights=None, input_size=size, **options))
     proto = model_to_onnx(model, OPSET)
     assert [n.op_type for n in proto.graph.node].count("Transpose") == \
         1 + (options.get("pooling", "avg") is None)  # NHWC in once (and out for a map)

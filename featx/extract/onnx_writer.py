@@ -1,5 +1,5 @@
 """featx's own writer of a Keras functional model as an ONNX graph, for the layer kinds featx's
-backbones hold (EfficientNet-Lite, MobileNet v1/v2, ResNet v1/v2, VGG, DenseNet).
+backbones hold (EfficientNet-Lite, MobileNet v1/v2, ResNet v1/v2, VGG, DenseNet, InceptionV3).
 
 Keras' exporter (tf2onnx) traces the model in TensorFlow, then rewrites the trace: about 13 s
 for EfficientNet-Lite2, most of a cold extraction's fixed cost. These models are plain chains of
@@ -183,8 +183,8 @@ class _Graph:
             raise UnsupportedGraphError(f"activation {kind!r}")
 
     def clip(self, x: str, out: str, top: float) -> None:
-        lo = self.const("featx_zero", np.float32(0.0))
-        hi = self.const(f"featx_clip_{top:g}", np.float32(top))
+        lo = self.const("writer/zero", np.float32(0.0))
+        hi = self.const(f"writer/clip_{top:g}", np.float32(top))
         self.node("Clip", [x, lo, hi], out)
 
 
@@ -384,10 +384,10 @@ def model_to_onnx(model, opset: int):
         raise UnsupportedGraphError(f"input {image.shape} {image.dtype}, not (N, h, w, 3) "
                                     "float32")
     steps: list[_Step] = []
-    outputs = _steps(model, ["featx_nchw"], "", steps, {"featx_nchw"})
+    outputs = _steps(model, ["writer/nchw"], "", steps, {"writer/nchw"})
     handlers = _handlers()
     g = _Graph(steps, outputs)
-    g.node("Transpose", [image.name], "featx_nchw", perm=[0, 3, 1, 2])
+    g.node("Transpose", [image.name], "writer/nchw", perm=[0, 3, 1, 2])
     for step in steps:
         handler = handlers.get(type(step.layer))
         if handler is None:
