@@ -95,8 +95,9 @@ def extract_features(
         caches). Local engine only.
     runtime : {"auto", "onnxruntime", "keras"}, optional
         What runs the frozen forward (:data:`featx.extract.forward.RUNTIMES`): ``"auto"`` is ONNX
-        Runtime on a CPU (the graph Keras exports, cached beside the converted weights; about
-        twice the Keras forward's speed), Keras on a GPU or with ``mixed_precision``. ``None``:
+        Runtime on a CPU (the Keras model as an ONNX graph, cached beside the converted
+        weights; about twice the Keras forward's speed), Keras on a GPU or with
+        ``mixed_precision``. ``None``:
         ``$FEATX_RUNTIME``, else ``"auto"``. Features agree across runtimes within ~2e-6
         relative, so the runtime is not part of the cache key (``docs/runtime.md``).
 

@@ -1,7 +1,8 @@
 """Backbone forward passes at a fixed batch shape, on a runtime, with the process-wide pass counter.
 
-The frozen forward runs on one of :data:`RUNTIMES`: ONNX Runtime (the graph Keras exports, see
-:mod:`featx.extract.graphs`) on a CPU, Keras elsewhere; ``"auto"`` picks (:func:`resolve_runtime`).
+The frozen forward runs on one of :data:`RUNTIMES`: ONNX Runtime (the Keras model's ONNX graph,
+see :mod:`featx.extract.graphs`) on a CPU, Keras elsewhere; ``"auto"`` picks
+(:func:`resolve_runtime`).
 Every batch is padded to ``batch_size`` rows so a compiled predict function is traced once per
 configuration; the padding rows are dropped from the output. On Keras, ``predict_on_batch`` runs
 the backend's compiled predict step (``tf.function`` on TensorFlow, ``jax.jit`` on JAX);
@@ -86,7 +87,7 @@ class Runtime(NamedTuple):
 
 
 def _build_onnx(config: dict) -> OnnxBackbone:
-    """The config's graph on ONNX Runtime (exported by Keras the first time). A sealed graph
+    """The config's graph on ONNX Runtime (written the first time). A sealed graph
     ONNX Runtime still cannot load is moved aside and exported once more."""
     with graph_file(config) as path:
         try:
@@ -108,7 +109,7 @@ RUNTIMES: Registry[Runtime] = Registry("runtime", {
     "keras": Runtime(build_keras, lambda: True,
                      "Keras on its backend (TensorFlow or JAX), on a GPU when there is one"),
     "onnxruntime": Runtime(_build_onnx, _onnxruntime_installed,
-                           "the graph Keras exports to ONNX, on ONNX Runtime's CPU provider: "
+                           "the Keras model's ONNX graph, on ONNX Runtime's CPU provider: "
                            "about 1.5-2.7x the Keras forward on a CPU"),
 })
 RUNTIME_CHOICES = ("auto", *RUNTIMES)

@@ -1,10 +1,14 @@
-"""The ONNX graph of a backbone configuration: exported once by Keras, cached beside the converted
+"""The ONNX graph of a backbone configuration: written once, cached beside the converted
 weights, run by ONNX Runtime.
 
-The graph comes from Keras' own ``model.export(format="onnx")`` (no converter of featx's), so it
-computes what the Keras model computes (features agree within ~2e-6 relative; the
-``runtime="onnxruntime"`` tests check rtol 1e-4 on real photos). It is keyed by everything that
-changes it (:data:`GRAPH_FIELDS` plus the Keras version) and kept in the sealed-artifact store
+featx writes the graph itself from the Keras layers (:mod:`featx.extract.onnx_writer`): Keras'
+own ``model.export(format="onnx")`` (tf2onnx) took ~13 s per configuration for
+EfficientNet-Lite2, most of a cold extraction's fixed cost, where the writer takes well under a
+second. A model holding a layer the writer does not translate goes through Keras' exporter, as
+before. Either graph computes what the Keras model computes (features agree within ~2e-6
+relative; the ``runtime="onnxruntime"`` tests check rtol 1e-4 on real photos). It is keyed by
+everything that changes it (:data:`GRAPH_FIELDS`, the Keras version and which exporter wrote it:
+``featx-<version>`` or ``keras``) and kept in the sealed-artifact store
 (:mod:`featx.trust.store`): written atomically under a lock, so concurrent processes export it
 once, and sealed with that key, so a graph edited, truncated or copied from another
 configuration is moved aside and exported again, never run. Once it exists, an extraction on
@@ -20,7 +24,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from unittest import mock
@@ -30,15 +34,20 @@ import numpy as np
 from featx.backbones import check_weights
 from featx.errors import CacheWriteError, GraphExportError
 from featx.extract.config import GRAPH_FIELDS, ExtractorConfig
+from featx.extract.onnx_writer import WRITER, UnsupportedGraphError, model_to_onnx
 from featx.trust.store import artifact_root, open_artifact, persistent, write_artifact
 from featx.utils.runtime import dtype_policy, seeded
 
-__all__ = ["ONNX_OPSET", "GraphExportError", "OnnxBackbone", "build_keras", "export_onnx",
-           "graph_file", "graph_key", "graph_path", "onnx_graph"]
+__all__ = ["EXPORTERS", "ONNX_OPSET", "GraphExportError", "OnnxBackbone", "build_keras",
+           "export_onnx", "graph_file", "graph_key", "graph_path", "onnx_graph"]
 
 #: The ONNX opset of every graph featx exports from Keras (the forward's and ``featx export``'s,
 #: which reuses the forward's backbone graph: they must agree to be merged with a head).
 ONNX_OPSET = 17
+
+#: What writes a graph, first tried first: featx's writer (:mod:`featx.extract.onnx_writer`),
+#: then Keras' exporter for a model the writer declines. Part of the graph's key.
+EXPORTERS = (WRITER, "keras")
 
 
 def build_keras(config: ExtractorConfig):
@@ -64,22 +73,31 @@ def _version(package: str) -> str:
         return "none"
 
 
-def graph_key(config: ExtractorConfig) -> str:
+def graph_key(config: ExtractorConfig, exporter: str = WRITER) -> str:
     """The SHA-256 (hex) of everything that changes the graph of ``config``: its graph fields
-    (:data:`featx.extract.config.GRAPH_FIELDS`), the opset and the Keras version. A cached
-    graph's seal names it."""
+    (:data:`featx.extract.config.GRAPH_FIELDS`), the opset, the Keras version and the
+    ``exporter`` that writes it (one of :data:`EXPORTERS`). A cached graph's seal names it.
+
+    Examples
+    --------
+    >>> c = ExtractorConfig("mobilenet_v2", weights=None, input_size=32)
+    >>> graph_key(c) == graph_key(c, "keras")
+    False
+    """
     material = {k: config.get(k) for k in GRAPH_FIELDS}
     material["keras"] = _version("keras")
     material["opset"] = ONNX_OPSET
+    material["exporter"] = exporter
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def graph_path(config: ExtractorConfig, root: str | os.PathLike | None = None) -> Path:
-    """Where the graph of ``config`` is cached: ``<cache>/weights/onnx/<backbone>-<key>.onnx``
-    (beside the converted weights), ``<key>`` the first 16 hex digits of :func:`graph_key`;
-    ``<cache>`` is ``root``, else the extraction's cache
-    (:func:`featx.trust.store.artifact_root`).
+def graph_path(config: ExtractorConfig, root: str | os.PathLike | None = None,
+               exporter: str = WRITER) -> Path:
+    """Where the graph of ``config`` written by ``exporter`` is cached:
+    ``<cache>/weights/onnx/<backbone>-<key>.onnx`` (beside the converted weights), ``<key>`` the
+    first 16 hex digits of :func:`graph_key`; ``<cache>`` is ``root``, else the extraction's
+    cache (:func:`featx.trust.store.artifact_root`).
 
     Examples
     --------
@@ -93,7 +111,7 @@ def graph_path(config: ExtractorConfig, root: str | os.PathLike | None = None) -
     h, w = config["input_size"]
     size = f"{h}" if h == w else f"{h}x{w}"
     folder = (Path(root) if root is not None else artifact_root()) / "weights" / "onnx"
-    return folder / f"{config['backbone']}-{size}-{graph_key(config)[:16]}.onnx"
+    return folder / f"{config['backbone']}-{size}-{graph_key(config, exporter)[:16]}.onnx"
 
 
 def _check_graph(path: Path) -> None:
@@ -121,8 +139,9 @@ def _check_graph(path: Path) -> None:
 
 def export_onnx(model, target: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
     """Keras' own ``model.export(format="onnx")`` of a built ``model``, written to ``target``
-    atomically (a temporary name, then ``os.replace``). The one Keras -> ONNX exporter of featx:
-    the forward's backbone graphs and ``featx export`` both come from here.
+    atomically (a temporary name, then ``os.replace``): the forward's backbone graphs for models
+    featx's writer declines (:func:`onnx_graph`), and ``featx export``'s Keras parts that are no
+    forward graph (a fine-tuned network), come from here.
 
     Raises whatever Keras' exporter (tf2onnx) raises; the caller names the model.
     """
@@ -140,17 +159,39 @@ def export_onnx(model, target: str | os.PathLike, opset: int = ONNX_OPSET) -> Pa
     return target
 
 
-def _called_model(config: ExtractorConfig):
-    """The Keras model of ``config``, called once (Keras exports called models only)."""
-    model = build_keras(config)
-    h, w = config["input_size"]
+def _call(model):
+    """``model``, called once (Keras exports called models only)."""
+    h, w = model.inputs[0].shape[1:3]
     model.predict_on_batch(np.zeros((1, h, w, 3), np.float32))
     return model
+
+
+def _called_model(config: ExtractorConfig):
+    """The Keras model of ``config``, called once (Keras exports called models only)."""
+    return _call(build_keras(config))
 
 
 def _export_checked(model, target: Path) -> None:
     export_onnx(model, target)
     _check_graph(target)
+
+
+def _writer(model) -> tuple[str, Callable[[Path], None]]:
+    """``(exporter, write)``: which of :data:`EXPORTERS` writes ``model``'s graph, and
+    ``write(target)``, which writes it and checks ONNX Runtime runs it. featx's writer when it
+    translates every layer of ``model`` (the graph is built here, in memory), else Keras'."""
+    try:
+        proto = model_to_onnx(model, ONNX_OPSET)
+    except UnsupportedGraphError:
+        return "keras", lambda target: _export_checked(_call(model), target)
+
+    def write(target: Path) -> None:
+        import onnx
+
+        onnx.save(proto, str(target))
+        _check_graph(target)
+
+    return WRITER, write
 
 
 def _export_error(config: ExtractorConfig, exc: BaseException) -> GraphExportError:
@@ -161,10 +202,11 @@ def _export_error(config: ExtractorConfig, exc: BaseException) -> GraphExportErr
 
 
 def onnx_graph(config: ExtractorConfig, root: str | os.PathLike | None = None) -> Path:
-    """The cached ONNX graph of ``config``, exported by Keras the first time (under a lock, so
-    concurrent processes export it once) and sealed with :func:`graph_key`. A cached graph that
-    fails its seal (edited, truncated, another configuration's) is moved aside with a
-    :class:`~featx.cache.DamagedCacheWarning` and exported again.
+    """The cached ONNX graph of ``config``, written the first time (under a lock, so concurrent
+    processes write it once) by featx's writer, or by Keras' exporter for a model the writer
+    declines, and sealed with :func:`graph_key` of that exporter. A cached graph that fails its
+    seal (edited, truncated, another configuration's) is moved aside with a
+    :class:`~featx.cache.DamagedCacheWarning` and written again.
 
     Raises
     ------
@@ -176,17 +218,21 @@ def onnx_graph(config: ExtractorConfig, root: str | os.PathLike | None = None) -
     """
     import filelock
 
-    target, key = graph_path(config, root), graph_key(config)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(target) + ".lock"):
-        if open_artifact(target, key) is not None:
-            return target
+    paths = {e: (graph_path(config, root, e), graph_key(config, e)) for e in EXPORTERS}
+    first = paths[EXPORTERS[0]][0]
+    first.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(first) + ".lock"):  # one lock per configuration
+        for target, key in paths.values():
+            if open_artifact(target, key) is not None:
+                return target
         try:
-            model = _called_model(config)
+            model = build_keras(config)
+            exporter, write = _writer(model)
+            target, key = paths[exporter]
             # the float32 weights plus room: reserved before the export writes a byte
             size = 2 * 4 * int(model.count_params()) + (4 << 20)
-            write_artifact(target, key, lambda tmp: _export_checked(model, tmp), size=size,
-                           kind="ONNX graph")
+            write_artifact(target, key, write, size=size, kind="ONNX graph",
+                           meta={"exporter": exporter})
         except CacheWriteError:
             raise
         except Exception as exc:  # tf2onnx raises many kinds: one error that names the backbone
@@ -199,15 +245,16 @@ def graph_file(config: ExtractorConfig, root: str | os.PathLike | None = None
                ) -> Iterator[Path]:
     """The ONNX graph of ``config`` as a file for the duration of the block: the cached one
     (:func:`onnx_graph`), or, where nothing may stay on disk (``cache=False``:
-    :func:`featx.trust.store.nothing_on_disk`), one exported into a temporary folder that is
-    removed after the block."""
+    :func:`featx.trust.store.nothing_on_disk`), one written into a temporary folder (by the
+    same exporter) that is removed after the block."""
     if persistent():
         yield onnx_graph(config, root)
         return
     with tempfile.TemporaryDirectory(prefix="featx-graph-") as tmp:
-        target = Path(tmp) / graph_path(config, tmp).name
         try:
-            _export_checked(_called_model(config), target)
+            exporter, write = _writer(build_keras(config))
+            target = Path(tmp) / graph_path(config, tmp, exporter).name
+            write(target)
         except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
             raise _export_error(config, exc) from exc
         yield target
