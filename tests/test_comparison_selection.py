@@ -22,7 +22,7 @@ from featx.comparison import (
 from featx.extract import FeatureSet, extract_features, forward_pass_count
 from featx.extract.config import ExtractorConfig
 from featx.extract.views import VIEWS, apply_view, check_views
-from featx.heads import get_head_spec, make_head
+from featx.heads import make_head
 
 TAPS = [-1, -2, -3]
 
@@ -262,8 +262,7 @@ def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
     assert 0 < passes <= result.cold_passes <= (len(train) + len(test)) * 2
     assert sum(result.bank.passes.values()) == passes
     assert min(result.timings.values()) >= 0 and result.timings["select_s"] > 0
-    # the early rounds only rank, with the probe's screening fits: a ruled-out row's folds are
-    # those of a screening fit on its round's rows (cached: no pass)
+    # a ruled-out row's folds are the probe's on its round's rows (cached: no pass)
     first = result.eliminated[0]
     choice = next(c for c in choices if c.name == first["features"])
     rows = next(r for r in halving_subsets(train.labels, folds=2) if len(r) == first["n_train"])
@@ -272,11 +271,9 @@ def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
                               cache=cache, weights=None, input_size=32,
                               verbose=0).select_layers(list(choice.taps)) for v in choice.views]
     assert forward_pass_count() == before
-    assert first["screen"] == get_head_spec("logreg").screen
-    screen = make_head("logreg", random_state=0, n_samples=len(rows), n_classes=10,
-                       **first["screen"])
+    head = make_head("logreg", random_state=0, n_samples=len(rows), n_classes=10)
     assert first["cv_folds"] == pytest.approx(list(cv_fold_scores(
-        screen, [np.asarray(v.features) for v in views], views[0].labels, folds=2)))
+        head, [np.asarray(v.features) for v in views], views[0].labels, folds=2)))
     again = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
                             extract_params={"weights": None, "input_size": 32}, verbose=0,
                             halving=False)
@@ -379,6 +376,9 @@ ROWS = [dict(cv_score=0.90, cv_se=0.02, passes_per_image=6, seconds_per_image=0.
     ("best", "35ms", 1),
     ("one_se", "0.01s", 3),
     ("one_se", 6, 1),
+    ("auto", None, 1),         # no budget: one_se
+    ("auto", 6, 0),            # within a budget: the best it buys
+    ("auto", "35ms", 1),
 ])
 def test_choose_candidate_rules_and_budgets(rule, budget, chosen):
     from featx.comparison import choose_candidate

@@ -191,23 +191,6 @@ def test_spec_is_frozen():
         spec.name = "x"
     with pytest.raises(TypeError):
         spec.defaults["C"] = 1
-    with pytest.raises(TypeError):
-        spec.screen["tol"] = 1
-
-
-@pytest.mark.parametrize("name", HEADS)
-def test_screening_parameters_build_a_head_that_fits(name):
-    """A row's screening parameters are its estimator's, and a screening fit still classifies."""
-    screen = dict(get_head_spec(name).screen)
-    X, y = cnn_like(n=60)
-    head = make_head(name, random_state=0, **screen).fit(X, y)
-    assert {f"clf__{k}": v for k, v in screen.items()}.items() <= head.get_params().items()
-    assert head.score(X, y) > 0.5
-
-
-def test_the_probe_screens_with_a_looser_tolerance():
-    assert get_head_spec("logreg").screen["tol"] > \
-        make_head("logreg").get_params()["clf__tol"]
 
 
 # --------------------------------------------------------------------------- tiny training sets

@@ -24,10 +24,11 @@ from featx.comparison.selection import (
     halving_subsets,
     near_best,
     predict_views,
+    resolve_rule,
     select_features,
 )
 
 __all__ = ["DEFAULT_HEADS", "SELECT_METRICS", "SELECT_RULES", "Comparison", "FeatureBank",
            "FeatureChoice", "check_budget", "choose_candidate", "compare", "cv_fold_scores",
            "cv_fold_scores_many", "cv_score", "feature_choices", "fit_views", "halving_subsets",
-           "near_best", "predict_views", "run_comparison", "select_features"]
+           "near_best", "predict_views", "resolve_rule", "run_comparison", "select_features"]

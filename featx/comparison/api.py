@@ -20,7 +20,7 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
             cache=None, input_size=None, decoder: str = "pillow", taps=None, views=None,
             concat: bool = False, norms=None, sizes=None, folds: int = 5,
             metric: str = "accuracy",
-            rule: str = "one_se", budget=None, verbose: int = 1):
+            rule: str = "auto", budget=None, verbose: int = 1):
     """Evaluate frozen heads and fine-tuning strategies on the same split.
 
     Parameters
@@ -54,8 +54,9 @@ def compare(train, test, *, validation=None, backbone: str = "efficientnet_lite0
         with ``concat`` the concatenation of several ``backbone`` (a list then) as a candidate; one
         row per candidate with the first of ``heads``, the others on the candidate chosen by
         ``folds``-fold cross-validation on ``train`` by ``rule`` within ``budget``
-        (``selected: True``; :func:`~featx.comparison.choose_candidate`). Fine-tunes then run
-        on the first backbone.
+        (``selected: True``; :func:`~featx.comparison.choose_candidate`; ``rule="auto"``: the
+        best score within a budget, else the cheapest within one standard error of it).
+        Fine-tunes then run on the first backbone.
     verbose : int, default=1
         Progress of the extractions and fine-tunes, and a line as the heads are fitted, on
         stderr (or the ``"featx"`` logger when it has a handler); ``0`` silent.

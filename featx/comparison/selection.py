@@ -29,7 +29,7 @@ from featx.utils.threads import blas_limit, usable_cores
 __all__ = ["CONCAT", "SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice",
            "check_budget", "choose_candidate", "cv_fold_scores", "cv_fold_scores_many",
            "cv_score", "feature_choices", "fit_views", "halving_subsets", "near_best",
-           "predict_views", "select_features", "within_budget"]
+           "predict_views", "resolve_rule", "select_features", "within_budget"]
 
 #: Selection metrics: name -> scorer of (true class indices, predicted class indices).
 SELECT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -46,8 +46,9 @@ CONCAT = (False, True, "only", "subsets")
 #: (forward seconds per image at prediction) whose score is within one standard error of the
 #: best one's (Breiman's rule: a cheaper candidate that the folds cannot tell from the best;
 #: the standard error of the paired fold differences, :func:`near_best`);
-#: ``best`` the highest score whatever its cost.
-SELECT_RULES = ("one_se", "best")
+#: ``best`` the highest score whatever its cost; ``auto`` (the default) ``best`` within a
+#: budget (the budget already weighs the cost) and ``one_se`` without one (:func:`resolve_rule`).
+SELECT_RULES = ("auto", "one_se", "best")
 
 
 @dataclass(frozen=True)
@@ -434,7 +435,23 @@ def check_budget(budget: Any) -> tuple[str, float] | None:
     return unit, value
 
 
-def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
+def resolve_rule(rule: str, budget: Any = None) -> str:
+    """The rule ``rule`` means with ``budget``: ``"auto"`` is ``"best"`` within a budget (the
+    budget is the user's price: the best score it buys) and ``"one_se"`` without one (the
+    cheapest the folds cannot tell from the best); the others are themselves.
+
+    Examples
+    --------
+    >>> resolve_rule("auto", 2), resolve_rule("auto"), resolve_rule("one_se", 2)
+    ('best', 'one_se', 'one_se')
+    """
+    check_choice("rule", rule, SELECT_RULES)
+    if rule != "auto":
+        return rule
+    return "one_se" if check_budget(budget) is None else "best"
+
+
+def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "auto",
                      budget: Any = None) -> int:
     """The index of the chosen candidate among ``rows`` (dicts with ``cv_score``, ``cv_se``,
     ``passes_per_image``, ``seconds_per_image`` and, where known, ``cv_folds``; the cost is
@@ -442,7 +459,8 @@ def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
 
     Only candidates within ``budget`` (:func:`within_budget`) compete. ``rule="best"`` takes the
     highest score; ``"one_se"`` (:data:`SELECT_RULES`) the cheapest that the folds cannot tell
-    from the best (:func:`near_best`; of equal cost, the better score; then the earlier row).
+    from the best (:func:`near_best`; of equal cost, the better score; then the earlier row);
+    ``"auto"`` the first within a budget, the second without (:func:`resolve_rule`).
 
     Examples
     --------
@@ -453,7 +471,7 @@ def choose_candidate(rows: Sequence[Mapping[str, Any]], *, rule: str = "one_se",
     ...                                                                             budget="15ms")
     (1, 0, 2)
     """
-    check_choice("rule", rule, SELECT_RULES)
+    rule = resolve_rule(rule, budget)
     allowed = within_budget(rows, budget)
     score = [rows[i]["cv_score"] or 0.0 for i in allowed]
     best = allowed[int(np.argmax(score))]
@@ -595,7 +613,7 @@ def _grid_points(grid: Mapping[str, Sequence], head) -> list[dict]:
 
 def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Sequence[str] =
                     ("logreg",), select_head: str = "logreg", folds: int = 5,
-                    metric: str = "accuracy", rule: str = "one_se", budget: Any = None,
+                    metric: str = "accuracy", rule: str = "auto", budget: Any = None,
                     halving: bool = True, tune: bool = True,
                     head_options: Mapping[str, Any] | None = None, seed: int = 0,
                     cache=None, extract_params: Mapping | None = None, verbose: int = 1,
@@ -631,9 +649,10 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         Stratified folds of the cross-validation on ``train``.
     metric : {"accuracy", "macro_f1", "balanced_accuracy"}
         What the selection maximises (macro-F1 or balanced accuracy for imbalanced data).
-    rule : {"one_se", "best"}
+    rule : {"auto", "one_se", "best"}
         ``one_se``: the cheapest candidate within one standard error of the best score;
-        ``best``: the best score whatever it costs (:data:`SELECT_RULES`).
+        ``best``: the best score whatever it costs; ``auto``: ``best`` within a ``budget``,
+        else ``one_se`` (:data:`SELECT_RULES`, :func:`resolve_rule`).
     budget : number or str, optional
         Only candidates within it compete: backbone passes per image (``2``) or forward
         seconds per image at prediction (``"0.02s"``, ``"20ms"``; :func:`check_budget`).
@@ -643,9 +662,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         after each round only the better half and those within one standard error of the best
         go on, and only what they need is extracted for the next round's images (rows already
         extracted are cached). A candidate ruled out early costs a fraction of a full
-        extraction, and no test pass. The early rounds only rank: their probes are screening
-        fits (the head row's :attr:`~featx.heads.HeadSpec.screen` parameters, e.g. the
-        probe's looser solver tolerance); the last round's are the head's own.
+        extraction, and no test pass.
     tune : bool
         Cross-validate the probe's grid (``head_param_grid(select_head)``, e.g. its ``C``) on
         the chosen features, as a head row each.
@@ -668,8 +685,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         ``select_s``: the probes' cross-validation, ``heads_s``),
         :attr:`Comparison.selected` (the chosen row's name) and :attr:`Comparison.eliminated`
         (a dict per candidate ruled out by halving: ``features``, ``n_train`` of its last
-        round, ``cv_score``, ``cv_se``, ``screen``: the screening parameters its probe was
-        fitted with, and its cost; it has no test row) and
+        round, ``cv_score``, ``cv_se`` and its cost; it has no test row) and
         :attr:`Comparison.cold_passes` (the backbone passes this choice costs on an empty
         cache, whatever this call found cached).
         ``backbone_forward_passes`` of a row is the images its backbones ran on in this call,
@@ -690,10 +706,10 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     ['passes_per_image', 'predict_passes_per_image', 'seconds_per_image']
     """
     from featx.evaluate import HEAD_OPTIONS, HeadTable, check_head_options
-    from featx.heads import get_head_spec, head_param_grid, make_head, norm_options
+    from featx.heads import head_param_grid, make_head, norm_options
 
     check_choice("metric", metric, tuple(SELECT_METRICS))
-    check_choice("rule", rule, SELECT_RULES)
+    rule = resolve_rule(rule, budget)
     options = check_head_options(head_options)
     limit = check_budget(budget)
     if limit is not None and limit[0] == "passes":  # known before any extraction: spare it
@@ -715,20 +731,18 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     speed: dict[tuple, float] = {}
     eliminated: list[dict] = []
 
-    def head_for(name, n, k, norm, params=None, screen=False):
-        # a screening fit (halving's early rounds) takes the row's screening parameters
-        quick = dict(get_head_spec(name).screen) if screen else {}
+    def head_for(name, n, k, norm, params=None):
         head = make_head(name, random_state=seed, n_samples=n, n_classes=k,
-                         **{**options, **norm_options(norm), **quick})
+                         **{**options, **norm_options(norm)})
         return head.set_params(**params) if params else head
 
-    def fold_scores(entries, screen=False):
+    def fold_scores(entries):
         """The fold scores of each ``(features, norm, head name, params)`` of ``entries`` (the
         same training rows), every (entry, fold) fit in one pool."""
         first = entries[0][0][0]
         y, k = first.labels, len(first.class_names)
         return cv_fold_scores_many(
-            [(head_for(name, len(y), k, norm, params, screen),
+            [(head_for(name, len(y), k, norm, params),
               [np.asarray(f.features) for f in features])
              for features, norm, name, params in entries],
             y, folds=folds, seed=seed, metric=metric)
@@ -755,14 +769,12 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         if last:
             break
         t = time.perf_counter()
-        screen = dict(get_head_spec(select_head).screen)
         scored = [{"features": choice.name, "n_train": len(rows_r), **_mean_se(folds_),
-                   "cv_metric": metric, "screen": screen,
-                   "passes_per_image": choice.passes_per_image,
+                   "cv_metric": metric, "passes_per_image": choice.passes_per_image,
                    "seconds_per_image": bank.seconds_per_image(choice)}
                   for choice, folds_ in zip(choices, fold_scores(
-                      [(bank.features(c, "train"), c.norm, select_head, None) for c in choices],
-                      screen=True), strict=True)]
+                      [(bank.features(c, "train"), c.norm, select_head, None)
+                       for c in choices]), strict=True)]
         timings["select_s"] += time.perf_counter() - t
         keep = _survivors(scored)
         eliminated += [row for i, row in enumerate(scored) if i not in keep]

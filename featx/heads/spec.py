@@ -50,11 +50,6 @@ class HeadSpec:
     default : bool
         Fitted when no heads are named (``evaluate_heads(heads=None)``); the ensembles, which
         cost several heads each, are fitted only when named.
-    screen : mapping
-        Estimator parameters for a screening fit, which only ranks candidate features on part
-        of the training split (successive halving's early rounds,
-        :func:`featx.comparison.select_features`): e.g. a looser solver tolerance, which ranks
-        them as well at a fraction of the cost. Empty: the head screens as it fits.
     """
 
     name: str
@@ -69,11 +64,9 @@ class HeadSpec:
     fit_limits: Callable[[Mapping[str, Any], int, int | None], dict] | None = None
     note: str = ""
     default: bool = True
-    screen: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         object.__setattr__(self, "defaults", _frozen(self.defaults))
-        object.__setattr__(self, "screen", _frozen(self.screen))
         object.__setattr__(self, "grid", _frozen({k: tuple(v) for k, v in self.grid.items()}))
 
     @property

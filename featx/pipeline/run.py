@@ -331,7 +331,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
                                                        splits.items())
          + f", {len(class_names)} classes)")
 
-    from featx.comparison import run_comparison
+    from featx.comparison import resolve_rule, run_comparison
 
     e, f = cfg["extract"], cfg["finetune"]
     strategies = list(f["strategies"])
@@ -360,7 +360,8 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
                   + len(selection.eliminated), "eliminated": selection.eliminated,
                   "halving": sel["halving"],
                   "folds": sel["folds"], "probe": sel["probe"], "metric": sel["metric"],
-                  "rule": sel["rule"], "budget": sel["budget"] or None,
+                  "rule": resolve_rule(sel["rule"], sel["budget"] or None),
+                  "budget": sel["budget"] or None,
                   "norms": sel["norms"], "tune": sel["tune"],
                   "passes": int(sum(selection.bank.passes.values())),
                   "cold_passes": selection.cold_passes,

@@ -234,9 +234,10 @@ SCHEMA: tuple[Key, ...] = (
         "with", _heads),
     Key("select", "metric", "str", "accuracy", "what the feature choice maximises",
         ("accuracy", "macro_f1", "balanced_accuracy")),
-    Key("select", "rule", "str", "one_se", "how a candidate is chosen: one_se, the cheapest "
+    Key("select", "rule", "str", "auto", "how a candidate is chosen: one_se, the cheapest "
         "whose CV score is within one standard error of the best (compared fold by fold); "
-        "best, the best score whatever it costs", ("one_se", "best")),
+        "best, the best score whatever it costs; auto, the best within a budget, else one_se",
+        ("auto", "one_se", "best")),
     Key("select", "halving", "bool", True, "successive halving: score the candidates on a "
         "quarter, then half, then all of the training split, the better half going on each "
         "time, so a candidate that loses early costs a fraction of a full extraction"),

@@ -229,11 +229,8 @@ def _selection_markdown(sel: Mapping | None) -> list[str]:
              f"{format_cell(sel.get('select_s'), 1)} s of cross-validated probes.", ""]
     out = sel.get("eliminated") or []
     if out:
-        screen = out[0].get("screen")
         lines += [f"Ruled out early by successive halving ({len(out)}; scored on a stratified "
-                  "part of the training split, never extracted on the rest or on test"
-                  + (f"; ranked by screening fits of the probe, {format_cell(screen)}, which "
-                     "score a little below its own fits" if screen else "") + "):", "",
+                  "part of the training split, never extracted on the rest or on test):", "",
                   rows_to_markdown(out, columns=["features", "n_train", "cv_score", "cv_se",
                                                  "passes_per_image", "seconds_per_image"]), ""]
     return lines
