@@ -5,10 +5,10 @@ cross-validation on train.
 extracts each (backbone, view, split) once with every candidate tap, and :func:`select_features`
 scores each candidate by cross-validation on the training split only (:func:`cv_score`; the views
 of an image share a fold and are averaged by :func:`predict_views`, test-time augmentation),
-weighs each candidate's score against its cost (:func:`choose_candidate`: the cheapest within one
-standard error of the best, fold by fold, inside an optional budget), tunes the probe and tries
-the other heads on the chosen features, and reports every candidate on the test split as a
-:class:`~featx.comparison.Comparison`.
+weighs each candidate's score against its cost (:func:`choose_candidate`: the best score within a
+budget, or without one the cheapest within one standard error of the best, fold by fold), tunes
+the probe and tries the other heads on the chosen features, and reports every candidate on the
+test split as a :class:`~featx.comparison.Comparison`.
 """
 
 from __future__ import annotations
