@@ -26,7 +26,8 @@ __all__ = [
     "DamagedCacheWarning", "DamagedWeightsError", "DataNotFoundError", "ExportError", "FeatxError",
     "FeatxWarning", "GraphExportError", "ImageError", "ItemTimeoutError", "ItemTooLargeError",
     "MissingRowsError", "ModelFileError",
-    "OutputExistsError", "PlotsSkippedWarning", "SkippedImagesWarning", "UntrustedModelError",
+    "OutputExistsError", "PlotsSkippedWarning", "SkippedImagesWarning", "UnsupportedGraphError",
+    "UntrustedModelError",
     "WeightsCacheWarning", "WeightsDownloadError", "WeightsFileNotFoundError",
 ]
 
@@ -135,6 +136,11 @@ class DamagedCacheWarning(FeatxWarning):
 
 class GraphExportError(FeatxError, RuntimeError):
     """Keras could not export this backbone to ONNX (``runtime="onnxruntime"`` cannot run it)."""
+
+
+class UnsupportedGraphError(FeatxError, ValueError):
+    """featx's ONNX writer does not translate something in this model (the message says what);
+    the graph is then Keras' export (:mod:`featx.extract.onnx_writer`)."""
 
 
 # --------------------------------------------------------------------------- persist, deploy

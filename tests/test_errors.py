@@ -66,6 +66,7 @@ OLD_PATHS = {
     "ExportError": ["featx.deploy", "featx.deploy.formats"],
     "ImageError": ["featx", "featx.images", "featx.images.pillow"],
     "GraphExportError": ["featx.extract.graphs"],
+    "UnsupportedGraphError": ["featx.extract.onnx_writer"],
     "PlotsSkippedWarning": ["featx.report", "featx.report.plots"],
     "UntrustedModelError": ["featx.persist", "featx.persist.errors"],
     "ModelFileError": ["featx.persist", "featx.persist.errors"],

@@ -26,16 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from featx.errors import UnsupportedGraphError
+
 __all__ = ["WRITER", "WRITER_VERSION", "UnsupportedGraphError", "model_to_onnx", "write_onnx"]
 
 #: Bump when a change here changes the graphs written: their cache key (``exporter``) changes.
 WRITER_VERSION = 1
 #: The ``exporter`` field of the key of the graphs this module writes.
 WRITER = f"featx-{WRITER_VERSION}"
-
-
-class UnsupportedGraphError(ValueError):
-    """The model holds something the writer does not translate (the message says what)."""
 
 
 # ----------------------------------------------------------------- walking the Keras graph
