@@ -248,7 +248,7 @@ SCHEMA: tuple[Key, ...] = (
         "backbone pass): none (the head's own scaling), sqrt (signed square root), l2, "
         "sqrt_l2, whiten (PCA whitening)", _norms),
     Key("select", "tune", "bool", True, "cross-validate the probe's grid (e.g. logreg's C) on "
-        "the chosen features; the best CV score wins"),
+        "the chosen features; a value wins when the folds clearly rank it above the default"),
     Key("finetune", "strategies", "list[str]", [], "unfreeze strategies to fine-tune and compare "
         "([]: none)", _strategies),
     Key("finetune", "backbone", "str", "", "backbone to fine-tune ('': the first of "
