@@ -385,7 +385,8 @@ def cv_fold_scores_many(candidates: Sequence[tuple[Any, Sequence[np.ndarray]]], 
                                                                                  y))
     tasks = [(head, views_X, tr, va) for head, views_X in candidates for tr, va in split]
     with blas_limit():
-        scores = Parallel(n_jobs=n_jobs or min(len(tasks), usable_cores()), prefer="threads")(
+        scores = Parallel(n_jobs=n_jobs or max(1, min(len(tasks), usable_cores())),
+                          prefer="threads")(
             delayed(one)(*task) for task in tasks)
     return [np.asarray(scores[i * folds:(i + 1) * folds], dtype=float)
             for i in range(len(candidates))]
