@@ -166,11 +166,6 @@ def _call(model):
     return model
 
 
-def _called_model(config: ExtractorConfig):
-    """The Keras model of ``config``, called once (Keras exports called models only)."""
-    return _call(build_keras(config))
-
-
 def _export_checked(model, target: Path) -> None:
     export_onnx(model, target)
     _check_graph(target)
