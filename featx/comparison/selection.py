@@ -365,7 +365,6 @@ def cv_fold_scores_many(candidates: Sequence[tuple[Any, Sequence[np.ndarray]]], 
     ...                                        (LogisticRegression(C=0.1), [X])], y, folds=3)]
     [(3,), (3,)]
     """
-    from joblib import Parallel, delayed
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
@@ -383,13 +382,20 @@ def cv_fold_scores_many(candidates: Sequence[tuple[Any, Sequence[np.ndarray]]], 
 
     split = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)),
                                                                                  y))
-    tasks = [(head, views_X, tr, va) for head, views_X in candidates for tr, va in split]
-    with blas_limit():
-        scores = Parallel(n_jobs=n_jobs or max(1, min(len(tasks), usable_cores())),
-                          prefer="threads")(
-            delayed(one)(*task) for task in tasks)
+    scores = _on_threads(one, [(head, views_X, tr, va) for head, views_X in candidates
+                               for tr, va in split], n_jobs)
     return [np.asarray(scores[i * folds:(i + 1) * folds], dtype=float)
             for i in range(len(candidates))]
+
+
+def _on_threads(fn: Callable, jobs: Sequence[tuple], n_jobs: int | None = None) -> list:
+    """``fn(*job)`` of every job, in order, side by side on ``n_jobs`` threads (None: one per
+    usable core), each with one BLAS thread (:func:`featx.utils.threads.blas_limit`)."""
+    from joblib import Parallel, delayed
+
+    with blas_limit():
+        return Parallel(n_jobs=n_jobs or max(1, min(len(jobs), usable_cores())),
+                        prefer="threads")(delayed(fn)(*job) for job in jobs)
 
 
 def _project(fit_X: list, held_X: list, dims: int | None, seed: int) -> tuple[list, list]:
@@ -789,9 +795,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     def row_for(choice, head_name, tr, te, cv=None, params=None):
         y, yt = tr[0].labels, te[0].labels
         t = time.perf_counter()
-        with blas_limit():  # one BLAS thread per fit, as evaluate_heads and cv_fold_scores
-            est = fit_views(head_for(head_name, len(y), len(tr[0].class_names), choice.norm,
-                                     params), [np.asarray(f.features) for f in tr], y)
+        # run by _on_threads: one BLAS thread per fit, as evaluate_heads and cv_fold_scores
+        est = fit_views(head_for(head_name, len(y), len(tr[0].class_names), choice.norm,
+                                 params), [np.asarray(f.features) for f in tr], y)
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         pred = predict_views(est, [np.asarray(f.features) for f in te])
@@ -815,14 +821,6 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                 "seconds_per_image": bank.seconds_per_image(choice),
                 "estimator": est}, pred
 
-    def fit_rows(jobs):
-        """:func:`row_for` of each job, side by side on threads (one BLAS thread each)."""
-        from joblib import Parallel, delayed
-
-        with blas_limit():
-            return Parallel(n_jobs=max(1, min(len(jobs), usable_cores())), prefer="threads")(
-                delayed(row_for)(*job) for job in jobs)
-
     rows, preds, candidates = [], {}, []
     trains = [bank.features(choice, "train") for choice in choices]
     t = time.perf_counter()
@@ -832,8 +830,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                                                                    strict=True)])
     timings["select_s"] += time.perf_counter() - t
     tests = [bank.features(choice, "test") for choice in choices]
-    fitted = fit_rows([(choice, select_head, tr, te, folds_, None) for choice, tr, te, folds_
-                       in zip(choices, trains, tests, all_folds, strict=True)])
+    fitted = _on_threads(row_for, [(choice, select_head, tr, te, folds_, None)
+                                   for choice, tr, te, folds_
+                                   in zip(choices, trains, tests, all_folds, strict=True)])
     for choice, tr, te, folds_, (row, pred) in zip(choices, trains, tests, all_folds, fitted,
                                                    strict=True):
         rows.append(row)
@@ -867,8 +866,8 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     # that wins on the chosen features is chosen on train only too
     other_folds = [None] * len(others) if n_candidates == 1 or not others else fold_scores(
         [(tr, best.norm, name, params) for name, params in others])
-    fitted = fit_rows([(best, name, tr, te, folds_, params)
-                       for (name, params), folds_ in zip(others, other_folds, strict=True)])
+    fitted = _on_threads(row_for, [(best, name, tr, te, folds_, params) for (name, params), folds_
+                                   in zip(others, other_folds, strict=True)])
     if echo is not None and others:
         echo(f"heads: {len(others)} more on {best.name}, cross-validated and fitted in "
              f"{time.perf_counter() - t:.1f} s")
