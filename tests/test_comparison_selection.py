@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from helpers import MODEL, assert_same, counted
 from PIL import Image
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
 
 import featx
 from featx.comparison import (
@@ -16,7 +18,10 @@ from featx.comparison import (
     cv_fold_scores,
     cv_fold_scores_many,
     feature_choices,
+    fit_views,
     halving_subsets,
+    near_best,
+    predict_views,
     select_features,
 )
 from featx.extract import FeatureSet, extract_features, forward_pass_count
@@ -181,6 +186,8 @@ def test_selection_chooses_by_the_one_se_rule_and_reports_every_candidate(select
             if r["cv_score"] >= top["cv_score"] - np.std(lead - r["cv_folds"], ddof=1)
             / np.sqrt(2) - 1e-12]
     chosen = min(near, key=lambda r: (r["seconds_per_image"], -r["cv_score"]))
+    # the others the folds cannot rank are named: each as good a choice by cross-validation
+    assert sorted(result.tied) == sorted(r["features"] for r in near if r is not chosen)
     # on the chosen features the probe's C grid and every head are cross-validated too: the
     # best CV score is the choice
     on_chosen = [r for r in rows if r["features"] == chosen["features"]]
@@ -256,29 +263,78 @@ def test_successive_halving_rules_out_candidates_on_part_of_train(cache):
     assert [line.split(":")[1].strip() for line in lines if " round " in line] == \
         ["round 1 on 70 of 300 training images", "round 2 on 150 of 300 training images"]
     assert {row["n_train"] for row in result.eliminated} <= {70, 150}
+    # the others the folds cannot rank with the best are named, in the log too
+    near = [probe[i]["features"] for i in near_best(probe)]
+    assert sorted(result.tied) == sorted(f for f in near if f != probe[0]["features"])
+    assert any(f"{len(result.tied)} other candidate(s) score within" in line
+               for line in lines) == bool(result.tied)
     assert not {row["features"] for row in result.eliminated} & {r["features"] for r in probe}
     assert all(r["n_train"] == 300 for r in probe)
     # a row extracted in an early round is not extracted again: at most every image once per view
     assert 0 < passes <= result.cold_passes <= (len(train) + len(test)) * 2
     assert sum(result.bank.passes.values()) == passes
     assert min(result.timings.values()) >= 0 and result.timings["select_s"] > 0
-    # a ruled-out row's folds are the probe's on its round's rows (cached: no pass)
-    first = result.eliminated[0]
+    # a row ruled out in round 1 has the probe's folds on that round's rows (cached: no pass):
+    # each image in the fold a stratified split of the whole training split gives it
+    first = next(row for row in result.eliminated if row["n_train"] == 70)
     choice = next(c for c in choices if c.name == first["features"])
-    rows = next(r for r in halving_subsets(train.labels, folds=2) if len(r) == first["n_train"])
+    rows = halving_subsets(train.labels, folds=2)[0]
     before = forward_pass_count()
     views = [extract_features(train.subset(rows), "mobilenet_v2", layers=[-1, -2, -3], view=v,
                               cache=cache, weights=None, input_size=32,
                               verbose=0).select_layers(list(choice.taps)) for v in choice.views]
     assert forward_pass_count() == before
+    fold_of = {}
+    for k, (_, held) in enumerate(StratifiedKFold(2, shuffle=True, random_state=0).split(
+            np.zeros(len(train)), train.labels)):
+        fold_of.update((train.paths[i], k) for i in held)
+    at, y = np.array([fold_of[p] for p in views[0].paths]), views[0].labels
     head = make_head("logreg", random_state=0, n_samples=len(rows), n_classes=10)
-    assert first["cv_folds"] == pytest.approx(list(cv_fold_scores(
-        head, [np.asarray(v.features) for v in views], views[0].labels, folds=2)))
+    expected = []
+    for k in range(2):
+        fitted = fit_views(clone(head), [np.asarray(v.features)[at != k] for v in views],
+                           y[at != k])
+        held = predict_views(fitted, [np.asarray(v.features)[at == k] for v in views])
+        expected.append(np.mean(held == y[at == k]))
+    assert first["cv_folds"] == pytest.approx(expected)
     again = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
                             extract_params={"weights": None, "input_size": 32}, verbose=0,
                             halving=False)
     assert len([r for r in again.table if r["candidate"]]) == len(choices)
     assert not again.eliminated and again.cold_passes == (len(train) + len(test)) * 2
+
+
+def test_halving_starts_each_probe_from_its_fit_of_the_round_before(cache, monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+
+    data = featx.load_clothing_mini()
+    train, test = data["train"], data["test"]
+    choices = feature_choices(["mobilenet_v2"], taps=[[-1], [-2], [-3], [-2, -3]])
+    fits, fit = [], LogisticRegression.fit
+
+    def spy(self, X, y, sample_weight=None):  # the real fit; its start, rows, iterations, C
+        out = fit(self, X, y, sample_weight)
+        fits.append((self.warm_start, len(X), int(self.n_iter_.max()), self.C))
+        return out
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    result = select_features(train, test, choices, folds=2, cache=cache, heads=["logreg"],
+                             extract_params={"weights": None, "input_size": 32}, verbose=0)
+    # round 1 (70 images, about 35 per fold) starts cold; rounds 2 (150) and 3 (300), and the
+    # probe's other values of C on the chosen features, start from the fits before
+    warm = [f for f in fits if f[0]]
+    assert all(n < 40 for start, n, _, _ in fits if not start and n < 150)
+    assert {n for _, n, _, _ in warm} >= {150} and all(40 < n <= 150 for _, n, _, _ in warm)
+    assert {c for _, _, _, c in warm} == {0.01, 0.1, 1.0}
+    # the same folds fitted cold: the same scores within a few images (fewer iterations is a
+    # measurement on real features: benchmarks/halving_rounds.py --warm)
+    for row in (r for r in result.table if r["candidate"]):
+        choice = next(c for c in choices if c.name == row["features"])
+        views = result.bank.features(choice, "train")
+        head = make_head("logreg", random_state=0, n_samples=len(views[0]), n_classes=10)
+        again = cv_fold_scores(head, [np.asarray(v.features) for v in views], views[0].labels,
+                               folds=2)
+        assert np.abs(np.subtract(row["cv_folds"], again)).max() <= 3 / 150
 
 
 def test_one_pool_scores_several_candidates_as_one_at_a_time():
@@ -457,6 +513,10 @@ def test_a_pipeline_reports_every_candidate_and_the_cv_choice_as_best(cache, tmp
     out = payload["selection"]["eliminated"]
     assert len([r for r in report.rows if r["name"].endswith("/logreg")]) + len(out) == 4
     assert payload["selection"]["candidates"] == 4
+    tied = payload["selection"]["tied"]
+    assert isinstance(tied, list) and payload["best"]["features"] not in tied
+    assert ("other candidate(s) score within the standard error" in text) == bool(tied)
+    assert all(f"`{name}`" in text for name in tied)
     if out:  # halving ruled some out on part of train: the report lists them
         assert f"Ruled out early by successive halving ({len(out)};" in \
             (tmp_path / "r" / "report.md").read_text()

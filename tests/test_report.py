@@ -185,3 +185,18 @@ def test_augment_images_vary():
     out = plots.augment_images(images, n_variants=3, seed=1)
     assert out.shape == (2, 3, 32, 32, 3) and out.dtype == np.uint8
     assert not np.array_equal(out[:, 0], out[:, 1])
+
+
+@pytest.mark.parametrize("tied", [[], ["c taps[-1]"]])
+def test_the_feature_choice_names_the_candidates_the_folds_cannot_rank(tmp_path, tied):
+    selection = {"candidates": 2, "folds": 3, "probe": "logreg", "metric": "accuracy",
+                 "rule": "best", "passes": 10, "cold_passes": 10, "extract_s": 1.0,
+                 "select_s": 0.5, "tied": tied}
+    report = rp.write_report(tmp_path, rows=ROWS[3:], plots=[], best=ROWS[4]["name"],
+                             extra={"selection": selection})
+    md = report.files["report.md"].read_text()
+    assert "## Feature choice" in md
+    line = [s for s in md.splitlines() if "score within the standard error" in s]
+    assert len(line) == len(tied)
+    if tied:
+        assert line[0].startswith("1 other candidate(s)") and line[0].endswith("`c taps[-1]`.")

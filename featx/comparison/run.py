@@ -66,6 +66,14 @@ class Comparison:
         the training split; ``None`` for a plain comparison.
     bank : FeatureBank or None
         The extracted features behind a feature-choice step.
+    eliminated : list of dict
+        The candidates a feature-choice step ruled out early (successive halving).
+    cold_passes : int
+        The backbone passes a feature-choice step costs on an empty cache.
+    tied : list of str
+        The candidates (``features``) a feature-choice step could not tell from the best
+        cross-validated score (:func:`near_best`) besides the chosen one: as good a choice by
+        cross-validation.
     """
 
     # Pickles name the class by its public path (stable as modules move).
@@ -80,6 +88,7 @@ class Comparison:
     bank: Any = field(default=None, repr=False)
     eliminated: list = field(default_factory=list)
     cold_passes: int = 0
+    tied: list = field(default_factory=list)
 
     def predictions(self, name: str) -> np.ndarray:
         """Row ``name``'s test predictions as class indices, aligned with ``test.labels``.

@@ -292,8 +292,11 @@ def fit_views(estimator, views_X: Sequence[np.ndarray], y) -> Any:
 
 
 def predict_views(estimator, views_X: Sequence[np.ndarray]) -> np.ndarray:
-    """Class indices from the views' probabilities (or decision scores) averaged: TTA."""
-    return np.mean([_scores(estimator, X) for X in views_X], axis=0).argmax(axis=1)
+    """Class indices from the views' probabilities (or decision scores) averaged: TTA (a
+    class the estimator never saw in training is never predicted)."""
+    top = np.mean([_scores(estimator, X) for X in views_X], axis=0).argmax(axis=1)
+    classes = getattr(estimator, "classes_", None)
+    return top if classes is None else np.asarray(classes)[top]
 
 
 def cv_score(head, views_X: Sequence[np.ndarray], y, *, folds: int = 5, seed: int = 0,
@@ -365,27 +368,77 @@ def cv_fold_scores_many(candidates: Sequence[tuple[Any, Sequence[np.ndarray]]], 
     ...                                        (LogisticRegression(C=0.1), [X])], y, folds=3)]
     [(3,), (3,)]
     """
-    from sklearn.base import clone
+    y = np.asarray(y)
+    return _cv_fits(candidates, y, _stratified_split(y, folds, seed), metric=metric,
+                    probe_dims=probe_dims, seed=seed, n_jobs=n_jobs)[0]
+
+
+def _stratified_split(y: np.ndarray, folds: int, seed: int) -> list:
+    """``(train rows, held rows)`` of each fold of a shuffled stratified k-fold split of labels
+    ``y``; ``folds`` drops to the smallest class's count (a ``ValueError`` below 2)."""
     from sklearn.model_selection import StratifiedKFold
 
-    score = SELECT_METRICS[check_choice("metric", metric, tuple(SELECT_METRICS))]
-    y = np.asarray(y)
-    folds = min(int(folds), int(np.bincount(y).min()))
-    if folds < 2:
+    smallest = int(np.bincount(y).min())
+    if min(int(folds), smallest) < 2:
         raise ValueError(f"cross-validation needs at least 2 training images per class, got a "
-                         f"class with {int(np.bincount(y).min())}")
+                         f"class with {smallest}")
+    return list(StratifiedKFold(min(int(folds), smallest), shuffle=True,
+                                random_state=seed).split(np.zeros(len(y)), y))
 
-    def one(head, views_X, tr, va):
+
+def _cv_fits(candidates: Sequence[tuple[Any, Sequence[np.ndarray]]], y: np.ndarray,
+             split: Sequence[tuple[np.ndarray, np.ndarray]], *, metric: str,
+             probe_dims: int | None = None, seed: int = 0, n_jobs: int | None = None,
+             starts: Sequence[Sequence | None] | None = None) -> tuple[list, list]:
+    """The fold scores of each ``(head, views_X)`` candidate on ``split`` (``(train rows, held
+    rows)`` per fold), and each fold's fitted final step. ``starts``: per candidate, a fitted
+    final step per fold (or None) to start that fold's fit from (:func:`_started`)."""
+    score = SELECT_METRICS[check_choice("metric", metric, tuple(SELECT_METRICS))]
+    starts = list(starts) if starts is not None else [None] * len(candidates)
+
+    def one(head, views_X, tr, va, start):
         fit_X, held_X = _project([X[tr] for X in views_X], [X[va] for X in views_X],
                                  probe_dims, seed)
-        return score(y[va], predict_views(fit_views(clone(head), fit_X, y[tr]), held_X))
+        fitted = fit_views(_started(head, None if probe_dims else start, y[tr]), fit_X, y[tr])
+        return score(y[va], predict_views(fitted, held_X)), fitted.steps[-1][1] \
+            if hasattr(fitted, "steps") else fitted
 
-    split = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)),
-                                                                                 y))
-    scores = _on_threads(one, [(head, views_X, tr, va) for head, views_X in candidates
-                               for tr, va in split], n_jobs)
-    return [np.asarray(scores[i * folds:(i + 1) * folds], dtype=float)
-            for i in range(len(candidates))]
+    out = _on_threads(one, [(head, views_X, tr, va, None if start is None else start[k])
+                            for (head, views_X), start in zip(candidates, starts, strict=True)
+                            for k, (tr, va) in enumerate(split)], n_jobs)
+    n = len(split)
+    return ([np.asarray([s for s, _ in out[i * n:(i + 1) * n]], dtype=float)
+             for i in range(len(candidates))],
+            [[f for _, f in out[i * n:(i + 1) * n]] for i in range(len(candidates))])
+
+
+def _started(head, start, y) -> Any:
+    """A fresh clone of ``head`` whose final step, a linear model with ``warm_start``, starts
+    from ``start``'s solution (a fit of the same kind on the same features and classes, on
+    fewer rows or at another regularisation); a plain clone otherwise.
+
+    Why: successive halving fits each candidate's folds again on twice the rows, and the
+    probe's grid refits the chosen candidate's folds at other values of C. Started from the
+    fit before, L-BFGS needs about a third of the iterations (``benchmarks/halving_rounds.py
+    --warm``). A start never saw the held-out rows: the folds are nested across rounds."""
+    from sklearn.base import clone
+
+    head = clone(head)
+    last = head.steps[-1][1] if hasattr(head, "steps") else head
+    if (start is None or type(start) is not type(last) or not hasattr(start, "coef_")
+            or "warm_start" not in last.get_params()
+            or not np.array_equal(getattr(start, "classes_", None), np.unique(y))):
+        return head
+    last.set_params(warm_start=True)
+    last.coef_, last.intercept_ = start.coef_.copy(), np.array(start.intercept_, copy=True)
+    return head
+
+
+def _nested_split(ids: Sequence, fold_of: Mapping, folds: int) -> list:
+    """``(train rows, held rows)`` per fold of the rows named ``ids`` (paths), each row in the
+    fold ``fold_of`` gives it: a round of successive halving keeps its images' folds."""
+    at = np.asarray([fold_of[i] for i in ids])
+    return [(np.flatnonzero(at != k), np.flatnonzero(at == k)) for k in range(folds)]
 
 
 def _on_threads(fn: Callable, jobs: Sequence[tuple], n_jobs: int | None = None) -> list:
@@ -669,7 +722,11 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         after each round only the better half and those within one standard error of the best
         go on, and only what they need is extracted for the next round's images (rows already
         extracted are cached). A candidate ruled out early costs a fraction of a full
-        extraction, and no test pass.
+        extraction, and no test pass. An image keeps its fold in every round (the folds of a
+        stratified split of the whole of ``train``, restricted to the round's images), so a
+        candidate's probe starts each fold's fit from its fit of the round before, which never
+        saw that fold's held-out images (and the probe's grid starts from the chosen probe's
+        fits): about a third of the L-BFGS iterations on clothing-small.
     tune : bool
         Cross-validate the probe's grid (``head_param_grid(select_head)``, e.g. its ``C``) on
         the chosen features, as a head row each.
@@ -694,7 +751,9 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         (a dict per candidate ruled out by halving: ``features``, ``n_train`` of its last
         round, ``cv_score``, ``cv_se`` and its cost; it has no test row) and
         :attr:`Comparison.cold_passes` (the backbone passes this choice costs on an empty
-        cache, whatever this call found cached).
+        cache, whatever this call found cached) and :attr:`Comparison.tied` (the other
+        candidates within the paired standard error of the best CV score, :func:`near_best`,
+        within ``budget``: the folds cannot rank them, so each is as good a choice).
         ``backbone_forward_passes`` of a row is the images its backbones ran on in this call,
         every round included (shared by the rows that use them).
 
@@ -743,16 +802,34 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                          **{**options, **norm_options(norm)})
         return head.set_params(**params) if params else head
 
-    def fold_scores(entries):
+    # Every image keeps one fold through all rounds (the last round's folds are those of a
+    # stratified k-fold split of the whole training split), so a candidate's fold fit of the
+    # round before, which never saw the fold's held-out images, starts its fit in the next
+    # round (and the chosen probe's fits start its grid's): about a third of the iterations.
+    fold_of: dict[str, int] = {}  # training image path -> its fold (drawn at the first CV)
+    fits: dict[str, list] = {}  # candidate name -> its probe's last fold fits
+
+    def fold_scores(entries, keys, start_from=None):
         """The fold scores of each ``(features, norm, head name, params)`` of ``entries`` (the
-        same training rows), every (entry, fold) fit in one pool."""
+        same training rows), every (entry, fold) fit in one pool. The probe's fold fits start
+        from the last ones of its candidate (``keys``: the candidates' names), which they
+        replace, or from those of candidate ``start_from``."""
         first = entries[0][0][0]
         y, k = first.labels, len(first.class_names)
-        return cv_fold_scores_many(
+        if not fold_of:
+            fold_of.update((path, i) for i, (_, held) in enumerate(_stratified_split(
+                np.asarray(train.labels), folds, seed)) for path in np.asarray(train.paths)[held])
+        n_folds = max(fold_of.values()) + 1
+        scores, fitted = _cv_fits(
             [(head_for(name, len(y), k, norm, params),
               [np.asarray(f.features) for f in features])
              for features, norm, name, params in entries],
-            y, folds=folds, seed=seed, metric=metric)
+            np.asarray(y), _nested_split(first.paths, fold_of, n_folds), metric=metric,
+            seed=seed, starts=[fits.get(start_from or key) if name == select_head else None
+                               for key, (_, _, name, _) in zip(keys, entries, strict=True)])
+        if start_from is None:
+            fits.update(zip(keys, fitted, strict=True))
+        return scores
 
     cold_passes, done = 0, 0  # what an empty cache would cost: new rows x (backbone, view) pairs
     for r, rows_r in enumerate(rounds):
@@ -781,7 +858,7 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                    "seconds_per_image": bank.seconds_per_image(choice)}
                   for choice, folds_ in zip(choices, fold_scores(
                       [(bank.features(c, "train"), c.norm, select_head, None)
-                       for c in choices]), strict=True)]
+                       for c in choices], [c.name for c in choices]), strict=True)]
         timings["select_s"] += time.perf_counter() - t
         keep = _survivors(scored)
         eliminated += [row for i, row in enumerate(scored) if i not in keep]
@@ -827,7 +904,8 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     # one candidate from the start is the choice (one left after halving is still scored)
     all_folds = [None] * len(choices) if n_candidates == 1 else fold_scores(
         [(tr, choice.norm, select_head, None) for choice, tr in zip(choices, trains,
-                                                                   strict=True)])
+                                                                   strict=True)],
+        [choice.name for choice in choices])
     timings["select_s"] += time.perf_counter() - t
     tests = [bank.features(choice, "test") for choice in choices]
     fitted = _on_threads(row_for, [(choice, select_head, tr, te, folds_, None)
@@ -845,11 +923,18 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
                  f"{row['seconds_per_image'] * 1e3:.1f} ms per image)")
     best, tr, te = candidates[choose_candidate(rows, rule=rule, budget=budget)]
     selected = f"{best.name}/{select_head}"
+    allowed = within_budget(rows, budget)
+    tied = [] if n_candidates == 1 else [
+        rows[allowed[i]]["features"] for i in near_best([rows[i] for i in allowed])
+        if rows[allowed[i]]["features"] != best.name]
     if echo is not None and n_candidates > 1:
         echo(f"select: chose {best.name} ("
              + ("the best CV score" if rule == "best" else
                 "the cheapest within one standard error of the best CV score")
              + ("" if budget is None else f", within budget {budget!r}") + ")")
+        if tied:
+            echo(f"select: {len(tied)} other candidate(s) score within the paired standard error "
+                 f"of the best CV score (the folds cannot rank them): {'; '.join(tied)}")
     for row in rows:
         row["candidate"] = True
     chosen_row = next(r for r in rows if r["name"] == selected)
@@ -865,7 +950,8 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     # cross-validated like the probe (one candidate: like it, not at all), so that the head
     # that wins on the chosen features is chosen on train only too
     other_folds = [None] * len(others) if n_candidates == 1 or not others else fold_scores(
-        [(tr, best.norm, name, params) for name, params in others])
+        [(tr, best.norm, name, params) for name, params in others], [None] * len(others),
+        start_from=best.name)
     fitted = _on_threads(row_for, [(best, name, tr, te, folds_, params) for (name, params), folds_
                                    in zip(others, other_folds, strict=True)])
     if echo is not None and others:
@@ -900,4 +986,5 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
     result.bank = bank
     result.eliminated = eliminated
     result.cold_passes = cold_passes
+    result.tied = tied
     return result

@@ -364,7 +364,7 @@ def _run_config(cfg: dict, out, verbose: int, echo, t_start: float):
                   "budget": sel["budget"] or None,
                   "norms": sel["norms"], "tune": sel["tune"],
                   "passes": int(sum(selection.bank.passes.values())),
-                  "cold_passes": selection.cold_passes,
+                  "cold_passes": selection.cold_passes, "tied": selection.tied,
                   "extract_s": selection.timings["extract_s"],
                   "select_s": selection.timings["select_s"]}
         for key, seconds in selection.timings.items():

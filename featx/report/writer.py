@@ -227,6 +227,13 @@ def _selection_markdown(sel: Mapping | None) -> list[str]:
              f"({format_cell(sel.get('extract_s'), 1)} s of extraction, 0 when every feature "
              f"came from the cache; {sel.get('cold_passes')} on an empty cache) and "
              f"{format_cell(sel.get('select_s'), 1)} s of cross-validated probes.", ""]
+    tied = sel.get("tied") or []
+    if tied:
+        lines += [f"{len(tied)} other candidate(s) score within the standard error of the "
+                  "paired fold differences of the best cross-validated score: the folds cannot "
+                  "rank them, so each is as good a choice by cross-validation, and their test "
+                  "scores in the comparison above show how far that noise reaches: "
+                  + "; ".join(f"`{name}`" for name in tied) + ".", ""]
     out = sel.get("eliminated") or []
     if out:
         lines += [f"Ruled out early by successive halving ({len(out)}; scored on a stratified "

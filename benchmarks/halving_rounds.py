@@ -1,0 +1,171 @@
+"""Every candidate at every round of successive halving: what the folds can tell apart, what
+each round's probes cost, and what warm-started probes would save.
+
+    FEATX_CACHE_DIR=/path/to/cache python benchmarks/halving_rounds.py \
+        [--data ../shared/datasets/clothing-small] [--backbones ...] [--views none flip] \
+        [--taps="-1,-2;-1,-2,-3,-4"] [--concat subsets] [--norms none sqrt] [--budget 2] \
+        [--layers=-1,-2,-3,-4] [--folds 3] [--warm 4]
+
+Takes the candidates of a feature choice (default: those of ``pipelines/clothing_budget.toml``;
+``--views none flip --concat only --taps="-1;-1,-2" --norms none --budget 0`` gives
+``clothing_best``'s) and scores every one of them at every round of
+:func:`featx.comparison.halving_subsets` (a quarter, half, then all of the training split), with
+the probe and folds :func:`featx.comparison.select_features` uses. Per round it prints each
+candidate's CV score, its standard error, the standard error of its fold differences from the
+round's leader, and marks: ``P`` within the paired margin of the leader
+(:func:`featx.comparison.near_best`), ``S`` goes on under the selection's rule (the better half
+and every candidate within the leader's own standard error), ``L`` needs no backbone pass (or
+view) that the leader does not. Then the seconds of the round's probes.
+
+``--warm K`` then refits the probes of the K best candidates of the last round at rounds 2 and
+3, started from their fits of the round before (``warm_start``), with the folds the selection
+draws per round and with nested folds (each image in one fold at every round), against cold
+fits on the same folds: L-BFGS iterations, seconds and CV scores (on the first view's rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
+
+import featx
+from featx.comparison import (
+    FeatureBank,
+    cv_fold_scores_many,
+    feature_choices,
+    halving_subsets,
+    near_best,
+)
+from featx.heads import make_head, norm_options
+from featx.utils.threads import blas_limit
+
+
+def paired_se(lead: list, folds: list) -> float:
+    diff = np.subtract(lead, folds)
+    return float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if np.any(diff) else 0.0
+
+
+def probe(choice, y):
+    return make_head("logreg", random_state=0, n_samples=len(y), n_classes=int(y.max()) + 1,
+                     **norm_options(choice.norm))
+
+
+def fit(head, X, y, start=None):
+    """``head`` fitted on ``X, y`` (its classifier started from ``start``, a fitted one); the
+    L-BFGS iterations it took."""
+    head = clone(head)
+    if start is None:
+        head.fit(X, y)
+    else:
+        head[:-1].fit(X, y)
+        clf = head[-1].set_params(warm_start=True)
+        clf.coef_, clf.intercept_ = start.coef_.copy(), start.intercept_.copy()
+        clf.fit(head[:-1].transform(X), y)
+    return head, int(np.max(head[-1].n_iter_))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/datasets/clothing-small")
+    parser.add_argument("--backbones", nargs="+",
+                        default=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+    parser.add_argument("--taps", default="-1,-2;-1,-2,-3,-4",
+                        help="tap sets, ';' between sets (a leading '-' needs --taps=...)")
+    parser.add_argument("--views", nargs="+", default=["none"])
+    parser.add_argument("--concat", default="subsets")
+    parser.add_argument("--norms", nargs="+", default=["none", "sqrt"])
+    parser.add_argument("--budget", type=int, default=2, help="passes per image (0: none)")
+    parser.add_argument("--layers", default="-1,-2,-3,-4",
+                        help="the taps extracted (and cached), as the pipelines' [extract] layers")
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--warm", type=int, default=0, help="candidates to refit warm (0: none)")
+    args = parser.parse_args()
+
+    train = featx.ImageDataset.from_directory(args.data)["train"]
+    concat = {"true": True, "false": False}.get(args.concat, args.concat)
+    taps = [[int(t) for t in s.split(",")] for s in args.taps.split(";")]
+    choices = [c for c in feature_choices(args.backbones, taps=taps, views=args.views,
+                                          concat=concat, norms=args.norms)
+               if not args.budget or c.passes_per_image <= args.budget]
+    rounds = halving_subsets(train.labels, args.folds)
+    print(f"{len(choices)} candidates, {args.folds}-fold CV of the logreg probe, rounds on "
+          f"{[len(r) for r in rounds]} of {len(train)} training images")
+    banks, scores = [], []
+    for r, rows in enumerate(rounds):
+        bank = FeatureBank.extract({"train": train.subset(rows)}, choices,
+                                   layers=[int(t) for t in args.layers.split(",")], verbose=0)
+        banks.append(bank)
+        data = [[np.asarray(f.features) for f in bank.features(c, "train")] for c in choices]
+        y = bank.features(choices[0], "train")[0].labels
+        start = time.perf_counter()
+        folds = cv_fold_scores_many([(probe(c, y), views) for c, views in zip(choices, data,
+                                                                              strict=True)],
+                                    y, folds=args.folds, seed=0)
+        seconds = time.perf_counter() - start
+        rows_ = [{"cv_score": float(np.mean(f)), "cv_folds": list(map(float, f)),
+                  "cv_se": float(np.std(f, ddof=1) / np.sqrt(len(f)))} for f in folds]
+        scores.append(rows_)
+        order = sorted(range(len(choices)), key=lambda i: -rows_[i]["cv_score"])
+        lead = order[0]
+        paired = set(near_best(rows_))
+        goes_on = set(order[: (len(rows_) + 1) // 2]) | set(near_best(rows_, paired=False))
+        lead_pairs = {(b, v) for b in choices[lead].sources for v in choices[lead].views}
+        print(f"\nround {r + 1}: {len(rows)} images, the probes took {seconds:.1f} s\n"
+              "| candidate | CV | ± | paired ± | marks |\n|---|---:|---:|---:|---|")
+        for i in order:
+            pairs = {(b, v) for b in choices[i].sources for v in choices[i].views}
+            marks = ("P" if i in paired else "") + ("S" if i in goes_on else "") + \
+                    ("L" if pairs <= lead_pairs else "")
+            print(f"| {choices[i].name} | {rows_[i]['cv_score']:.4f} | {rows_[i]['cv_se']:.4f} "
+                  f"| {paired_se(rows_[lead]['cv_folds'], rows_[i]['cv_folds']):.4f} | {marks} |")
+
+    if not args.warm:
+        return
+    last = scores[-1]
+    top = sorted(range(len(choices)), key=lambda i: -last[i]["cv_score"])[: args.warm]
+    nested_ids = np.empty(len(train), int)  # each image's fold, once for the whole split
+    for k, (_, va) in enumerate(StratifiedKFold(args.folds, shuffle=True, random_state=0)
+                                .split(np.zeros(len(train)), train.labels)):
+        nested_ids[va] = k
+    print("\nwarm-started probes: rounds 2 and 3 started from the round before's fits\n"
+          "| candidate | round | folds | cold iterations | warm | cold s | warm s | cold CV | "
+          "warm CV |\n|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    with blas_limit():
+        for i in top:
+            for kind in ("per round", "nested"):
+                before = None
+                for r, rows in enumerate(rounds):
+                    views = banks[r].features(choices[i], "train")
+                    X, y = np.asarray(views[0].features), views[0].labels
+                    if kind == "nested":
+                        splits = [(np.flatnonzero(nested_ids[rows] != k),
+                                   np.flatnonzero(nested_ids[rows] == k))
+                                  for k in range(args.folds)]
+                    else:
+                        splits = list(StratifiedKFold(args.folds, shuffle=True, random_state=0)
+                                      .split(X, y))
+                    got = {"cold": [0, 0.0, []], "warm": [0, 0.0, []]}
+                    fits = []
+                    for k, (tr, va) in enumerate(splits):
+                        for how in ("cold", "warm") if before else ("cold",):
+                            t = time.perf_counter()
+                            head, it = fit(probe(choices[i], y), X[tr], y[tr],
+                                           before[k] if how == "warm" else None)
+                            got[how][0] += it
+                            got[how][1] += time.perf_counter() - t
+                            got[how][2].append(float(np.mean(head.predict(X[va]) == y[va])))
+                            if how == "cold":
+                                fits.append(head[-1])
+                    if before:
+                        (ci, cs, cv), (wi, ws, wv) = got["cold"], got["warm"]
+                        print(f"| {choices[i].name} | {r + 1} | {kind} | {ci} | {wi} | "
+                              f"{cs:.2f} | {ws:.2f} | {np.mean(cv):.4f} | {np.mean(wv):.4f} |")
+                    before = fits
+
+
+if __name__ == "__main__":
+    main()
