@@ -10,7 +10,9 @@ Takes the candidates of a feature choice (default: those of ``pipelines/clothing
 ``--views none flip --concat only --taps="-1;-1,-2" --norms none --budget 0`` gives
 ``clothing_best``'s) and scores every one of them at every round of
 :func:`featx.comparison.halving_subsets` (a quarter, half, then all of the training split), with
-the probe and folds :func:`featx.comparison.select_features` uses. Per round it prints each
+the probe and the nested folds :func:`featx.comparison.select_features` uses (each image in
+the fold a stratified split of the whole training split gives it; every fit cold here, where
+the selection starts rounds 2 and 3 from the fits before: ``--warm``). Per round it prints each
 candidate's CV score, its standard error, the standard error of its fold differences from the
 round's leader, and marks: ``P`` within the paired margin of the leader
 (:func:`featx.comparison.near_best`), ``S`` goes on under the selection's rule (the better half
@@ -18,30 +20,24 @@ and every candidate within the leader's own standard error), ``L`` needs no back
 view) that the leader does not. Then the seconds of the round's probes.
 
 ``--warm K`` then refits the probes of the K best candidates of the last round at rounds 2 and
-3, started from their fits of the round before (``warm_start``), with the folds the selection
-draws per round and with nested folds (each image in one fold at every round), against cold
+3, started from their fits of the round before (``warm_start``), with folds drawn afresh per
+round (as the selection drew them before) and with the nested folds, against cold
 fits on the same folds: L-BFGS iterations, seconds and CV scores (on the first view's rows).
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
+from joblib import Parallel, delayed
+from screen_bench import candidate_arguments, candidates
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-import featx
-from featx.comparison import (
-    FeatureBank,
-    cv_fold_scores_many,
-    feature_choices,
-    halving_subsets,
-    near_best,
-)
+from featx.comparison import FeatureBank, fit_views, halving_subsets, near_best, predict_views
 from featx.heads import make_head, norm_options
-from featx.utils.threads import blas_limit
+from featx.utils.threads import blas_limit, usable_cores
 
 
 def paired_se(lead: list, folds: list) -> float:
@@ -68,30 +64,25 @@ def fit(head, X, y, start=None):
     return head, int(np.max(head[-1].n_iter_))
 
 
+def held_out_accuracy(head, views_X, y, tr, va) -> float:
+    """Accuracy on rows ``va`` of ``head`` fitted (cold) on rows ``tr``, views averaged."""
+    fitted = fit_views(clone(head), [X[tr] for X in views_X], y[tr])
+    return float(np.mean(predict_views(fitted, [X[va] for X in views_X]) == y[va]))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/datasets/clothing-small")
-    parser.add_argument("--backbones", nargs="+",
-                        default=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
-    parser.add_argument("--taps", default="-1,-2;-1,-2,-3,-4",
-                        help="tap sets, ';' between sets (a leading '-' needs --taps=...)")
-    parser.add_argument("--views", nargs="+", default=["none"])
-    parser.add_argument("--concat", default="subsets")
-    parser.add_argument("--norms", nargs="+", default=["none", "sqrt"])
-    parser.add_argument("--budget", type=int, default=2, help="passes per image (0: none)")
+    parser = candidate_arguments(__doc__.splitlines()[0])
     parser.add_argument("--layers", default="-1,-2,-3,-4",
                         help="the taps extracted (and cached), as the pipelines' [extract] layers")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--warm", type=int, default=0, help="candidates to refit warm (0: none)")
     args = parser.parse_args()
-
-    train = featx.ImageDataset.from_directory(args.data)["train"]
-    concat = {"true": True, "false": False}.get(args.concat, args.concat)
-    taps = [[int(t) for t in s.split(",")] for s in args.taps.split(";")]
-    choices = [c for c in feature_choices(args.backbones, taps=taps, views=args.views,
-                                          concat=concat, norms=args.norms)
-               if not args.budget or c.passes_per_image <= args.budget]
+    train, choices = candidates(args)
     rounds = halving_subsets(train.labels, args.folds)
+    nested_ids = np.empty(len(train), int)  # each image's fold, once for the whole split
+    for k, (_, va) in enumerate(StratifiedKFold(args.folds, shuffle=True, random_state=0)
+                                .split(np.zeros(len(train)), train.labels)):
+        nested_ids[va] = k
     print(f"{len(choices)} candidates, {args.folds}-fold CV of the logreg probe, rounds on "
           f"{[len(r) for r in rounds]} of {len(train)} training images")
     banks, scores = [], []
@@ -101,11 +92,15 @@ def main() -> None:
         banks.append(bank)
         data = [[np.asarray(f.features) for f in bank.features(c, "train")] for c in choices]
         y = bank.features(choices[0], "train")[0].labels
+        split = [(np.flatnonzero(nested_ids[rows] != k), np.flatnonzero(nested_ids[rows] == k))
+                 for k in range(args.folds)]
         start = time.perf_counter()
-        folds = cv_fold_scores_many([(probe(c, y), views) for c, views in zip(choices, data,
-                                                                              strict=True)],
-                                    y, folds=args.folds, seed=0)
+        with blas_limit():
+            got = Parallel(n_jobs=usable_cores(), prefer="threads")(
+                delayed(held_out_accuracy)(probe(c, y), views, y, tr, va)
+                for c, views in zip(choices, data, strict=True) for tr, va in split)
         seconds = time.perf_counter() - start
+        folds = [got[i * args.folds:(i + 1) * args.folds] for i in range(len(choices))]
         rows_ = [{"cv_score": float(np.mean(f)), "cv_folds": list(map(float, f)),
                   "cv_se": float(np.std(f, ddof=1) / np.sqrt(len(f)))} for f in folds]
         scores.append(rows_)
@@ -127,10 +122,6 @@ def main() -> None:
         return
     last = scores[-1]
     top = sorted(range(len(choices)), key=lambda i: -last[i]["cv_score"])[: args.warm]
-    nested_ids = np.empty(len(train), int)  # each image's fold, once for the whole split
-    for k, (_, va) in enumerate(StratifiedKFold(args.folds, shuffle=True, random_state=0)
-                                .split(np.zeros(len(train)), train.labels)):
-        nested_ids[va] = k
     print("\nwarm-started probes: rounds 2 and 3 started from the round before's fits\n"
           "| candidate | round | folds | cold iterations | warm | cold s | warm s | cold CV | "
           "warm CV |\n|---|---:|---|---:|---:|---:|---:|---:|---:|")

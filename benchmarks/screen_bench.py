@@ -30,8 +30,10 @@ from featx.comparison import FeatureBank, cv_fold_scores, feature_choices, halvi
 from featx.heads import make_head, norm_options
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def candidate_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments that name a feature choice's candidates (``clothing_budget``'s by
+    default), as :func:`candidates` reads them."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", default="../shared/datasets/clothing-small")
     parser.add_argument("--backbones", nargs="+",
                         default=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
@@ -41,17 +43,26 @@ def main() -> None:
     parser.add_argument("--concat", default="subsets")
     parser.add_argument("--norms", nargs="+", default=["none", "sqrt"])
     parser.add_argument("--budget", type=int, default=2, help="passes per image (0: none)")
+    return parser
+
+
+def candidates(args: argparse.Namespace) -> tuple:
+    """The training split of ``args.data`` and the candidates ``args`` name."""
+    train = featx.ImageDataset.from_directory(args.data)["train"]
+    concat = {"true": True, "false": False}.get(args.concat, args.concat)
+    taps = [[int(t) for t in s.split(",")] for s in args.taps.split(";")]
+    return train, [c for c in feature_choices(args.backbones, taps=taps, views=args.views,
+                                              concat=concat, norms=args.norms)
+                   if not args.budget or c.passes_per_image <= args.budget]
+
+
+def main() -> None:
+    parser = candidate_arguments(__doc__.splitlines()[0])
     parser.add_argument("--round", type=int, default=0)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--tol", type=float, default=1e-3)
     args = parser.parse_args()
-
-    train = featx.ImageDataset.from_directory(args.data)["train"]
-    concat = {"true": True, "false": False}.get(args.concat, args.concat)
-    taps = [[int(t) for t in s.split(",")] for s in args.taps.split(";")]
-    choices = [c for c in feature_choices(args.backbones, taps=taps,
-                                          views=args.views, concat=concat, norms=args.norms)
-               if not args.budget or c.passes_per_image <= args.budget]
+    train, choices = candidates(args)
     rows = halving_subsets(train.labels, args.folds)[args.round]
     bank = FeatureBank.extract({"train": train.subset(rows)}, choices, layers=[-1, -2, -3, -4],
                                verbose=0)
