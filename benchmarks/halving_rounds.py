@@ -4,7 +4,7 @@ each round's probes cost, and what warm-started probes would save.
     FEATX_CACHE_DIR=/path/to/cache python benchmarks/halving_rounds.py \
         [--data ../shared/datasets/clothing-small] [--backbones ...] [--views none flip] \
         [--taps="-1,-2;-1,-2,-3,-4"] [--concat subsets] [--norms none sqrt] [--budget 2] \
-        [--layers=-1,-2,-3,-4] [--folds 3] [--warm 4]
+        [--layers=-1,-2,-3,-4] [--folds 3] [--warm 4] [--from-narrower]
 
 Takes the candidates of a feature choice (default: those of ``pipelines/clothing_budget.toml``;
 ``--views none flip --concat only --taps="-1;-1,-2" --norms none --budget 0`` gives
@@ -23,11 +23,16 @@ view) that the leader does not. Then the seconds of the round's probes.
 3, started from their fits of the round before (``warm_start``), with folds drawn afresh per
 round (as the selection drew them before) and with the nested folds, against cold
 fits on the same folds: L-BFGS iterations, seconds and CV scores (on the first view's rows).
+``--from-narrower`` refits round 1 with each candidate started from the fits of the widest
+narrower candidate (same views and norm, a subset of its column blocks: a single backbone for a
+pair, fewer taps for more), which the selection does not do: the seconds, and the mean
+difference of the CV scores, the bias such a start would bring into round 1's ranking.
 """
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -70,12 +75,74 @@ def held_out_accuracy(head, views_X, y, tr, va) -> float:
     return float(np.mean(predict_views(fitted, [X[va] for X in views_X]) == y[va]))
 
 
+def blocks(bank, choice) -> list:
+    """``(backbone, tap, width)`` of each column block of ``choice``'s features, in order."""
+    out = []
+    for source in choice.sources:
+        spans = {e: b - a for e, a, b in bank.sets[(source, choice.views[0], "train")].tap_spans()}
+        out += [(source, t, spans[t]) for t in choice.taps]
+    return out
+
+
+def from_narrower(choices, bank, fold_ids, folds) -> None:
+    """Round 1 refitted with each candidate started from the fits of the widest narrower one
+    (the same views and norm, its column blocks a subset of the candidate's; zeros for the
+    other columns), against cold fits on the same folds."""
+    print("\nround 1, each candidate started from the widest narrower candidate's fits\n"
+          "| candidate | started from | cold iterations | warm | cold s | warm s | cold CV | "
+          "warm CV |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    fitted, diffs, seconds = {}, [], {"cold": 0.0, "warm": 0.0}
+    with blas_limit():
+        for c in sorted(choices, key=lambda c: sum(w for *_, w in blocks(bank, c))):
+            views = bank.features(c, "train")
+            X, y = np.asarray(views[0].features), views[0].labels
+            mine = blocks(bank, c)
+            parts = [d for d in fitted if d.norm == c.norm and d.views == c.views
+                     and set(blocks(bank, d)) < set(mine)]
+            part = max(parts, key=lambda d: sum(w for *_, w in blocks(bank, d))) if parts else None
+            got = {"cold": [0, 0.0, []], "warm": [0, 0.0, []]}
+            fitted[c] = []
+            for k in range(folds):
+                tr, va = fold_ids != k, fold_ids == k
+                for how in ("cold", "warm") if part else ("cold",):
+                    start = None
+                    if how == "warm":
+                        before = fitted[part][k]
+                        W = np.zeros((before.coef_.shape[0], X.shape[1]))
+                        at = 0
+                        for block in blocks(bank, part):
+                            col = sum(w for *_, w in mine[: mine.index(block)])
+                            W[:, col: col + block[2]] = before.coef_[:, at: at + block[2]]
+                            at += block[2]
+                        start = SimpleNamespace(coef_=W, intercept_=before.intercept_)
+                    t = time.perf_counter()
+                    head, it = fit(probe(c, y), X[tr], y[tr], start)
+                    got[how][0] += it
+                    got[how][1] += time.perf_counter() - t
+                    got[how][2].append(float(np.mean(head.predict(X[va]) == y[va])))
+                    if how == "cold":
+                        fitted[c].append(head[-1])
+            (ci, cs, cv), (wi, ws, wv) = got["cold"], got["warm"]
+            seconds["cold"] += cs
+            seconds["warm"] += ws if part else cs
+            if part:
+                diffs.append(np.mean(wv) - np.mean(cv))
+            print(f"| {c.name} | {part.name if part else '(cold)'} | {ci} | {wi or ''} | "
+                  f"{cs:.2f} | {f'{ws:.2f}' if part else ''} | {np.mean(cv):.4f} | "
+                  + (f"{np.mean(wv):.4f} |" if part else "|"))
+    print(f"round 1's fits: {seconds['cold']:.1f} s cold, {seconds['warm']:.1f} s started from "
+          f"narrower ones; warm - cold CV over {len(diffs)} candidates: mean "
+          f"{np.mean(diffs):+.4f}, from {min(diffs):+.4f} to {max(diffs):+.4f}")
+
+
 def main() -> None:
     parser = candidate_arguments(__doc__.splitlines()[0])
     parser.add_argument("--layers", default="-1,-2,-3,-4",
                         help="the taps extracted (and cached), as the pipelines' [extract] layers")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--warm", type=int, default=0, help="candidates to refit warm (0: none)")
+    parser.add_argument("--from-narrower", action="store_true",
+                        help="round 1: start each candidate from a narrower one's fits")
     args = parser.parse_args()
     train, choices = candidates(args)
     rounds = halving_subsets(train.labels, args.folds)
@@ -118,6 +185,8 @@ def main() -> None:
             print(f"| {choices[i].name} | {rows_[i]['cv_score']:.4f} | {rows_[i]['cv_se']:.4f} "
                   f"| {paired_se(rows_[lead]['cv_folds'], rows_[i]['cv_folds']):.4f} | {marks} |")
 
+    if args.from_narrower:
+        from_narrower(choices, banks[0], nested_ids[rounds[0]], args.folds)
     if not args.warm:
         return
     last = scores[-1]
