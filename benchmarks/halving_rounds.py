@@ -40,7 +40,14 @@ from screen_bench import candidate_arguments, candidates
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-from featx.comparison import FeatureBank, fit_views, halving_subsets, near_best, predict_views
+from featx.comparison import (
+    FeatureBank,
+    fit_views,
+    fold_ids,
+    halving_subsets,
+    near_best,
+    predict_views,
+)
 from featx.heads import make_head, norm_options
 from featx.utils.threads import blas_limit, usable_cores
 
@@ -69,6 +76,11 @@ def fit(head, X, y, start=None):
     return head, int(np.max(head[-1].n_iter_))
 
 
+def split_of(ids: np.ndarray, folds: int) -> list:
+    """``(train rows, held rows)`` per fold of rows whose folds are ``ids``."""
+    return [(np.flatnonzero(ids != k), np.flatnonzero(ids == k)) for k in range(folds)]
+
+
 def held_out_accuracy(head, views_X, y, tr, va) -> float:
     """Accuracy on rows ``va`` of ``head`` fitted (cold) on rows ``tr``, views averaged."""
     fitted = fit_views(clone(head), [X[tr] for X in views_X], y[tr])
@@ -84,7 +96,7 @@ def blocks(bank, choice) -> list:
     return out
 
 
-def from_narrower(choices, bank, fold_ids, folds) -> None:
+def from_narrower(choices, bank, ids, folds) -> None:
     """Round 1 refitted with each candidate started from the fits of the widest narrower one
     (the same views and norm, its column blocks a subset of the candidate's; zeros for the
     other columns), against cold fits on the same folds."""
@@ -103,7 +115,7 @@ def from_narrower(choices, bank, fold_ids, folds) -> None:
             got = {"cold": [0, 0.0, []], "warm": [0, 0.0, []]}
             fitted[c] = []
             for k in range(folds):
-                tr, va = fold_ids != k, fold_ids == k
+                tr, va = ids != k, ids == k
                 for how in ("cold", "warm") if part else ("cold",):
                     start = None
                     if how == "warm":
@@ -146,10 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     train, choices = candidates(args)
     rounds = halving_subsets(train.labels, args.folds)
-    nested_ids = np.empty(len(train), int)  # each image's fold, once for the whole split
-    for k, (_, va) in enumerate(StratifiedKFold(args.folds, shuffle=True, random_state=0)
-                                .split(np.zeros(len(train)), train.labels)):
-        nested_ids[va] = k
+    nested_ids = fold_ids(train.labels, args.folds)  # each image's fold, as the selection's
     print(f"{len(choices)} candidates, {args.folds}-fold CV of the logreg probe, rounds on "
           f"{[len(r) for r in rounds]} of {len(train)} training images")
     banks, scores = [], []
@@ -159,8 +168,7 @@ def main() -> None:
         banks.append(bank)
         data = [[np.asarray(f.features) for f in bank.features(c, "train")] for c in choices]
         y = bank.features(choices[0], "train")[0].labels
-        split = [(np.flatnonzero(nested_ids[rows] != k), np.flatnonzero(nested_ids[rows] == k))
-                 for k in range(args.folds)]
+        split = split_of(nested_ids[rows], args.folds)
         start = time.perf_counter()
         with blas_limit():
             got = Parallel(n_jobs=usable_cores(), prefer="threads")(
@@ -202,9 +210,7 @@ def main() -> None:
                     views = banks[r].features(choices[i], "train")
                     X, y = np.asarray(views[0].features), views[0].labels
                     if kind == "nested":
-                        splits = [(np.flatnonzero(nested_ids[rows] != k),
-                                   np.flatnonzero(nested_ids[rows] == k))
-                                  for k in range(args.folds)]
+                        splits = split_of(nested_ids[rows], args.folds)
                     else:
                         splits = list(StratifiedKFold(args.folds, shuffle=True, random_state=0)
                                       .split(X, y))

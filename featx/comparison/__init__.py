@@ -21,6 +21,7 @@ from featx.comparison.selection import (
     cv_score,
     feature_choices,
     fit_views,
+    fold_ids,
     halving_subsets,
     near_best,
     predict_views,
@@ -30,5 +31,6 @@ from featx.comparison.selection import (
 
 __all__ = ["DEFAULT_HEADS", "SELECT_METRICS", "SELECT_RULES", "Comparison", "FeatureBank",
            "FeatureChoice", "check_budget", "choose_candidate", "compare", "cv_fold_scores",
-           "cv_fold_scores_many", "cv_score", "feature_choices", "fit_views", "halving_subsets",
-           "near_best", "predict_views", "resolve_rule", "run_comparison", "select_features"]
+           "cv_fold_scores_many", "cv_score", "feature_choices", "fit_views", "fold_ids",
+           "halving_subsets", "near_best", "predict_views", "resolve_rule", "run_comparison",
+           "select_features"]

@@ -28,7 +28,7 @@ from featx.utils.threads import blas_limit, usable_cores
 
 __all__ = ["CONCAT", "SELECT_METRICS", "SELECT_RULES", "FeatureBank", "FeatureChoice",
            "check_budget", "choose_candidate", "cv_fold_scores", "cv_fold_scores_many",
-           "cv_score", "feature_choices", "fit_views", "halving_subsets", "near_best",
+           "cv_score", "feature_choices", "fit_views", "fold_ids", "halving_subsets", "near_best",
            "predict_views", "resolve_rule", "select_features", "within_budget"]
 
 #: Selection metrics: name -> scorer of (true class indices, predicted class indices).
@@ -400,8 +400,7 @@ def _cv_fits(candidates: Sequence[tuple[Any, Sequence[np.ndarray]]], y: np.ndarr
         fit_X, held_X = _project([X[tr] for X in views_X], [X[va] for X in views_X],
                                  probe_dims, seed)
         fitted = fit_views(_started(head, None if probe_dims else start, y[tr]), fit_X, y[tr])
-        return score(y[va], predict_views(fitted, held_X)), fitted.steps[-1][1] \
-            if hasattr(fitted, "steps") else fitted
+        return score(y[va], predict_views(fitted, held_X)), _final_step(fitted)
 
     out = _on_threads(one, [(head, views_X, tr, va, None if start is None else start[k])
                             for (head, views_X), start in zip(candidates, starts, strict=True)
@@ -424,7 +423,7 @@ def _started(head, start, y) -> Any:
     from sklearn.base import clone
 
     head = clone(head)
-    last = head.steps[-1][1] if hasattr(head, "steps") else head
+    last = _final_step(head)
     if (start is None or type(start) is not type(last) or not hasattr(start, "coef_")
             or "warm_start" not in last.get_params()
             or not np.array_equal(getattr(start, "classes_", None), np.unique(y))):
@@ -432,6 +431,29 @@ def _started(head, start, y) -> Any:
     last.set_params(warm_start=True)
     last.coef_, last.intercept_ = start.coef_.copy(), np.array(start.intercept_, copy=True)
     return head
+
+
+def _final_step(estimator) -> Any:
+    """The last step of a pipeline; any other estimator itself."""
+    return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+
+
+def fold_ids(y, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Each row's fold in the shuffled stratified k-fold split of labels ``y`` that
+    :func:`cv_fold_scores` draws (``folds`` drops to the smallest class's count).
+    :func:`select_features` draws it once on the whole training split, and every round of
+    successive halving keeps its images in these folds.
+
+    Examples
+    --------
+    >>> ids = fold_ids(np.repeat([0, 1], 6), folds=3)
+    >>> sorted(np.bincount(ids).tolist())
+    [4, 4, 4]
+    """
+    ids = np.empty(len(y), int)
+    for k, (_, held) in enumerate(_stratified_split(np.asarray(y), folds, seed)):
+        ids[held] = k
+    return ids
 
 
 def _nested_split(ids: Sequence, fold_of: Mapping, folds: int) -> list:
@@ -817,8 +839,8 @@ def select_features(train, test, choices: Sequence[FeatureChoice], *, heads: Seq
         first = entries[0][0][0]
         y, k = first.labels, len(first.class_names)
         if not fold_of:
-            fold_of.update((path, i) for i, (_, held) in enumerate(_stratified_split(
-                np.asarray(train.labels), folds, seed)) for path in np.asarray(train.paths)[held])
+            fold_of.update(zip(train.paths, fold_ids(train.labels, folds, seed).tolist(),
+                               strict=True))
         n_folds = max(fold_of.values()) + 1
         scores, fitted = _cv_fits(
             [(head_for(name, len(y), k, norm, params),
